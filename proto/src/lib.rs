@@ -1,0 +1,34 @@
+//! Wardline's contracts: the gRPC APIs of intake, routing, billing and
+//! notification, and the event envelope every service publishes on
+//! JetStream. Services depend on this crate and never on each other.
+//!
+//! The module tree mirrors the protobuf packages (`wardline.<area>.v1`),
+//! which the generated code relies on for cross-package references.
+
+#![allow(clippy::all, missing_docs)]
+
+pub mod wardline {
+    pub mod common {
+        pub mod v1 {
+            tonic::include_proto!("wardline.common.v1");
+        }
+    }
+    pub mod events {
+        pub mod v1 {
+            tonic::include_proto!("wardline.events.v1");
+        }
+    }
+    pub mod intake {
+        pub mod v1 {
+            tonic::include_proto!("wardline.intake.v1");
+        }
+    }
+}
+
+pub use wardline::common::v1 as common;
+pub use wardline::events::v1 as events;
+pub use wardline::intake::v1 as intake;
+
+/// Encoded `FileDescriptorSet` of every Wardline proto, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/wardline_descriptor.bin"));

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Run Wardline on this machine and walk through a demo:
+#
+#   scripts/demo.sh         build, start intake in the background, run `wardctl demo`
+#   scripts/demo.sh stop    stop what the demo started (pid files .wardline/*.pid)
+#
+# It ensures PostgreSQL and a NATS >= 2.10 with JetStream (its own on 4223 when
+# the one on 4222 is too old), creates the service's database, builds the
+# release binaries, and leaves the services running for you to poke at with
+# target/release/wardctl. Works from any directory.
+#
+# Variables:
+#   WARDLINE_PG_URL       admin connection, default postgres://postgres@127.0.0.1:5432/postgres
+#   NATS_URL              default nats://127.0.0.1:4222 (see scripts/ensure-nats.sh)
+#   WARDLINE_JWT_SECRET   default: the contents of .wardline/jwt-secret (generated once)
+#   WARDLINE_STATE_DIR    default <repo>/.wardline (pids, logs, secret, NATS store)
+#   RUST_LOG              default info
+#   WARDLINE_BIN_DIR      where the binaries are, default target/release
+#   WARDLINE_SKIP_BUILD   1 skips cargo build (use binaries already in WARDLINE_BIN_DIR)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+STATE="$WARDLINE_STATE"
+LOGS="$STATE/logs"
+PG_URL="${WARDLINE_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+read -r PG_HOST PG_PORT < <(url_host_port "$PG_URL" 5432)
+
+BIN_DIR="${WARDLINE_BIN_DIR:-target/release}"
+INTAKE_DB=wardline_intake
+INTAKE_GRPC_ADDR=127.0.0.1:50051
+INTAKE_ADMIN_ADDR=127.0.0.1:9101
+
+stop_all() {
+    local f found=0
+    shopt -s nullglob
+    for f in "$STATE"/*.pid; do
+        found=1
+        # The pid file is named after the service; its binary is wardline-<name>.
+        stop_pidfile "$f" "wardline-$(basename "$f" .pid)"
+    done
+    ((found)) || log "nothing to stop (no pid files in $STATE)"
+}
+
+if [[ "${1:-}" == stop ]]; then
+    stop_all
+    log "services stopped; NATS and PostgreSQL keep running (our own NATS stops with: scripts/ensure-nats.sh stop)"
+    exit 0
+elif [[ $# -gt 0 ]]; then
+    die "usage: scripts/demo.sh [stop]"
+fi
+
+# ---------------------------------------------------------------- infrastructure
+
+WARDLINE_PG_URL="$PG_URL" scripts/ensure-postgres.sh
+NATS_URL="$(scripts/ensure-nats.sh)"
+export NATS_URL
+
+ensure_database() {
+    local db="$1"
+    if [[ "$(psql "$PG_URL" -XAtqc "select 1 from pg_database where datname = '$db'")" != 1 ]]; then
+        log "creating database $db"
+        psql "$PG_URL" -Xq -v ON_ERROR_STOP=1 -c "create database \"$db\"" >&2
+    fi
+}
+ensure_database "$INTAKE_DB"
+
+# ---------------------------------------------------------------- build
+
+if [[ "${WARDLINE_SKIP_BUILD:-0}" != 1 ]]; then
+    have cargo || die "cargo not found (install Rust with rustup)"
+    log "cargo build --release -p wardline-intake -p wardctl"
+    cargo build --release -p wardline-intake -p wardctl >&2
+fi
+
+# ---------------------------------------------------------------- secrets
+
+mkdir -p "$STATE" "$LOGS"
+if [[ -z "${WARDLINE_JWT_SECRET:-}" ]]; then
+    if [[ ! -s "$STATE/jwt-secret" ]]; then
+        log "generating a development JWT signing secret in $STATE/jwt-secret"
+        (umask 077 && head -c 48 /dev/urandom | base64 | tr -d '\n' >"$STATE/jwt-secret")
+    fi
+    WARDLINE_JWT_SECRET="$(cat "$STATE/jwt-secret")"
+fi
+export WARDLINE_JWT_SECRET
+if [[ "$WARDLINE_JWT_SECRET" == "$(cat "$STATE/jwt-secret" 2>/dev/null)" ]]; then
+    SECRET_HINT="\$(cat $STATE/jwt-secret)"
+else
+    SECRET_HINT="<the WARDLINE_JWT_SECRET you exported>"
+fi
+
+# ---------------------------------------------------------------- services
+
+# wait_ready NAME URL PID LOG: wait up to 60s for URL to answer 200.
+wait_ready() {
+    local name="$1" url="$2" pid="$3" logfile="$4" deadline=$((SECONDS + 60)) code
+    while true; do
+        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)"
+        [[ "$code" == 200 ]] && return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            warn "$name exited before it was ready; last lines of $logfile:"
+            tail -n 40 "$logfile" >&2 || true
+            exit 1
+        fi
+        if ((SECONDS >= deadline)); then
+            warn "$name not ready at $url after 60s (last answer: $code); last lines of $logfile:"
+            tail -n 40 "$logfile" >&2 || true
+            exit 1
+        fi
+        sleep 0.5
+    done
+}
+
+# start_service NAME ADMIN_ADDR GRPC_ADDR VAR=VALUE...: (re)start
+# $BIN_DIR/wardline-NAME in the background with the given environment.
+start_service() {
+    local name="$1" admin="$2" grpc="$3"
+    shift 3
+    local bin="$BIN_DIR/wardline-$name" pidfile="$STATE/$name.pid" logfile="$LOGS/$name.log" addr pid
+    [[ -x "$bin" ]] || die "$bin was not built"
+    stop_pidfile "$pidfile" "wardline-$name"
+    for addr in "$admin" "$grpc"; do
+        if port_open "${addr%:*}" "${addr##*:}"; then
+            die "$addr is taken by another process; stop it (ss -ltnp | grep ${addr##*:}) and retry"
+        fi
+    done
+    [[ -f "$logfile" ]] && mv -f "$logfile" "$logfile.prev"
+    log "starting $name (gRPC $grpc, admin http://$admin, log $logfile)"
+    # setsid: the service outlives this script and the terminal's Ctrl-C.
+    env "$@" RUST_LOG="${RUST_LOG:-info}" WARDLINE_LOG_FORMAT=json \
+        NATS_URL="$NATS_URL" WARDLINE_JWT_SECRET="$WARDLINE_JWT_SECRET" \
+        setsid "$bin" </dev/null >>"$logfile" 2>&1 &
+    pid=$!
+    echo "$pid" >"$pidfile"
+    wait_ready "$name" "http://$admin/readyz" "$pid" "$logfile"
+    log "$name ready (pid $pid)"
+}
+
+start_service intake "$INTAKE_ADMIN_ADDR" "$INTAKE_GRPC_ADDR" \
+    INTAKE_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$INTAKE_DB" \
+    INTAKE_GRPC_ADDR="$INTAKE_GRPC_ADDR" \
+    INTAKE_ADMIN_ADDR="$INTAKE_ADMIN_ADDR"
+
+# ---------------------------------------------------------------- demo
+
+export WARDCTL_INTAKE_URL="http://$INTAKE_GRPC_ADDR"
+printf '\n' >&2
+if ! "$BIN_DIR/wardctl" demo; then
+    warn "wardctl demo failed; last lines of $LOGS/intake.log:"
+    tail -n 40 "$LOGS/intake.log" >&2 || true
+    exit 1
+fi
+
+cat >&2 <<EOF
+
+Wardline is running:
+  intake   gRPC $WARDCTL_INTAKE_URL   admin http://$INTAKE_ADMIN_ADDR (/readyz /healthz /metrics)
+  NATS     $NATS_URL
+  logs     $LOGS/  (JSON lines; e.g. tail -f $LOGS/intake.log)
+
+Try more with $BIN_DIR/wardctl, after:
+  export WARDCTL_INTAKE_URL=$WARDCTL_INTAKE_URL NATS_URL=$NATS_URL WARDLINE_JWT_SECRET=$SECRET_HINT
+
+Stop the services with: scripts/demo.sh stop
+EOF

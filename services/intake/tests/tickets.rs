@@ -1,0 +1,802 @@
+//! Intake's API against a real PostgreSQL and a real NATS server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tonic::Code;
+use wardline_proto::common::{Category, Priority, TicketStatus};
+use wardline_proto::events::event_envelope::Payload;
+use wardline_proto::events::{HoldReason, ResolutionCode, TransferReason};
+use wardline_proto::intake::*;
+use wardline_testkit::{Auth, events};
+
+#[tokio::test]
+async fn a_nurse_with_patient_care_blocked_gets_a_p1_ticket_and_one_created_event() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    let mut tickets = app.tickets(&nurse_token("stmarys"));
+
+    // The caller's trace continues through the outbox into the event.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut req = tonic::Request::new(nurse_ticket("call-1"));
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    let t = tickets.create_ticket(req).await.unwrap().into_inner();
+    assert_eq!(t.number, "STM-000001");
+    assert_eq!(
+        t.priority(),
+        Priority::P1,
+        "patient care blocked is the fast lane"
+    );
+    assert_eq!(t.status(), TicketStatus::New);
+    assert_eq!(
+        t.category(),
+        Category::MedicationAdministration,
+        "classified from the description"
+    );
+    assert!(t.category_classified);
+    assert_eq!(t.version, 1);
+
+    let by_number = tickets
+        .get_ticket(GetTicketRequest {
+            number: "STM-000001".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_number.ticket_id, t.ticket_id);
+
+    let seen = events::wait_for(
+        &app.nats_url(),
+        "wardline.events.stmarys.ticket.created",
+        1,
+        10,
+    )
+    .await;
+    assert_eq!(seen.len(), 1, "exactly one created event");
+    let ev = &seen[0];
+    assert_eq!(
+        ev.msg_id.as_deref(),
+        Some(ev.envelope.event_id.as_str()),
+        "Nats-Msg-Id is the event id"
+    );
+    let tp = ev.traceparent.as_deref().expect("traceparent header");
+    assert!(
+        tp.starts_with(&format!("00-{trace_id}-")) && tp.len() == 55,
+        "same trace: {tp}"
+    );
+    assert_eq!(ev.envelope.tenant_id, "stmarys");
+    assert_eq!(ev.envelope.aggregate_version, 1);
+    let Some(Payload::TicketCreated(created)) = &ev.envelope.payload else {
+        panic!("not a TicketCreated")
+    };
+    let snap = created.ticket.as_ref().unwrap();
+    assert_eq!(snap.ticket_id, t.ticket_id);
+    assert_eq!(snap.number, "STM-000001");
+    assert!(snap.clinical_category);
+    assert_eq!(
+        created.caller.as_ref().unwrap().email,
+        "riley.jones@example.org"
+    );
+    // The description never leaves intake.
+    let raw = String::from_utf8_lossy(&ev.raw);
+    assert!(
+        !raw.contains("barcode scanner"),
+        "the event must not carry free text"
+    );
+}
+
+#[tokio::test]
+async fn numbers_are_per_tenant_and_sequential() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    app.create_tenant("lakeside", "LKS").await;
+    let mut stm = app.tickets(&nurse_token("stmarys"));
+    let mut lks = app.tickets(&nurse_token("lakeside"));
+    for i in 1..=3 {
+        let t = stm
+            .create_ticket(nurse_ticket(&format!("s{i}")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(t.number, format!("STM-{i:06}"));
+    }
+    let t = lks
+        .create_ticket(nurse_ticket("l1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.number, "LKS-000001");
+}
+
+#[tokio::test]
+async fn a_retry_returns_the_first_ticket_and_another_payload_is_refused() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    let mut tickets = app.tickets(&nurse_token("stmarys"));
+    let first = tickets
+        .create_ticket(nurse_ticket("same-key"))
+        .await
+        .unwrap()
+        .into_inner();
+    let retry = tickets
+        .create_ticket(nurse_ticket("same-key"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, retry, "the retry gets the first result");
+
+    let mut other = nurse_ticket("same-key");
+    other.description = "A different problem".into();
+    let err = tickets.create_ticket(other).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("request_id"), "{}", err.message());
+
+    let all = tickets
+        .list_tickets(ListTicketsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.tickets.len(), 1, "no second ticket");
+    let seen = events::wait_for(
+        &app.nats_url(),
+        "wardline.events.stmarys.ticket.created",
+        1,
+        10,
+    )
+    .await;
+    assert_eq!(seen.len(), 1, "no second event");
+}
+
+#[tokio::test]
+async fn concurrent_retries_with_one_key_create_one_ticket() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    let tickets = app.tickets(&nurse_token("stmarys"));
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        let mut c = tickets.clone();
+        calls.push(tokio::spawn(async move {
+            c.create_ticket(nurse_ticket("racing"))
+                .await
+                .map(|r| r.into_inner().ticket_id)
+        }));
+    }
+    let mut ids = Vec::new();
+    for c in calls {
+        ids.push(c.await.unwrap().expect("every retry succeeds"));
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+}
+
+#[tokio::test]
+async fn bad_input_is_invalid_argument_naming_the_field() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    let mut tickets = app.tickets(&nurse_token("stmarys"));
+    type Mutate = fn(&mut CreateTicketRequest);
+    let cases: Vec<(&str, Mutate)> = vec![
+        ("request_id", |r| r.request_id.clear()),
+        ("facility_id", |r| r.facility_id.clear()),
+        ("caller", |r| r.caller = None),
+        ("caller.role", |r| r.caller.as_mut().unwrap().role = 0),
+        ("caller.role", |r| r.caller.as_mut().unwrap().role = 99),
+        ("caller.name", |r| {
+            r.caller.as_mut().unwrap().name = "  ".into()
+        }),
+        ("caller.email", |r| {
+            r.caller.as_mut().unwrap().email = "not-an-email".into()
+        }),
+        ("caller.phone", |r| {
+            r.caller.as_mut().unwrap().phone = "555-0100".into()
+        }),
+        ("channel", |r| r.channel = 0),
+        ("urgency", |r| r.urgency = 0),
+        ("impact", |r| r.impact = 0),
+        ("application", |r| r.application = "Epic Hyperspace!".into()),
+        ("description", |r| r.description.clear()),
+        ("description", |r| r.description = "x".repeat(10_001)),
+        ("category", |r| r.category = 1234),
+    ];
+    for (i, (field, mutate)) in cases.into_iter().enumerate() {
+        let mut req = nurse_ticket(&format!("bad-{i}"));
+        mutate(&mut req);
+        let err = tickets.create_ticket(req).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "case {i} ({field}): {err:?}"
+        );
+        assert!(
+            err.message().starts_with(&format!("{field}:")),
+            "case {i}: {}",
+            err.message()
+        );
+    }
+    // An unknown facility is a missing thing, not malformed input.
+    let mut req = nurse_ticket("bad-facility");
+    req.facility_id = "nowhere".into();
+    let err = tickets.create_ticket(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(err.message().contains("facility_id"));
+    // Nothing was stored by any of them.
+    let all = tickets
+        .list_tickets(ListTicketsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(all.tickets.is_empty());
+}
+
+#[tokio::test]
+async fn another_tenants_ticket_is_not_found_like_a_missing_one() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    app.create_tenant("lakeside", "LKS").await;
+    let t = app
+        .tickets(&nurse_token("stmarys"))
+        .create_ticket(nurse_ticket("a"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut lakeside = app.tickets(&admin_token("lakeside"));
+    let foreign = lakeside
+        .get_ticket(GetTicketRequest {
+            ticket_id: t.ticket_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let missing = lakeside
+        .get_ticket(GetTicketRequest {
+            ticket_id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(foreign.code(), Code::NotFound);
+    assert_eq!(missing.code(), Code::NotFound);
+    let err = lakeside
+        .acknowledge_ticket(AcknowledgeTicketRequest {
+            request_id: "x".into(),
+            ticket_id: t.ticket_id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let listed = lakeside
+        .list_tickets(ListTicketsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.tickets.is_empty());
+    // A token for one tenant cannot name another in x-tenant-id.
+    let mut sneaky = app.tickets_as(Auth::new(&admin_token("lakeside"), Some("stmarys")));
+    let err = sneaky
+        .list_tickets(ListTicketsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // A vendor token reaches the tenant it names.
+    let mut vendor = app.tickets_as(Auth::new(&vendor_token(), Some("stmarys")));
+    let got = vendor
+        .get_ticket(GetTicketRequest {
+            ticket_id: t.ticket_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.into_inner().number, "STM-000001");
+}
+
+#[tokio::test]
+async fn callers_without_a_valid_token_or_role_are_refused() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    let err = app
+        .tickets_as(Auth::anonymous())
+        .list_tickets(ListTicketsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = app
+        .tickets("not-a-jwt")
+        .list_tickets(ListTicketsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let billing = wardline_testkit::token("fin", "stmarys", &[wardline_kit::auth::Role::Billing]);
+    let err = app
+        .tickets(&billing)
+        .create_ticket(nurse_ticket("b"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // A requester cannot create tenants.
+    let err = app
+        .tenants(Auth::new(&nurse_token("stmarys"), None))
+        .list_tenants(ListTenantsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn the_lifecycle_follows_the_state_machine_and_publishes_each_step() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    let t = app
+        .tickets(&nurse_token("stmarys"))
+        .create_ticket(nurse_ticket("c"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut analyst = app.tickets(&analyst_token("stmarys", "an.lee"));
+    let id = t.ticket_id.clone();
+
+    // Closing a new ticket is not allowed.
+    let err = analyst
+        .close_ticket(CloseTicketRequest {
+            request_id: "close-early".into(),
+            ticket_id: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(err.message(), "cannot close a ticket that is new");
+
+    // The analyst who answered takes it.
+    let t = analyst
+        .acknowledge_ticket(AcknowledgeTicketRequest {
+            request_id: "ack".into(),
+            ticket_id: id.clone(),
+            expected_version: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.status(), TicketStatus::Acknowledged);
+    assert_eq!(t.assignee_analyst_id, "an.lee");
+    assert!(t.acknowledged_at.is_some());
+
+    // A stale version is refused.
+    let err = analyst
+        .start_ticket(StartTicketRequest {
+            request_id: "start-stale".into(),
+            ticket_id: id.clone(),
+            expected_version: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+
+    // Another analyst cannot work it.
+    let err = app
+        .tickets(&analyst_token("stmarys", "an.other"))
+        .start_ticket(StartTicketRequest {
+            request_id: "start-other".into(),
+            ticket_id: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    let t = analyst
+        .start_ticket(StartTicketRequest {
+            request_id: "start".into(),
+            ticket_id: id.clone(),
+            expected_version: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.status(), TicketStatus::InProgress);
+    let err = analyst
+        .hold_ticket(HoldTicketRequest {
+            request_id: "hold-bad".into(),
+            ticket_id: id.clone(),
+            expected_version: 0,
+            reason: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("reason:"));
+    let t = analyst
+        .hold_ticket(HoldTicketRequest {
+            request_id: "hold".into(),
+            ticket_id: id.clone(),
+            expected_version: 0,
+            reason: HoldReason::AwaitingCaller as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.status(), TicketStatus::OnHold);
+    let t = analyst
+        .start_ticket(StartTicketRequest {
+            request_id: "resume".into(),
+            ticket_id: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.status(), TicketStatus::InProgress);
+    let t = analyst
+        .resolve_ticket(ResolveTicketRequest {
+            request_id: "resolve".into(),
+            ticket_id: id.clone(),
+            expected_version: 0,
+            resolution_code: ResolutionCode::Configuration as i32,
+            first_contact_resolution: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.status(), TicketStatus::Resolved);
+    assert!(t.first_contact_resolution);
+
+    // The nurse says it is not fixed: reopen goes back to routing.
+    let t = app
+        .tickets(&nurse_token("stmarys"))
+        .reopen_ticket(ReopenTicketRequest {
+            request_id: "reopen".into(),
+            ticket_id: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.status(), TicketStatus::New);
+    assert_eq!(t.reopen_count, 1);
+    assert!(t.assignee_analyst_id.is_empty());
+
+    let t = analyst
+        .acknowledge_ticket(AcknowledgeTicketRequest {
+            request_id: "ack2".into(),
+            ticket_id: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let t2 = analyst
+        .transfer_ticket(TransferTicketRequest {
+            request_id: "transfer".into(),
+            ticket_id: id.clone(),
+            expected_version: t.version,
+            reason: TransferReason::NeedsTier2 as i32,
+            category: Category::Orders as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t2.status(), TicketStatus::New);
+    assert_eq!(t2.category(), Category::Orders);
+
+    let admin = &mut app.tickets(&admin_token("stmarys"));
+    admin
+        .acknowledge_ticket(AcknowledgeTicketRequest {
+            request_id: "ack3".into(),
+            ticket_id: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    admin
+        .resolve_ticket(ResolveTicketRequest {
+            request_id: "res2".into(),
+            ticket_id: id.clone(),
+            expected_version: 0,
+            resolution_code: ResolutionCode::Education as i32,
+            first_contact_resolution: false,
+        })
+        .await
+        .unwrap();
+    let t = admin
+        .close_ticket(CloseTicketRequest {
+            request_id: "close".into(),
+            ticket_id: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.status(), TicketStatus::Closed);
+    let err = admin
+        .reopen_ticket(ReopenTicketRequest {
+            request_id: "reopen-closed".into(),
+            ticket_id: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    // Every change published one event, in version order.
+    let seen = events::wait_for(&app.nats_url(), "wardline.events.stmarys.ticket.>", 12, 10).await;
+    let kinds: Vec<(String, u64)> = seen
+        .iter()
+        .map(|s| {
+            (
+                s.subject.rsplit('.').next().unwrap().to_owned(),
+                s.envelope.aggregate_version,
+            )
+        })
+        .collect();
+    let expected = [
+        "created",
+        "acknowledged",
+        "started",
+        "held",
+        "started",
+        "resolved",
+        "reopened",
+        "acknowledged",
+        "transferred",
+        "acknowledged",
+        "resolved",
+        "closed",
+    ];
+    assert_eq!(kinds.len(), expected.len(), "{kinds:?}");
+    for (i, (kind, version)) in kinds.iter().enumerate() {
+        assert_eq!(kind, expected[i]);
+        assert_eq!(*version, i as u64 + 1);
+    }
+}
+
+#[tokio::test]
+async fn listing_filters_and_pages_with_a_stable_cursor() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    let mut tickets = app.tickets(&admin_token("stmarys"));
+    for i in 0..7 {
+        let mut r = nurse_ticket(&format!("l{i}"));
+        r.patient_care_blocked = i % 2 == 0;
+        tickets.create_ticket(r).await.unwrap();
+    }
+    let mut numbers = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = tickets
+            .list_tickets(ListTicketsRequest {
+                page_size: 3,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        numbers.extend(page.tickets.iter().map(|t| t.number.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let expected: Vec<String> = (1..=7).rev().map(|i| format!("STM-{i:06}")).collect();
+    assert_eq!(numbers, expected, "newest first, each once");
+
+    let p1 = tickets
+        .list_tickets(ListTicketsRequest {
+            priorities: vec![Priority::P1 as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p1.tickets.len(), 4);
+    let err = tickets
+        .list_tickets(ListTicketsRequest {
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("page_token:"));
+}
+
+#[tokio::test]
+async fn notes_stay_in_intake_and_private_notes_are_hidden_from_requesters() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    let mut nurse = app.tickets(&nurse_token("stmarys"));
+    let t = nurse
+        .create_ticket(nurse_ticket("n"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut analyst = app.tickets(&analyst_token("stmarys", "an.lee"));
+    analyst
+        .add_note(AddNoteRequest {
+            request_id: "n1".into(),
+            ticket_id: t.ticket_id.clone(),
+            body: "CANARY-PHI patient Doe".into(),
+            public: false,
+        })
+        .await
+        .unwrap();
+    analyst
+        .add_note(AddNoteRequest {
+            request_id: "n2".into(),
+            ticket_id: t.ticket_id.clone(),
+            body: "Please restart the scanner".into(),
+            public: true,
+        })
+        .await
+        .unwrap();
+    let seen_by_analyst = analyst
+        .list_notes(ListNotesRequest {
+            ticket_id: t.ticket_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seen_by_analyst.notes.len(), 2);
+    let seen_by_nurse = nurse
+        .list_notes(ListNotesRequest {
+            ticket_id: t.ticket_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seen_by_nurse.notes.len(), 1);
+    assert!(seen_by_nurse.notes[0].public);
+
+    let seen = events::wait_for(
+        &app.nats_url(),
+        "wardline.events.stmarys.ticket.note_added",
+        2,
+        10,
+    )
+    .await;
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        assert!(!String::from_utf8_lossy(&s.raw).contains("CANARY-PHI"));
+    }
+}
+
+#[tokio::test]
+async fn tenants_are_validated_unique_and_listed_for_vendors() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    let mut vendor = app.vendor();
+    let dup = vendor
+        .create_tenant(CreateTenantRequest {
+            request_id: "dup".into(),
+            tenant_id: "stmarys".into(),
+            name: "Again".into(),
+            time_zone: "UTC".into(),
+            ticket_prefix: "AGN".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code(), Code::AlreadyExists);
+    let bad_zone = vendor
+        .create_tenant(CreateTenantRequest {
+            request_id: "zone".into(),
+            tenant_id: "mercy".into(),
+            name: "Mercy".into(),
+            time_zone: "Mars/Olympus".into(),
+            ticket_prefix: "MRC".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_zone.code(), Code::InvalidArgument);
+    assert!(bad_zone.message().starts_with("time_zone:"));
+
+    let mut admin = app.tenants(Auth::new(&admin_token("stmarys"), None));
+    let t = admin
+        .add_facility(AddFacilityRequest {
+            request_id: "fac".into(),
+            facility: Some(Facility {
+                facility_id: "north-clinic".into(),
+                name: "North Clinic".into(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.facilities.len(), 2);
+    let got = admin
+        .get_tenant(GetTenantRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.reopen_window_hours, 72);
+    let err = admin
+        .get_tenant(GetTenantRequest {
+            tenant_id: "other".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    let listed = vendor
+        .list_tenants(ListTenantsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.tenants.len(), 1);
+    let seen = events::wait_for(&app.nats_url(), "wardline.events.stmarys.tenant.>", 2, 10).await;
+    assert_eq!(seen.len(), 2, "created and updated");
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_reflection_are_served() {
+    let app = spawn_app().await;
+    let ready = http_get(app.admin, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let metrics = http_get(app.admin, "/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+
+    let mut health =
+        tonic_health::pb::health_client::HealthClient::new(wardline_testkit::channel(app.grpc));
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "wardline.intake.v1.TicketService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(wardline_testkit::channel(app.grpc));
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = reflection
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let msg = resp.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("no service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"wardline.intake.v1.TicketService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"wardline.intake.v1.TenantService".to_owned()),
+        "{names:?}"
+    );
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}

@@ -1,0 +1,250 @@
+//! Typed configuration from environment variables.
+//!
+//! Every service reads its variables once at start-up into one `Config`
+//! struct. A missing or malformed variable stops start-up with an error
+//! that names the variable, because a hospital's operator at 3 a.m. should
+//! not have to guess which of forty variables is wrong.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// A configuration variable that is missing or cannot be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("environment variable {var} is required but not set")]
+    Missing {
+        /// The variable's name.
+        var: String,
+    },
+    /// A variable is set to something unusable.
+    #[error("environment variable {var} is invalid: {reason}")]
+    Invalid {
+        /// The variable's name.
+        var: String,
+        /// What is wrong with it (never the value of a secret).
+        reason: String,
+    },
+}
+
+/// Reads variables from a source (the process environment, or a map in tests).
+pub struct Env {
+    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+}
+
+impl Env {
+    /// Reads the process environment.
+    pub fn process() -> Self {
+        Self {
+            lookup: Box::new(|k| std::env::var(k).ok()),
+        }
+    }
+
+    /// Reads from a fixed list of pairs (tests).
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let map: std::collections::HashMap<String, String> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        Self {
+            lookup: Box::new(move |k| map.get(k).cloned()),
+        }
+    }
+
+    /// The raw value, treating an empty string as unset.
+    pub fn get(&self, var: &str) -> Option<String> {
+        (self.lookup)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A string with a default.
+    pub fn string(&self, var: &str, default: &str) -> String {
+        self.get(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// A required string.
+    pub fn required(&self, var: &str) -> Result<String, ConfigError> {
+        self.get(var)
+            .ok_or_else(|| ConfigError::Missing { var: var.into() })
+    }
+
+    /// A value parsed with `FromStr`, with a default.
+    pub fn parse<T>(&self, var: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| ConfigError::Invalid {
+                    var: var.into(),
+                    reason: format!("cannot parse {raw:?}: {e}"),
+                }),
+        }
+    }
+
+    /// A socket address such as `0.0.0.0:50051`.
+    pub fn addr(&self, var: &str, default: &str) -> Result<SocketAddr, ConfigError> {
+        let raw = self.string(var, default);
+        raw.parse().map_err(|e| ConfigError::Invalid {
+            var: var.into(),
+            reason: format!("{raw:?} is not a host:port socket address: {e}"),
+        })
+    }
+
+    /// A duration given in whole milliseconds.
+    pub fn millis(&self, var: &str, default_ms: u64) -> Result<Duration, ConfigError> {
+        self.parse(var, default_ms).map(Duration::from_millis)
+    }
+
+    /// A required secret; `min_len` guards against toy keys in production.
+    pub fn secret(&self, var: &str, min_len: usize) -> Result<SecretString, ConfigError> {
+        let raw = self.required(var)?;
+        if raw.len() < min_len {
+            return Err(ConfigError::Invalid {
+                var: var.into(),
+                reason: format!("must be at least {min_len} characters long"),
+            });
+        }
+        Ok(SecretString::from(raw))
+    }
+
+    /// A comma-separated list; empty when unset.
+    pub fn list(&self, var: &str) -> Vec<String> {
+        self.get(var)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Settings every service shares, read from unprefixed variables.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    /// `NATS_URL`: where JetStream lives.
+    pub nats_url: String,
+    /// `WARDLINE_STREAM_REPLICAS`: replicas of the event stream (1, or 3 clustered).
+    pub stream_replicas: usize,
+    /// `WARDLINE_SHUTDOWN_TIMEOUT_MS`: the most a graceful shutdown may take.
+    pub shutdown_timeout: Duration,
+    /// `WARDLINE_LOG_FORMAT`: `json` (default) or `pretty`.
+    pub log_format: crate::telemetry::LogFormat,
+    /// `WARDLINE_TENANTS`: when set, this replica's consumers only take these
+    /// tenants' events (dedicated capacity for a large tenant).
+    pub tenants: Vec<String>,
+}
+
+impl CommonConfig {
+    /// Reads the shared variables.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let replicas: usize = env.parse("WARDLINE_STREAM_REPLICAS", 1)?;
+        if !matches!(replicas, 1 | 3 | 5) {
+            return Err(ConfigError::Invalid {
+                var: "WARDLINE_STREAM_REPLICAS".into(),
+                reason: "must be 1, 3 or 5".into(),
+            });
+        }
+        let tenants = env.list("WARDLINE_TENANTS");
+        for t in &tenants {
+            if !crate::validate::is_slug(t, 2, 32) {
+                return Err(ConfigError::Invalid {
+                    var: "WARDLINE_TENANTS".into(),
+                    reason: format!("{t:?} is not a tenant slug"),
+                });
+            }
+        }
+        Ok(Self {
+            nats_url: env.string("NATS_URL", "nats://127.0.0.1:4222"),
+            stream_replicas: replicas,
+            shutdown_timeout: env.millis("WARDLINE_SHUTDOWN_TIMEOUT_MS", 20_000)?,
+            log_format: env.parse("WARDLINE_LOG_FORMAT", crate::telemetry::LogFormat::Json)?,
+            tenants,
+        })
+    }
+}
+
+/// Database pool settings for a service, read from `<PREFIX>_DATABASE_URL`
+/// and `<PREFIX>_DB_MAX_CONNECTIONS`.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// Connection URL (wrapped: it may carry a password).
+    pub url: SecretString,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+impl DbConfig {
+    /// Reads `<prefix>_DATABASE_URL` (with a development default) and the pool size.
+    pub fn from_env(env: &Env, prefix: &str, default_url: &str) -> Result<Self, ConfigError> {
+        let var = format!("{prefix}_DATABASE_URL");
+        let url = env.string(&var, default_url);
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid {
+                var,
+                reason: "must be a postgres:// URL".into(),
+            });
+        }
+        Ok(Self {
+            url: SecretString::from(url),
+            max_connections: env.parse(&format!("{prefix}_DB_MAX_CONNECTIONS"), 16)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_variable() {
+        let env = Env::from_pairs([("X_PORT", "abc"), ("X_ADDR", "nope")]);
+        let e = env.parse::<u16>("X_PORT", 1).unwrap_err().to_string();
+        assert!(e.contains("X_PORT"), "{e}");
+        let e = env.addr("X_ADDR", "0.0.0.0:1").unwrap_err().to_string();
+        assert!(e.contains("X_ADDR"), "{e}");
+        let e = env.required("X_MISSING").unwrap_err().to_string();
+        assert!(e.contains("X_MISSING"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_print_and_must_be_long() {
+        let env = Env::from_pairs([("S", "short"), ("L", &"x".repeat(40))]);
+        let e = env.secret("S", 32).unwrap_err().to_string();
+        assert!(!e.contains("short"), "{e}");
+        let s = env.secret("L", 32).unwrap();
+        assert!(!format!("{s:?}").contains("xxxx"));
+    }
+
+    #[test]
+    fn defaults_apply_when_unset_or_empty() {
+        let env = Env::from_pairs([("EMPTY", "  ")]);
+        assert_eq!(env.string("EMPTY", "d"), "d");
+        assert_eq!(env.parse("NONE", 7u32).unwrap(), 7);
+        let c = CommonConfig::from_env(&env).unwrap();
+        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(c.stream_replicas, 1);
+        assert!(c.tenants.is_empty());
+    }
+
+    #[test]
+    fn tenants_filter_is_validated() {
+        let env = Env::from_pairs([("WARDLINE_TENANTS", "stmarys, BAD!")]);
+        let e = CommonConfig::from_env(&env).unwrap_err().to_string();
+        assert!(e.contains("WARDLINE_TENANTS"));
+    }
+}

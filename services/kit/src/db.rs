@@ -1,0 +1,67 @@
+//! PostgreSQL pool and migrations.
+//!
+//! Services connect with retries, because in a `docker compose up` or after
+//! a hospital's database fail-over PostgreSQL may come up after the service.
+//! Migrations run at start-up under sqlx's advisory lock, so replicas
+//! starting together apply them once.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::DbConfig;
+
+/// The kit's own tables (outbox, inbox, dead letters, idempotency keys).
+pub static KIT_MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Errors opening or migrating the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database did not accept connections in time.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Opens a pool, retrying for up to about a minute.
+pub async fn connect(cfg: &DbConfig) -> Result<PgPool, DbError> {
+    let url = cfg.url.expose_secret().to_owned();
+    let max = cfg.max_connections;
+    (|| {
+        let url = url.clone();
+        async move {
+            PgPoolOptions::new()
+                .max_connections(max)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(&url)
+                .await
+        }
+    })
+    .retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(5))
+            .with_max_times(15)
+            .with_jitter(),
+    )
+    .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "PostgreSQL not reachable yet"))
+    .await
+    .map_err(DbError::Connect)
+}
+
+/// Applies the kit's migrations, then the service's. Each set keeps its own
+/// history table, so their version numbers never collide.
+pub async fn migrate(pool: &PgPool, service: &Migrator) -> Result<(), DbError> {
+    let mut kit = Migrator::with_migrations(KIT_MIGRATOR.iter().cloned().collect());
+    kit.dangerous_set_table_name("_wardline_kit_migrations");
+    kit.run(pool).await?;
+    service.run(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! gRPC bootstrap pieces: the per-RPC span, health and reflection, and the
+//! mapping of shared errors to statuses.
+
+use tonic::Status;
+use tracing::field::Empty;
+
+use crate::telemetry;
+
+/// Span of one RPC, child of the caller's `traceparent` when there is one.
+/// Handlers record allow-listed fields (tenant, ticket id ...) on it.
+pub fn rpc_span(req: &http::Request<()>) -> tracing::Span {
+    let path = req.uri().path();
+    let span = tracing::info_span!(
+        "grpc.request",
+        otel.name = %path.trim_start_matches('/'),
+        otel.kind = "server",
+        rpc.method = %path,
+        tenant = Empty,
+        ticket_id = Empty,
+        ticket_number = Empty,
+        priority = Empty,
+        category = Empty,
+        analyst_id = Empty,
+        trace_id = Empty,
+    );
+    telemetry::set_remote_parent(&span, &telemetry::HttpHeaderExtractor(req.headers()));
+    span
+}
+
+/// The reflection service for every Wardline proto.
+pub fn reflection() -> tonic_reflection::server::v1::ServerReflectionServer<
+    impl tonic_reflection::server::v1::ServerReflection,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(wardline_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the compiled descriptor set is valid")
+}
+
+/// Maps an idempotency failure to a status.
+impl From<crate::idempotency::IdempotencyError> for Status {
+    fn from(e: crate::idempotency::IdempotencyError) -> Self {
+        match e {
+            crate::idempotency::IdempotencyError::Mismatch => Status::failed_precondition(
+                "request_id: already used for a different request; use a new request_id",
+            ),
+            crate::idempotency::IdempotencyError::Db(e) => db_status(&e),
+        }
+    }
+}
+
+/// Maps a database error to UNAVAILABLE (retryable) or INTERNAL, logging
+/// the detail and never returning it (it could contain row data).
+pub fn db_status(e: &sqlx::Error) -> Status {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => {
+            tracing::warn!(error = %e, "database unavailable");
+            Status::unavailable("the database is unavailable; retry with the same request_id")
+        }
+        sqlx::Error::Database(db)
+            if db.code().as_deref() == Some("40001") || db.code().as_deref() == Some("40P01") =>
+        {
+            Status::aborted("concurrent update; retry with the same request_id")
+        }
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .as_deref()
+                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+        {
+            tracing::warn!(error = %e, "database unavailable");
+            Status::unavailable("the database is unavailable; retry with the same request_id")
+        }
+        other => {
+            tracing::error!(error = %other, "database error");
+            Status::internal("internal error")
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! What every Wardline service needs, written once.
+//!
+//! - [`config`]: typed environment configuration with errors naming the variable.
+//! - [`telemetry`]: JSON/pretty logs with trace ids, OTLP export, W3C propagation.
+//! - [`auth`]: bearer JWTs carrying tenant and roles, verified by a tonic interceptor.
+//! - [`db`]: PostgreSQL pool with retries; the kit's and the service's migrations.
+//! - [`nats`]: NATS connection, idempotent stream provisioning, subject naming.
+//! - [`events`]: event envelopes and the payload-to-subject mapping.
+//! - [`outbox`]: the transactional outbox writer and its relay to JetStream.
+//! - [`consumer`]: the durable consumer loop with inbox de-duplication, backoff and dead letters.
+//! - [`idempotency`]: request ids of mutating RPCs.
+//! - [`grpc`]: the per-RPC span, reflection, database-error statuses.
+//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`shutdown`] and [`service`]: a service's start-up and ordered, bounded shutdown.
+//! - [`validate`]: small input checks shared by request validation.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod events;
+pub mod grpc;
+pub mod idempotency;
+pub mod nats;
+pub mod outbox;
+pub mod service;
+pub mod shutdown;
+pub mod telemetry;
+pub mod validate;

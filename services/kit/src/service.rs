@@ -1,0 +1,186 @@
+//! The life of a service process, written once for all four.
+//!
+//! [`Base::connect`] opens PostgreSQL (with retries), applies migrations,
+//! connects to NATS and provisions the streams. The service then spawns its
+//! relay and consumers on the base and hands its gRPC router to
+//! [`Base::serve`], which runs until the shutdown token is cancelled and then
+//! stops in an order that loses nothing:
+//!
+//! 1. health turns NOT_SERVING and `/readyz` 503, so balancers stop sending;
+//! 2. the gRPC server stops accepting and finishes in-flight RPCs;
+//! 3. background tasks (relay, consumers, scanners) are cancelled and finish
+//!    their current unit of work; unacknowledged messages are redelivered
+//!    to another replica, unpublished outbox rows wait for the next relay;
+//! 4. NATS is drained, the pool closed, spans flushed.
+//!
+//! All of it under `WARDLINE_SHUTDOWN_TIMEOUT_MS`; past it the process exits
+//! anyway, which is safe because every step above is also crash-safe.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{CommonConfig, DbConfig};
+use crate::consumer::{self, ConsumerSpec, EventHandler};
+use crate::outbox::{Relay, RelayConfig};
+
+/// Errors starting a service.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Database connection or migration.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    /// NATS connection or provisioning.
+    #[error(transparent)]
+    Nats(#[from] crate::nats::NatsError),
+    /// A port could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Connections and lifecycle shared by a service's parts.
+#[derive(Clone)]
+pub struct Base {
+    /// Service name.
+    pub service: &'static str,
+    /// Database pool.
+    pub pool: PgPool,
+    /// NATS client.
+    pub nats: async_nats::Client,
+    /// JetStream context.
+    pub js: jetstream::Context,
+    /// Cancelled when shutdown begins (signal or test).
+    pub shutdown: CancellationToken,
+    /// Cancelled once RPCs have stopped: background tasks watch this one.
+    background: CancellationToken,
+    tasks: TaskTracker,
+    common: CommonConfig,
+}
+
+impl Base {
+    /// Opens the database (and migrates it), connects to NATS and provisions the streams.
+    pub async fn connect(
+        service: &'static str,
+        common: &CommonConfig,
+        db: &DbConfig,
+        migrator: &Migrator,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StartError> {
+        let pool = crate::db::connect(db).await?;
+        crate::db::migrate(&pool, migrator).await?;
+        let nats = crate::nats::connect(&common.nats_url, service).await?;
+        let js = jetstream::new(nats.clone());
+        crate::nats::provision_streams(&js, common.stream_replicas).await?;
+        Ok(Self {
+            service,
+            pool,
+            nats,
+            js,
+            shutdown,
+            background: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            common: common.clone(),
+        })
+    }
+
+    /// Spawns a background task that stops when RPCs have stopped.
+    pub fn spawn<F, Fut>(&self, f: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(f(self.background.clone()));
+    }
+
+    /// Spawns the outbox relay.
+    pub fn spawn_relay(&self, cfg: RelayConfig) {
+        let relay = Relay::new(self.pool.clone(), self.js.clone(), cfg, self.service);
+        self.spawn(move |stop| relay.run(stop));
+    }
+
+    /// Spawns a durable consumer with `handler`.
+    pub fn spawn_consumer<H: EventHandler>(&self, spec: ConsumerSpec, handler: Arc<H>) {
+        let (js, pool) = (self.js.clone(), self.pool.clone());
+        self.spawn(move |stop| async move {
+            let durable = spec.durable.clone();
+            if let Err(e) = consumer::run(js, pool, spec, handler, stop).await {
+                tracing::error!(%durable, error = %e, "consumer stopped");
+            }
+        });
+    }
+
+    /// Binds a TCP listener (port 0 picks a free port, for tests).
+    pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    }
+
+    /// Serves gRPC (`router`) and the admin port until shutdown, then stops in order.
+    pub async fn serve(
+        self,
+        grpc: TcpListener,
+        router: tonic::transport::server::Router,
+        health: tonic_health::server::HealthReporter,
+        admin: TcpListener,
+    ) -> anyhow::Result<()> {
+        let admin_stop = CancellationToken::new();
+        let readiness = crate::admin::Readiness {
+            pool: self.pool.clone(),
+            nats: self.nats.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        let admin_task = tokio::spawn(crate::admin::serve(admin, readiness, admin_stop.clone()));
+
+        let shutdown = self.shutdown.clone();
+        let health_on_stop = health.clone();
+        let grpc_stopping = async move {
+            shutdown.cancelled().await;
+            health_on_stop
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        };
+        tracing::info!(service = self.service, "serving");
+        let served = router
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                grpc_stopping,
+            )
+            .await;
+        if let Err(e) = &served {
+            tracing::error!(error = %e, "gRPC server failed");
+            self.shutdown.cancel();
+        }
+
+        let deadline = self.common.shutdown_timeout;
+        let orderly = async {
+            self.background.cancel();
+            self.tasks.close();
+            self.tasks.wait().await;
+            if let Err(e) = self.nats.drain().await {
+                tracing::warn!(error = %e, "NATS drain failed");
+            }
+            self.pool.close().await;
+        };
+        if tokio::time::timeout(deadline, orderly).await.is_err() {
+            tracing::warn!(timeout = ?deadline, "shutdown timed out; exiting anyway");
+        }
+        admin_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
+        tracing::info!(service = self.service, "stopped");
+        served.map_err(Into::into)
+    }
+}

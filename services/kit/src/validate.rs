@@ -1,0 +1,89 @@
+//! Small input checks shared by every service's request validation.
+
+/// `[a-z0-9-]`, starting with a letter, `min..=max` long, no trailing dash.
+pub fn is_slug(s: &str, min: usize, max: usize) -> bool {
+    let len = s.len();
+    (min..=max).contains(&len)
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A code: `[a-z0-9_-]`, 1..=max long.
+pub fn is_code(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// E.164 phone number: `+` then 8 to 15 digits.
+pub fn is_e164(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or("");
+    (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit())
+}
+
+/// A plausible email address (one `@`, a dot in the domain, no spaces).
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    s.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.contains(char::is_whitespace)
+        && !domain.contains('@')
+}
+
+/// An idempotency key: 1..=128 printable ASCII characters.
+pub fn is_request_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// A human-entered name: 1..=max characters, no control characters.
+pub fn is_display_text(s: &str, max: usize) -> bool {
+    let n = s.chars().count();
+    n >= 1 && n <= max && !s.trim().is_empty() && !s.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        for ok in ["stmarys", "st-marys-2", "ab"] {
+            assert!(is_slug(ok, 2, 32), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "1abc",
+            "St",
+            "st_marys",
+            "stm-",
+            "x".repeat(33).as_str(),
+        ] {
+            assert!(!is_slug(bad, 2, 32), "{bad}");
+        }
+    }
+
+    #[test]
+    fn phones_emails_keys() {
+        assert!(is_e164("+13125550100"));
+        assert!(!is_e164("3125550100"));
+        assert!(!is_e164("+1-312"));
+        assert!(is_email("rn.jones@stmarys.org"));
+        assert!(!is_email("rn jones@stmarys.org"));
+        assert!(!is_email("nobody"));
+        assert!(is_request_id("create-1"));
+        assert!(!is_request_id(""));
+        assert!(!is_request_id("with space"));
+        assert!(is_display_text("Dr. Ana Ruiz", 200));
+        assert!(!is_display_text("   ", 200));
+        assert!(!is_display_text("a\u{0007}", 200));
+    }
+}
