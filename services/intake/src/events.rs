@@ -66,10 +66,8 @@ impl EventHandler for RoutingEvents {
                     row.queued = false;
                 }
             }
-            Some(Payload::TicketQueued(_)) => {
-                if status == TicketStatus::New {
-                    row.queued = true;
-                }
+            Some(Payload::TicketQueued(_)) if status == TicketStatus::New => {
+                row.queued = true;
             }
             Some(Payload::TicketEscalated(p)) => {
                 row.escalation_level = row.escalation_level.max(p.level as i16);

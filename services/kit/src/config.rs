@@ -31,9 +31,15 @@ pub enum ConfigError {
     },
 }
 
-/// Reads variables from a source (the process environment, or a map in tests).
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Reads variables from a source (the process environment, or a map in
+/// tests) and remembers which names were asked for, so a test can prove
+/// that every variable a deployment sets is one the service reads.
 pub struct Env {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
+    keys: Vec<String>,
+    read: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Env {
@@ -41,6 +47,8 @@ impl Env {
     pub fn process() -> Self {
         Self {
             lookup: Box::new(|k| std::env::var(k).ok()),
+            keys: Vec::new(),
+            read: Default::default(),
         }
     }
 
@@ -55,13 +63,33 @@ impl Env {
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
+        let keys = map.keys().cloned().collect();
         Self {
             lookup: Box::new(move |k| map.get(k).cloned()),
+            keys,
+            read: Default::default(),
         }
+    }
+
+    /// Names given to [`Env::from_pairs`] that nothing has read.
+    pub fn unread(&self) -> Vec<String> {
+        let read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|k| !read.contains(*k))
+            .cloned()
+            .collect();
+        out.sort();
+        out
     }
 
     /// The raw value, treating an empty string as unset.
     pub fn get(&self, var: &str) -> Option<String> {
+        self.read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(var.to_owned());
         (self.lookup)(var).filter(|v| !v.trim().is_empty())
     }
 
@@ -239,6 +267,13 @@ mod tests {
         assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(c.stream_replicas, 1);
         assert!(c.tenants.is_empty());
+    }
+
+    #[test]
+    fn unread_names_are_reported() {
+        let env = Env::from_pairs([("A", "1"), ("TYPO_VAR", "2")]);
+        let _ = env.get("A");
+        assert_eq!(env.unread(), vec!["TYPO_VAR".to_owned()]);
     }
 
     #[test]

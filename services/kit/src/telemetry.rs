@@ -77,6 +77,12 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// Wraps a provider built with [`tracer_provider`] (tools that install
+    /// their own log layer, such as wardctl).
+    pub fn new(provider: SdkTracerProvider) -> Self {
+        Self { provider }
+    }
+
     /// Flushes and stops the span exporter (part of graceful shutdown).
     pub fn shutdown(&self) {
         let _ = self.provider.force_flush();
@@ -84,12 +90,22 @@ impl Telemetry {
     }
 }
 
-/// Installs logging and tracing for `service`. Call once per process; a
-/// second call (tests that start several services in one process) keeps the
-/// first subscriber and returns a provider that only propagates.
-pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+/// True when an OTLP endpoint is configured through the standard variables.
+pub fn otlp_configured() -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty()))
+}
 
+/// A tracer provider for `service` (or `OTEL_SERVICE_NAME`). It always
+/// records, so trace context propagates even when nothing collects spans;
+/// it exports over OTLP only when [`otlp_configured`]. The second value is
+/// why the exporter could not be built, if it could not (log it once the
+/// subscriber is installed).
+pub fn tracer_provider(service: &str) -> (SdkTracerProvider, Option<String>) {
     let mut builder = SdkTracerProvider::builder().with_resource(
         opentelemetry_sdk::Resource::builder()
             .with_service_name(
@@ -97,10 +113,8 @@ pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
             )
             .build(),
     );
-    let endpoint_set = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty())
-        || std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_ok_and(|v| !v.is_empty());
     let mut export_error = None;
-    if endpoint_set {
+    if otlp_configured() {
         match opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .build()
@@ -109,7 +123,17 @@ pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
             Err(e) => export_error = Some(e.to_string()),
         }
     }
-    let provider = builder.build();
+    (builder.build(), export_error)
+}
+
+/// Installs logging and tracing for `service`. Call once per process; a
+/// second call (tests that start several services in one process) keeps the
+/// first subscriber and returns a provider that only propagates.
+pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+
+    let (provider, export_error) = tracer_provider(service);
+    let endpoint_set = otlp_configured();
     let tracer = provider.tracer(service);
     opentelemetry::global::set_tracer_provider(provider.clone());
 

@@ -7,6 +7,7 @@
 //!   afterwards, also when the test fails.
 //! - [`token`] and [`Auth`]: signed tokens and an interceptor for typed clients.
 //! - [`events`]: reading what reached the event stream.
+//! - [`ServiceProcess`]: a service binary as a process, for SIGKILL tests.
 //!
 //! Variables: `WARDLINE_NATS_SERVER_BIN` (a nats-server >= 2.10; default
 //! `nats-server` on PATH) and `WARDLINE_TEST_DATABASE_URL` (a role that may
@@ -15,9 +16,12 @@
 pub mod events;
 mod nats;
 mod pg;
+mod process;
 
 pub use nats::TestNats;
+pub use nats::free_port;
 pub use pg::TestDb;
+pub use process::ServiceProcess;
 
 use secrecy::SecretString;
 use tonic::metadata::MetadataValue;

@@ -166,21 +166,47 @@ fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, S
 /// A lifecycle change: what to do to the row, and the event it publishes.
 type Change = Box<dyn FnOnce(&mut TicketRow, &Caller) -> Result<Payload, Status> + Send>;
 
+/// What every lifecycle request has: an operation name, an idempotency
+/// key, the ticket and an optional expected version.
+trait LifecycleRequest: Message {
+    const OPERATION: &'static str;
+    fn parts(&self) -> (&str, &str, u64);
+}
+
+macro_rules! lifecycle_request {
+    ($($ty:ty => $op:literal),* $(,)?) => {$(
+        impl LifecycleRequest for $ty {
+            const OPERATION: &'static str = $op;
+            fn parts(&self) -> (&str, &str, u64) {
+                (&self.request_id, &self.ticket_id, self.expected_version)
+            }
+        }
+    )*};
+}
+
+lifecycle_request! {
+    AcknowledgeTicketRequest => "AcknowledgeTicket",
+    StartTicketRequest => "StartTicket",
+    HoldTicketRequest => "HoldTicket",
+    ResolveTicketRequest => "ResolveTicket",
+    CloseTicketRequest => "CloseTicket",
+    ReopenTicketRequest => "ReopenTicket",
+    TransferTicketRequest => "TransferTicket",
+}
+
 impl Api {
     /// The shared path of every lifecycle RPC: authorise, claim the
     /// idempotency key, lock the ticket, check the version, apply the
     /// change, write the event to the outbox, store the response, commit.
-    async fn change<M: Message>(
+    async fn change<R: LifecycleRequest>(
         &self,
         caller: Caller,
         roles: &[Role],
-        operation: &str,
-        request: &M,
-        request_id: &str,
-        ticket_id: &str,
-        expected_version: u64,
+        request: &R,
         change: Change,
     ) -> Result<Response<Ticket>, Status> {
+        let operation = R::OPERATION;
+        let (request_id, ticket_id, expected_version) = request.parts();
         caller.require(roles)?;
         let tenant = caller.tenant()?.to_owned();
         tracing::Span::current().record("tenant", tenant.as_str());
@@ -423,24 +449,17 @@ impl TicketService for Api {
         self.change(
             caller,
             WORK_ROLES,
-            "AcknowledgeTicket",
             &r,
-            &r.request_id,
-            &r.ticket_id,
-            r.expected_version,
             Box::new(|row, caller| {
                 check_owner(row, caller)?;
                 // An analyst may take an unassigned ticket directly (the one who
                 // answered the phone), which is how first-contact resolution starts.
-                let action = if convert::status_of(row) == TicketStatus::New {
+                if convert::status_of(row) == TicketStatus::New {
                     row.status = TicketStatus::Assigned as i16;
                     row.assignee_analyst_id = caller.subject.clone();
                     row.queued = false;
-                    Action::Acknowledge
-                } else {
-                    Action::Acknowledge
-                };
-                step(row, action)?;
+                }
+                step(row, Action::Acknowledge)?;
                 row.acknowledged_at = Some(Utc::now());
                 Ok(Payload::TicketAcknowledged(TicketAcknowledged {
                     ticket: Some(convert::snapshot(row)),
@@ -460,11 +479,7 @@ impl TicketService for Api {
         self.change(
             caller,
             WORK_ROLES,
-            "StartTicket",
             &r,
-            &r.request_id,
-            &r.ticket_id,
-            r.expected_version,
             Box::new(|row, caller| {
                 check_owner(row, caller)?;
                 step(row, Action::Start)?;
@@ -490,11 +505,7 @@ impl TicketService for Api {
         self.change(
             caller,
             WORK_ROLES,
-            "HoldTicket",
             &r,
-            &r.request_id,
-            &r.ticket_id,
-            r.expected_version,
             Box::new(move |row, caller| {
                 check_owner(row, caller)?;
                 step(row, Action::Hold)?;
@@ -521,11 +532,7 @@ impl TicketService for Api {
         self.change(
             caller,
             WORK_ROLES,
-            "ResolveTicket",
             &r,
-            &r.request_id,
-            &r.ticket_id,
-            r.expected_version,
             Box::new(move |row, caller| {
                 check_owner(row, caller)?;
                 step(row, Action::Resolve)?;
@@ -555,11 +562,7 @@ impl TicketService for Api {
         self.change(
             caller,
             WORK_ROLES,
-            "CloseTicket",
             &r,
-            &r.request_id,
-            &r.ticket_id,
-            r.expected_version,
             Box::new(|row, _| {
                 step(row, Action::Close)?;
                 row.closed_at = Some(Utc::now());
@@ -588,11 +591,7 @@ impl TicketService for Api {
         self.change(
             caller,
             TICKET_ROLES,
-            "ReopenTicket",
             &r,
-            &r.request_id,
-            &r.ticket_id,
-            r.expected_version,
             Box::new(move |row, _| {
                 if let Some(resolved) = row.resolved_at
                     && convert::status_of(row) == TicketStatus::Resolved
@@ -633,11 +632,7 @@ impl TicketService for Api {
         self.change(
             caller,
             WORK_ROLES,
-            "TransferTicket",
             &r,
-            &r.request_id,
-            &r.ticket_id,
-            r.expected_version,
             Box::new(move |row, caller| {
                 check_owner(row, caller)?;
                 step(row, Action::Transfer)?;

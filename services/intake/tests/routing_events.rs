@@ -1,0 +1,189 @@
+//! Intake keeps routing's view on the ticket: assignments, queueing,
+//! escalations and breaches arrive as events and are applied exactly once,
+//! in any order; poison is dead-lettered, never dropped.
+
+mod common;
+
+use async_nats::jetstream;
+use common::*;
+use prost::Message;
+use wardline_proto::common::{Priority, TicketStatus};
+use wardline_proto::events::event_envelope::Payload;
+use wardline_proto::events::{EventEnvelope, SlaBreached, SlaTarget, TicketAssigned, TicketQueued};
+use wardline_proto::intake::{GetTicketRequest, Ticket};
+use wardline_testkit::eventually;
+
+/// Publishes as routing would (through JetStream, with a message id).
+async fn publish(app: &TestApp, env: &EventEnvelope, msg_id: &str) {
+    let js = jetstream::new(async_nats::connect(app.nats_url()).await.unwrap());
+    let subject = wardline_kit::events::subject(env).unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id);
+    js.publish_with_headers(subject, headers, env.encode_to_vec().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+fn routing_event(ticket: &Ticket, seq: u64, payload: Payload) -> EventEnvelope {
+    wardline_kit::events::envelope(
+        "routing",
+        &ticket.tenant_id,
+        &ticket.ticket_id,
+        seq,
+        payload,
+    )
+}
+
+async fn get(app: &TestApp, id: &str) -> Ticket {
+    app.tickets(&admin_token("stmarys"))
+        .get_ticket(GetTicketRequest {
+            ticket_id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn an_assignment_from_routing_shows_on_the_ticket_once() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    let t = app
+        .tickets(&nurse_token("stmarys"))
+        .create_ticket(nurse_ticket("a"))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let queued = routing_event(
+        &t,
+        1,
+        Payload::TicketQueued(TicketQueued {
+            ticket_id: t.ticket_id.clone(),
+            number: t.number.clone(),
+            priority: Priority::P1 as i32,
+            reason_code: "no_analyst_on_shift".into(),
+            ticket_version: 1,
+        }),
+    );
+    publish(&app, &queued, &queued.event_id).await;
+    eventually(10, "queued flag", || async {
+        get(&app, &t.ticket_id).await.queued.then_some(())
+    })
+    .await;
+
+    let assigned = routing_event(
+        &t,
+        2,
+        Payload::TicketAssigned(TicketAssigned {
+            ticket_id: t.ticket_id.clone(),
+            number: t.number.clone(),
+            assignment_id: uuid::Uuid::now_v7().to_string(),
+            analyst_id: "rn.analyst".into(),
+            priority: Priority::P1 as i32,
+            ack_deadline: None,
+            attempt: 1,
+            ticket_version: 1,
+        }),
+    );
+    publish(&app, &assigned, &assigned.event_id).await;
+    let after = eventually(10, "assignment", || async {
+        let t = get(&app, &t.ticket_id).await;
+        (t.status() == TicketStatus::Assigned).then_some(t)
+    })
+    .await;
+    assert_eq!(after.assignee_analyst_id, "rn.analyst");
+    assert!(!after.queued);
+
+    // The same event again under another message id (so the stream keeps
+    // it): the inbox makes it a no-op.
+    publish(&app, &assigned, "a-different-msg-id").await;
+    // A stale event (an older routing sequence) changes nothing either.
+    let stale = routing_event(
+        &t,
+        1,
+        Payload::TicketAssigned(TicketAssigned {
+            ticket_id: t.ticket_id.clone(),
+            analyst_id: "someone.else".into(),
+            ..Default::default()
+        }),
+    );
+    publish(&app, &stale, &stale.event_id).await;
+    // A breach after them is applied, proving the others were processed first.
+    let breach = routing_event(
+        &t,
+        3,
+        Payload::SlaBreached(SlaBreached {
+            ticket_id: t.ticket_id.clone(),
+            number: t.number.clone(),
+            priority: Priority::P1 as i32,
+            target: SlaTarget::Response as i32,
+            deadline: None,
+            breached_at: None,
+        }),
+    );
+    publish(&app, &breach, &breach.event_id).await;
+    let last = eventually(10, "breach", || async {
+        let t = get(&app, &t.ticket_id).await;
+        (!t.breached_targets.is_empty()).then_some(t)
+    })
+    .await;
+    assert_eq!(
+        last.assignee_analyst_id, "rn.analyst",
+        "the stale event was skipped"
+    );
+    assert_eq!(
+        last.version,
+        after.version + 1,
+        "the duplicate and the stale event did not bump the version"
+    );
+    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+        .fetch_one(&app.db().pool().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        inbox, 4,
+        "queued, assigned, stale, breach; the duplicate is not a new entry"
+    );
+}
+
+#[tokio::test]
+async fn a_poison_event_is_dead_lettered_with_its_reason() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    let js = jetstream::new(async_nats::connect(app.nats_url()).await.unwrap());
+    js.publish(
+        "wardline.events.stmarys.ticket.assigned",
+        "not a protobuf envelope \u{1}\u{2}".into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let pool = app.db().pool().await;
+    let reason: String = eventually(10, "dead letter row", || async {
+        sqlx::query_scalar::<_, String>("SELECT reason FROM dead_letters")
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(reason.contains("envelope"), "{reason}");
+
+    let stream = js
+        .get_stream(wardline_kit::nats::DEADLETTER_STREAM)
+        .await
+        .unwrap();
+    let msg = stream
+        .get_last_raw_message_by_subject("wardline.deadletter.intake.stmarys")
+        .await
+        .unwrap();
+    let reason_header = msg
+        .headers
+        .get("Wardline-Reason")
+        .map(|v| v.as_str().to_owned());
+    assert!(reason_header.is_some_and(|r| r.contains("envelope")));
+}

@@ -1,0 +1,226 @@
+//! The commands, and the context they share: where intake is, who wardctl
+//! acts as, the tenant, the idempotency key and how to print.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use secrecy::SecretString;
+use tracing::Instrument as _;
+use wardline_kit::auth::{ALL_TENANTS, Role, mint};
+
+use crate::cli::{Cli, Command};
+use crate::grpc::{self, Session};
+
+pub mod tenant;
+pub mod ticket;
+pub mod token;
+
+/// Subject of the tokens wardctl mints for itself.
+pub const WARDCTL_SUBJECT: &str = "wardctl";
+/// Lifetime of the tokens wardctl mints for itself.
+pub const SELF_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// Everything a command needs besides its own arguments.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Intake's gRPC URL.
+    pub intake_url: String,
+    /// NATS URL.
+    pub nats_url: String,
+    secret: Option<SecretString>,
+    token: Option<SecretString>,
+    /// `--tenant`.
+    pub tenant: Option<String>,
+    request_id: Option<String>,
+    /// Connection and per-call timeout.
+    pub timeout: Duration,
+    /// JSON instead of tables.
+    pub json: bool,
+    /// Times in UTC only.
+    pub utc: bool,
+}
+
+impl Context {
+    /// The context of a parsed command line.
+    pub fn from_cli(cli: &Cli) -> Self {
+        Self {
+            intake_url: cli.intake_url.clone(),
+            nats_url: cli.nats_url.clone(),
+            secret: cli.secret.clone(),
+            token: cli.token.clone(),
+            tenant: cli.tenant.clone().filter(|t| !t.is_empty()),
+            request_id: cli.request_id.clone(),
+            timeout: cli.timeout(),
+            json: cli.json,
+            utc: cli.utc,
+        }
+    }
+
+    /// The idempotency key of this invocation's mutating call: `--request-id`
+    /// or a fresh UUIDv4 (so a retry of the same command line is a new request
+    /// unless the user pins the key).
+    pub fn request_id(&self) -> String {
+        self.request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The signing secret, or an error saying how to give one.
+    pub fn secret(&self) -> Result<&SecretString> {
+        self.secret.as_ref().context(
+            "no signing secret: set WARDLINE_JWT_SECRET or pass --secret \
+             (or give a ready token with --token / WARDCTL_TOKEN)",
+        )
+    }
+
+    /// The token admin commands run with: `--token` when given, else a
+    /// short-lived vendor_admin token for all tenants minted from the secret.
+    pub fn admin_token(&self) -> Result<SecretString> {
+        if let Some(t) = &self.token {
+            return Ok(t.clone());
+        }
+        let token = mint(
+            self.secret()?,
+            WARDCTL_SUBJECT,
+            ALL_TENANTS,
+            &[Role::VendorAdmin],
+            SELF_TOKEN_TTL,
+        )
+        .context("cannot mint a token")?;
+        Ok(SecretString::from(token))
+    }
+
+    /// `--tenant`, required by commands that act on one tenant's data when
+    /// wardctl mints an all-tenants token. With a ready `--token` (which may
+    /// be bound to a tenant) it may be left out.
+    pub fn tenant_for_tickets(&self) -> Result<Option<&str>> {
+        match (&self.tenant, &self.token) {
+            (Some(t), _) => Ok(Some(t)),
+            (None, Some(_)) => Ok(None),
+            (None, None) => bail!(
+                "this command needs --tenant (or WARDCTL_TENANT): the tenant whose tickets to use"
+            ),
+        }
+    }
+
+    /// Connects to intake and returns a session acting on `tenant`.
+    pub async fn session(&self, tenant: Option<&str>) -> Result<Session> {
+        let token = self.admin_token()?;
+        let channel = grpc::connect(&self.intake_url, self.timeout).await?;
+        Session::new(channel, &token, tenant)
+    }
+}
+
+/// Runs one command; its output goes to stdout.
+pub async fn run(cli: Cli) -> Result<()> {
+    let ctx = Context::from_cli(&cli);
+    let name = command_name(&cli.command);
+    let span = tracing::info_span!("wardctl", otel.name = %format!("wardctl {name}"), otel.kind = "client");
+    async move {
+        match cli.command {
+            Command::Token(args) => token::run(&ctx, &args),
+            Command::Tenant(cmd) => tenant::run(&ctx, cmd).await,
+            Command::Ticket(cmd) => ticket::run(&ctx, cmd).await,
+            Command::Demo(args) => crate::demo::run(&ctx, &args).await,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn command_name(c: &Command) -> &'static str {
+    use crate::cli::{TenantCommand as Te, TicketCommand as Ti};
+    match c {
+        Command::Token(_) => "token",
+        Command::Demo(_) => "demo",
+        Command::Tenant(t) => match t {
+            Te::Create { .. } => "tenant create",
+            Te::Get { .. } => "tenant get",
+            Te::List => "tenant list",
+            Te::AddFacility { .. } => "tenant add-facility",
+        },
+        Command::Ticket(t) => match t {
+            Ti::Create(_) => "ticket create",
+            Ti::Get { .. } => "ticket get",
+            Ti::List(_) => "ticket list",
+            Ti::Ack(_) => "ticket ack",
+            Ti::Start(_) => "ticket start",
+            Ti::Hold { .. } => "ticket hold",
+            Ti::Resolve { .. } => "ticket resolve",
+            Ti::Close(_) => "ticket close",
+            Ti::Reopen(_) => "ticket reopen",
+            Ti::Transfer { .. } => "ticket transfer",
+            Ti::Note { .. } => "ticket note",
+            Ti::Notes { .. } => "ticket notes",
+        },
+    }
+}
+
+/// Prints a JSON value, pretty.
+pub fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+    use wardline_kit::auth::Authenticator;
+
+    fn ctx(args: &[&str]) -> Context {
+        let cli =
+            Cli::try_parse_from(std::iter::once("wardctl").chain(args.iter().copied())).unwrap();
+        Context::from_cli(&cli)
+    }
+
+    const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
+
+    /// False when the environment supplies what a test expects to be absent.
+    fn env_is_clean() -> bool {
+        ["WARDLINE_JWT_SECRET", "WARDCTL_TOKEN", "WARDCTL_TENANT"]
+            .iter()
+            .all(|v| std::env::var_os(v).is_none())
+    }
+
+    #[test]
+    fn request_ids_are_fresh_uuids_unless_pinned() {
+        let c = ctx(&["tenant", "list"]);
+        let (a, b) = (c.request_id(), c.request_id());
+        assert_ne!(a, b);
+        assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 4);
+        let c = ctx(&["--request-id", "fixed-1", "tenant", "list"]);
+        assert_eq!(c.request_id(), "fixed-1");
+    }
+
+    #[test]
+    fn the_admin_token_is_a_vendor_token_from_the_secret() {
+        let c = ctx(&["--secret", SECRET, "tenant", "list"]);
+        let token = c.admin_token().unwrap();
+        let auth = Authenticator::hs256(&SecretString::from(SECRET));
+        let caller = auth.verify(token.expose_secret(), Some("stmarys")).unwrap();
+        assert!(caller.all_tenants);
+        assert_eq!(caller.subject, WARDCTL_SUBJECT);
+        assert_eq!(caller.roles, vec![Role::VendorAdmin]);
+    }
+
+    #[test]
+    fn a_ready_token_wins_and_makes_the_tenant_optional() {
+        if !env_is_clean() {
+            eprintln!("skipped: WARDLINE_JWT_SECRET, WARDCTL_TOKEN or WARDCTL_TENANT is set");
+            return;
+        }
+        let c = ctx(&["--token", "given", "ticket", "list"]);
+        assert_eq!(c.admin_token().unwrap().expose_secret(), "given");
+        assert_eq!(c.tenant_for_tickets().unwrap(), None);
+        let c = ctx(&["--secret", SECRET, "ticket", "list"]);
+        let e = c.tenant_for_tickets().unwrap_err().to_string();
+        assert!(e.contains("--tenant"), "{e}");
+        let c = ctx(&["ticket", "list"]);
+        let e = c.admin_token().unwrap_err().to_string();
+        assert!(e.contains("WARDLINE_JWT_SECRET"), "{e}");
+    }
+}

@@ -1,0 +1,1110 @@
+//! `wardctl demo`: the walk-through the README's main command runs.
+//!
+//! 1. Wait until intake answers (ListTenants, up to `--wait-secs`).
+//! 2. Create two hospitals idempotently (fixed request ids; ALREADY_EXISTS is fine).
+//! 3. Start watching ticket events on NATS *before* filing anything.
+//! 4. File a handful of realistic tickets (fresh request ids per run).
+//! 5. Work one of them: acknowledge, start, note, resolve — as far as the
+//!    state machine allows (without routing nobody is assigned, and intake
+//!    rightly refuses to acknowledge a NEW ticket; the demo says so).
+//! 6. List each tenant's tickets, then the events received for this run's
+//!    tickets: subject, Nats-Msg-Id, traceparent presence, number, kind.
+//! 7. Summarise; fail when an expected event is missing or duplicated.
+//!
+//! What must hold: nothing free-text is printed in the event section (events
+//! carry none anyway), and every ticket gets its own trace, started here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use opentelemetry::trace::TraceContextExt as _;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tonic::Code;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use wardline_proto::common::{CallerRole, Category, Channel, Impact, TicketStatus, Urgency};
+use wardline_proto::events::ResolutionCode;
+use wardline_proto::intake::{
+    AcknowledgeTicketRequest, AddFacilityRequest, AddNoteRequest, Caller, CreateTenantRequest,
+    CreateTicketRequest, Facility, GetTenantRequest, GetTicketRequest, ListTenantsRequest,
+    ListTicketsRequest, ResolveTicketRequest, StartTicketRequest, Tenant, Ticket,
+};
+
+use crate::cli::DemoArgs;
+use crate::commands::{Context, print_json};
+use crate::events::{self, ReceivedEvent};
+use crate::grpc::{self, Session, describe_status};
+use crate::render::{self, Zone};
+use crate::table::Table;
+
+/// A hospital the demo creates.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoTenant {
+    /// Slug.
+    pub id: &'static str,
+    /// Display name.
+    pub name: &'static str,
+    /// IANA zone.
+    pub time_zone: &'static str,
+    /// Ticket number prefix.
+    pub prefix: &'static str,
+    /// `(id, name)` of each facility.
+    pub facilities: &'static [(&'static str, &'static str)],
+}
+
+/// The demo's hospitals.
+pub const TENANTS: [DemoTenant; 2] = [
+    DemoTenant {
+        id: "stmarys",
+        name: "St Mary's Regional",
+        time_zone: "America/Chicago",
+        prefix: "STM",
+        facilities: &[
+            ("main-campus", "St Mary's Main Campus"),
+            ("north-clinic", "St Mary's North Clinic"),
+        ],
+    },
+    DemoTenant {
+        id: "lakeside",
+        name: "Lakeside Health",
+        time_zone: "America/New_York",
+        prefix: "LKS",
+        facilities: &[("lakeside-hospital", "Lakeside Hospital")],
+    },
+];
+
+/// A call the demo files.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoTicket {
+    /// Tenant slug.
+    pub tenant: &'static str,
+    /// Facility slug.
+    pub facility: &'static str,
+    /// One line for the progress output (our own words, not the description).
+    pub story: &'static str,
+    /// Caller id.
+    pub caller_id: &'static str,
+    /// Caller name.
+    pub caller_name: &'static str,
+    /// Caller role.
+    pub role: CallerRole,
+    /// Caller email.
+    pub email: &'static str,
+    /// Caller phone (E.164, fictional 555 numbers).
+    pub phone: &'static str,
+    /// Channel.
+    pub channel: Channel,
+    /// Application code.
+    pub application: &'static str,
+    /// Category; `None` lets intake classify the description.
+    pub category: Option<Category>,
+    /// Urgency.
+    pub urgency: Urgency,
+    /// Impact.
+    pub impact: Impact,
+    /// Patient care blocked right now.
+    pub blocked: bool,
+    /// What the caller said (no patient identifiers).
+    pub description: &'static str,
+}
+
+/// The demo's calls. The fourth (wristband printer) is the one worked in step 5;
+/// the fifth has no category, to show intake's keyword classification.
+pub const TICKETS: [DemoTicket; 5] = [
+    DemoTicket {
+        tenant: "stmarys",
+        facility: "main-campus",
+        story: "nurse on 4 West at 3 a.m.: eMAR barcode scanner won't scan, patient care blocked",
+        caller_id: "rn.alvarez",
+        caller_name: "Maria Alvarez, RN",
+        role: CallerRole::Nurse,
+        email: "maria.alvarez@stmarys.example",
+        phone: "+13125550142",
+        channel: Channel::Phone,
+        application: "ehr",
+        category: Some(Category::MedicationAdministration),
+        urgency: Urgency::Critical,
+        impact: Impact::SingleUser,
+        blocked: true,
+        description: "It's 3 a.m. on 4 West: the barcode scanner on medication cart 2 will not read \
+            wristbands or medication barcodes in the eMAR. The 03:00 doses are due and I cannot \
+            document administration. Patient care is blocked.",
+    },
+    DemoTicket {
+        tenant: "stmarys",
+        facility: "main-campus",
+        story: "hospitalist can't sign admission orders in CPOE, admissions waiting",
+        caller_id: "dr.okafor",
+        caller_name: "Dr. Chidi Okafor",
+        role: CallerRole::Physician,
+        email: "chidi.okafor@stmarys.example",
+        phone: "+13125550187",
+        channel: Channel::Portal,
+        application: "ehr",
+        category: Some(Category::Orders),
+        urgency: Urgency::Critical,
+        impact: Impact::SingleUser,
+        blocked: false,
+        description: "Cannot sign orders in CPOE: after entering admission orders the Sign button \
+            stays greyed out and a banner says 'provider credentials could not be verified'. \
+            Logged out and back in twice.",
+    },
+    DemoTicket {
+        tenant: "lakeside",
+        facility: "lakeside-hospital",
+        story: "pharmacist's verification queue is missing orders from the inpatient units",
+        caller_id: "rph.chen",
+        caller_name: "Li Chen, PharmD",
+        role: CallerRole::Pharmacist,
+        email: "li.chen@lakeside.example",
+        phone: "+16175550123",
+        channel: Channel::Phone,
+        application: "pharmacy",
+        category: Some(Category::Orders),
+        urgency: Urgency::High,
+        impact: Impact::Department,
+        blocked: false,
+        description: "The pharmacist verification queue has not shown new medication orders from \
+            the inpatient units since about 14:00. Nurses are calling about unverified orders; \
+            we are verifying from printed order reports.",
+    },
+    DemoTicket {
+        tenant: "stmarys",
+        facility: "north-clinic",
+        story: "registration clerk's wristband printer jams",
+        caller_id: "reg.patel",
+        caller_name: "Anita Patel",
+        role: CallerRole::NonClinical,
+        email: "anita.patel@stmarys.example",
+        phone: "",
+        channel: Channel::Portal,
+        application: "adt",
+        category: Some(Category::Printing),
+        urgency: Urgency::Medium,
+        impact: Impact::MultipleUsers,
+        blocked: false,
+        description: "The wristband printer at the north clinic registration desk jams after every \
+            second band. Both registration clerks share it; we are writing temporary bands by hand.",
+    },
+    DemoTicket {
+        tenant: "lakeside",
+        facility: "lakeside-hospital",
+        story: "respiratory therapist's Wi-Fi keeps dropping (no category given)",
+        caller_id: "rt.nguyen",
+        caller_name: "Sam Nguyen, RRT",
+        role: CallerRole::OtherClinical,
+        email: "sam.nguyen@lakeside.example",
+        phone: "",
+        channel: Channel::Email,
+        application: "ehr",
+        category: None,
+        urgency: Urgency::Low,
+        impact: Impact::SingleUser,
+        blocked: false,
+        description: "The Wi-Fi keeps disconnecting in the respiratory therapy office on 2 East; \
+            the wireless network comes back after a minute or two, then drops again.",
+    },
+];
+
+/// Index in [`TICKETS`] of the ticket worked in step 5.
+const WORKED: usize = 3;
+
+impl DemoTicket {
+    /// The CreateTicket request for the `n`th ticket (1-based) of run `run_id`.
+    pub fn request(&self, n: usize, run_id: &str) -> CreateTicketRequest {
+        CreateTicketRequest {
+            request_id: format!("demo-ticket-{n}-{run_id}"),
+            facility_id: self.facility.to_owned(),
+            caller: Some(Caller {
+                caller_id: self.caller_id.to_owned(),
+                name: self.caller_name.to_owned(),
+                role: self.role as i32,
+                email: self.email.to_owned(),
+                phone: self.phone.to_owned(),
+            }),
+            channel: self.channel as i32,
+            application: self.application.to_owned(),
+            category: self.category.unwrap_or(Category::Unspecified) as i32,
+            urgency: self.urgency as i32,
+            impact: self.impact as i32,
+            patient_care_blocked: self.blocked,
+            description: self.description.to_owned(),
+        }
+    }
+}
+
+impl DemoTenant {
+    /// The CreateTenant request (a fixed request id: re-running is a no-op).
+    pub fn request(&self) -> CreateTenantRequest {
+        CreateTenantRequest {
+            request_id: format!("demo-tenant-{}", self.id),
+            tenant_id: self.id.to_owned(),
+            name: self.name.to_owned(),
+            time_zone: self.time_zone.to_owned(),
+            ticket_prefix: self.prefix.to_owned(),
+            facilities: self
+                .facilities
+                .iter()
+                .map(|(id, name)| Facility {
+                    facility_id: (*id).to_owned(),
+                    name: (*name).to_owned(),
+                })
+                .collect(),
+            reopen_window_hours: 0,
+        }
+    }
+}
+
+/// A run id: the UTC time to the millisecond, so each run files new tickets.
+pub fn run_id(now: chrono::DateTime<chrono::Utc>) -> String {
+    now.format("%Y%m%dT%H%M%S%3fZ").to_string()
+}
+
+/// Progress lines: stdout for people, stderr when stdout carries JSON.
+struct Progress {
+    to_stderr: bool,
+    steps: usize,
+}
+
+impl Progress {
+    fn step(&self, n: usize, text: &str) {
+        self.print(&format!("\n==> [{n}/{}] {text}", self.steps));
+    }
+
+    fn line(&self, text: &str) {
+        self.print(&format!("    {text}"));
+    }
+
+    fn block(&self, text: &str) {
+        for l in text.lines() {
+            self.line(l);
+        }
+    }
+
+    fn print(&self, text: &str) {
+        if self.to_stderr {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
+/// Runs the demo.
+pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
+    let p = Progress {
+        to_stderr: ctx.json,
+        steps: 7,
+    };
+    let token = ctx.admin_token()?;
+    let run = run_id(chrono::Utc::now());
+    p.print(&format!("Wardline demo, run {run}"));
+
+    // 1. intake
+    p.step(
+        1,
+        &format!(
+            "waiting for intake at {} (up to {} s)",
+            ctx.intake_url, args.wait_secs
+        ),
+    );
+    let started = Instant::now();
+    let admin = wait_for_intake(ctx, &token, Duration::from_secs(args.wait_secs), &p).await?;
+    p.line(&format!(
+        "intake answered after {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+
+    // 2. tenants
+    p.step(2, "creating the demo hospitals (idempotent)");
+    let mut tenants = Vec::new();
+    for t in &TENANTS {
+        tenants.push(ensure_tenant(&admin, t, &p).await?);
+    }
+
+    // 3. events
+    p.step(
+        3,
+        &format!("subscribing to ticket events on {}", ctx.nats_url),
+    );
+    let mut watch = events::watch(
+        &ctx.nats_url,
+        events::TICKET_EVENTS,
+        Duration::from_secs(20),
+    )
+    .await?;
+    p.line(&format!("listening via {}", watch.source));
+
+    // 4. tickets
+    p.step(4, &format!("filing {} tickets", TICKETS.len()));
+    let mut created: Vec<Ticket> = Vec::new();
+    for (i, spec) in TICKETS.iter().enumerate() {
+        let session = admin.for_tenant(Some(spec.tenant))?;
+        let span = tracing::info_span!(
+            parent: None,
+            "wardctl.demo.create_ticket",
+            otel.kind = "client",
+            tenant = spec.tenant,
+            ticket_number = tracing::field::Empty,
+        );
+        let trace_id = span.context().span().span_context().trace_id();
+        let req = spec.request(i + 1, &run);
+        let ticket = async { session.tickets().create_ticket(req).await }
+            .instrument(span.clone())
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", describe_status(&s)))
+            .with_context(|| format!("creating demo ticket {} ({})", i + 1, spec.story))?
+            .into_inner();
+        span.record("ticket_number", ticket.number.as_str());
+        let classified = if ticket.category_classified {
+            " (classified by intake)"
+        } else {
+            ""
+        };
+        p.line(&format!(
+            "{}  {}  {}{}  {}",
+            ticket.number,
+            render::priority(ticket.priority),
+            render::category(ticket.category),
+            classified,
+            spec.story
+        ));
+        p.line(&format!("            trace {trace_id}"));
+        created.push(ticket);
+    }
+
+    // 5. work one ticket
+    let worked = created[WORKED].clone();
+    p.step(
+        5,
+        &format!("working {} ({})", worked.number, TICKETS[WORKED].story),
+    );
+    let session = admin.for_tenant(Some(&worked.tenant_id))?;
+    let worked_kinds = work_ticket(&session, &worked, &run, &p).await?;
+
+    // 6. tickets and events
+    p.step(6, "tickets per tenant, then the events of this run");
+    for t in &tenants {
+        let zone = if ctx.utc {
+            Zone::Utc
+        } else {
+            Zone::for_tenant(&t.time_zone, false)
+        };
+        let session = admin.for_tenant(Some(&t.tenant_id))?;
+        let latest =
+            crate::commands::ticket::list(&session, ListTicketsRequest::default(), 10).await?;
+        p.print("");
+        p.line(&format!(
+            "{} ({}), latest {} tickets, times in {}:",
+            t.name,
+            t.tenant_id,
+            latest.len(),
+            zone.name()
+        ));
+        p.block(&render::ticket_table(&latest, zone).render());
+    }
+
+    let mut expected: Vec<Expected> = created
+        .iter()
+        .map(|t| Expected::new(t, "ticket.created"))
+        .collect();
+    expected.extend(worked_kinds.iter().map(|k| Expected::new(&worked, k)));
+    p.print("");
+    p.line(&format!(
+        "waiting up to {} s for {} expected events ...",
+        args.event_wait_secs,
+        expected.len()
+    ));
+    let ours: HashMap<&str, &str> = created
+        .iter()
+        .map(|t| (t.ticket_id.as_str(), t.number.as_str()))
+        .collect();
+    let outcome = collect_events(
+        &mut watch,
+        &ours,
+        &expected,
+        Duration::from_secs(args.event_wait_secs),
+    )
+    .await;
+    drop(watch);
+    p.print("");
+    p.block(&events_table(&outcome.events).render());
+    if outcome.undecodable > 0 {
+        p.line(&format!(
+            "{} message(s) could not be decoded as EventEnvelope",
+            outcome.undecodable
+        ));
+    }
+    if outcome.others > 0 {
+        p.line(&format!(
+            "({} ticket events about other tickets ignored)",
+            outcome.others
+        ));
+    }
+
+    // 7. summary
+    p.step(7, "summary");
+    let summary = Summary::new(&created, &expected, &outcome, &worked, &worked_kinds);
+    p.block(&summary.text());
+    if ctx.json {
+        print_json(&summary.json(&run, &created, &outcome));
+    }
+    if !summary.ok() {
+        bail!("{}", summary.problem());
+    }
+    p.print("\ndemo finished: all expected events arrived exactly once");
+    Ok(())
+}
+
+/// Retries ListTenants until intake answers or `wait` passes. Connection
+/// failures and UNAVAILABLE are retried; anything else (a wrong secret:
+/// UNAUTHENTICATED) ends the wait at once.
+async fn wait_for_intake(
+    ctx: &Context,
+    token: &SecretString,
+    wait: Duration,
+    p: &Progress,
+) -> Result<Session> {
+    let deadline = Instant::now() + wait;
+    let mut last_report = Instant::now();
+    loop {
+        let attempt = async {
+            let channel = grpc::connect(&ctx.intake_url, ctx.timeout).await?;
+            let session = Session::new(channel, token, None)?;
+            session
+                .tenants()
+                .list_tenants(ListTenantsRequest {
+                    page_size: 1,
+                    page_token: String::new(),
+                })
+                .await?;
+            anyhow::Ok(session)
+        }
+        .await;
+        let err = match attempt {
+            Ok(session) => return Ok(session),
+            Err(e) => e,
+        };
+        if let Some(s) = err.downcast_ref::<tonic::Status>()
+            && !matches!(
+                s.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+            )
+        {
+            return Err(err);
+        }
+        if Instant::now() >= deadline {
+            return Err(err.context(format!(
+                "intake at {} did not answer within {} s",
+                ctx.intake_url,
+                wait.as_secs()
+            )));
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            p.line(&format!("not yet: {}", crate::error_text(&err)));
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Creates the tenant (or finds it), then adds any facility it lacks.
+async fn ensure_tenant(admin: &Session, t: &DemoTenant, p: &Progress) -> Result<Tenant> {
+    let scoped = admin.for_tenant(Some(t.id))?;
+    let (mut tenant, note) = match admin.tenants().create_tenant(t.request()).await {
+        Ok(r) => (r.into_inner(), ""),
+        Err(s) if s.code() == Code::AlreadyExists => {
+            let got = scoped
+                .tenants()
+                .get_tenant(GetTenantRequest {
+                    tenant_id: t.id.to_owned(),
+                })
+                .await?
+                .into_inner();
+            (got, " (already there)")
+        }
+        Err(s) => return Err(anyhow::Error::new(s).context(format!("creating tenant {}", t.id))),
+    };
+    for (id, name) in t.facilities {
+        if tenant.facilities.iter().any(|f| f.facility_id == *id) {
+            continue;
+        }
+        let req = AddFacilityRequest {
+            request_id: format!("demo-facility-{}-{id}", t.id),
+            facility: Some(Facility {
+                facility_id: (*id).to_owned(),
+                name: (*name).to_owned(),
+            }),
+        };
+        tenant = scoped.tenants().add_facility(req).await?.into_inner();
+        p.line(&format!("added facility {id} to {}", t.id));
+    }
+    let facilities: Vec<&str> = tenant
+        .facilities
+        .iter()
+        .map(|f| f.facility_id.as_str())
+        .collect();
+    p.line(&format!(
+        "{}  {}, {}, numbers {}-…, facilities {}{note}",
+        tenant.tenant_id,
+        tenant.name,
+        tenant.time_zone,
+        tenant.ticket_prefix,
+        facilities.join(", ")
+    ));
+    Ok(tenant)
+}
+
+/// Acknowledge, start, note, resolve — as far as the ticket's state allows.
+/// Returns the event kinds intake should have published.
+async fn work_ticket(
+    session: &Session,
+    ticket: &Ticket,
+    run: &str,
+    p: &Progress,
+) -> Result<Vec<&'static str>> {
+    let mut kinds = Vec::new();
+    let id = ticket.ticket_id.clone();
+
+    // Give routing (when it runs) a moment to assign the ticket.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut current = ticket.clone();
+    while current.status == TicketStatus::New as i32 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        current = session
+            .tickets()
+            .get_ticket(GetTicketRequest {
+                ticket_id: id.clone(),
+                number: String::new(),
+            })
+            .await?
+            .into_inner();
+    }
+    if current.assignee_analyst_id.is_empty() {
+        p.line(&format!(
+            "{} is {} and nobody is assigned (routing not running?): wardctl works it as vendor admin",
+            current.number,
+            render::status(current.status)
+        ));
+    } else {
+        p.line(&format!(
+            "{} is assigned to {}",
+            current.number, current.assignee_analyst_id
+        ));
+    }
+
+    let mut flowing = true;
+    let ack = session
+        .tickets()
+        .acknowledge_ticket(AcknowledgeTicketRequest {
+            request_id: format!("demo-ack-{run}"),
+            ticket_id: id.clone(),
+            expected_version: 0,
+        })
+        .await;
+    flowing &= step_result(p, "acknowledge", ack, &mut kinds, "ticket.acknowledged")?;
+    if flowing {
+        let start = session
+            .tickets()
+            .start_ticket(StartTicketRequest {
+                request_id: format!("demo-start-{run}"),
+                ticket_id: id.clone(),
+                expected_version: 0,
+            })
+            .await;
+        flowing &= step_result(p, "start", start, &mut kinds, "ticket.started")?;
+    }
+    let note = session
+        .tickets()
+        .add_note(AddNoteRequest {
+            request_id: format!("demo-note-{run}"),
+            ticket_id: id.clone(),
+            body: "Cleared the jam and replaced the worn platen roller; printed ten test bands \
+                without a jam. Spare roller left at the desk."
+                .to_owned(),
+            public: true,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("adding a note: {}", describe_status(&s)))?
+        .into_inner();
+    kinds.push("ticket.note_added");
+    p.line(&format!(
+        "note        added ({}), {}",
+        if note.public { "public" } else { "internal" },
+        note.note_id
+    ));
+    if flowing {
+        let resolve = session
+            .tickets()
+            .resolve_ticket(ResolveTicketRequest {
+                request_id: format!("demo-resolve-{run}"),
+                ticket_id: id.clone(),
+                expected_version: 0,
+                resolution_code: ResolutionCode::Hardware as i32,
+                first_contact_resolution: false,
+            })
+            .await;
+        step_result(p, "resolve", resolve, &mut kinds, "ticket.resolved")?;
+    } else {
+        p.line("resolve     skipped (the ticket never left NEW)");
+    }
+    Ok(kinds)
+}
+
+/// Reports one lifecycle call. FAILED_PRECONDITION (wrong state) is shown
+/// and stops the chain; any other failure ends the demo.
+fn step_result(
+    p: &Progress,
+    what: &str,
+    result: Result<tonic::Response<Ticket>, tonic::Status>,
+    kinds: &mut Vec<&'static str>,
+    kind: &'static str,
+) -> Result<bool> {
+    match result {
+        Ok(r) => {
+            let t = r.into_inner();
+            p.line(&format!("{what:<11} ok: {}", render::ticket_line(&t)));
+            kinds.push(kind);
+            Ok(true)
+        }
+        Err(s) if s.code() == Code::FailedPrecondition => {
+            p.line(&format!("{what:<11} refused: {}", describe_status(&s)));
+            Ok(false)
+        }
+        Err(s) => Err(anyhow::anyhow!("{what}: {}", describe_status(&s))),
+    }
+}
+
+/// What arrived while waiting.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Events about this run's tickets, in arrival order.
+    pub events: Vec<ReceivedEvent>,
+    /// Count per `(ticket_id, kind)`.
+    pub counts: HashMap<(String, String), usize>,
+    /// Ticket events about other tickets.
+    pub others: usize,
+    /// Messages that were not envelopes.
+    pub undecodable: usize,
+}
+
+impl Outcome {
+    /// Records one received event.
+    pub fn add(&mut self, e: ReceivedEvent, ours: &HashMap<&str, &str>) {
+        let key = match (e.ticket(), e.kind()) {
+            (Some((id, _)), Some(kind)) if ours.contains_key(id) => (id.to_owned(), kind),
+            (Some(_), Some(_)) => {
+                self.others += 1;
+                return;
+            }
+            _ => {
+                self.undecodable += usize::from(e.envelope.is_err());
+                self.others += usize::from(e.envelope.is_ok());
+                return;
+            }
+        };
+        *self.counts.entry(key).or_default() += 1;
+        self.events.push(e);
+    }
+
+    /// How often `kind` arrived about ticket `ticket_id`.
+    pub fn count(&self, ticket_id: &str, kind: &str) -> usize {
+        self.counts
+            .get(&(ticket_id.to_owned(), kind.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// True when each expected event arrived at least once.
+    pub fn complete(&self, expected: &[Expected]) -> bool {
+        expected
+            .iter()
+            .all(|e| self.count(&e.ticket_id, &e.kind) > 0)
+    }
+}
+
+/// An event the demo's calls must have caused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    /// Ticket id.
+    pub ticket_id: String,
+    /// Ticket number, for messages.
+    pub number: String,
+    /// `aggregate.event`, e.g. `ticket.created`.
+    pub kind: String,
+}
+
+impl Expected {
+    /// `kind` about `ticket`.
+    pub fn new(ticket: &Ticket, kind: &str) -> Self {
+        Self {
+            ticket_id: ticket.ticket_id.clone(),
+            number: ticket.number.clone(),
+            kind: kind.to_owned(),
+        }
+    }
+}
+
+/// Waits until every expected event arrived (plus a second for stray
+/// duplicates) or `wait` passes.
+async fn collect_events(
+    watch: &mut events::EventWatch,
+    ours: &HashMap<&str, &str>,
+    expected: &[Expected],
+    wait: Duration,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut deadline = tokio::time::Instant::now() + wait;
+    let mut settling = false;
+    loop {
+        if !settling && outcome.complete(expected) {
+            settling = true;
+            deadline = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+        }
+        match tokio::time::timeout_at(deadline, watch.events.recv()).await {
+            Ok(Some(e)) => outcome.add(e, ours),
+            Ok(None) | Err(_) => return outcome,
+        }
+    }
+}
+
+/// The event section: ids and codes only.
+pub fn events_table(events: &[ReceivedEvent]) -> Table {
+    // A subject holds a tenant slug of up to 32 characters: never cut it.
+    let mut table = Table::new(&[
+        "SUBJECT",
+        "NATS-MSG-ID",
+        "TRACEPARENT",
+        "TICKET",
+        "V",
+        "EVENT",
+    ])
+    .max_cell(120);
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for e in events {
+        let (number, id) = e.ticket().map_or(("-", ""), |(id, n)| (n, id));
+        let kind = e.kind().unwrap_or_else(|| "?".to_owned());
+        let n = seen.entry((id.to_owned(), kind.clone())).or_default();
+        *n += 1;
+        let version = e
+            .envelope
+            .as_ref()
+            .map_or("-".to_owned(), |env| env.aggregate_version.to_string());
+        table.row([
+            e.subject.clone(),
+            e.msg_id.clone().unwrap_or_else(|| "(none)".to_owned()),
+            if e.traceparent { "yes" } else { "no" }.to_owned(),
+            number.to_owned(),
+            version,
+            if *n > 1 {
+                format!("{kind} (DUPLICATE #{n})")
+            } else {
+                kind
+            },
+        ]);
+    }
+    table
+}
+
+/// The verdict of a run.
+pub struct Summary {
+    created: usize,
+    created_once: usize,
+    missing: Vec<String>,
+    duplicated: Vec<String>,
+    without_trace: usize,
+    without_msg_id: usize,
+    priorities: BTreeMap<String, usize>,
+    classified: Vec<String>,
+    worked: String,
+}
+
+impl Summary {
+    fn new(
+        created: &[Ticket],
+        expected: &[Expected],
+        outcome: &Outcome,
+        worked: &Ticket,
+        worked_kinds: &[&str],
+    ) -> Self {
+        let mut missing = Vec::new();
+        let mut duplicated = Vec::new();
+        for e in expected {
+            match outcome.count(&e.ticket_id, &e.kind) {
+                0 => missing.push(format!("{} {}", e.number, e.kind)),
+                1 => {}
+                n => duplicated.push(format!("{} {} x{n}", e.number, e.kind)),
+            }
+        }
+        let mut priorities = BTreeMap::new();
+        for t in created {
+            *priorities.entry(render::priority(t.priority)).or_default() += 1;
+        }
+        let classified = created
+            .iter()
+            .filter(|t| t.category_classified)
+            .map(|t| format!("{} -> {}", t.number, render::category(t.category)))
+            .collect();
+        let steps: Vec<&str> = worked_kinds
+            .iter()
+            .map(|k| k.trim_start_matches("ticket."))
+            .collect();
+        Self {
+            created: created.len(),
+            created_once: created
+                .iter()
+                .filter(|t| outcome.count(&t.ticket_id, "ticket.created") == 1)
+                .count(),
+            missing,
+            duplicated,
+            without_trace: outcome.events.iter().filter(|e| !e.traceparent).count(),
+            without_msg_id: outcome.events.iter().filter(|e| e.msg_id.is_none()).count(),
+            priorities,
+            classified,
+            worked: format!("{}: {}", worked.number, steps.join(", ")),
+        }
+    }
+
+    fn ok(&self) -> bool {
+        self.missing.is_empty() && self.duplicated.is_empty()
+    }
+
+    fn problem(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.missing.is_empty() {
+            parts.push(format!(
+                "{} expected event(s) missing: {}",
+                self.missing.len(),
+                self.missing.join(", ")
+            ));
+        }
+        if !self.duplicated.is_empty() {
+            parts.push(format!(
+                "event(s) delivered more than once: {}",
+                self.duplicated.join(", ")
+            ));
+        }
+        parts.join("; ")
+    }
+
+    fn text(&self) -> String {
+        let once = if self.created_once == self.created {
+            format!(
+                "{} ticket.created events received once each",
+                self.created_once
+            )
+        } else {
+            format!(
+                "only {} of {} ticket.created events received exactly once",
+                self.created_once, self.created
+            )
+        };
+        let prio: Vec<String> = self
+            .priorities
+            .iter()
+            .map(|(p, n)| format!("{p}: {n}"))
+            .collect();
+        let mut out = format!(
+            "{} tickets created, {once}; {}\n",
+            self.created,
+            prio.join(", ")
+        );
+        if !self.classified.is_empty() {
+            out.push_str(&format!(
+                "classified by intake from the description: {}\n",
+                self.classified.join(", ")
+            ));
+        }
+        out.push_str(&format!("worked {}\n", self.worked));
+        if self.without_trace > 0 {
+            out.push_str(&format!(
+                "{} event(s) without a traceparent header\n",
+                self.without_trace
+            ));
+        }
+        if self.without_msg_id > 0 {
+            out.push_str(&format!(
+                "{} event(s) without a Nats-Msg-Id header\n",
+                self.without_msg_id
+            ));
+        }
+        if !self.ok() {
+            out.push_str(&format!("PROBLEM: {}\n", self.problem()));
+        }
+        out
+    }
+
+    fn json(&self, run: &str, created: &[Ticket], outcome: &Outcome) -> Value {
+        json!({
+            "run_id": run,
+            "ok": self.ok(),
+            "tickets": created.iter().map(|t| json!({
+                "ticket_id": t.ticket_id,
+                "number": t.number,
+                "tenant_id": t.tenant_id,
+                "priority": render::priority_opt(t.priority),
+                "category": render::category_opt(t.category),
+                "category_classified": t.category_classified,
+                "status": render::status_opt(t.status),
+            })).collect::<Vec<_>>(),
+            "events": outcome.events.iter().map(|e| json!({
+                "subject": e.subject,
+                "nats_msg_id": e.msg_id,
+                "traceparent": e.traceparent,
+                "ticket_number": e.ticket().map(|(_, n)| n),
+                "kind": e.kind(),
+            })).collect::<Vec<_>>(),
+            "priorities": self.priorities,
+            "missing": self.missing,
+            "duplicated": self.duplicated,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+    use wardline_proto::events::event_envelope::Payload;
+    use wardline_proto::events::{TicketCreated, TicketSnapshot};
+
+    #[test]
+    fn demo_data_is_consistent() {
+        for t in &TICKETS {
+            let tenant = TENANTS
+                .iter()
+                .find(|x| x.id == t.tenant)
+                .expect("tenant exists");
+            assert!(
+                tenant.facilities.iter().any(|(f, _)| *f == t.facility),
+                "{} {}",
+                t.tenant,
+                t.facility
+            );
+            assert!(!t.description.is_empty() && t.description.len() <= 10_000);
+            assert!(
+                t.phone.is_empty()
+                    || (t.phone.starts_with('+')
+                        && t.phone[1..].bytes().all(|b| b.is_ascii_digit()))
+            );
+        }
+        assert!(
+            TICKETS.iter().any(|t| t.blocked),
+            "one ticket shows the P1 fast lane"
+        );
+        assert!(
+            TICKETS.iter().any(|t| t.category.is_none()),
+            "one ticket shows classification"
+        );
+        assert_eq!(TICKETS[WORKED].category, Some(Category::Printing));
+        let req = TICKETS[0].request(1, "20250101T000000000Z");
+        assert_eq!(req.request_id, "demo-ticket-1-20250101T000000000Z");
+        assert!(req.request_id.len() <= 128);
+        assert_eq!(TENANTS[0].request().request_id, "demo-tenant-stmarys");
+        assert_eq!(TENANTS[0].request().facilities.len(), 2);
+    }
+
+    #[test]
+    fn run_ids_are_timestamps() {
+        let t = chrono::DateTime::parse_from_rfc3339("2025-03-04T05:06:07.089Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(run_id(t), "20250304T050607089Z");
+    }
+
+    fn created_event(ticket_id: &str, number: &str) -> ReceivedEvent {
+        let env = wardline_kit::events::envelope(
+            "intake",
+            "stmarys",
+            ticket_id,
+            1,
+            Payload::TicketCreated(TicketCreated {
+                ticket: Some(TicketSnapshot {
+                    ticket_id: ticket_id.into(),
+                    number: number.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        );
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", env.event_id.as_str());
+        ReceivedEvent::from_parts(
+            "wardline.events.stmarys.ticket.created",
+            Some(&h),
+            &env.encode_to_vec(),
+        )
+    }
+
+    #[test]
+    fn outcomes_count_ours_and_flag_duplicates_and_gaps() {
+        let ours: HashMap<&str, &str> = [("t1", "STM-000001"), ("t2", "STM-000002")].into();
+        let created = vec![
+            Ticket {
+                ticket_id: "t1".into(),
+                number: "STM-000001".into(),
+                priority: 1,
+                ..Default::default()
+            },
+            Ticket {
+                ticket_id: "t2".into(),
+                number: "STM-000002".into(),
+                priority: 3,
+                ..Default::default()
+            },
+        ];
+        let expected: Vec<Expected> = created
+            .iter()
+            .map(|t| Expected::new(t, "ticket.created"))
+            .collect();
+        let mut o = Outcome::default();
+        o.add(created_event("t1", "STM-000001"), &ours);
+        o.add(created_event("elsewhere", "STM-000099"), &ours);
+        o.add(ReceivedEvent::from_parts("x", None, b"\xff\xff"), &ours);
+        assert!(!o.complete(&expected));
+        assert_eq!((o.others, o.undecodable), (1, 1));
+        o.add(created_event("t2", "STM-000002"), &ours);
+        assert!(o.complete(&expected));
+        let worked = Ticket {
+            number: "STM-000002".into(),
+            ..Default::default()
+        };
+        let s = Summary::new(&created, &expected, &o, &worked, &["ticket.note_added"]);
+        assert!(s.ok(), "{}", s.text());
+        assert!(
+            s.text().starts_with(
+                "2 tickets created, 2 ticket.created events received once each; P1: 1, P3: 1\n"
+            ),
+            "{}",
+            s.text()
+        );
+        assert_eq!(s.without_trace, 2, "the test events carry no traceparent");
+        assert!(
+            s.text().contains("2 event(s) without a traceparent header"),
+            "{}",
+            s.text()
+        );
+
+        o.add(created_event("t2", "STM-000002"), &ours);
+        let s = Summary::new(&created, &expected, &o, &worked, &[]);
+        assert!(!s.ok());
+        assert!(
+            s.problem().contains("STM-000002 ticket.created x2"),
+            "{}",
+            s.problem()
+        );
+        let table = events_table(&o.events).render();
+        assert!(table.contains("ticket.created (DUPLICATE #2)"), "{table}");
+
+        let s = Summary::new(&created, &expected, &Outcome::default(), &worked, &[]);
+        assert!(
+            s.problem()
+                .starts_with("2 expected event(s) missing: STM-000001 ticket.created"),
+            "{}",
+            s.problem()
+        );
+        assert!(s.text().contains("only 0 of 2"), "{}", s.text());
+    }
+}

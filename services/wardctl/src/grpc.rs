@@ -1,0 +1,276 @@
+//! gRPC plumbing shared by every command: connecting with a timeout, and an
+//! interceptor that puts the bearer token, the tenant and the W3C trace
+//! context on every call.
+//!
+//! A [`Session`] is one channel plus one identity. Clients of further
+//! services (routing, billing, notification) are one method each here: take
+//! their generated client and wrap [`Session::channel`] with
+//! [`Session::interceptor`].
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use secrecy::{ExposeSecret, SecretString};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+use wardline_kit::auth::TENANT_HEADER;
+use wardline_proto::intake::tenant_service_client::TenantServiceClient;
+use wardline_proto::intake::ticket_service_client::TicketServiceClient;
+
+/// A channel whose calls carry a [`AuthInterceptor`]'s metadata.
+pub type AuthedChannel = InterceptedService<Channel, AuthInterceptor>;
+
+/// Connects to `url` (e.g. `http://127.0.0.1:50051`), giving up after
+/// `timeout`; each call on the channel is also bounded by `timeout`.
+pub async fn connect(url: &str, timeout: Duration) -> Result<Channel> {
+    endpoint(url, timeout)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {url}"))
+}
+
+fn endpoint(url: &str, timeout: Duration) -> Result<Endpoint> {
+    if url.starts_with("https://") {
+        anyhow::bail!(
+            "{url}: wardctl speaks plain HTTP/2 only (use http://, or a TLS-terminating proxy)"
+        );
+    }
+    Ok(Endpoint::from_shared(url.to_owned())
+        .with_context(|| {
+            format!("invalid gRPC URL {url:?} (expected e.g. http://127.0.0.1:50051)")
+        })?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .tcp_nodelay(true))
+}
+
+/// Adds `authorization: Bearer <token>`, `x-tenant-id` (when a tenant is
+/// set) and `traceparent`/`tracestate` of the current span to each request.
+#[derive(Clone)]
+pub struct AuthInterceptor {
+    authorization: MetadataValue<Ascii>,
+    tenant: Option<MetadataValue<Ascii>>,
+}
+
+impl std::fmt::Debug for AuthInterceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthInterceptor")
+            .field("authorization", &"Bearer [REDACTED]")
+            .field("tenant", &self.tenant)
+            .finish()
+    }
+}
+
+impl AuthInterceptor {
+    /// Metadata for `token`, acting on `tenant`.
+    pub fn new(token: &SecretString, tenant: Option<&str>) -> Result<Self> {
+        let mut authorization: MetadataValue<Ascii> =
+            format!("Bearer {}", token.expose_secret().trim())
+                .parse()
+                .map_err(|_| {
+                    anyhow::anyhow!("the bearer token contains characters not allowed in metadata")
+                })?;
+        authorization.set_sensitive(true);
+        let tenant = match tenant.filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => Some(
+                t.parse()
+                    .map_err(|_| anyhow::anyhow!("tenant {t:?} is not valid in metadata"))?,
+            ),
+        };
+        Ok(Self {
+            authorization,
+            tenant,
+        })
+    }
+
+    /// The same identity acting on another tenant.
+    pub fn with_tenant(&self, tenant: Option<&str>) -> Result<Self> {
+        let mut this = self.clone();
+        this.tenant = match tenant.filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => Some(
+                t.parse()
+                    .map_err(|_| anyhow::anyhow!("tenant {t:?} is not valid in metadata"))?,
+            ),
+        };
+        Ok(this)
+    }
+}
+
+impl Interceptor for AuthInterceptor {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let md = req.metadata_mut();
+        md.insert("authorization", self.authorization.clone());
+        if let Some(t) = &self.tenant {
+            md.insert(TENANT_HEADER, t.clone());
+        }
+        wardline_kit::telemetry::inject_grpc_metadata(md);
+        Ok(req)
+    }
+}
+
+/// A channel and the identity calls on it carry.
+#[derive(Clone, Debug)]
+pub struct Session {
+    channel: Channel,
+    interceptor: AuthInterceptor,
+}
+
+impl Session {
+    /// Calls on `channel` as `token`, acting on `tenant`.
+    pub fn new(channel: Channel, token: &SecretString, tenant: Option<&str>) -> Result<Self> {
+        Ok(Self {
+            channel,
+            interceptor: AuthInterceptor::new(token, tenant)?,
+        })
+    }
+
+    /// The same identity and channel, acting on `tenant`.
+    pub fn for_tenant(&self, tenant: Option<&str>) -> Result<Self> {
+        Ok(Self {
+            channel: self.channel.clone(),
+            interceptor: self.interceptor.with_tenant(tenant)?,
+        })
+    }
+
+    /// The underlying channel (cheap to clone).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The interceptor adding this session's metadata.
+    pub fn interceptor(&self) -> AuthInterceptor {
+        self.interceptor.clone()
+    }
+
+    /// Intake's tenant API.
+    pub fn tenants(&self) -> TenantServiceClient<AuthedChannel> {
+        TenantServiceClient::with_interceptor(self.channel(), self.interceptor())
+    }
+
+    /// Intake's ticket API.
+    pub fn tickets(&self) -> TicketServiceClient<AuthedChannel> {
+        TicketServiceClient::with_interceptor(self.channel(), self.interceptor())
+    }
+}
+
+/// The canonical name of a status code, as in the gRPC spec (`INVALID_ARGUMENT`).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// `CODE: message`, the way wardctl reports a failed call.
+pub fn describe_status(s: &Status) -> String {
+    if s.message().is_empty() {
+        code_name(s.code()).to_owned()
+    } else {
+        format!("{}: {}", code_name(s.code()), s.message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn token() -> SecretString {
+        SecretString::from("header.payload.signature")
+    }
+
+    #[test]
+    fn the_interceptor_adds_token_tenant_and_trace_context() {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("wardctl.test");
+            let _entered = span.enter();
+            let mut i = AuthInterceptor::new(&token(), Some("stmarys")).unwrap();
+            let req = i.call(Request::new(())).unwrap();
+            let md = req.metadata();
+            assert_eq!(
+                md.get("authorization").unwrap(),
+                "Bearer header.payload.signature"
+            );
+            assert!(md.get("authorization").unwrap().is_sensitive());
+            assert_eq!(md.get(TENANT_HEADER).unwrap(), "stmarys");
+            let tp = md
+                .get("traceparent")
+                .expect("traceparent")
+                .to_str()
+                .unwrap();
+            assert!(tp.starts_with("00-") && tp.len() == 55, "{tp}");
+        });
+    }
+
+    #[test]
+    fn the_tenant_header_is_optional_and_replaceable() {
+        let mut i = AuthInterceptor::new(&token(), None).unwrap();
+        let req = i.call(Request::new(())).unwrap();
+        assert!(req.metadata().get(TENANT_HEADER).is_none());
+        let mut j = i.with_tenant(Some("lakeside")).unwrap();
+        assert_eq!(
+            j.call(Request::new(()))
+                .unwrap()
+                .metadata()
+                .get(TENANT_HEADER)
+                .unwrap(),
+            "lakeside"
+        );
+        let mut k = j.with_tenant(Some("")).unwrap();
+        assert!(
+            k.call(Request::new(()))
+                .unwrap()
+                .metadata()
+                .get(TENANT_HEADER)
+                .is_none()
+        );
+        assert!(AuthInterceptor::new(&token(), Some("bad\ntenant")).is_err());
+        assert!(!format!("{i:?}").contains("signature"));
+    }
+
+    #[test]
+    fn statuses_read_like_the_spec() {
+        let s = Status::invalid_argument("caller.role: required");
+        assert_eq!(
+            describe_status(&s),
+            "INVALID_ARGUMENT: caller.role: required"
+        );
+        assert_eq!(describe_status(&Status::not_found("")), "NOT_FOUND");
+        assert_eq!(
+            code_name(tonic::Code::FailedPrecondition),
+            "FAILED_PRECONDITION"
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused_before_connecting() {
+        assert!(endpoint("not a url", Duration::from_secs(1)).is_err());
+        assert!(endpoint("https://intake:50051", Duration::from_secs(1)).is_err());
+        assert!(endpoint("http://127.0.0.1:50051", Duration::from_secs(1)).is_ok());
+    }
+}

@@ -1,0 +1,100 @@
+//! wardctl: the admin and demo client of Wardline, over the services' gRPC
+//! APIs. `main.rs` only parses the command line and reports errors; the rest
+//! lives here so it can be tested.
+//!
+//! - [`cli`]: the command line (clap derive) and the value enums that map
+//!   one to one onto the protobuf enums.
+//! - [`grpc`]: connecting with a timeout, and the interceptor that adds the
+//!   bearer token, `x-tenant-id` and the W3C trace context to every call.
+//! - [`commands`]: `token`, `tenant ...`, `ticket ...` and their shared context
+//!   (who wardctl acts as, idempotency keys, output mode).
+//! - [`demo`]: `wardctl demo`, the end-to-end walk-through; [`events`] watches
+//!   NATS for it.
+//! - [`render`] and [`table`]: labels, times, tables and JSON.
+//! - [`telemetry`]: quiet stderr logs and spans whose context every call carries.
+
+pub mod cli;
+pub mod commands;
+pub mod demo;
+pub mod events;
+pub mod grpc;
+pub mod render;
+pub mod table;
+pub mod telemetry;
+
+/// An error as one line: each cause after the other, gRPC statuses as
+/// `CODE: message` (e.g. `INVALID_ARGUMENT: caller.role: required`).
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = match cause.downcast_ref::<tonic::Status>() {
+            Some(s) => grpc::describe_status(s),
+            None => cause.to_string(),
+        };
+        if parts.last().is_none_or(|last| !last.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// A hint for errors whose cause is usually the setup, not the request.
+pub fn error_hint(err: &anyhow::Error, intake_url: &str) -> Option<String> {
+    let status = err.chain().find_map(|c| c.downcast_ref::<tonic::Status>());
+    match status.map(|s| s.code()) {
+        Some(tonic::Code::Unauthenticated) => Some(
+            "intake verifies tokens with its WARDLINE_JWT_SECRET: mint with the same secret \
+             (--secret / WARDLINE_JWT_SECRET), or check the token given with --token / WARDCTL_TOKEN"
+                .to_owned(),
+        ),
+        Some(tonic::Code::Unavailable) => Some(format!(
+            "is intake running at {intake_url}? (set WARDCTL_INTAKE_URL or --intake-url)"
+        )),
+        Some(_) => None,
+        None if err
+            .chain()
+            .any(|c| c.downcast_ref::<tonic::transport::Error>().is_some()) =>
+        {
+            Some(format!(
+                "is intake running at {intake_url}? (set WARDCTL_INTAKE_URL or --intake-url)"
+            ))
+        }
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context as _;
+
+    #[test]
+    fn statuses_print_as_code_and_message() {
+        let e = anyhow::Error::new(tonic::Status::invalid_argument("caller.role: required"));
+        assert_eq!(error_text(&e), "INVALID_ARGUMENT: caller.role: required");
+        let e = Err::<(), _>(tonic::Status::not_found("ticket STM-000009"))
+            .context("looking up STM-000009")
+            .unwrap_err();
+        assert_eq!(
+            error_text(&e),
+            "looking up STM-000009: NOT_FOUND: ticket STM-000009"
+        );
+        assert_eq!(error_hint(&e, "http://x"), None);
+    }
+
+    #[test]
+    fn setup_problems_get_a_hint() {
+        let e = anyhow::Error::new(tonic::Status::unauthenticated("invalid bearer token"));
+        assert!(
+            error_hint(&e, "http://x")
+                .unwrap()
+                .contains("WARDLINE_JWT_SECRET")
+        );
+        let e = anyhow::Error::new(tonic::Status::unavailable("tcp connect error"));
+        assert!(
+            error_hint(&e, "http://intake:50051")
+                .unwrap()
+                .contains("http://intake:50051")
+        );
+    }
+}
