@@ -305,9 +305,6 @@ impl Relay {
             .bind(retention)
             .execute(&self.pool)
             .await?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - interval '48 hours'")
-            .execute(&self.pool)
-            .await?;
         let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
             .fetch_one(&self.pool)
             .await?;

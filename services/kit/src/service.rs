@@ -129,7 +129,8 @@ impl Base {
             .map_err(|source| StartError::Bind { addr, source })
     }
 
-    /// Serves gRPC (`router`) and the admin port until shutdown, then stops in order.
+    /// Serves gRPC (`router`) and the admin port until shutdown, then stops
+    /// in order. Also runs housekeeping (expired idempotency keys).
     pub async fn serve(
         self,
         grpc: TcpListener,
@@ -144,6 +145,8 @@ impl Base {
             shutdown: self.shutdown.clone(),
         };
         let admin_task = tokio::spawn(crate::admin::serve(admin, readiness, admin_stop.clone()));
+        let pool = self.pool.clone();
+        self.spawn(move |stop| crate::idempotency::purge_expired(pool, stop));
 
         let shutdown = self.shutdown.clone();
         let health_on_stop = health.clone();
