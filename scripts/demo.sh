@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Run Wardline on this machine and walk through a demo:
 #
-#   scripts/demo.sh         build, start intake in the background, run `wardctl demo`
+#   scripts/demo.sh         build, start intake and routing in the background, run `wardctl demo`
 #   scripts/demo.sh stop    stop what the demo started (pid files .wardline/*.pid)
 #
 # It ensures PostgreSQL and a NATS >= 2.10 with JetStream (its own on 4223 when
-# the one on 4222 is too old), creates the service's database, builds the
+# the one on 4222 is too old), creates the services' databases, builds the
 # release binaries, and leaves the services running for you to poke at with
 # target/release/wardctl. Works from any directory.
 #
@@ -31,6 +31,9 @@ BIN_DIR="${WARDLINE_BIN_DIR:-target/release}"
 INTAKE_DB=wardline_intake
 INTAKE_GRPC_ADDR=127.0.0.1:50051
 INTAKE_ADMIN_ADDR=127.0.0.1:9101
+ROUTING_DB=wardline_routing
+ROUTING_GRPC_ADDR=127.0.0.1:50052
+ROUTING_ADMIN_ADDR=127.0.0.1:9102
 
 stop_all() {
     local f found=0
@@ -65,13 +68,14 @@ ensure_database() {
     fi
 }
 ensure_database "$INTAKE_DB"
+ensure_database "$ROUTING_DB"
 
 # ---------------------------------------------------------------- build
 
 if [[ "${WARDLINE_SKIP_BUILD:-0}" != 1 ]]; then
     have cargo || die "cargo not found (install Rust with rustup)"
-    log "cargo build --release -p wardline-intake -p wardctl"
-    cargo build --release -p wardline-intake -p wardctl >&2
+    log "cargo build --release -p wardline-intake -p wardline-routing -p wardctl"
+    cargo build --release -p wardline-intake -p wardline-routing -p wardctl >&2
 fi
 
 # ---------------------------------------------------------------- secrets
@@ -143,13 +147,22 @@ start_service intake "$INTAKE_ADMIN_ADDR" "$INTAKE_GRPC_ADDR" \
     INTAKE_GRPC_ADDR="$INTAKE_GRPC_ADDR" \
     INTAKE_ADMIN_ADDR="$INTAKE_ADMIN_ADDR"
 
+start_service routing "$ROUTING_ADMIN_ADDR" "$ROUTING_GRPC_ADDR" \
+    ROUTING_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$ROUTING_DB" \
+    ROUTING_GRPC_ADDR="$ROUTING_GRPC_ADDR" \
+    ROUTING_ADMIN_ADDR="$ROUTING_ADMIN_ADDR"
+
 # ---------------------------------------------------------------- demo
 
 export WARDCTL_INTAKE_URL="http://$INTAKE_GRPC_ADDR"
+export WARDCTL_ROUTING_URL="http://$ROUTING_GRPC_ADDR"
 printf '\n' >&2
 if ! "$BIN_DIR/wardctl" demo; then
-    warn "wardctl demo failed; last lines of $LOGS/intake.log:"
-    tail -n 40 "$LOGS/intake.log" >&2 || true
+    warn "wardctl demo failed"
+    for name in intake routing; do
+        warn "last lines of $LOGS/$name.log:"
+        tail -n 40 "$LOGS/$name.log" >&2 || true
+    done
     exit 1
 fi
 
@@ -157,11 +170,17 @@ cat >&2 <<EOF
 
 Wardline is running:
   intake   gRPC $WARDCTL_INTAKE_URL   admin http://$INTAKE_ADMIN_ADDR (/readyz /healthz /metrics)
+  routing  gRPC $WARDCTL_ROUTING_URL   admin http://$ROUTING_ADMIN_ADDR (/readyz /healthz /metrics)
   NATS     $NATS_URL
-  logs     $LOGS/  (JSON lines; e.g. tail -f $LOGS/intake.log)
+  logs     $LOGS/  (JSON lines; e.g. tail -f $LOGS/routing.log)
 
 Try more with $BIN_DIR/wardctl, after:
-  export WARDCTL_INTAKE_URL=$WARDCTL_INTAKE_URL NATS_URL=$NATS_URL WARDLINE_JWT_SECRET=$SECRET_HINT
+  export WARDCTL_INTAKE_URL=$WARDCTL_INTAKE_URL WARDCTL_ROUTING_URL=$WARDCTL_ROUTING_URL NATS_URL=$NATS_URL WARDLINE_JWT_SECRET=$SECRET_HINT
+e.g.
+  $BIN_DIR/wardctl --tenant stmarys ticket list
+  $BIN_DIR/wardctl --tenant stmarys analyst list
+  $BIN_DIR/wardctl --tenant stmarys assignments
+  $BIN_DIR/wardctl --tenant stmarys queue
 
 Stop the services with: scripts/demo.sh stop
 EOF

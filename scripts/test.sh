@@ -50,5 +50,10 @@ else
     log "WARDLINE_SKIP_LINT=1: skipping fmt and clippy"
 fi
 
+# Crash tests run the service binaries as processes; build them (sharing
+# the test build's artifacts) before the tests start.
+step "cargo build --workspace --bins --locked"
+cargo build --workspace --bins --locked
+
 step "cargo nextest run --workspace --locked --profile ci $*"
 cargo nextest run --workspace --locked --profile ci "$@"

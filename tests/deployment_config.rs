@@ -49,12 +49,14 @@ fn environment(compose: &Value, name: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-#[test]
-fn intake_reads_every_variable_compose_sets() {
-    let compose = compose();
-    let vars = environment(&compose, "intake");
-    let env = Env::from_pairs(vars.clone());
-    wardline_intake::Config::from_env(&env).expect("intake accepts the compose environment");
+/// Checks that service `name` accepts compose's environment through its
+/// `Config::from_env` and reads every variable compose sets (library
+/// variables aside).
+fn check_reads_every_variable(name: &str, from_env: impl Fn(&Env) -> Result<(), String>) {
+    let env = Env::from_pairs(environment(&compose(), name));
+    if let Err(e) = from_env(&env) {
+        panic!("{name} rejects the compose environment: {e}");
+    }
     let unread: Vec<String> = env
         .unread()
         .into_iter()
@@ -62,8 +64,26 @@ fn intake_reads_every_variable_compose_sets() {
         .collect();
     assert!(
         unread.is_empty(),
-        "compose sets variables intake never reads: {unread:?}"
+        "compose sets variables {name} never reads: {unread:?}"
     );
+}
+
+#[test]
+fn intake_reads_every_variable_compose_sets() {
+    check_reads_every_variable("intake", |env| {
+        wardline_intake::Config::from_env(env)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+}
+
+#[test]
+fn routing_reads_every_variable_compose_sets() {
+    check_reads_every_variable("routing", |env| {
+        wardline_routing::Config::from_env(env)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
 }
 
 #[test]
@@ -75,26 +95,93 @@ fn every_service_with_a_build_is_checked_here() {
         .filter(|(_, s)| s.get("build").is_some())
         .map(|(k, _)| k.as_str().unwrap().to_owned())
         .collect();
-    // Extend intake_reads_every_variable_compose_sets to a new service
-    // before adding it here.
+    // Add a `<service>_reads_every_variable_compose_sets` test for a new
+    // service before adding it here.
     for name in &built {
         assert!(
-            ["intake", "seed"].contains(&name.as_str()),
+            ["intake", "routing", "seed"].contains(&name.as_str()),
             "no configuration check for compose service {name}"
         );
     }
 }
 
+/// The `condition` of each of `service`'s dependencies.
+fn depends_on(compose: &Value, service: &str) -> BTreeMap<String, String> {
+    compose["services"][service]["depends_on"]
+        .as_mapping()
+        .unwrap_or_else(|| panic!("{service} has a depends_on map"))
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().expect("service names").to_owned(),
+                v["condition"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn services_wait_for_healthy_dependencies() {
     let compose = compose();
-    let deps = compose["services"]["intake"]["depends_on"]
-        .as_mapping()
-        .expect("intake depends_on");
-    for dep in ["nats", "postgres"] {
-        let cond = &deps
-            .get(dep)
-            .unwrap_or_else(|| panic!("intake depends on {dep}"))["condition"];
-        assert_eq!(cond.as_str(), Some("service_healthy"), "{dep}");
+    for (service, deps) in [
+        ("intake", &["nats", "postgres"][..]),
+        ("routing", &["nats", "postgres"][..]),
+        ("seed", &["intake", "routing"][..]),
+    ] {
+        let conditions = depends_on(&compose, service);
+        for dep in deps {
+            assert_eq!(
+                conditions.get(*dep).map(String::as_str),
+                Some("service_healthy"),
+                "{service} must wait for {dep} to be healthy"
+            );
+        }
+    }
+}
+
+/// The port of `host:port` or `scheme://host:port/path`.
+fn port_of(addr: &str) -> &str {
+    let rest = addr.split_once("://").map_or(addr, |(_, r)| r);
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    host_port.rsplit(':').next().unwrap_or_default()
+}
+
+#[test]
+fn ports_health_checks_and_the_seeder_agree_with_the_addresses() {
+    let compose = compose();
+    for (service, prefix) in [("intake", "INTAKE"), ("routing", "ROUTING")] {
+        let env = environment(&compose, service);
+        let grpc = port_of(&env[&format!("{prefix}_GRPC_ADDR")]).to_owned();
+        let admin = port_of(&env[&format!("{prefix}_ADMIN_ADDR")]).to_owned();
+        let published: Vec<String> = compose["services"][service]["ports"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{service} publishes ports"))
+            .iter()
+            .map(|p| p.as_str().expect("ports as strings").to_owned())
+            .collect();
+        for port in [&grpc, &admin] {
+            assert!(
+                published.contains(&format!("127.0.0.1:{port}:{port}")),
+                "{service} publishes {port} on 127.0.0.1: {published:?}"
+            );
+        }
+        let check: Vec<&str> = compose["services"][service]["healthcheck"]["test"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{service} has a health check"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let url = format!("http://127.0.0.1:{admin}/readyz");
+        assert!(
+            check.contains(&url.as_str()),
+            "{service}'s health check probes {url}: {check:?}"
+        );
+        let seed = environment(&compose, "seed");
+        let wardctl_url = &seed[&format!("WARDCTL_{prefix}_URL")];
+        assert_eq!(
+            wardctl_url,
+            &format!("http://{service}:{grpc}"),
+            "the seeder finds {service}"
+        );
     }
 }

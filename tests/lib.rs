@@ -1,6 +1,11 @@
-//! Wardline's cross-service checks. The tests in this folder look at the
-//! system as an operator deploys it: every variable `docker-compose.yml`
-//! sets must be one the service reads (a typo there would otherwise be
-//! silently ignored at 3 a.m.). Service-level end-to-end tests against real
-//! NATS and PostgreSQL live next to each service (`services/*/tests`); the
-//! journeys across several services join this crate as those services land.
+//! Wardline's end-to-end tests: the real services (in process, or as
+//! processes for crash tests) against a real PostgreSQL (a fresh database
+//! per service per test) and a private nats-server per test.
+//!
+//! - `deployment_config.rs`: every variable compose sets is one the service reads.
+//! - `routing_journeys.rs`: intake + routing: the right analyst, queueing,
+//!   re-routing, escalation, explanations, two replicas within capacity.
+//! - `routing_crash.rs`: routing SIGKILLed mid-flow loses no timer and
+//!   assigns nothing twice.
+//!
+//! The helpers (`common/`) start the stack and give typed, authenticated clients.

@@ -23,11 +23,29 @@ pub mod wardline {
             tonic::include_proto!("wardline.intake.v1");
         }
     }
+    pub mod routing {
+        pub mod v1 {
+            tonic::include_proto!("wardline.routing.v1");
+        }
+    }
+    pub mod billing {
+        pub mod v1 {
+            tonic::include_proto!("wardline.billing.v1");
+        }
+    }
+    pub mod notification {
+        pub mod v1 {
+            tonic::include_proto!("wardline.notification.v1");
+        }
+    }
 }
 
+pub use wardline::billing::v1 as billing;
 pub use wardline::common::v1 as common;
 pub use wardline::events::v1 as events;
 pub use wardline::intake::v1 as intake;
+pub use wardline::notification::v1 as notification;
+pub use wardline::routing::v1 as routing;
 
 /// Encoded `FileDescriptorSet` of every Wardline proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

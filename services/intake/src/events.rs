@@ -3,10 +3,12 @@
 //! GetTicket shows what routing did.
 //!
 //! Order-tolerant: routing numbers its events per ticket
-//! (`aggregate_version`); an event older than what the ticket has applied
-//! (`routing_seq`) is skipped; an event for a ticket intake has not
-//! committed yet is retried. An assignment that arrives after an analyst
-//! already took the ticket changes nothing but the sequence.
+//! (`aggregate_version`). Assignments and queueing replace each other, so
+//! one older than the last applied (`routing_seq`) is skipped; escalation
+//! levels (a maximum) and breached targets (a set) commute and are applied
+//! in any order. An event for a ticket intake has not committed yet is
+//! retried. An assignment that arrives after an analyst already took the
+//! ticket changes nothing but the sequence.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -47,38 +49,49 @@ impl EventHandler for RoutingEvents {
             return Err(HandleError::Retry("ticket not committed yet".into()));
         };
         let seq = env.aggregate_version as i64;
-        if seq != 0 && seq <= row.routing_seq {
-            tracing::debug!(
-                seq,
-                applied = row.routing_seq,
-                "stale routing event skipped"
-            );
-            return Ok(());
-        }
-        row.routing_seq = row.routing_seq.max(seq);
+        // Assignment and queueing replace each other: only the newest counts.
+        // Escalations (a maximum) and breaches (a set) commute, so they are
+        // applied whatever their order; skipping them as "stale" would lose them.
+        let stale = seq != 0 && seq <= row.routing_seq;
         let status =
             TicketStatus::try_from(i32::from(row.status)).unwrap_or(TicketStatus::Unspecified);
         match env.payload.as_ref() {
+            Some(Payload::TicketAssigned(_) | Payload::TicketQueued(_)) if stale => {
+                tracing::debug!(
+                    seq,
+                    applied = row.routing_seq,
+                    "stale routing event skipped"
+                );
+                return Ok(());
+            }
             Some(Payload::TicketAssigned(p)) => {
+                row.routing_seq = seq;
                 if let Ok(to) = transition(status, Action::Assign) {
                     row.status = to as i16;
                     row.assignee_analyst_id = p.analyst_id.clone();
                     row.queued = false;
                 }
             }
-            Some(Payload::TicketQueued(_)) if status == TicketStatus::New => {
-                row.queued = true;
+            Some(Payload::TicketQueued(_)) => {
+                row.routing_seq = seq;
+                if status == TicketStatus::New {
+                    row.queued = true;
+                }
             }
             Some(Payload::TicketEscalated(p)) => {
-                row.escalation_level = row.escalation_level.max(p.level as i16);
+                if i16::try_from(p.level).unwrap_or(0) <= row.escalation_level {
+                    return Ok(());
+                }
+                row.escalation_level = p.level as i16;
             }
             Some(Payload::SlaBreached(p)) => {
                 let target = p.target as i16;
-                if !row.breached_targets.contains(&target) {
-                    row.breached_targets.push(target);
+                if row.breached_targets.contains(&target) {
+                    return Ok(());
                 }
+                row.breached_targets.push(target);
             }
-            _ => {}
+            _ => return Ok(()),
         }
         // Routing's changes bump the version (clients' expected_version sees
         // them) without an intake event: routing already published the fact.

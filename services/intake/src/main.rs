@@ -1,30 +1,18 @@
-//! The intake binary: read configuration, build, run until SIGTERM.
+//! The intake binary: configuration from the environment, run until SIGTERM.
 
-use tokio_util::sync::CancellationToken;
 use wardline_intake::{Application, Config, SERVICE};
-use wardline_kit::config::Env;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = match Config::from_env(&Env::process()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("wardline-intake: configuration error: {e}");
-            std::process::exit(2);
-        }
-    };
-    let telemetry = wardline_kit::telemetry::init(SERVICE, config.common.log_format);
-    let shutdown = CancellationToken::new();
-    wardline_kit::shutdown::cancel_on_signal(shutdown.clone());
-    let result = async {
-        let app = Application::build(config, shutdown).await?;
-        tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "intake started");
-        app.run_until_stopped().await
-    }
-    .await;
-    if let Err(e) = &result {
-        tracing::error!(error = %e, "intake failed");
-    }
-    telemetry.shutdown();
-    result
+    wardline_kit::service::run_main(
+        SERVICE,
+        Config::from_env,
+        |c| c.common.log_format,
+        |config, shutdown| async move {
+            let app = Application::build(config, shutdown).await?;
+            tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "intake started");
+            app.run_until_stopped().await
+        },
+    )
+    .await
 }

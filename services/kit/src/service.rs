@@ -187,3 +187,36 @@ impl Base {
         served.map_err(Into::into)
     }
 }
+
+/// The whole `main` of a service binary: read the configuration (a bad
+/// variable exits with status 2 and a message naming it), install
+/// telemetry, cancel on SIGTERM/SIGINT, run `app` until it returns, flush
+/// spans. Every service's `main.rs` is one call to this.
+pub async fn run_main<C, R, F, Fut>(
+    service: &'static str,
+    read: R,
+    log_format: fn(&C) -> crate::telemetry::LogFormat,
+    app: F,
+) -> anyhow::Result<()>
+where
+    R: FnOnce(&crate::config::Env) -> Result<C, crate::config::ConfigError>,
+    F: FnOnce(C, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let config = match read(&crate::config::Env::process()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wardline-{service}: configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let telemetry = crate::telemetry::init(service, log_format(&config));
+    let shutdown = CancellationToken::new();
+    crate::shutdown::cancel_on_signal(shutdown.clone());
+    let result = app(config, shutdown).await;
+    if let Err(e) = &result {
+        tracing::error!(service, error = %e, "service failed");
+    }
+    telemetry.shutdown();
+    result
+}

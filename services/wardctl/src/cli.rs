@@ -18,6 +18,8 @@ use wardline_proto::events::{HoldReason, ResolutionCode, TransferReason};
 
 /// Default address of intake's gRPC port.
 pub const DEFAULT_INTAKE_URL: &str = "http://127.0.0.1:50051";
+/// Default address of routing's gRPC port.
+pub const DEFAULT_ROUTING_URL: &str = "http://127.0.0.1:50052";
 /// Default NATS server.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
@@ -35,6 +37,10 @@ pub struct Cli {
     /// Intake's gRPC endpoint (plain HTTP/2).
     #[arg(long, env = "WARDCTL_INTAKE_URL", default_value = DEFAULT_INTAKE_URL, global = true)]
     pub intake_url: String,
+
+    /// Routing's gRPC endpoint (plain HTTP/2).
+    #[arg(long, env = "WARDCTL_ROUTING_URL", default_value = DEFAULT_ROUTING_URL, global = true)]
+    pub routing_url: String,
 
     /// Secret that signs development tokens (HS256); must match the services'.
     #[arg(
@@ -103,8 +109,71 @@ pub enum Command {
     /// Tickets of --tenant: create, inspect, work them.
     #[command(subcommand)]
     Ticket(TicketCommand),
-    /// Seed two hospitals, file realistic tickets and watch their events arrive.
+    /// Routing's analyst directory: who takes which tickets, when, how many.
+    #[command(subcommand)]
+    Analyst(AnalystCommand),
+    /// --tenant's routing queue: tickets nobody could take yet, P1 first, oldest first.
+    Queue(QueueArgs),
+    /// --tenant's assignments, newest first.
+    Assignments(AssignmentsArgs),
+    /// Why routing chose an analyst: every candidate with its verdict and rank.
+    Explain {
+        /// Assignment id (from `wardctl assignments`), or a ticket id or
+        /// number to explain its latest assignment.
+        assignment: String,
+    },
+    /// --tenant's routing rules: skills and credentials each category needs.
+    Rules,
+    /// --tenant's SLA targets and acknowledgement timeout.
+    #[command(subcommand)]
+    Sla(SlaCommand),
+    /// Seed two hospitals and an analyst roster, file realistic tickets, show
+    /// who routing assigned them to, and watch their events arrive.
     Demo(DemoArgs),
+}
+
+/// The service a command mainly talks to, for hints about the setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Intake.
+    Intake,
+    /// Routing.
+    Routing,
+}
+
+impl Service {
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Intake => "intake",
+            Service::Routing => "routing",
+        }
+    }
+
+    /// The variable and flag that point wardctl at it.
+    pub fn setting(self) -> &'static str {
+        match self {
+            Service::Intake => "WARDCTL_INTAKE_URL or --intake-url",
+            Service::Routing => "WARDCTL_ROUTING_URL or --routing-url",
+        }
+    }
+}
+
+impl Cli {
+    /// The service the command talks to, and where wardctl looks for it.
+    pub fn service(&self) -> (Service, &str) {
+        match self.command {
+            Command::Analyst(_)
+            | Command::Queue(_)
+            | Command::Assignments(_)
+            | Command::Explain { .. }
+            | Command::Rules
+            | Command::Sla(_) => (Service::Routing, &self.routing_url),
+            Command::Token(_) | Command::Tenant(_) | Command::Ticket(_) | Command::Demo(_) => {
+                (Service::Intake, &self.intake_url)
+            }
+        }
+    }
 }
 
 /// `wardctl token`.
@@ -329,6 +398,9 @@ pub struct DemoArgs {
     /// Seconds to wait for the expected events.
     #[arg(long, default_value_t = 10)]
     pub event_wait_secs: u64,
+    /// Seconds to wait for routing to assign or queue each ticket.
+    #[arg(long, default_value_t = 15)]
+    pub routing_wait_secs: u64,
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {
@@ -385,6 +457,9 @@ macro_rules! value_enum {
         }
     };
 }
+
+mod routing;
+pub use routing::*;
 
 value_enum!(
     /// The caller's role.

@@ -2,17 +2,26 @@
 //!
 //! 1. Wait until intake answers (ListTenants, up to `--wait-secs`).
 //! 2. Create two hospitals idempotently (fixed request ids; ALREADY_EXISTS is fine).
-//! 3. Start watching ticket events on NATS *before* filing anything.
-//! 4. File a handful of realistic tickets (fresh request ids per run).
-//! 5. Work one of them: acknowledge, start, note, resolve — as far as the
-//!    state machine allows (without routing nobody is assigned, and intake
-//!    rightly refuses to acknowledge a NEW ticket; the demo says so).
-//! 6. List each tenant's tickets, then the events received for this run's
+//! 3. Create the analyst roster in routing idempotently ([`routing::ROSTER`],
+//!    fixed request ids) and make everyone available. When routing is not
+//!    reachable the demo says so and runs intake alone from here on.
+//! 4. Start watching ticket events on NATS *before* filing anything.
+//! 5. File a handful of realistic tickets (fresh request ids per run).
+//! 6. Wait (up to `--routing-wait-secs`) until intake shows each ticket
+//!    assigned or queued, print where each went, and explain one decision.
+//! 7. Work one of them: acknowledge, start, note, resolve — as its assigned
+//!    analyst (a token with their id as subject), else as wardctl; as far as
+//!    the state machine allows (a refusal is shown, not fatal).
+//! 8. List each tenant's tickets, then the events received for this run's
 //!    tickets: subject, Nats-Msg-Id, traceparent presence, number, kind.
-//! 7. Summarise; fail when an expected event is missing or duplicated.
+//! 9. Summarise; fail when an expected event is missing or duplicated: every
+//!    ticket's `ticket.created`, with routing its `ticket.assigned` or
+//!    `ticket.queued`, and the worked ticket's lifecycle events.
 //!
 //! What must hold: nothing free-text is printed in the event section (events
 //! carry none anyway), and every ticket gets its own trace, started here.
+
+pub mod routing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -24,12 +33,12 @@ use serde_json::{Value, json};
 use tonic::Code;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-use wardline_proto::common::{CallerRole, Category, Channel, Impact, TicketStatus, Urgency};
+use wardline_proto::common::{CallerRole, Category, Channel, Impact, Urgency};
 use wardline_proto::events::ResolutionCode;
 use wardline_proto::intake::{
     AcknowledgeTicketRequest, AddFacilityRequest, AddNoteRequest, Caller, CreateTenantRequest,
-    CreateTicketRequest, Facility, GetTenantRequest, GetTicketRequest, ListTenantsRequest,
-    ListTicketsRequest, ResolveTicketRequest, StartTicketRequest, Tenant, Ticket,
+    CreateTicketRequest, Facility, GetTenantRequest, ListTenantsRequest, ListTicketsRequest,
+    ResolveTicketRequest, StartTicketRequest, Tenant, Ticket,
 };
 
 use crate::cli::DemoArgs;
@@ -274,7 +283,11 @@ impl Progress {
     }
 
     fn line(&self, text: &str) {
-        self.print(&format!("    {text}"));
+        if text.is_empty() {
+            self.print("");
+        } else {
+            self.print(&format!("    {text}"));
+        }
     }
 
     fn block(&self, text: &str) {
@@ -296,7 +309,7 @@ impl Progress {
 pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     let p = Progress {
         to_stderr: ctx.json,
-        steps: 7,
+        steps: 9,
     };
     let token = ctx.admin_token()?;
     let run = run_id(chrono::Utc::now());
@@ -323,10 +336,38 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     for t in &TENANTS {
         tenants.push(ensure_tenant(&admin, t, &p).await?);
     }
+    let zone_of = |tenant_id: &str| {
+        let tz = tenants
+            .iter()
+            .find(|t| t.tenant_id == tenant_id)
+            .map_or("", |t| t.time_zone.as_str());
+        Zone::for_tenant(tz, ctx.utc)
+    };
 
-    // 3. events
+    // 3. routing and the roster
     p.step(
         3,
+        &format!("the analyst roster in routing at {}", ctx.routing_url),
+    );
+    let routing = match routing::connect(&ctx.routing_url, ctx.timeout, &token).await? {
+        routing::Reach::Up(session) => {
+            routing::ensure_roster(&session, &run, &p).await?;
+            Some(session)
+        }
+        routing::Reach::Down(why) => {
+            p.line(&format!(
+                "ROUTING IS NOT REACHABLE at {}: {why}",
+                ctx.routing_url
+            ));
+            p.line("continuing with intake only: nobody will be assigned, no routing events are expected");
+            p.line("(start routing, or point WARDCTL_ROUTING_URL / --routing-url at it, and run the demo again)");
+            None
+        }
+    };
+
+    // 4. events
+    p.step(
+        4,
         &format!("subscribing to ticket events on {}", ctx.nats_url),
     );
     let mut watch = events::watch(
@@ -337,8 +378,8 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     .await?;
     p.line(&format!("listening via {}", watch.source));
 
-    // 4. tickets
-    p.step(4, &format!("filing {} tickets", TICKETS.len()));
+    // 5. tickets
+    p.step(5, &format!("filing {} tickets", TICKETS.len()));
     let mut created: Vec<Ticket> = Vec::new();
     for (i, spec) in TICKETS.iter().enumerate() {
         let session = admin.for_tenant(Some(spec.tenant))?;
@@ -375,23 +416,50 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         created.push(ticket);
     }
 
-    // 5. work one ticket
-    let worked = created[WORKED].clone();
+    // 6. routing's decisions
+    let mut current = created.clone();
+    let mut explained = None;
+    match &routing {
+        None => p.step(6, "routing's decisions: skipped (routing is not reachable)"),
+        Some(routing_session) => {
+            p.step(
+                6,
+                &format!(
+                    "waiting up to {} s for routing to assign or queue each ticket",
+                    args.routing_wait_secs
+                ),
+            );
+            let wait = Duration::from_secs(args.routing_wait_secs);
+            let waited = Instant::now();
+            current = routing::wait_routed(&admin, &created, wait).await?;
+            let routed = current.iter().filter(|t| routing::routed(t)).count();
+            p.line(&format!(
+                "{routed} of {} tickets routed after {:.1} s",
+                current.len(),
+                waited.elapsed().as_secs_f64()
+            ));
+            let reasons = routing::queue_reasons(routing_session, &current).await;
+            p.print("");
+            p.block(&routing::routing_table(&current, &reasons, wait).render());
+            if let Some(t) = routing::pick_explained(&current) {
+                explained = routing::explain(routing_session, t, zone_of(&t.tenant_id), &p).await?;
+            }
+        }
+    }
+
+    // 7. work one ticket
+    let worked = current[WORKED].clone();
     p.step(
-        5,
+        7,
         &format!("working {} ({})", worked.number, TICKETS[WORKED].story),
     );
-    let session = admin.for_tenant(Some(&worked.tenant_id))?;
-    let worked_kinds = work_ticket(&session, &worked, &run, &p).await?;
+    let (worker, actor) = worker_for(ctx, &admin, &worked, routing.is_some(), &p)?;
+    let worked_kinds = work_ticket(&worker, &worked, &run, &p).await?;
 
-    // 6. tickets and events
-    p.step(6, "tickets per tenant, then the events of this run");
+    // 8. tickets and events
+    p.step(8, "tickets per tenant, then the events of this run");
     for t in &tenants {
-        let zone = if ctx.utc {
-            Zone::Utc
-        } else {
-            Zone::for_tenant(&t.time_zone, false)
-        };
+        let zone = zone_of(&t.tenant_id);
         let session = admin.for_tenant(Some(&t.tenant_id))?;
         let latest =
             crate::commands::ticket::list(&session, ListTicketsRequest::default(), 10).await?;
@@ -410,6 +478,13 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         .iter()
         .map(|t| Expected::new(t, "ticket.created"))
         .collect();
+    if routing.is_some() {
+        expected.extend(
+            created
+                .iter()
+                .map(|t| Expected::any(t, &["ticket.assigned", "ticket.queued"])),
+        );
+    }
     expected.extend(worked_kinds.iter().map(|k| Expected::new(&worked, k)));
     p.print("");
     p.line(&format!(
@@ -444,9 +519,24 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         ));
     }
 
-    // 7. summary
-    p.step(7, "summary");
-    let summary = Summary::new(&created, &expected, &outcome, &worked, &worked_kinds);
+    // 9. summary
+    p.step(9, "summary");
+    let routed = match &routing {
+        Some(_) => RoutingOutcome::Routed {
+            tickets: current.clone(),
+            explained,
+        },
+        None => RoutingOutcome::Unreachable(ctx.routing_url.clone()),
+    };
+    let summary = Summary::new(
+        &created,
+        &expected,
+        &outcome,
+        &worked,
+        &worked_kinds,
+        &actor,
+        routed,
+    );
     p.block(&summary.text());
     if ctx.json {
         print_json(&summary.json(&run, &created, &outcome));
@@ -557,6 +647,55 @@ async fn ensure_tenant(admin: &Session, t: &DemoTenant, p: &Progress) -> Result<
     Ok(tenant)
 }
 
+/// Who works the demo's ticket: its assigned analyst, with a token of
+/// their own (subject = analyst id, role analyst) when wardctl can mint one;
+/// otherwise wardctl itself as vendor admin. Returns the intake session and
+/// the actor's name.
+fn worker_for(
+    ctx: &Context,
+    admin: &Session,
+    ticket: &Ticket,
+    routing_up: bool,
+    p: &Progress,
+) -> Result<(Session, String)> {
+    let scoped = admin.for_tenant(Some(&ticket.tenant_id))?;
+    let admin_actor = format!("{} (vendor admin)", crate::commands::WARDCTL_SUBJECT);
+    let analyst = ticket.assignee_analyst_id.as_str();
+    if analyst.is_empty() {
+        let why = if !routing_up {
+            "routing is not running".to_owned()
+        } else if ticket.queued {
+            "routing queued it".to_owned()
+        } else {
+            "routing has not decided yet".to_owned()
+        };
+        p.line(&format!(
+            "{} is {} and nobody is assigned ({why}): wardctl takes it as vendor admin",
+            ticket.number,
+            render::status(ticket.status)
+        ));
+        return Ok((scoped, admin_actor));
+    }
+    match ctx.analyst_token(analyst, &ticket.tenant_id) {
+        Ok(token) => {
+            p.line(&format!(
+                "{} is assigned to {analyst}: working it as {analyst} (analyst token for {})",
+                ticket.number, ticket.tenant_id
+            ));
+            let session = Session::new(admin.channel(), &token, Some(&ticket.tenant_id))?;
+            Ok((session, analyst.to_owned()))
+        }
+        Err(e) => {
+            p.line(&format!(
+                "{} is assigned to {analyst}, but wardctl cannot act as them ({}): working it with its own token",
+                ticket.number,
+                crate::error_text(&e)
+            ));
+            Ok((scoped, admin_actor))
+        }
+    }
+}
+
 /// Acknowledge, start, note, resolve — as far as the ticket's state allows.
 /// Returns the event kinds intake should have published.
 async fn work_ticket(
@@ -567,33 +706,6 @@ async fn work_ticket(
 ) -> Result<Vec<&'static str>> {
     let mut kinds = Vec::new();
     let id = ticket.ticket_id.clone();
-
-    // Give routing (when it runs) a moment to assign the ticket.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut current = ticket.clone();
-    while current.status == TicketStatus::New as i32 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        current = session
-            .tickets()
-            .get_ticket(GetTicketRequest {
-                ticket_id: id.clone(),
-                number: String::new(),
-            })
-            .await?
-            .into_inner();
-    }
-    if current.assignee_analyst_id.is_empty() {
-        p.line(&format!(
-            "{} is {} and nobody is assigned (routing not running?): wardctl works it as vendor admin",
-            current.number,
-            render::status(current.status)
-        ));
-    } else {
-        p.line(&format!(
-            "{} is assigned to {}",
-            current.number, current.assignee_analyst_id
-        ));
-    }
 
     let mut flowing = true;
     let ack = session
@@ -717,11 +829,14 @@ impl Outcome {
             .unwrap_or(0)
     }
 
+    /// How often any of `e`'s kinds arrived.
+    pub fn count_any(&self, e: &Expected) -> usize {
+        e.kinds.iter().map(|k| self.count(&e.ticket_id, k)).sum()
+    }
+
     /// True when each expected event arrived at least once.
     pub fn complete(&self, expected: &[Expected]) -> bool {
-        expected
-            .iter()
-            .all(|e| self.count(&e.ticket_id, &e.kind) > 0)
+        expected.iter().all(|e| self.count_any(e) > 0)
     }
 }
 
@@ -732,17 +847,38 @@ pub struct Expected {
     pub ticket_id: String,
     /// Ticket number, for messages.
     pub number: String,
-    /// `aggregate.event`, e.g. `ticket.created`.
-    pub kind: String,
+    /// `aggregate.event`, e.g. `ticket.created`; any one of them will do
+    /// (routing either assigns or queues a ticket).
+    pub kinds: Vec<String>,
 }
 
 impl Expected {
     /// `kind` about `ticket`.
     pub fn new(ticket: &Ticket, kind: &str) -> Self {
+        Self::any(ticket, &[kind])
+    }
+
+    /// One of `kinds` about `ticket`.
+    pub fn any(ticket: &Ticket, kinds: &[&str]) -> Self {
         Self {
             ticket_id: ticket.ticket_id.clone(),
             number: ticket.number.clone(),
-            kind: kind.to_owned(),
+            kinds: kinds.iter().map(|k| (*k).to_owned()).collect(),
+        }
+    }
+
+    /// `ticket.assigned|queued`, for messages.
+    pub fn label(&self) -> String {
+        match self.kinds.split_first() {
+            None => String::new(),
+            Some((first, rest)) => {
+                let mut out = first.clone();
+                for k in rest {
+                    out.push('|');
+                    out.push_str(k.rsplit('.').next().unwrap_or(k));
+                }
+                out
+            }
         }
     }
 }
@@ -808,6 +944,21 @@ pub fn events_table(events: &[ReceivedEvent]) -> Table {
     table
 }
 
+/// What routing did with the run's tickets, for the summary.
+#[derive(Debug, Clone)]
+pub enum RoutingOutcome {
+    /// Routing answered: the tickets as last read from intake, and the
+    /// assignment explained, if one was.
+    Routed {
+        /// The tickets after waiting for routing.
+        tickets: Vec<Ticket>,
+        /// Assignment id of the explained decision.
+        explained: Option<String>,
+    },
+    /// Nothing answered at this URL.
+    Unreachable(String),
+}
+
 /// The verdict of a run.
 pub struct Summary {
     created: usize,
@@ -819,6 +970,8 @@ pub struct Summary {
     priorities: BTreeMap<String, usize>,
     classified: Vec<String>,
     worked: String,
+    routing_text: String,
+    routing_json: Value,
 }
 
 impl Summary {
@@ -828,16 +981,23 @@ impl Summary {
         outcome: &Outcome,
         worked: &Ticket,
         worked_kinds: &[&str],
+        actor: &str,
+        routing: RoutingOutcome,
     ) -> Self {
         let mut missing = Vec::new();
         let mut duplicated = Vec::new();
         for e in expected {
-            match outcome.count(&e.ticket_id, &e.kind) {
-                0 => missing.push(format!("{} {}", e.number, e.kind)),
-                1 => {}
-                n => duplicated.push(format!("{} {} x{n}", e.number, e.kind)),
+            if outcome.count_any(e) == 0 {
+                missing.push(format!("{} {}", e.number, e.label()));
+            }
+            for kind in &e.kinds {
+                let n = outcome.count(&e.ticket_id, kind);
+                if n > 1 {
+                    duplicated.push(format!("{} {kind} x{n}", e.number));
+                }
             }
         }
+        let (routing_text, routing_json) = routing_summary(&routing);
         let mut priorities = BTreeMap::new();
         for t in created {
             *priorities.entry(render::priority(t.priority)).or_default() += 1;
@@ -863,7 +1023,9 @@ impl Summary {
             without_msg_id: outcome.events.iter().filter(|e| e.msg_id.is_none()).count(),
             priorities,
             classified,
-            worked: format!("{}: {}", worked.number, steps.join(", ")),
+            worked: format!("{} by {actor}: {}", worked.number, steps.join(", ")),
+            routing_text,
+            routing_json,
         }
     }
 
@@ -917,6 +1079,8 @@ impl Summary {
                 self.classified.join(", ")
             ));
         }
+        out.push_str(&self.routing_text);
+        out.push('\n');
         out.push_str(&format!("worked {}\n", self.worked));
         if self.without_trace > 0 {
             out.push_str(&format!(
@@ -957,9 +1121,49 @@ impl Summary {
                 "kind": e.kind(),
             })).collect::<Vec<_>>(),
             "priorities": self.priorities,
+            "routing": self.routing_json,
             "missing": self.missing,
             "duplicated": self.duplicated,
         })
+    }
+}
+
+/// The summary's routing line and JSON.
+fn routing_summary(routing: &RoutingOutcome) -> (String, Value) {
+    match routing {
+        RoutingOutcome::Unreachable(url) => (
+            format!("routing not reachable at {url}: nobody was assigned (intake only)"),
+            json!({"reachable": false, "url": url}),
+        ),
+        RoutingOutcome::Routed { tickets, explained } => {
+            let assigned = tickets
+                .iter()
+                .filter(|t| !t.assignee_analyst_id.is_empty())
+                .count();
+            let queued = tickets
+                .iter()
+                .filter(|t| t.assignee_analyst_id.is_empty() && t.queued)
+                .count();
+            let pending = tickets.len() - assigned - queued;
+            let mut text = format!("routing: {assigned} assigned, {queued} queued");
+            if pending > 0 {
+                text.push_str(&format!(", {pending} not routed in time"));
+            }
+            let json = json!({
+                "reachable": true,
+                "assigned": assigned,
+                "queued": queued,
+                "not_routed": pending,
+                "explained_assignment_id": explained,
+                "tickets": tickets.iter().map(|t| json!({
+                    "number": t.number,
+                    "assignee_analyst_id": (!t.assignee_analyst_id.is_empty()).then_some(&t.assignee_analyst_id),
+                    "queued": t.queued,
+                    "status": render::status_opt(t.status),
+                })).collect::<Vec<_>>(),
+            });
+            (text, json)
+        }
     }
 }
 
@@ -968,7 +1172,7 @@ mod tests {
     use super::*;
     use prost::Message as _;
     use wardline_proto::events::event_envelope::Payload;
-    use wardline_proto::events::{TicketCreated, TicketSnapshot};
+    use wardline_proto::events::{TicketAssigned, TicketCreated, TicketQueued, TicketSnapshot};
 
     #[test]
     fn demo_data_is_consistent() {
@@ -1071,11 +1275,27 @@ mod tests {
             number: "STM-000002".into(),
             ..Default::default()
         };
-        let s = Summary::new(&created, &expected, &o, &worked, &["ticket.note_added"]);
+        let down = || RoutingOutcome::Unreachable("http://127.0.0.1:50052".into());
+        let s = Summary::new(
+            &created,
+            &expected,
+            &o,
+            &worked,
+            &["ticket.note_added"],
+            "wardctl (vendor admin)",
+            down(),
+        );
         assert!(s.ok(), "{}", s.text());
         assert!(
             s.text().starts_with(
                 "2 tickets created, 2 ticket.created events received once each; P1: 1, P3: 1\n"
+            ),
+            "{}",
+            s.text()
+        );
+        assert!(
+            s.text().contains(
+                "routing not reachable at http://127.0.0.1:50052: nobody was assigned (intake only)\nworked STM-000002 by wardctl (vendor admin): note_added\n"
             ),
             "{}",
             s.text()
@@ -1088,7 +1308,7 @@ mod tests {
         );
 
         o.add(created_event("t2", "STM-000002"), &ours);
-        let s = Summary::new(&created, &expected, &o, &worked, &[]);
+        let s = Summary::new(&created, &expected, &o, &worked, &[], "x", down());
         assert!(!s.ok());
         assert!(
             s.problem().contains("STM-000002 ticket.created x2"),
@@ -1098,7 +1318,15 @@ mod tests {
         let table = events_table(&o.events).render();
         assert!(table.contains("ticket.created (DUPLICATE #2)"), "{table}");
 
-        let s = Summary::new(&created, &expected, &Outcome::default(), &worked, &[]);
+        let s = Summary::new(
+            &created,
+            &expected,
+            &Outcome::default(),
+            &worked,
+            &[],
+            "x",
+            down(),
+        );
         assert!(
             s.problem()
                 .starts_with("2 expected event(s) missing: STM-000001 ticket.created"),
@@ -1106,5 +1334,134 @@ mod tests {
             s.problem()
         );
         assert!(s.text().contains("only 0 of 2"), "{}", s.text());
+    }
+
+    fn routing_event(ticket_id: &str, payload: Payload) -> ReceivedEvent {
+        let env = wardline_kit::events::envelope("routing", "stmarys", ticket_id, 1, payload);
+        let kind = ReceivedEvent::from_parts("s", None, &env.encode_to_vec())
+            .kind()
+            .unwrap();
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", env.event_id.as_str());
+        ReceivedEvent::from_parts(
+            &format!("wardline.events.stmarys.{kind}"),
+            Some(&h),
+            &env.encode_to_vec(),
+        )
+    }
+
+    fn assigned(ticket_id: &str, number: &str) -> ReceivedEvent {
+        routing_event(
+            ticket_id,
+            Payload::TicketAssigned(TicketAssigned {
+                ticket_id: ticket_id.into(),
+                number: number.into(),
+                analyst_id: "rn.okonkwo".into(),
+                ..Default::default()
+            }),
+        )
+    }
+
+    fn queued(ticket_id: &str, number: &str) -> ReceivedEvent {
+        routing_event(
+            ticket_id,
+            Payload::TicketQueued(TicketQueued {
+                ticket_id: ticket_id.into(),
+                number: number.into(),
+                reason_code: "no_capacity".into(),
+                ..Default::default()
+            }),
+        )
+    }
+
+    #[test]
+    fn routing_events_are_expected_as_assigned_or_queued() {
+        let ours: HashMap<&str, &str> = [("t1", "STM-000001"), ("t2", "STM-000002")].into();
+        let created = vec![
+            Ticket {
+                ticket_id: "t1".into(),
+                number: "STM-000001".into(),
+                assignee_analyst_id: "rn.okonkwo".into(),
+                priority: 1,
+                ..Default::default()
+            },
+            Ticket {
+                ticket_id: "t2".into(),
+                number: "STM-000002".into(),
+                queued: true,
+                priority: 2,
+                ..Default::default()
+            },
+        ];
+        let mut expected: Vec<Expected> = created
+            .iter()
+            .map(|t| Expected::new(t, "ticket.created"))
+            .collect();
+        expected.extend(
+            created
+                .iter()
+                .map(|t| Expected::any(t, &["ticket.assigned", "ticket.queued"])),
+        );
+        assert_eq!(expected[2].label(), "ticket.assigned|queued");
+        let mut o = Outcome::default();
+        o.add(created_event("t1", "STM-000001"), &ours);
+        o.add(created_event("t2", "STM-000002"), &ours);
+        assert!(!o.complete(&expected));
+        o.add(assigned("t1", "STM-000001"), &ours);
+        o.add(queued("t2", "STM-000002"), &ours);
+        assert!(o.complete(&expected));
+        // A queued ticket assigned later (the queue drained) is no duplicate.
+        o.add(assigned("t2", "STM-000002"), &ours);
+        let routed = || RoutingOutcome::Routed {
+            tickets: created.clone(),
+            explained: Some("a-1".into()),
+        };
+        let worked = created[0].clone();
+        let s = Summary::new(
+            &created,
+            &expected,
+            &o,
+            &worked,
+            &["ticket.acknowledged"],
+            "rn.okonkwo",
+            routed(),
+        );
+        assert!(s.ok(), "{}", s.problem());
+        assert!(
+            s.text().contains(
+                "routing: 1 assigned, 1 queued\nworked STM-000001 by rn.okonkwo: acknowledged\n"
+            ),
+            "{}",
+            s.text()
+        );
+        let v = s.json("r", &created, &o);
+        assert_eq!(v["routing"]["assigned"], 1);
+        assert_eq!(v["routing"]["explained_assignment_id"], "a-1");
+        assert_eq!(
+            v["routing"]["tickets"][1]["assignee_analyst_id"],
+            Value::Null
+        );
+
+        o.add(assigned("t1", "STM-000001"), &ours);
+        let s = Summary::new(&created, &expected, &o, &worked, &[], "x", routed());
+        assert!(
+            s.problem().contains("STM-000001 ticket.assigned x2"),
+            "{}",
+            s.problem()
+        );
+        let s = Summary::new(
+            &created,
+            &expected,
+            &Outcome::default(),
+            &worked,
+            &[],
+            "x",
+            routed(),
+        );
+        assert!(
+            s.problem().contains("STM-000002 ticket.assigned|queued"),
+            "{}",
+            s.problem()
+        );
     }
 }

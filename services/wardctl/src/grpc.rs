@@ -2,10 +2,11 @@
 //! interceptor that puts the bearer token, the tenant and the W3C trace
 //! context on every call.
 //!
-//! A [`Session`] is one channel plus one identity. Clients of further
-//! services (routing, billing, notification) are one method each here: take
-//! their generated client and wrap [`Session::channel`] with
-//! [`Session::interceptor`].
+//! A [`Session`] is one channel plus one identity. Each service's clients
+//! are one method each here (intake's on a session connected to intake,
+//! routing's on one connected to routing); further services (billing,
+//! notification) take their generated client and wrap [`Session::channel`]
+//! with [`Session::interceptor`].
 
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ use tonic::{Request, Status};
 use wardline_kit::auth::TENANT_HEADER;
 use wardline_proto::intake::tenant_service_client::TenantServiceClient;
 use wardline_proto::intake::ticket_service_client::TicketServiceClient;
+use wardline_proto::routing::analyst_service_client::AnalystServiceClient;
+use wardline_proto::routing::queue_service_client::QueueServiceClient;
+use wardline_proto::routing::routing_rule_service_client::RoutingRuleServiceClient;
+use wardline_proto::routing::sla_target_service_client::SlaTargetServiceClient;
 
 /// A channel whose calls carry a [`AuthInterceptor`]'s metadata.
 pub type AuthedChannel = InterceptedService<Channel, AuthInterceptor>;
@@ -155,6 +160,26 @@ impl Session {
     /// Intake's ticket API.
     pub fn tickets(&self) -> TicketServiceClient<AuthedChannel> {
         TicketServiceClient::with_interceptor(self.channel(), self.interceptor())
+    }
+
+    /// Routing's analyst directory (on a session connected to routing).
+    pub fn analysts(&self) -> AnalystServiceClient<AuthedChannel> {
+        AnalystServiceClient::with_interceptor(self.channel(), self.interceptor())
+    }
+
+    /// Routing's queues, assignments and explanations.
+    pub fn queues(&self) -> QueueServiceClient<AuthedChannel> {
+        QueueServiceClient::with_interceptor(self.channel(), self.interceptor())
+    }
+
+    /// Routing's category rules.
+    pub fn rules(&self) -> RoutingRuleServiceClient<AuthedChannel> {
+        RoutingRuleServiceClient::with_interceptor(self.channel(), self.interceptor())
+    }
+
+    /// Routing's SLA targets.
+    pub fn sla(&self) -> SlaTargetServiceClient<AuthedChannel> {
+        SlaTargetServiceClient::with_interceptor(self.channel(), self.interceptor())
     }
 }
 

@@ -6,8 +6,9 @@
 //!   one to one onto the protobuf enums.
 //! - [`grpc`]: connecting with a timeout, and the interceptor that adds the
 //!   bearer token, `x-tenant-id` and the W3C trace context to every call.
-//! - [`commands`]: `token`, `tenant ...`, `ticket ...` and their shared context
-//!   (who wardctl acts as, idempotency keys, output mode).
+//! - [`commands`]: `token`, `tenant ...`, `ticket ...` (intake), `analyst ...`,
+//!   `queue`, `assignments`, `explain`, `rules`, `sla ...` (routing) and their
+//!   shared context (who wardctl acts as, idempotency keys, output mode).
 //! - [`demo`]: `wardctl demo`, the end-to-end walk-through; [`events`] watches
 //!   NATS for it.
 //! - [`render`] and [`table`]: labels, times, tables and JSON.
@@ -38,26 +39,35 @@ pub fn error_text(err: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
-/// A hint for errors whose cause is usually the setup, not the request.
-pub fn error_hint(err: &anyhow::Error, intake_url: &str) -> Option<String> {
+/// A hint for errors whose cause is usually the setup, not the request;
+/// `service` at `url` is what the command talks to.
+pub fn error_hint(err: &anyhow::Error, service: cli::Service, url: &str) -> Option<String> {
     let status = err.chain().find_map(|c| c.downcast_ref::<tonic::Status>());
+    let running = || {
+        format!(
+            "is {} running at {url}? (set {})",
+            service.name(),
+            service.setting()
+        )
+    };
     match status.map(|s| s.code()) {
-        Some(tonic::Code::Unauthenticated) => Some(
-            "intake verifies tokens with its WARDLINE_JWT_SECRET: mint with the same secret \
-             (--secret / WARDLINE_JWT_SECRET), or check the token given with --token / WARDCTL_TOKEN"
-                .to_owned(),
-        ),
-        Some(tonic::Code::Unavailable) => Some(format!(
-            "is intake running at {intake_url}? (set WARDCTL_INTAKE_URL or --intake-url)"
+        Some(tonic::Code::Unauthenticated) => Some(format!(
+            "{} verifies tokens with its WARDLINE_JWT_SECRET: mint with the same secret \
+             (--secret / WARDLINE_JWT_SECRET), or check the token given with --token / WARDCTL_TOKEN",
+            service.name()
+        )),
+        Some(tonic::Code::Unavailable) => Some(running()),
+        Some(tonic::Code::Unimplemented) => Some(format!(
+            "the server at {url} does not serve this API: is that {}'s gRPC port? (set {})",
+            service.name(),
+            service.setting()
         )),
         Some(_) => None,
         None if err
             .chain()
             .any(|c| c.downcast_ref::<tonic::transport::Error>().is_some()) =>
         {
-            Some(format!(
-                "is intake running at {intake_url}? (set WARDCTL_INTAKE_URL or --intake-url)"
-            ))
+            Some(running())
         }
         None => None,
     }
@@ -79,22 +89,28 @@ mod tests {
             error_text(&e),
             "looking up STM-000009: NOT_FOUND: ticket STM-000009"
         );
-        assert_eq!(error_hint(&e, "http://x"), None);
+        assert_eq!(error_hint(&e, cli::Service::Intake, "http://x"), None);
     }
 
     #[test]
     fn setup_problems_get_a_hint() {
         let e = anyhow::Error::new(tonic::Status::unauthenticated("invalid bearer token"));
         assert!(
-            error_hint(&e, "http://x")
+            error_hint(&e, cli::Service::Intake, "http://x")
                 .unwrap()
                 .contains("WARDLINE_JWT_SECRET")
         );
         let e = anyhow::Error::new(tonic::Status::unavailable("tcp connect error"));
         assert!(
-            error_hint(&e, "http://intake:50051")
+            error_hint(&e, cli::Service::Intake, "http://intake:50051")
                 .unwrap()
                 .contains("http://intake:50051")
+        );
+        let hint = error_hint(&e, cli::Service::Routing, "http://routing:50052").unwrap();
+        assert!(
+            hint.contains("routing running at http://routing:50052")
+                && hint.contains("WARDCTL_ROUTING_URL"),
+            "{hint}"
         );
     }
 }

@@ -9,7 +9,8 @@ use wardctl::cli::Cli;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let intake_url = cli.intake_url.clone();
+    let (service, url) = cli.service();
+    let url = url.to_owned();
     let telemetry = wardctl::telemetry::init();
     let result = wardctl::commands::run(cli).await;
     telemetry.shutdown();
@@ -17,7 +18,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", wardctl::error_text(&e));
-            if let Some(hint) = wardctl::error_hint(&e, &intake_url) {
+            if let Some(hint) = wardctl::error_hint(&e, service, &url) {
                 eprintln!("hint: {hint}");
             }
             ExitCode::FAILURE

@@ -52,6 +52,8 @@ macro_rules! labels {
     };
 }
 
+pub mod routing;
+
 labels! {
     /// Label of a ticket status.
     status, status_opt: TicketStatus, "TICKET_STATUS_";

@@ -1,5 +1,5 @@
-//! The commands, and the context they share: where intake is, who wardctl
-//! acts as, the tenant, the idempotency key and how to print.
+//! The commands, and the context they share: where intake and routing are,
+//! who wardctl acts as, the tenant, the idempotency key and how to print.
 
 use std::time::Duration;
 
@@ -11,6 +11,8 @@ use wardline_kit::auth::{ALL_TENANTS, Role, mint};
 use crate::cli::{Cli, Command};
 use crate::grpc::{self, Session};
 
+pub mod analyst;
+pub mod routing;
 pub mod tenant;
 pub mod ticket;
 pub mod token;
@@ -25,6 +27,8 @@ pub const SELF_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
 pub struct Context {
     /// Intake's gRPC URL.
     pub intake_url: String,
+    /// Routing's gRPC URL.
+    pub routing_url: String,
     /// NATS URL.
     pub nats_url: String,
     secret: Option<SecretString>,
@@ -45,6 +49,7 @@ impl Context {
     pub fn from_cli(cli: &Cli) -> Self {
         Self {
             intake_url: cli.intake_url.clone(),
+            routing_url: cli.routing_url.clone(),
             nats_url: cli.nats_url.clone(),
             secret: cli.secret.clone(),
             token: cli.token.clone(),
@@ -90,16 +95,34 @@ impl Context {
         Ok(SecretString::from(token))
     }
 
+    /// A short-lived `analyst` token of `tenant` with `analyst` as subject,
+    /// minted from the secret (the demo acts as the assigned analyst).
+    pub fn analyst_token(&self, analyst: &str, tenant: &str) -> Result<SecretString> {
+        let token = mint(
+            self.secret()?,
+            analyst,
+            tenant,
+            &[Role::Analyst],
+            SELF_TOKEN_TTL,
+        )
+        .context("cannot mint an analyst token")?;
+        Ok(SecretString::from(token))
+    }
+
     /// `--tenant`, required by commands that act on one tenant's data when
     /// wardctl mints an all-tenants token. With a ready `--token` (which may
     /// be bound to a tenant) it may be left out.
     pub fn tenant_for_tickets(&self) -> Result<Option<&str>> {
+        self.tenant_for("the tenant whose tickets to use")
+    }
+
+    /// `--tenant` (see [`Context::tenant_for_tickets`]); `what` says what
+    /// the tenant is for in the error.
+    pub fn tenant_for(&self, what: &str) -> Result<Option<&str>> {
         match (&self.tenant, &self.token) {
             (Some(t), _) => Ok(Some(t)),
             (None, Some(_)) => Ok(None),
-            (None, None) => bail!(
-                "this command needs --tenant (or WARDCTL_TENANT): the tenant whose tickets to use"
-            ),
+            (None, None) => bail!("this command needs --tenant (or WARDCTL_TENANT): {what}"),
         }
     }
 
@@ -107,6 +130,13 @@ impl Context {
     pub async fn session(&self, tenant: Option<&str>) -> Result<Session> {
         let token = self.admin_token()?;
         let channel = grpc::connect(&self.intake_url, self.timeout).await?;
+        Session::new(channel, &token, tenant)
+    }
+
+    /// Connects to routing and returns a session acting on `tenant`.
+    pub async fn routing_session(&self, tenant: Option<&str>) -> Result<Session> {
+        let token = self.admin_token()?;
+        let channel = grpc::connect(&self.routing_url, self.timeout).await?;
         Session::new(channel, &token, tenant)
     }
 }
@@ -121,6 +151,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             Command::Token(args) => token::run(&ctx, &args),
             Command::Tenant(cmd) => tenant::run(&ctx, cmd).await,
             Command::Ticket(cmd) => ticket::run(&ctx, cmd).await,
+            Command::Analyst(cmd) => analyst::run(&ctx, cmd).await,
+            Command::Queue(args) => routing::queue(&ctx, &args).await,
+            Command::Assignments(args) => routing::assignments(&ctx, &args).await,
+            Command::Explain { assignment } => routing::explain(&ctx, &assignment).await,
+            Command::Rules => routing::rules(&ctx).await,
+            Command::Sla(cmd) => routing::sla(&ctx, cmd).await,
             Command::Demo(args) => crate::demo::run(&ctx, &args).await,
         }
     }
@@ -129,10 +165,24 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 fn command_name(c: &Command) -> &'static str {
-    use crate::cli::{TenantCommand as Te, TicketCommand as Ti};
+    use crate::cli::{
+        AnalystCommand as An, SlaCommand as Sl, TenantCommand as Te, TicketCommand as Ti,
+    };
     match c {
         Command::Token(_) => "token",
         Command::Demo(_) => "demo",
+        Command::Queue(_) => "queue",
+        Command::Assignments(_) => "assignments",
+        Command::Explain { .. } => "explain",
+        Command::Rules => "rules",
+        Command::Sla(Sl::Get) => "sla get",
+        Command::Sla(Sl::Set(_)) => "sla set",
+        Command::Analyst(a) => match a {
+            An::Upsert(_) => "analyst upsert",
+            An::Get { .. } => "analyst get",
+            An::List(_) => "analyst list",
+            An::Availability { .. } => "analyst availability",
+        },
         Command::Tenant(t) => match t {
             Te::Create { .. } => "tenant create",
             Te::Get { .. } => "tenant get",

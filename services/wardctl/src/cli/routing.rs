@@ -1,0 +1,853 @@
+//! The command line of routing's commands (analysts, queue, assignments,
+//! explanations, rules, SLA targets) and the parsers of their compact
+//! values: `stmarys:main-campus,north-clinic`, `orders=4`,
+//! `mon:07:00-19:00`, `15/4h`. What wardctl prints for these is what they
+//! parse, so output can be pasted back.
+
+use clap::{Args, Subcommand, ValueEnum};
+use wardline_proto::events::Availability;
+use wardline_proto::routing::{AssignmentState, ClinicalCredential, DayOfWeek, SkillModule};
+
+use super::PriorityArg;
+
+value_enum!(
+    /// An application module an analyst supports.
+    SkillModuleArg => SkillModule {
+        Orders => Orders,
+        MedicationAdministration => MedicationAdministration,
+        ClinicalDocumentation => ClinicalDocumentation,
+        Results => Results,
+        PatientLists => PatientLists,
+        Scheduling => Scheduling,
+        RegistrationAdt => RegistrationAdt,
+        LoginAccess => LoginAccess,
+        Devices => Devices,
+        Printing => Printing,
+        Network => Network,
+    }
+);
+
+value_enum!(
+    /// A clinical licence.
+    CredentialArg => ClinicalCredential {
+        Rn => Rn,
+        Md => Md,
+        Do => Do,
+        Pharmd => Pharmd,
+        Np => Np,
+        Pa => Pa,
+        Rt => Rt,
+        OtherLicensed => OtherLicensed,
+    }
+);
+
+value_enum!(
+    /// An analyst's availability.
+    AvailabilityArg => Availability {
+        Available => Available,
+        Busy => Busy,
+        Away => Away,
+        Offline => Offline,
+    }
+);
+
+value_enum!(
+    /// State of an assignment.
+    AssignmentStateArg => AssignmentState {
+        PendingAck => PendingAck,
+        Acknowledged => Acknowledged,
+        TimedOut => TimedOut,
+        Transferred => Transferred,
+        Completed => Completed,
+        Escalated => Escalated,
+    }
+);
+
+/// `wardctl analyst ...`.
+#[derive(Debug, Subcommand)]
+pub enum AnalystCommand {
+    /// Create or replace an analyst (everything not given is cleared: pass
+    /// every skill, coverage and shift the analyst should keep).
+    Upsert(Box<UpsertAnalystArgs>),
+    /// Show an analyst.
+    Get {
+        /// Analyst id.
+        id: String,
+    },
+    /// List analysts, by id (those covering --tenant when given).
+    List(ListAnalystsArgs),
+    /// Set an analyst's availability (available may assign queued tickets at once).
+    Availability {
+        /// Analyst id.
+        id: String,
+        /// New availability.
+        #[arg(value_enum)]
+        availability: AvailabilityArg,
+        /// Apply only if the analyst is still at this version (else ABORTED).
+        #[arg(long)]
+        expected_version: Option<u64>,
+    },
+}
+
+/// `wardctl analyst upsert`.
+#[derive(Debug, Args)]
+pub struct UpsertAnalystArgs {
+    /// Analyst id, 1-64 of [a-z0-9._-]; the subject of the analyst's own token.
+    #[arg(long)]
+    pub id: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: String,
+    /// Work email.
+    #[arg(long)]
+    pub email: String,
+    /// Mobile in E.164, e.g. +13125550100.
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// Pager or on-call routing key.
+    #[arg(long)]
+    pub pager: Option<String>,
+    /// IANA time zone of the analyst; shifts are in it.
+    #[arg(long)]
+    pub time_zone: String,
+    /// A tenant covered, optionally limited to facilities: TENANT[:fac1,fac2]
+    /// ("*" covers every tenant; repeatable, at least one).
+    #[arg(long = "cover", required = true, value_parser = parse_coverage)]
+    pub coverage: Vec<CoverageArg>,
+    /// A skill as MODULE=LEVEL, level 1 (basic) to 5 (expert) (repeatable).
+    #[arg(long = "skill", value_parser = parse_skill)]
+    pub skills: Vec<SkillArg>,
+    /// A clinical credential held (repeatable or comma-separated).
+    #[arg(long = "credential", value_enum, value_delimiter = ',')]
+    pub credentials: Vec<CredentialArg>,
+    /// A language spoken, BCP-47, e.g. en, es-MX (repeatable or comma-separated).
+    #[arg(long = "language", value_delimiter = ',')]
+    pub languages: Vec<String>,
+    /// Most tickets held at once.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub max_tickets: u32,
+    /// A weekly shift in the analyst's zone, DAY:HH:MM-HH:MM, e.g. mon:07:00-19:00
+    /// (an end before the start ends the next day; repeatable).
+    #[arg(long = "shift", value_parser = parse_shift)]
+    pub shifts: Vec<ShiftArg>,
+    /// Availability (applied on create, and with a second call on update).
+    #[arg(long, value_enum)]
+    pub availability: Option<AvailabilityArg>,
+    /// Alerted on supervisor escalations.
+    #[arg(long)]
+    pub supervisor: bool,
+    /// Member of tier 2 (takes tier-2 escalations).
+    #[arg(long)]
+    pub tier2: bool,
+    /// Paged on P1 escalations.
+    #[arg(long)]
+    pub on_call: bool,
+    /// Apply only if the analyst is still at this version (else ABORTED).
+    #[arg(long)]
+    pub expected_version: Option<u64>,
+}
+
+/// `wardctl analyst list`.
+#[derive(Debug, Args)]
+pub struct ListAnalystsArgs {
+    /// Only these availabilities (repeatable or comma-separated).
+    #[arg(long = "availability", value_enum, value_delimiter = ',')]
+    pub availabilities: Vec<AvailabilityArg>,
+    /// Only analysts with this skill, optionally at least at a level: MODULE[=LEVEL].
+    #[arg(long, value_parser = parse_skill_filter)]
+    pub skill: Option<SkillArg>,
+    /// Only analysts holding this credential.
+    #[arg(long, value_enum)]
+    pub credential: Option<CredentialArg>,
+    /// Only analysts on shift now.
+    #[arg(long)]
+    pub on_shift: bool,
+    /// Only supervisors.
+    #[arg(long)]
+    pub supervisors: bool,
+    /// At most this many analysts (pages are followed until reached).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+}
+
+/// `wardctl queue`.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Only these priorities (repeatable or comma-separated).
+    #[arg(
+        long = "priority",
+        value_enum,
+        value_delimiter = ',',
+        ignore_case = true
+    )]
+    pub priorities: Vec<PriorityArg>,
+    /// At most this many tickets (pages are followed until reached).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+}
+
+/// `wardctl assignments`.
+#[derive(Debug, Args)]
+pub struct AssignmentsArgs {
+    /// Only this ticket's (id or number, e.g. STM-000042).
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// Only this analyst's.
+    #[arg(long)]
+    pub analyst: Option<String>,
+    /// Only these states (repeatable or comma-separated).
+    #[arg(long = "state", value_enum, value_delimiter = ',')]
+    pub states: Vec<AssignmentStateArg>,
+    /// At most this many assignments (pages are followed until reached).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+}
+
+/// `wardctl sla ...`.
+#[derive(Debug, Subcommand)]
+pub enum SlaCommand {
+    /// Show --tenant's SLA targets and acknowledgement timeout.
+    Get,
+    /// Change --tenant's targets; what is not given keeps its current value.
+    /// Times are RESPONSE/RESOLUTION, minutes or with units: 15/240, 15m/4h, 4h/1d.
+    Set(SetSlaArgs),
+}
+
+/// `wardctl sla set`.
+#[derive(Debug, Args)]
+pub struct SetSlaArgs {
+    /// P1 targets, RESPONSE/RESOLUTION, e.g. 15/240 or 15m/4h.
+    #[arg(long, value_parser = parse_targets)]
+    pub p1: Option<TargetsArg>,
+    /// P2 targets.
+    #[arg(long, value_parser = parse_targets)]
+    pub p2: Option<TargetsArg>,
+    /// P3 targets.
+    #[arg(long, value_parser = parse_targets)]
+    pub p3: Option<TargetsArg>,
+    /// P4 targets.
+    #[arg(long, value_parser = parse_targets)]
+    pub p4: Option<TargetsArg>,
+    /// Seconds an analyst has to acknowledge an assignment (30-3600).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(30..=3600))]
+    pub ack_timeout: Option<u32>,
+    /// Whether time on hold is left out of the resolution target.
+    #[arg(long)]
+    pub pause_on_hold: Option<bool>,
+    /// Apply only if the targets are still at this version (else ABORTED).
+    #[arg(long)]
+    pub expected_version: Option<u64>,
+}
+
+impl SetSlaArgs {
+    /// The priorities given, as `(priority, targets)`.
+    pub fn given(&self) -> Vec<(PriorityArg, TargetsArg)> {
+        [
+            (PriorityArg::P1, self.p1),
+            (PriorityArg::P2, self.p2),
+            (PriorityArg::P3, self.p3),
+            (PriorityArg::P4, self.p4),
+        ]
+        .into_iter()
+        .filter_map(|(p, t)| t.map(|t| (p, t)))
+        .collect()
+    }
+}
+
+/// A tenant covered, `TENANT[:fac1,fac2]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoverageArg {
+    /// Tenant slug or `*`.
+    pub tenant: String,
+    /// Facilities; empty means all.
+    pub facilities: Vec<String>,
+}
+
+/// A skill, `MODULE=LEVEL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkillArg {
+    /// Module.
+    pub module: SkillModuleArg,
+    /// Level 1-5 (0 in a list filter: any level).
+    pub level: u32,
+}
+
+/// A weekly shift, `DAY:HH:MM-HH:MM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShiftArg {
+    /// Day the shift starts.
+    pub day: DayOfWeek,
+    /// `HH:MM`.
+    pub start: String,
+    /// `HH:MM`.
+    pub end: String,
+}
+
+/// Response and resolution targets in minutes, `RESPONSE/RESOLUTION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetsArg {
+    /// Minutes from creation to acknowledgement.
+    pub response_minutes: u32,
+    /// Minutes from creation to resolution.
+    pub resolution_minutes: u32,
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Parses `TENANT[:fac1,fac2]` (`*` for every tenant, without facilities).
+pub fn parse_coverage(s: &str) -> Result<CoverageArg, String> {
+    let (tenant, facilities) = match s.split_once(':') {
+        Some((t, f)) => (t.trim(), Some(f)),
+        None => (s.trim(), None),
+    };
+    if tenant != "*" && !is_slug(tenant) {
+        return Err(format!(
+            "expected TENANT[:facility,...] with a tenant slug or *, e.g. stmarys:main-campus; got {s:?}"
+        ));
+    }
+    let facilities: Vec<String> = match facilities {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|f| f.trim().to_owned())
+            .collect::<Vec<_>>(),
+    };
+    if let Some(bad) = facilities.iter().find(|f| !is_slug(f)) {
+        return Err(format!(
+            "facility {bad:?} in {s:?} is not a slug (expected TENANT:fac1,fac2)"
+        ));
+    }
+    if tenant == "*" && !facilities.is_empty() {
+        return Err("\"*\" covers every facility of every tenant: give no facilities".into());
+    }
+    Ok(CoverageArg {
+        tenant: tenant.to_owned(),
+        facilities,
+    })
+}
+
+fn parse_module(s: &str) -> Result<SkillModuleArg, String> {
+    SkillModuleArg::from_str(s.trim(), true).map_err(|_| {
+        let names: Vec<String> = SkillModuleArg::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_owned()))
+            .collect();
+        format!(
+            "unknown skill module {:?} (one of {})",
+            s.trim(),
+            names.join(", ")
+        )
+    })
+}
+
+fn parse_level(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=5).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "skill level {:?}: 1 (basic) to 5 (expert)",
+            s.trim()
+        )),
+    }
+}
+
+/// Parses `MODULE=LEVEL`, e.g. `medication-administration=4`.
+pub fn parse_skill(s: &str) -> Result<SkillArg, String> {
+    let Some((module, level)) = s.split_once('=') else {
+        return Err(format!("expected MODULE=LEVEL, e.g. orders=4; got {s:?}"));
+    };
+    Ok(SkillArg {
+        module: parse_module(module)?,
+        level: parse_level(level)?,
+    })
+}
+
+/// Parses `MODULE` (any level) or `MODULE=LEVEL` (at least that level).
+pub fn parse_skill_filter(s: &str) -> Result<SkillArg, String> {
+    match s.split_once('=') {
+        None => Ok(SkillArg {
+            module: parse_module(s)?,
+            level: 0,
+        }),
+        Some(_) => parse_skill(s),
+    }
+}
+
+/// The short name of a day, as [`parse_day`] reads and shifts print it.
+pub fn day_name(d: DayOfWeek) -> &'static str {
+    match d {
+        DayOfWeek::Unspecified => "-",
+        DayOfWeek::Monday => "mon",
+        DayOfWeek::Tuesday => "tue",
+        DayOfWeek::Wednesday => "wed",
+        DayOfWeek::Thursday => "thu",
+        DayOfWeek::Friday => "fri",
+        DayOfWeek::Saturday => "sat",
+        DayOfWeek::Sunday => "sun",
+    }
+}
+
+/// Reads `mon` .. `sun` or the full English name, any case.
+pub fn parse_day(s: &str) -> Option<DayOfWeek> {
+    let s = s.trim().to_ascii_lowercase();
+    (1..=7)
+        .filter_map(|n| DayOfWeek::try_from(n).ok())
+        .find(|d| {
+            let short = day_name(*d);
+            s == short
+                || s == d
+                    .as_str_name()
+                    .trim_start_matches("DAY_OF_WEEK_")
+                    .to_ascii_lowercase()
+        })
+}
+
+fn hhmm(s: &str) -> Option<String> {
+    let (h, m) = s.trim().split_once(':')?;
+    if h.is_empty() || h.len() > 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then(|| format!("{h:02}:{m:02}"))
+}
+
+/// Parses `DAY:HH:MM-HH:MM`, e.g. `mon:07:00-19:00` or `fri:22:00-06:00`
+/// (ends Saturday 06:00).
+pub fn parse_shift(s: &str) -> Result<ShiftArg, String> {
+    let usage = || format!("expected DAY:HH:MM-HH:MM, e.g. mon:07:00-19:00; got {s:?}");
+    let (day, times) = s.split_once(':').ok_or_else(usage)?;
+    let day = parse_day(day).ok_or_else(|| {
+        format!(
+            "unknown day {:?} in {s:?} (mon, tue, wed, thu, fri, sat, sun)",
+            day.trim()
+        )
+    })?;
+    let (start, end) = times.split_once('-').ok_or_else(usage)?;
+    let (start, end) = (hhmm(start).ok_or_else(usage)?, hhmm(end).ok_or_else(usage)?);
+    if start == end {
+        return Err(format!(
+            "shift {s:?} starts and ends at {start}: a shift cannot be empty or 24 hours"
+        ));
+    }
+    Ok(ShiftArg { day, start, end })
+}
+
+/// Reads minutes: `90`, `90m`, `4h`, `1h30m`, `3d`.
+pub fn parse_minutes(s: &str) -> Option<u32> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    let mut total: u32 = 0;
+    let mut digits = String::new();
+    let mut units_seen = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let per = match c {
+            'd' => 24 * 60,
+            'h' => 60,
+            'm' => 1,
+            _ => return None,
+        };
+        // Units in order, each once: 1d2h30m.
+        if digits.is_empty()
+            || units_seen.contains(c)
+            || units_seen.chars().any(|u| "dhm".find(u) > "dhm".find(c))
+        {
+            return None;
+        }
+        units_seen.push(c);
+        total = total.checked_add(digits.parse::<u32>().ok()?.checked_mul(per)?)?;
+        digits.clear();
+    }
+    (digits.is_empty() && !units_seen.is_empty()).then_some(total)
+}
+
+/// Minutes as [`parse_minutes`] reads them: `15m`, `4h`, `1h30m`, `3d`.
+pub fn format_minutes(minutes: u32) -> String {
+    if minutes == 0 {
+        return "0m".to_owned();
+    }
+    let (d, h, m) = (minutes / 1440, minutes % 1440 / 60, minutes % 60);
+    let mut out = String::new();
+    for (n, unit) in [(d, 'd'), (h, 'h'), (m, 'm')] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
+}
+
+/// Parses `RESPONSE/RESOLUTION`, each in minutes or with units: `15/240`, `15m/4h`.
+pub fn parse_targets(s: &str) -> Result<TargetsArg, String> {
+    let usage = || {
+        format!(
+            "expected RESPONSE/RESOLUTION in minutes or with units (m, h, d), e.g. 15/240 or 15m/4h; got {s:?}"
+        )
+    };
+    let (response, resolution) = s.split_once('/').ok_or_else(usage)?;
+    let (response_minutes, resolution_minutes) = (
+        parse_minutes(response).ok_or_else(usage)?,
+        parse_minutes(resolution).ok_or_else(usage)?,
+    );
+    if response_minutes == 0 {
+        return Err(format!("{s:?}: the response target must be above zero"));
+    }
+    if resolution_minutes <= response_minutes {
+        return Err(format!(
+            "{s:?}: the resolution target must be longer than the response target"
+        ));
+    }
+    Ok(TargetsArg {
+        response_minutes,
+        resolution_minutes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::render;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("wardctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn coverage_takes_a_tenant_and_optional_facilities() {
+        assert_eq!(
+            parse_coverage("stmarys").unwrap(),
+            CoverageArg {
+                tenant: "stmarys".into(),
+                facilities: vec![]
+            }
+        );
+        assert_eq!(
+            parse_coverage("stmarys:main-campus, north-clinic").unwrap(),
+            CoverageArg {
+                tenant: "stmarys".into(),
+                facilities: vec!["main-campus".into(), "north-clinic".into()]
+            }
+        );
+        assert_eq!(parse_coverage("*").unwrap().tenant, "*");
+        assert!(parse_coverage("*:main").is_err());
+        assert!(parse_coverage("").is_err());
+        assert!(parse_coverage("StMarys").is_err());
+        assert!(parse_coverage("stmarys:").is_err());
+        assert!(parse_coverage("stmarys:a,,b").is_err());
+    }
+
+    #[test]
+    fn skills_are_module_equals_level() {
+        assert_eq!(
+            parse_skill("medication-administration=4").unwrap(),
+            SkillArg {
+                module: SkillModuleArg::MedicationAdministration,
+                level: 4
+            }
+        );
+        assert_eq!(
+            parse_skill("Login-Access = 2").unwrap().module,
+            SkillModuleArg::LoginAccess
+        );
+        assert!(parse_skill("orders").is_err());
+        assert!(parse_skill("orders=0").is_err());
+        assert!(parse_skill("orders=6").is_err());
+        let e = parse_skill("other=1").unwrap_err();
+        assert!(
+            e.contains("unknown skill module") && e.contains("printing"),
+            "{e}"
+        );
+        assert_eq!(parse_skill_filter("network").unwrap().level, 0);
+        assert_eq!(parse_skill_filter("network=3").unwrap().level, 3);
+    }
+
+    #[test]
+    fn shifts_are_day_and_local_times() {
+        assert_eq!(
+            parse_shift("mon:07:00-19:00").unwrap(),
+            ShiftArg {
+                day: DayOfWeek::Monday,
+                start: "07:00".into(),
+                end: "19:00".into()
+            }
+        );
+        let night = parse_shift("Friday:22:00-6:00").unwrap();
+        assert_eq!(
+            (night.day, night.start.as_str(), night.end.as_str()),
+            (DayOfWeek::Friday, "22:00", "06:00")
+        );
+        assert!(parse_shift("mon:07:00-07:00").is_err());
+        assert!(parse_shift("mon:24:00-07:00").is_err());
+        assert!(parse_shift("mon:07:60-08:00").is_err());
+        assert!(parse_shift("someday:07:00-08:00").is_err());
+        assert!(parse_shift("mon 07:00-19:00").is_err());
+        assert!(parse_shift("mon:07:00").is_err());
+        for n in 1..=7 {
+            let d = DayOfWeek::try_from(n).unwrap();
+            assert_eq!(parse_day(day_name(d)), Some(d));
+        }
+    }
+
+    #[test]
+    fn targets_read_minutes_or_units_and_print_back() {
+        assert_eq!(
+            parse_targets("15/240").unwrap(),
+            TargetsArg {
+                response_minutes: 15,
+                resolution_minutes: 240
+            }
+        );
+        assert_eq!(parse_targets("15m/4h").unwrap().resolution_minutes, 240);
+        assert_eq!(parse_targets("4h/1d").unwrap().resolution_minutes, 1440);
+        assert_eq!(parse_minutes("1h30m"), Some(90));
+        assert_eq!(parse_minutes("1d2h3m"), Some(1563));
+        for bad in ["", "h", "30m1h", "1h1h", "1.5h", "1w", "5x"] {
+            assert_eq!(parse_minutes(bad), None, "{bad}");
+        }
+        assert!(parse_targets("0/10").is_err());
+        assert!(parse_targets("60/60").is_err());
+        assert!(parse_targets("4h/1h").is_err());
+        assert!(parse_targets("15").is_err());
+        for m in [1, 15, 59, 60, 90, 240, 1440, 1563, 4320] {
+            assert_eq!(parse_minutes(&format_minutes(m)), Some(m), "{m}");
+        }
+        assert_eq!(format_minutes(240), "4h");
+        assert_eq!(format_minutes(4320), "3d");
+    }
+
+    #[test]
+    fn a_full_analyst_upsert_parses() {
+        let cli = parse(&[
+            "--routing-url",
+            "http://routing:50052",
+            "analyst",
+            "upsert",
+            "--id",
+            "rn.okonkwo",
+            "--name",
+            "Grace Okonkwo, RN",
+            "--email",
+            "grace@wardline.example",
+            "--phone",
+            "+13125550111",
+            "--time-zone",
+            "America/Chicago",
+            "--cover",
+            "stmarys:main-campus",
+            "--cover",
+            "lakeside",
+            "--skill",
+            "medication-administration=4",
+            "--skill",
+            "orders=3",
+            "--credential",
+            "rn,np",
+            "--language",
+            "en",
+            "--language",
+            "es-MX",
+            "--max-tickets",
+            "6",
+            "--shift",
+            "mon:07:00-19:00",
+            "--shift",
+            "fri:19:00-07:00",
+            "--availability",
+            "available",
+            "--on-call",
+        ])
+        .unwrap();
+        assert_eq!(cli.routing_url, "http://routing:50052");
+        let Command::Analyst(AnalystCommand::Upsert(a)) = cli.command else {
+            panic!("not analyst upsert")
+        };
+        assert_eq!(a.coverage.len(), 2);
+        assert_eq!(a.coverage[0].facilities, vec!["main-campus".to_owned()]);
+        assert_eq!(a.skills[1].module, SkillModuleArg::Orders);
+        assert_eq!(a.credentials, vec![CredentialArg::Rn, CredentialArg::Np]);
+        assert_eq!(a.languages, vec!["en".to_owned(), "es-MX".to_owned()]);
+        assert_eq!(a.max_tickets, 6);
+        assert_eq!(a.shifts[1].day, DayOfWeek::Friday);
+        assert_eq!(a.availability, Some(AvailabilityArg::Available));
+        assert!(a.on_call && !a.supervisor && !a.tier2);
+        assert_eq!(a.pager, None);
+
+        let base = [
+            "analyst",
+            "upsert",
+            "--id",
+            "x",
+            "--name",
+            "X",
+            "--email",
+            "x@x.example",
+            "--time-zone",
+            "UTC",
+        ];
+        let err = parse(&base).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "--cover is required"
+        );
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(&["--cover", "stmarys"]);
+            v.extend_from_slice(extra);
+            parse(&v)
+        };
+        assert!(with(&[]).is_ok());
+        assert!(with(&["--max-tickets", "0"]).is_err());
+        assert!(with(&["--max-tickets", "51"]).is_err());
+        assert!(with(&["--credential", "dds"]).is_err());
+        assert!(with(&["--skill", "orders=9"]).is_err());
+    }
+
+    #[test]
+    fn routing_reads_commands_parse() {
+        let cli = parse(&["analyst", "availability", "rn.okonkwo", "away"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Analyst(AnalystCommand::Availability {
+                availability: AvailabilityArg::Away,
+                expected_version: None,
+                ..
+            })
+        ));
+        let cli = parse(&[
+            "--tenant",
+            "stmarys",
+            "analyst",
+            "list",
+            "--availability",
+            "available,busy",
+            "--skill",
+            "orders=3",
+            "--credential",
+            "pharmd",
+            "--on-shift",
+        ])
+        .unwrap();
+        let Command::Analyst(AnalystCommand::List(l)) = cli.command else {
+            panic!("not analyst list")
+        };
+        assert_eq!(
+            l.availabilities,
+            vec![AvailabilityArg::Available, AvailabilityArg::Busy]
+        );
+        assert_eq!(l.skill.unwrap().level, 3);
+        assert!(l.on_shift && !l.supervisors);
+
+        let cli = parse(&["queue", "--priority", "P1,p2"]).unwrap();
+        let Command::Queue(q) = cli.command else {
+            panic!("not queue")
+        };
+        assert_eq!(q.priorities, vec![PriorityArg::P1, PriorityArg::P2]);
+
+        let cli = parse(&[
+            "assignments",
+            "--ticket",
+            "STM-42",
+            "--state",
+            "pending-ack,timed-out",
+        ])
+        .unwrap();
+        let Command::Assignments(a) = cli.command else {
+            panic!("not assignments")
+        };
+        assert_eq!(a.ticket.as_deref(), Some("STM-42"));
+        assert_eq!(
+            a.states,
+            vec![AssignmentStateArg::PendingAck, AssignmentStateArg::TimedOut]
+        );
+        assert!(matches!(
+            parse(&["explain", "0193"]).unwrap().command,
+            Command::Explain { .. }
+        ));
+        assert!(parse(&["explain"]).is_err());
+        assert!(matches!(parse(&["rules"]).unwrap().command, Command::Rules));
+    }
+
+    #[test]
+    fn sla_set_takes_what_changes() {
+        let cli = parse(&[
+            "sla",
+            "set",
+            "--p1",
+            "15/240",
+            "--p3",
+            "4h/1d",
+            "--ack-timeout",
+            "90",
+        ])
+        .unwrap();
+        let Command::Sla(SlaCommand::Set(s)) = cli.command else {
+            panic!("not sla set")
+        };
+        assert_eq!(
+            s.given(),
+            vec![
+                (
+                    PriorityArg::P1,
+                    TargetsArg {
+                        response_minutes: 15,
+                        resolution_minutes: 240
+                    }
+                ),
+                (
+                    PriorityArg::P3,
+                    TargetsArg {
+                        response_minutes: 240,
+                        resolution_minutes: 1440
+                    }
+                ),
+            ]
+        );
+        assert_eq!(s.ack_timeout, Some(90));
+        assert_eq!(s.pause_on_hold, None);
+        assert!(parse(&["sla", "set", "--ack-timeout", "10"]).is_err());
+        assert!(parse(&["sla", "set", "--p2", "30"]).is_err());
+        assert!(matches!(
+            parse(&["sla", "get"]).unwrap().command,
+            Command::Sla(SlaCommand::Get)
+        ));
+    }
+
+    #[test]
+    fn routing_values_are_spelled_as_printed() {
+        fn check<A: ValueEnum + Copy>(label: impl Fn(A) -> String) {
+            for v in A::value_variants() {
+                let typed = v.to_possible_value().unwrap().get_name().to_owned();
+                assert_eq!(label(*v), typed);
+            }
+        }
+        check(|v: SkillModuleArg| render::routing::skill_module(v.wire()));
+        check(|v: CredentialArg| render::routing::credential(v.wire()));
+        check(|v: AvailabilityArg| render::routing::availability(v.wire()));
+        check(|v: AssignmentStateArg| render::routing::assignment_state(v.wire()));
+        assert_eq!(CredentialArg::OtherLicensed.wire(), 8);
+        // Every module is reachable from the command line.
+        for n in 1..=11 {
+            assert!(
+                SkillModuleArg::value_variants()
+                    .iter()
+                    .any(|m| m.wire() == n),
+                "module {n}"
+            );
+        }
+        assert!(
+            SkillModule::try_from(12).is_err(),
+            "a new module needs a SkillModuleArg"
+        );
+    }
+}

@@ -1,0 +1,367 @@
+//! `spawn_stack()`: intake and routing in process on port 0, each with a
+//! fresh database, sharing one private nats-server, with typed clients.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use wardline_kit::auth::Role;
+use wardline_kit::config::Env;
+use wardline_proto::common::{CallerRole, Category, Channel as CallChannel, Impact, Urgency};
+use wardline_proto::events::Availability;
+use wardline_proto::intake::tenant_service_client::TenantServiceClient;
+use wardline_proto::intake::ticket_service_client::TicketServiceClient;
+use wardline_proto::intake::{
+    Caller, CreateTenantRequest, CreateTicketRequest, Facility, GetTicketRequest, Ticket,
+};
+use wardline_proto::routing::analyst_service_client::AnalystServiceClient;
+use wardline_proto::routing::queue_service_client::QueueServiceClient;
+use wardline_proto::routing::sla_target_service_client::SlaTargetServiceClient;
+use wardline_proto::routing::{
+    Analyst, ClinicalCredential, Skill, SkillModule, TenantCoverage, UpsertAnalystRequest,
+};
+use wardline_testkit::{Auth, TestDb, TestNats};
+
+pub type Tickets = TicketServiceClient<InterceptedService<Channel, Auth>>;
+pub type Analysts = AnalystServiceClient<InterceptedService<Channel, Auth>>;
+pub type Queues = QueueServiceClient<InterceptedService<Channel, Auth>>;
+pub type Slas = SlaTargetServiceClient<InterceptedService<Channel, Auth>>;
+
+/// One running service in this process.
+pub struct Running {
+    pub grpc: SocketAddr,
+    pub admin: SocketAddr,
+    shutdown: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// Graceful stop; panics if the service failed.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            h.await
+                .expect("service task")
+                .expect("service stopped cleanly");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn intake_env(db: &TestDb, nats: &TestNats) -> Vec<(String, String)> {
+    vec![
+        ("INTAKE_GRPC_ADDR".into(), "127.0.0.1:0".into()),
+        ("INTAKE_ADMIN_ADDR".into(), "127.0.0.1:0".into()),
+        ("INTAKE_DATABASE_URL".into(), db.url()),
+        ("INTAKE_DB_MAX_CONNECTIONS".into(), "8".into()),
+        ("INTAKE_RELAY_POLL_MS".into(), "200".into()),
+        ("NATS_URL".into(), nats.url()),
+        (
+            "WARDLINE_JWT_SECRET".into(),
+            wardline_testkit::SECRET.into(),
+        ),
+        ("WARDLINE_SHUTDOWN_TIMEOUT_MS".into(), "5000".into()),
+    ]
+}
+
+pub fn routing_env(db: &TestDb, nats: &TestNats) -> Vec<(String, String)> {
+    vec![
+        ("ROUTING_GRPC_ADDR".into(), "127.0.0.1:0".into()),
+        ("ROUTING_ADMIN_ADDR".into(), "127.0.0.1:0".into()),
+        ("ROUTING_DATABASE_URL".into(), db.url()),
+        ("ROUTING_DB_MAX_CONNECTIONS".into(), "8".into()),
+        ("ROUTING_RELAY_POLL_MS".into(), "200".into()),
+        ("ROUTING_SCAN_INTERVAL_MS".into(), "100".into()),
+        ("ROUTING_DRAIN_INTERVAL_MS".into(), "500".into()),
+        ("NATS_URL".into(), nats.url()),
+        (
+            "WARDLINE_JWT_SECRET".into(),
+            wardline_testkit::SECRET.into(),
+        ),
+        ("WARDLINE_SHUTDOWN_TIMEOUT_MS".into(), "5000".into()),
+    ]
+}
+
+fn telemetry() {
+    std::mem::forget(wardline_kit::telemetry::init(
+        "e2e",
+        wardline_kit::telemetry::LogFormat::Pretty,
+    ));
+}
+
+pub async fn start_intake(db: &TestDb, nats: &TestNats) -> Running {
+    telemetry();
+    let config = wardline_intake::Config::from_env(&Env::from_pairs(intake_env(db, nats)))
+        .expect("intake config");
+    let shutdown = CancellationToken::new();
+    let app = wardline_intake::Application::build(config, shutdown.clone())
+        .await
+        .expect("intake builds");
+    let (grpc, admin) = (app.grpc_addr(), app.admin_addr());
+    Running {
+        grpc,
+        admin,
+        shutdown,
+        handle: Some(tokio::spawn(app.run_until_stopped())),
+    }
+}
+
+pub async fn start_routing(db: &TestDb, nats: &TestNats) -> Running {
+    telemetry();
+    let config = wardline_routing::Config::from_env(&Env::from_pairs(routing_env(db, nats)))
+        .expect("routing config");
+    let shutdown = CancellationToken::new();
+    let app = wardline_routing::Application::build(config, shutdown.clone())
+        .await
+        .expect("routing builds");
+    let (grpc, admin) = (app.grpc_addr(), app.admin_addr());
+    Running {
+        grpc,
+        admin,
+        shutdown,
+        handle: Some(tokio::spawn(app.run_until_stopped())),
+    }
+}
+
+/// Intake and routing sharing one NATS.
+pub struct Stack {
+    pub nats: TestNats,
+    pub intake_db: TestDb,
+    pub routing_db: TestDb,
+    pub intake: Running,
+    /// Routing in process (None when the test runs it as a process).
+    pub routing: Option<Running>,
+    /// Where routing's gRPC listens.
+    pub routing_grpc: SocketAddr,
+}
+
+pub async fn spawn_stack() -> Stack {
+    let nats = TestNats::start();
+    let intake_db = TestDb::create("intake").await;
+    let routing_db = TestDb::create("routing").await;
+    let intake = start_intake(&intake_db, &nats).await;
+    let routing = start_routing(&routing_db, &nats).await;
+    let routing_grpc = routing.grpc;
+    Stack {
+        nats,
+        intake_db,
+        routing_db,
+        intake,
+        routing: Some(routing),
+        routing_grpc,
+    }
+}
+
+pub fn vendor_token() -> String {
+    wardline_testkit::token("ops", "*", &[Role::VendorAdmin])
+}
+
+pub fn admin_token(tenant: &str) -> String {
+    wardline_testkit::token("admin", tenant, &[Role::TenantAdmin])
+}
+
+pub fn analyst_token(tenant: &str, analyst: &str) -> String {
+    wardline_testkit::token(analyst, tenant, &[Role::Analyst])
+}
+
+pub fn nurse_token(tenant: &str) -> String {
+    wardline_testkit::token("rn.jones", tenant, &[Role::Requester])
+}
+
+impl Stack {
+    pub fn tickets(&self, token: &str) -> Tickets {
+        TicketServiceClient::with_interceptor(
+            wardline_testkit::channel(self.intake.grpc),
+            Auth::new(token, None),
+        )
+    }
+
+    pub fn analysts(&self) -> Analysts {
+        AnalystServiceClient::with_interceptor(
+            wardline_testkit::channel(self.routing_grpc),
+            Auth::new(&vendor_token(), None),
+        )
+    }
+
+    pub fn analysts_as(&self, token: &str) -> Analysts {
+        AnalystServiceClient::with_interceptor(
+            wardline_testkit::channel(self.routing_grpc),
+            Auth::new(token, None),
+        )
+    }
+
+    pub fn queues(&self, tenant: &str) -> Queues {
+        QueueServiceClient::with_interceptor(
+            wardline_testkit::channel(self.routing_grpc),
+            Auth::new(&admin_token(tenant), None),
+        )
+    }
+
+    pub fn slas(&self, tenant: &str) -> Slas {
+        SlaTargetServiceClient::with_interceptor(
+            wardline_testkit::channel(self.routing_grpc),
+            Auth::new(&admin_token(tenant), None),
+        )
+    }
+
+    pub async fn create_tenant(&self, id: &str, prefix: &str) {
+        TenantServiceClient::with_interceptor(
+            wardline_testkit::channel(self.intake.grpc),
+            Auth::new(&vendor_token(), None),
+        )
+        .create_tenant(CreateTenantRequest {
+            request_id: format!("create-{id}"),
+            tenant_id: id.into(),
+            name: format!("{id} hospital"),
+            time_zone: "America/Chicago".into(),
+            ticket_prefix: prefix.into(),
+            facilities: vec![
+                Facility {
+                    facility_id: "main".into(),
+                    name: "Main campus".into(),
+                },
+                Facility {
+                    facility_id: "north".into(),
+                    name: "North clinic".into(),
+                },
+            ],
+            reopen_window_hours: 0,
+        })
+        .await
+        .expect("tenant created");
+    }
+
+    pub async fn upsert(&self, analyst: Analyst) -> Analyst {
+        let id = analyst.analyst_id.clone();
+        self.analysts()
+            .upsert_analyst(UpsertAnalystRequest {
+                request_id: format!("upsert-{id}-{}", uuid::Uuid::new_v4()),
+                analyst: Some(analyst),
+                expected_version: 0,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("upsert {id}: {e:?}"))
+            .into_inner()
+    }
+
+    pub async fn ticket(&self, tenant: &str, id: &str) -> Ticket {
+        self.tickets(&admin_token(tenant))
+            .get_ticket(GetTicketRequest {
+                ticket_id: id.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("get ticket")
+            .into_inner()
+    }
+
+    /// Waits until intake shows `pred` on the ticket.
+    pub async fn ticket_until(
+        &self,
+        tenant: &str,
+        id: &str,
+        what: &str,
+        pred: impl Fn(&Ticket) -> bool,
+    ) -> Ticket {
+        wardline_testkit::eventually(15, what, || async {
+            let t = self.ticket(tenant, id).await;
+            pred(&t).then_some(t)
+        })
+        .await
+    }
+
+    /// Moves a routing timer's deadline to now (the clock "runs out").
+    pub async fn expire_timer(&self, ticket_id: &str, kind: i16) {
+        let pool = self.routing_db.pool().await;
+        let n = sqlx::query("UPDATE timers SET due_at = now() - interval '1 second' WHERE ticket_id = $1::uuid AND kind = $2")
+            .bind(ticket_id)
+            .bind(kind)
+            .execute(&pool)
+            .await
+            .unwrap()
+            .rows_affected();
+        assert_eq!(n, 1, "timer {kind} of {ticket_id} exists");
+    }
+}
+
+/// An analyst covering `tenant` with one skill, available, no roster (always on shift).
+pub fn analyst(id: &str, tenant: &str, module: SkillModule, level: u32) -> Analyst {
+    Analyst {
+        analyst_id: id.into(),
+        name: format!("Analyst {id}"),
+        email: format!("{id}@desk.example.org"),
+        time_zone: "America/Chicago".into(),
+        coverage: vec![TenantCoverage {
+            tenant_id: tenant.into(),
+            facility_ids: vec![],
+        }],
+        skills: vec![Skill {
+            module: module as i32,
+            level,
+        }],
+        languages: vec!["en".into()],
+        max_concurrent_tickets: 3,
+        availability: Availability::Available as i32,
+        ..Default::default()
+    }
+}
+
+pub fn rn(id: &str, tenant: &str, module: SkillModule, level: u32) -> Analyst {
+    Analyst {
+        credentials: vec![ClinicalCredential::Rn as i32],
+        ..analyst(id, tenant, module, level)
+    }
+}
+
+/// A ticket request: who calls, about what.
+pub fn ticket_request(
+    request_id: &str,
+    role: CallerRole,
+    category: Category,
+    blocked: bool,
+) -> CreateTicketRequest {
+    CreateTicketRequest {
+        request_id: request_id.into(),
+        facility_id: "main".into(),
+        caller: Some(Caller {
+            caller_id: "caller-1".into(),
+            name: "Riley Jones".into(),
+            role: role as i32,
+            email: "riley@example.org".into(),
+            phone: String::new(),
+        }),
+        channel: CallChannel::Phone as i32,
+        application: "ehr".into(),
+        category: category as i32,
+        urgency: Urgency::High as i32,
+        impact: Impact::SingleUser as i32,
+        patient_care_blocked: blocked,
+        description: "The eMAR scanner rejects the wristband of the patient in bed 12".into(),
+    }
+}
+
+/// Path of a service binary built next to the test (scripts/test.sh builds
+/// them first with `cargo build --bins`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo build --workspace --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
