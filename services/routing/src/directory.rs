@@ -539,6 +539,40 @@ impl From<CandidateFlat> for AnalystFacts {
     }
 }
 
+/// The decision's view of an analyst row (benchmarks and tools that hold
+/// rows already; routing itself loads [`candidates`]).
+pub fn facts(a: &AnalystRow) -> AnalystFacts {
+    AnalystFacts {
+        analyst_id: a.analyst_id.clone(),
+        time_zone: a.tz(),
+        coverage: a
+            .coverage
+            .iter()
+            .map(|c| (c.tenant_id.clone(), c.facility_ids.clone()))
+            .collect(),
+        skills: a
+            .skills
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    SkillModule::try_from(i32::from(s.module)).ok()?,
+                    u32::try_from(s.level).ok()?,
+                ))
+            })
+            .collect(),
+        credentials: a
+            .credentials
+            .iter()
+            .filter_map(|c| ClinicalCredential::try_from(i32::from(*c)).ok())
+            .collect(),
+        availability: a.availability(),
+        shifts: a.shifts.clone(),
+        max_concurrent: u32::try_from(a.max_concurrent).unwrap_or(0),
+        current_load: u32::try_from(a.current_load).unwrap_or(0),
+        idle_since: a.idle_since,
+    }
+}
+
 /// Every analyst covering `tenant` (directly or through `"*"`), as the
 /// decision needs them, ordered by id. One query whatever their number:
 /// the coverage index finds them, and their skills and shifts come

@@ -359,7 +359,9 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
                 "ROUTING IS NOT REACHABLE at {}: {why}",
                 ctx.routing_url
             ));
-            p.line("continuing with intake only: nobody will be assigned, no routing events are expected");
+            p.line(
+                "continuing with intake only: no assignments and no routing events are expected",
+            );
             p.line("(start routing, or point WARDCTL_ROUTING_URL / --routing-url at it, and run the demo again)");
             None
         }
@@ -1132,7 +1134,7 @@ impl Summary {
 fn routing_summary(routing: &RoutingOutcome) -> (String, Value) {
     match routing {
         RoutingOutcome::Unreachable(url) => (
-            format!("routing not reachable at {url}: nobody was assigned (intake only)"),
+            format!("routing not reachable at {url}: the demo ran intake only"),
             json!({"reachable": false, "url": url}),
         ),
         RoutingOutcome::Routed { tickets, explained } => {
@@ -1295,7 +1297,7 @@ mod tests {
         );
         assert!(
             s.text().contains(
-                "routing not reachable at http://127.0.0.1:50052: nobody was assigned (intake only)\nworked STM-000002 by wardctl (vendor admin): note_added\n"
+                "routing not reachable at http://127.0.0.1:50052: the demo ran intake only\nworked STM-000002 by wardctl (vendor admin): note_added\n"
             ),
             "{}",
             s.text()

@@ -124,7 +124,7 @@ pub struct UpsertAnalystArgs {
     #[arg(long = "language", value_delimiter = ',')]
     pub languages: Vec<String>,
     /// Most tickets held at once.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_tickets: u32,
     /// A weekly shift in the analyst's zone, DAY:HH:MM-HH:MM, e.g. mon:07:00-19:00
     /// (an end before the start ends the next day; repeatable).
@@ -228,8 +228,8 @@ pub struct SetSlaArgs {
     /// P4 targets.
     #[arg(long, value_parser = parse_targets)]
     pub p4: Option<TargetsArg>,
-    /// Seconds an analyst has to acknowledge an assignment (30-3600).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(30..=3600))]
+    /// Seconds an analyst has to acknowledge an assignment (10-3600).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(10..=3600))]
     pub ack_timeout: Option<u32>,
     /// Whether time on hold is left out of the resolution target.
     #[arg(long)]
@@ -708,7 +708,8 @@ mod tests {
         };
         assert!(with(&[]).is_ok());
         assert!(with(&["--max-tickets", "0"]).is_err());
-        assert!(with(&["--max-tickets", "51"]).is_err());
+        assert!(with(&["--max-tickets", "100"]).is_ok());
+        assert!(with(&["--max-tickets", "101"]).is_err());
         assert!(with(&["--credential", "dds"]).is_err());
         assert!(with(&["--skill", "orders=9"]).is_err());
     }
@@ -815,7 +816,7 @@ mod tests {
         );
         assert_eq!(s.ack_timeout, Some(90));
         assert_eq!(s.pause_on_hold, None);
-        assert!(parse(&["sla", "set", "--ack-timeout", "10"]).is_err());
+        assert!(parse(&["sla", "set", "--ack-timeout", "9"]).is_err());
         assert!(parse(&["sla", "set", "--p2", "30"]).is_err());
         assert!(matches!(
             parse(&["sla", "get"]).unwrap().command,

@@ -463,7 +463,7 @@ mod tests {
                 "{}",
                 a.id
             );
-            assert!((1..=50).contains(&a.max_tickets));
+            assert!((1..=100).contains(&a.max_tickets));
             assert!(a.phone.starts_with('+') && a.phone[1..].bytes().all(|b| b.is_ascii_digit()));
             assert!(
                 a.time_zone.parse::<chrono_tz::Tz>().is_ok(),

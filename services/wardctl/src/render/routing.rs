@@ -683,7 +683,8 @@ pub fn sla_json(s: &SlaTargets) -> Value {
     })
 }
 
-/// SLA targets: settings, then one row per priority (as `sla set` reads them).
+/// SLA targets: settings, then one row per priority (with the `sla set`
+/// flag that sets it).
 pub fn sla_text(s: &SlaTargets, zone: Zone) -> String {
     let mut out = key_values(&[
         ("tenant", s.tenant_id.clone()),
@@ -697,13 +698,20 @@ pub fn sla_text(s: &SlaTargets, zone: Zone) -> String {
         ("updated", time(s.updated_at.as_ref(), zone)),
     ]);
     out.push('\n');
-    let mut table = Table::new(&["PRIORITY", "RESPONSE", "RESOLUTION", "AS --pN"]);
+    let mut table = Table::new(&["PRIORITY", "RESPONSE", "RESOLUTION", "SET WITH"]);
     for t in &s.targets {
-        table.row([
-            priority(t.priority),
+        let (response, resolution) = (
             format_minutes(t.response_minutes),
             format_minutes(t.resolution_minutes),
-            format!("{}/{}", t.response_minutes, t.resolution_minutes),
+        );
+        table.row([
+            priority(t.priority),
+            response.clone(),
+            resolution.clone(),
+            format!(
+                "--{} {response}/{resolution}",
+                priority(t.priority).to_ascii_lowercase()
+            ),
         ]);
     }
     out.push_str(&table.render());
@@ -975,7 +983,7 @@ mod tests {
         };
         let text = sla_text(&s, Zone::Utc);
         assert!(
-            text.contains("P1        15m       4h          15/240\n"),
+            text.contains("P1        15m       4h          --p1 15m/4h\n"),
             "{text}"
         );
         assert!(text.contains("source:         default\n"), "{text}");
