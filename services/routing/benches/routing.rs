@@ -70,7 +70,7 @@ fn roster() -> Vec<AnalystRow> {
                 facility_ids: vec![],
             }],
             skills,
-            credentials: if n % 3 == 0 {
+            credentials: if n.is_multiple_of(3) {
                 vec![ClinicalCredential::Rn as i16]
             } else {
                 vec![]
@@ -124,7 +124,7 @@ fn pure_decisions(rows: &[AnalystRow]) {
         let ticket = TicketFacts {
             tenant_id: name.clone(),
             facility_id: "main".into(),
-            caller_role: if i % 2 == 0 {
+            caller_role: if i.is_multiple_of(2) {
                 CallerRole::Nurse
             } else {
                 CallerRole::NonClinical
@@ -167,7 +167,7 @@ fn created_event(i: usize) -> EventEnvelope {
                 clinical_category: wardline_routing::domain::rules::is_clinical(category),
                 priority: [Priority::P1, Priority::P2, Priority::P3, Priority::P4][i % 4] as i32,
                 status: TicketStatus::New as i32,
-                caller_role: if i % 2 == 0 {
+                caller_role: if i.is_multiple_of(2) {
                     CallerRole::Nurse
                 } else {
                     CallerRole::NonClinical
@@ -245,10 +245,18 @@ async fn pipeline(rows: &[AnalystRow]) -> anyhow::Result<()> {
         let subject = wardline_kit::events::subject(&e).expect("payload");
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", e.event_id.as_str());
-        let Some(Payload::TicketCreated(c)) = &e.payload else { unreachable!() };
-        sent_at.insert(c.ticket.as_ref().expect("snapshot").ticket_id.clone(), Instant::now());
+        let Some(Payload::TicketCreated(c)) = &e.payload else {
+            unreachable!()
+        };
+        sent_at.insert(
+            c.ticket.as_ref().expect("snapshot").ticket_id.clone(),
+            Instant::now(),
+        );
         // Not awaiting the PubAck keeps the offered rate steady.
-        drop(js.publish_with_headers(subject, headers, e.encode_to_vec().into()).await?);
+        drop(
+            js.publish_with_headers(subject, headers, e.encode_to_vec().into())
+                .await?,
+        );
         next += interval;
         tokio::time::sleep_until(next.into()).await;
     }
