@@ -98,6 +98,65 @@ fn telemetry() {
     ));
 }
 
+pub fn billing_env(db: &TestDb, nats: &TestNats) -> Vec<(String, String)> {
+    vec![
+        ("BILLING_GRPC_ADDR".into(), "127.0.0.1:0".into()),
+        ("BILLING_ADMIN_ADDR".into(), "127.0.0.1:0".into()),
+        ("BILLING_DATABASE_URL".into(), db.url()),
+        ("BILLING_DB_MAX_CONNECTIONS".into(), "8".into()),
+        ("BILLING_RELAY_POLL_MS".into(), "200".into()),
+        ("NATS_URL".into(), nats.url()),
+        (
+            "WARDLINE_JWT_SECRET".into(),
+            wardline_testkit::SECRET.into(),
+        ),
+        ("WARDLINE_SHUTDOWN_TIMEOUT_MS".into(), "5000".into()),
+    ]
+}
+
+pub async fn start_billing(db: &TestDb, nats: &TestNats) -> Running {
+    telemetry();
+    let config = wardline_billing::Config::from_env(&Env::from_pairs(billing_env(db, nats)))
+        .expect("billing config");
+    let shutdown = CancellationToken::new();
+    let app = wardline_billing::Application::build(config, shutdown.clone())
+        .await
+        .expect("billing builds");
+    let (grpc, admin) = (app.grpc_addr(), app.admin_addr());
+    Running {
+        grpc,
+        admin,
+        shutdown,
+        handle: Some(tokio::spawn(app.run_until_stopped())),
+    }
+}
+
+/// Publishes an event to JetStream as its producer's relay would (message id = event id).
+pub async fn publish_event(
+    js: &async_nats::jetstream::Context,
+    env: &wardline_proto::events::EventEnvelope,
+) {
+    publish_event_as(js, env, &env.event_id).await;
+}
+
+/// Publishes under a chosen message id (a different one slips past the
+/// stream's duplicate window, exercising the consumer's inbox instead).
+pub async fn publish_event_as(
+    js: &async_nats::jetstream::Context,
+    env: &wardline_proto::events::EventEnvelope,
+    msg_id: &str,
+) {
+    use prost::Message;
+    let subject = wardline_kit::events::subject(env).expect("payload");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id);
+    js.publish_with_headers(subject, headers, env.encode_to_vec().into())
+        .await
+        .expect("publish")
+        .await
+        .expect("puback");
+}
+
 pub async fn start_intake(db: &TestDb, nats: &TestNats) -> Running {
     telemetry();
     let config = wardline_intake::Config::from_env(&Env::from_pairs(intake_env(db, nats)))

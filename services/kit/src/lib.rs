@@ -4,6 +4,7 @@
 //! - [`telemetry`]: JSON/pretty logs with trace ids, OTLP export, W3C propagation.
 //! - [`auth`]: bearer JWTs carrying tenant and roles, verified by a tonic interceptor.
 //! - [`db`]: PostgreSQL pool with retries; the kit's and the service's migrations.
+//! - [`dead_letters`]: listing the dead letters every service keeps, for its API.
 //! - [`nats`]: NATS connection, idempotent stream provisioning, subject naming.
 //! - [`events`]: event envelopes and the payload-to-subject mapping.
 //! - [`outbox`]: the transactional outbox writer and its relay to JetStream.
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod dead_letters;
 pub mod events;
 pub mod grpc;
 pub mod idempotency;

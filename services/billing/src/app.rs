@@ -1,0 +1,129 @@
+//! Building and running billing: the same path for `main` and the tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use wardline_kit::auth::Authenticator;
+use wardline_kit::consumer::ConsumerSpec;
+use wardline_kit::service::Base;
+use wardline_proto::billing::contract_service_server::ContractServiceServer;
+use wardline_proto::billing::dead_letter_service_server::DeadLetterServiceServer;
+use wardline_proto::billing::invoice_service_server::InvoiceServiceServer;
+use wardline_proto::billing::usage_service_server::UsageServiceServer;
+
+use crate::config::Config;
+use crate::events::{BillingEvents, CONSUMED};
+use crate::grpc::Api;
+
+/// Billing's own migrations.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Service name.
+pub const SERVICE: &str = "billing";
+
+/// A built billing service, ports bound.
+pub struct Application {
+    base: Base,
+    config: Config,
+    grpc: TcpListener,
+    admin: TcpListener,
+}
+
+/// Publishes the number of unbilled calls (tenants without a contract in
+/// force) every 30 s, so a forgotten contract shows on the dashboard.
+async fn unbilled_gauge(pool: sqlx::PgPool, stop: CancellationToken) {
+    loop {
+        let n: Result<i64, _> = sqlx::query_scalar(
+            "SELECT count(*) FROM calls c WHERE NOT EXISTS
+               (SELECT 1 FROM contract_versions v WHERE v.tenant_id = c.tenant_id AND v.effective_from <= c.local_date)",
+        )
+        .fetch_one(&pool)
+        .await;
+        if let Ok(n) = n {
+            metrics::gauge!("wardline_billing_unbilled_calls").set(n as f64);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+    }
+}
+
+impl Application {
+    /// Connects, migrates, provisions, binds, starts the relay and the consumer.
+    pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let base = Base::connect(SERVICE, &config.common, &config.db, &MIGRATOR, shutdown).await?;
+        let grpc = Base::bind(config.grpc_addr).await?;
+        let admin = Base::bind(config.admin_addr).await?;
+        base.spawn_relay(config.relay.clone());
+        let durable = if config.common.tenants.is_empty() {
+            SERVICE.to_owned()
+        } else {
+            format!("{SERVICE}-{}", config.common.tenants.join("-"))
+        };
+        let mut spec = ConsumerSpec::new(
+            SERVICE,
+            durable,
+            wardline_kit::nats::filter_subjects(&config.common.tenants, CONSUMED),
+        );
+        spec.workers = config.consumer_workers;
+        base.spawn_consumer(spec, Arc::new(BillingEvents));
+        let pool = base.pool.clone();
+        base.spawn(move |stop| unbilled_gauge(pool, stop));
+        Ok(Self {
+            base,
+            config,
+            grpc,
+            admin,
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Serves until shutdown, then stops in order.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let auth = Authenticator::hs256(&self.config.jwt_secret);
+        let api = Api::new(self.base.pool.clone());
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<InvoiceServiceServer<Api>>().await;
+        health.set_serving::<ContractServiceServer<Api>>().await;
+        let router = tonic::transport::Server::builder()
+            .trace_fn(wardline_kit::grpc::rpc_span)
+            .add_service(health_service)
+            .add_service(wardline_kit::grpc::reflection())
+            .add_service(InterceptedService::new(
+                ContractServiceServer::new(api.clone()),
+                auth.interceptor(),
+            ))
+            .add_service(InterceptedService::new(
+                UsageServiceServer::new(api.clone()),
+                auth.interceptor(),
+            ))
+            .add_service(InterceptedService::new(
+                InvoiceServiceServer::new(api.clone()),
+                auth.interceptor(),
+            ))
+            .add_service(InterceptedService::new(
+                DeadLetterServiceServer::new(api),
+                auth.interceptor(),
+            ));
+        self.base.serve(self.grpc, router, health, self.admin).await
+    }
+}

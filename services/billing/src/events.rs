@@ -1,0 +1,141 @@
+//! Billing's consumer: tenant events (time zones), created tickets (calls)
+//! and SLA breaches (credits).
+//!
+//! Exactly once by construction: the kit's loop records the event id in
+//! the inbox inside this transaction, and a call is keyed by its ticket (a
+//! breach by ticket and target), so redelivery, replay from the stream, and
+//! a duplicate publish under a new message id all change nothing. A call
+//! of a tenant billing has not heard of yet is retried (the tenant event
+//! will come); a call of a tenant without a contract is recorded and shows
+//! as unbilled until a contract covers its date.
+
+use chrono::Utc;
+use sqlx::PgConnection;
+use uuid::Uuid;
+use wardline_kit::consumer::{EventHandler, HandleError, Incoming};
+use wardline_kit::events::from_timestamp;
+use wardline_proto::events::SlaTarget;
+use wardline_proto::events::event_envelope::Payload;
+
+use crate::domain::calendar::{Period, local_date};
+use crate::domain::rating::Tier;
+use crate::store::{self, NewBreach, NewCall};
+
+/// Event kinds billing consumes.
+pub const CONSUMED: &[&str] = &[
+    "tenant.created",
+    "tenant.updated",
+    "ticket.created",
+    "ticket.sla_breached",
+];
+
+/// Applies billing's events.
+pub struct BillingEvents;
+
+fn poison(what: &str) -> HandleError {
+    HandleError::Poison(format!("invalid_event: {what}"))
+}
+
+impl EventHandler for BillingEvents {
+    async fn handle(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+        let env = &event.envelope;
+        let tenant = env.tenant_id.as_str();
+        let event_id = Uuid::parse_str(&env.event_id).map_err(|_| poison("event_id"))?;
+        match env.payload.as_ref() {
+            Some(Payload::TenantCreated(p)) => {
+                let t = p.tenant.as_ref().ok_or_else(|| poison("tenant"))?;
+                store::upsert_tenant(conn, &t.tenant_id, &t.time_zone).await?;
+            }
+            Some(Payload::TenantUpdated(p)) => {
+                let t = p.tenant.as_ref().ok_or_else(|| poison("tenant"))?;
+                store::upsert_tenant(conn, &t.tenant_id, &t.time_zone).await?;
+            }
+            Some(Payload::TicketCreated(p)) => {
+                let snap = p.ticket.as_ref().ok_or_else(|| poison("ticket"))?;
+                let ticket_id =
+                    Uuid::parse_str(&snap.ticket_id).map_err(|_| poison("ticket_id"))?;
+                let created_at = snap
+                    .created_at
+                    .as_ref()
+                    .and_then(from_timestamp)
+                    .ok_or_else(|| poison("created_at"))?;
+                let Some(tz) = store::tenant_zone(conn, tenant).await? else {
+                    return Err(HandleError::Retry(
+                        "unknown tenant (tenant event not applied yet)".into(),
+                    ));
+                };
+                let date = local_date(tz, created_at);
+                let own = Period::of(date);
+                let (billed, late) = store::billing_period(conn, tenant, own).await?;
+                let priority = i16::try_from(snap.priority)
+                    .ok()
+                    .filter(|p| (1..=4).contains(p))
+                    .ok_or_else(|| poison("priority"))?;
+                let recorded = store::record_call(
+                    conn,
+                    &NewCall {
+                        tenant,
+                        ticket_id,
+                        number: &snap.number,
+                        event_id,
+                        created_at,
+                        local_date: date,
+                        tier: if snap.clinical_category {
+                            Tier::Clinical
+                        } else {
+                            Tier::Technical
+                        },
+                        priority,
+                        category: snap.category as i16,
+                        period: own,
+                        billed,
+                        late,
+                    },
+                )
+                .await?;
+                tracing::Span::current().record("ticket_id", snap.ticket_id.as_str());
+                if recorded {
+                    metrics::counter!("wardline_billing_calls_total", "late" => if late { "true" } else { "false" }).increment(1);
+                }
+            }
+            Some(Payload::SlaBreached(p)) => {
+                let ticket_id = Uuid::parse_str(&p.ticket_id).map_err(|_| poison("ticket_id"))?;
+                let detected_at = p
+                    .breached_at
+                    .as_ref()
+                    .and_then(from_timestamp)
+                    .or_else(|| env.occurred_at.as_ref().and_then(from_timestamp))
+                    .unwrap_or_else(Utc::now);
+                let Some(tz) = store::tenant_zone(conn, tenant).await? else {
+                    return Err(HandleError::Retry(
+                        "unknown tenant (tenant event not applied yet)".into(),
+                    ));
+                };
+                let target = SlaTarget::try_from(p.target).unwrap_or(SlaTarget::Unspecified);
+                if target == SlaTarget::Unspecified {
+                    return Err(poison("target"));
+                }
+                let own = Period::of(local_date(tz, detected_at));
+                let (billed, late) = store::billing_period(conn, tenant, own).await?;
+                store::record_breach(
+                    conn,
+                    &NewBreach {
+                        tenant,
+                        ticket_id,
+                        target: target as i16,
+                        number: &p.number,
+                        event_id,
+                        detected_at,
+                        priority: i16::try_from(p.priority).unwrap_or(4).clamp(1, 4),
+                        period: own,
+                        billed,
+                        late,
+                    },
+                )
+                .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,83 @@
+//! Billing's gRPC edge. Only the billing and vendor_admin roles see billing
+//! data across the board; a tenant admin sees their own tenant's contract,
+//! usage and invoices. Statuses as everywhere in Wardline.
+
+mod contracts;
+mod invoices;
+mod usage;
+
+use chrono::Utc;
+use prost::Message;
+use sqlx::PgPool;
+use tonic::{Response, Status};
+use wardline_kit::auth::{Caller, Role};
+use wardline_kit::grpc::db_status;
+
+use crate::domain::calendar::{Period, local_date};
+use crate::invoice::InvoiceError;
+
+/// Readers of a tenant's billing data.
+pub(crate) const READERS: &[Role] = &[Role::VendorAdmin, Role::Billing, Role::TenantAdmin];
+
+/// Implements billing's gRPC services.
+#[derive(Clone)]
+pub struct Api {
+    pub(crate) pool: PgPool,
+}
+
+impl Api {
+    /// The API over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+pub(crate) fn require_request_id(id: &str) -> Result<(), Status> {
+    if wardline_kit::validate::is_request_id(id) {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(
+            "request_id: required, 1-128 printable ASCII characters",
+        ))
+    }
+}
+
+pub(crate) fn decode_replay<M: Message + Default>(bytes: &[u8]) -> Result<Response<M>, Status> {
+    M::decode(bytes)
+        .map(Response::new)
+        .map_err(|_| Status::internal("stored response is unreadable"))
+}
+
+pub(crate) fn invoice_status(e: InvoiceError) -> Status {
+    match e {
+        InvoiceError::UnknownTenant(t) => Status::not_found(format!("tenant {t} not found")),
+        InvoiceError::Db(e) => db_status(&e),
+    }
+}
+
+/// The caller's tenant, after the role check.
+pub(crate) fn tenant_of(caller: &Caller, roles: &[Role]) -> Result<String, Status> {
+    caller.require(roles)?;
+    let t = caller.tenant()?.to_owned();
+    tracing::Span::current().record("tenant", t.as_str());
+    Ok(t)
+}
+
+/// `field` as a period, or the tenant's current one when empty.
+pub(crate) async fn period_or_current(
+    pool: &PgPool,
+    tenant: &str,
+    field: &str,
+    value: &str,
+) -> Result<Period, Status> {
+    if !value.is_empty() {
+        return Period::parse(value)
+            .ok_or_else(|| Status::invalid_argument(format!("{field}: a period YYYY-MM")));
+    }
+    let mut conn = pool.acquire().await.map_err(|e| db_status(&e))?;
+    let tz = crate::store::tenant_zone(&mut conn, tenant)
+        .await
+        .map_err(|e| db_status(&e))?
+        .ok_or_else(|| Status::not_found(format!("tenant {tenant} not found")))?;
+    Ok(Period::of(local_date(tz, Utc::now())))
+}

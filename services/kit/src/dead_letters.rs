@@ -1,0 +1,188 @@
+//! Listing a service's dead letters (the `dead_letters` table the consumer
+//! loop fills), written once. Each service's `DeadLetterService` maps
+//! [`DeadLetterRow`]s to its own protobuf message.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::auth::{Caller, Role};
+use crate::events::from_timestamp;
+use crate::grpc::db_status;
+
+/// One dead letter.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeadLetterRow {
+    pub event_id: Uuid,
+    pub subject: String,
+    pub tenant_id: String,
+    pub reason: String,
+    pub deliveries: i32,
+    pub first_seen_at: DateTime<Utc>,
+}
+
+/// A page of dead letters, newest first.
+pub struct Page {
+    pub rows: Vec<DeadLetterRow>,
+    pub next_page_token: String,
+}
+
+fn parse_cursor(token: &str) -> Result<(DateTime<Utc>, Uuid), Status> {
+    let bad = || Status::invalid_argument("page_token: not a token from a previous response");
+    let (micros, id) = token.split_once('_').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    Ok((
+        DateTime::from_timestamp_micros(micros).ok_or_else(bad)?,
+        Uuid::parse_str(id).map_err(|_| bad())?,
+    ))
+}
+
+/// The tenant `caller` may see dead letters of: `None` (every tenant) only
+/// for an all-tenants vendor admin who names no tenant.
+pub fn visible_tenant(caller: &Caller, readers: &[Role]) -> Result<Option<String>, Status> {
+    caller.require(readers)?;
+    if caller.all_tenants && caller.has_any(&[Role::VendorAdmin]) {
+        Ok(caller.tenant.clone())
+    } else {
+        Ok(Some(caller.tenant()?.to_owned()))
+    }
+}
+
+/// Lists dead letters visible to `caller`, first seen in `range`, paged.
+pub async fn list(
+    pool: &PgPool,
+    caller: &Caller,
+    readers: &[Role],
+    range: Option<&wardline_proto::common::TimeRange>,
+    page_size: u32,
+    page_token: &str,
+) -> Result<Page, Status> {
+    let tenant = visible_tenant(caller, readers)?;
+    let size: i64 = match page_size {
+        0 => 100,
+        1..=500 => i64::from(page_size),
+        _ => return Err(Status::invalid_argument("page_size: 1-500")),
+    };
+    let bound = |ts: Option<&prost_types::Timestamp>, field: &str| {
+        ts.map(|t| {
+            from_timestamp(t)
+                .ok_or_else(|| Status::invalid_argument(format!("{field}: out of range")))
+        })
+        .transpose()
+    };
+    let from = bound(range.and_then(|r| r.start.as_ref()), "first_seen.start")?;
+    let to = bound(range.and_then(|r| r.end.as_ref()), "first_seen.end")?;
+    let cursor = if page_token.is_empty() {
+        None
+    } else {
+        Some(parse_cursor(page_token)?)
+    };
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "SELECT event_id, subject, tenant_id, reason, deliveries, first_seen_at FROM dead_letters WHERE TRUE",
+    );
+    if let Some(t) = tenant {
+        q.push(" AND tenant_id = ").push_bind(t);
+    }
+    if let Some(f) = from {
+        q.push(" AND first_seen_at >= ").push_bind(f);
+    }
+    if let Some(t) = to {
+        q.push(" AND first_seen_at < ").push_bind(t);
+    }
+    if let Some((at, id)) = cursor {
+        q.push(" AND (first_seen_at, event_id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" ORDER BY first_seen_at DESC, event_id DESC LIMIT ")
+        .push_bind(size + 1);
+    let mut rows: Vec<DeadLetterRow> = q
+        .build_query_as()
+        .fetch_all(pool)
+        .await
+        .map_err(|e| db_status(&e))?;
+    let more = rows.len() as i64 > size;
+    rows.truncate(size as usize);
+    let next_page_token = match rows.last() {
+        Some(last) if more => format!(
+            "{}_{}",
+            last.first_seen_at.timestamp_micros(),
+            last.event_id
+        ),
+        _ => String::new(),
+    };
+    Ok(Page {
+        rows,
+        next_page_token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(tenant: Option<&str>, all: bool, roles: &[Role]) -> Caller {
+        Caller {
+            subject: "someone".into(),
+            tenant: tenant.map(str::to_owned),
+            all_tenants: all,
+            roles: roles.to_vec(),
+        }
+    }
+
+    #[test]
+    fn who_sees_which_tenant() {
+        let readers = [Role::VendorAdmin, Role::TenantAdmin];
+        assert_eq!(
+            visible_tenant(&caller(None, true, &[Role::VendorAdmin]), &readers).unwrap(),
+            None
+        );
+        assert_eq!(
+            visible_tenant(
+                &caller(Some("stmarys"), true, &[Role::VendorAdmin]),
+                &readers
+            )
+            .unwrap()
+            .as_deref(),
+            Some("stmarys")
+        );
+        assert_eq!(
+            visible_tenant(
+                &caller(Some("lakeside"), false, &[Role::TenantAdmin]),
+                &readers
+            )
+            .unwrap()
+            .as_deref(),
+            Some("lakeside")
+        );
+        assert_eq!(
+            visible_tenant(
+                &caller(Some("lakeside"), false, &[Role::VendorAdmin]),
+                &readers
+            )
+            .unwrap()
+            .as_deref(),
+            Some("lakeside")
+        );
+        let e = visible_tenant(&caller(Some("lakeside"), false, &[Role::Analyst]), &readers)
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let id = Uuid::now_v7();
+        assert_eq!(
+            parse_cursor(&format!("{}_{id}", at.timestamp_micros())).unwrap(),
+            (at, id)
+        );
+        assert_eq!(
+            parse_cursor("nope").unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+}
