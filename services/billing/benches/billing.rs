@@ -25,7 +25,10 @@ use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{TenantCreated, TenantInfo, TicketCreated, TicketSnapshot};
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn tz() -> chrono_tz::Tz {
@@ -33,14 +36,25 @@ fn tz() -> chrono_tz::Tz {
 }
 
 fn at(i: usize) -> chrono::DateTime<Utc> {
-    tz().with_ymd_and_hms(2026, 3, 1 + (i % 28) as u32, (6 + i % 16) as u32, (i % 60) as u32, 0)
-        .earliest()
-        .expect("a valid local time")
-        .with_timezone(&Utc)
+    tz().with_ymd_and_hms(
+        2026,
+        3,
+        1 + (i % 28) as u32,
+        (6 + i % 16) as u32,
+        (i % 60) as u32,
+        0,
+    )
+    .earliest()
+    .expect("a valid local time")
+    .with_timezone(&Utc)
 }
 
 fn rating(n: usize) {
-    let mut terms = wardline_billing::contract::terms_from_proto(&wardline_billing::contract::example("USD", "2026-01-01"), 1).expect("example is valid");
+    let mut terms = wardline_billing::contract::terms_from_proto(
+        &wardline_billing::contract::example("USD", "2026-01-01"),
+        1,
+    )
+    .expect("example is valid");
     terms.included_per_month = (n / 10) as u32;
     terms.credit_p1_response = 5_000;
     terms.credit_cap_bps = 1_000;
@@ -50,14 +64,25 @@ fn rating(n: usize) {
             number: format!("STM-{i:06}"),
             event_id: format!("e{i}"),
             created_at: at(i),
-            tier: if i % 2 == 0 { Tier::Clinical } else { Tier::Technical },
+            tier: if i % 2 == 0 {
+                Tier::Clinical
+            } else {
+                Tier::Technical
+            },
             priority: (1 + i % 4) as u8,
             category: 1,
             late: false,
         })
         .collect();
     let breaches: Vec<Breach> = (0..n / 50)
-        .map(|i| Breach { ticket_id: format!("t{i:08}"), number: String::new(), event_id: format!("b{i}"), detected_at: at(i), priority: 1, late: false })
+        .map(|i| Breach {
+            ticket_id: format!("t{i:08}"),
+            number: String::new(),
+            event_id: format!("b{i}"),
+            detected_at: at(i),
+            priority: 1,
+            late: false,
+        })
         .collect();
     let period = Period::parse("2026-03").expect("period");
     let started = Instant::now();
@@ -65,7 +90,13 @@ fn rating(n: usize) {
     let mut charges = 0;
     let mut total = 0;
     for _ in 0..rounds {
-        let r = rate_period(tz(), period, std::slice::from_ref(&terms), &calls, &breaches);
+        let r = rate_period(
+            tz(),
+            period,
+            std::slice::from_ref(&terms),
+            &calls,
+            &breaches,
+        );
         charges += r.charges.len();
         total = r.total;
     }
@@ -88,7 +119,10 @@ async fn metering(n: usize) -> anyhow::Result<()> {
         ("BILLING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("BILLING_DATABASE_URL".to_owned(), db.url()),
         ("NATS_URL".to_owned(), nats.url()),
-        ("WARDLINE_JWT_SECRET".to_owned(), wardline_testkit::SECRET.to_owned()),
+        (
+            "WARDLINE_JWT_SECRET".to_owned(),
+            wardline_testkit::SECRET.to_owned(),
+        ),
     ];
     let config = wardline_billing::Config::from_env(&Env::from_pairs(pairs))?;
     let shutdown = CancellationToken::new();
@@ -101,7 +135,8 @@ async fn metering(n: usize) -> anyhow::Result<()> {
             let subject = wardline_kit::events::subject(&env).expect("payload");
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", env.event_id.as_str());
-            js.publish_with_headers(subject, headers, env.encode_to_vec().into()).await
+            js.publish_with_headers(subject, headers, env.encode_to_vec().into())
+                .await
         }
     };
     publish(envelope(
@@ -110,7 +145,11 @@ async fn metering(n: usize) -> anyhow::Result<()> {
         "stmarys",
         1,
         Payload::TenantCreated(TenantCreated {
-            tenant: Some(TenantInfo { tenant_id: "stmarys".into(), time_zone: "America/Chicago".into(), ..Default::default() }),
+            tenant: Some(TenantInfo {
+                tenant_id: "stmarys".into(),
+                time_zone: "America/Chicago".into(),
+                ..Default::default()
+            }),
         }),
     ))
     .await?
@@ -150,14 +189,19 @@ async fn metering(n: usize) -> anyhow::Result<()> {
     let pool = db.pool().await;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let c: i64 = sqlx::query_scalar("SELECT count(*) FROM calls").fetch_one(&pool).await?;
+        let c: i64 = sqlx::query_scalar("SELECT count(*) FROM calls")
+            .fetch_one(&pool)
+            .await?;
         if c as usize >= n || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("metering        {n} ticket.created events (published in {published:.1}s): recorded exactly once in {secs:.1}s = {:.0} calls/s", n as f64 / secs);
+    println!(
+        "metering        {n} ticket.created events (published in {published:.1}s): recorded exactly once in {secs:.1}s = {:.0} calls/s",
+        n as f64 / secs
+    );
     let mut conn = pool.acquire().await?;
     sqlx::query("INSERT INTO contract_versions (tenant_id, version, contract_id, effective_from, body, created_by) VALUES ('stmarys', 1, $1, '2026-01-01', $2, 'bench')")
         .bind(uuid::Uuid::now_v7())
@@ -165,7 +209,13 @@ async fn metering(n: usize) -> anyhow::Result<()> {
         .execute(&mut *conn)
         .await?;
     let t0 = Instant::now();
-    let c = wardline_billing::invoice::compute(&mut conn, "stmarys", Period::parse("2026-03").expect("period"), false).await?;
+    let c = wardline_billing::invoice::compute(
+        &mut conn,
+        "stmarys",
+        Period::parse("2026-03").expect("period"),
+        false,
+    )
+    .await?;
     println!(
         "draft invoice   {} calls, {} charges, {} lines computed from the database in {:.0} ms",
         c.rated.calls,

@@ -234,6 +234,66 @@ impl DbConfig {
     }
 }
 
+/// Default addresses and database of one service.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceDefaults {
+    /// Default of `<PREFIX>_GRPC_ADDR`.
+    pub grpc_addr: &'static str,
+    /// Default of `<PREFIX>_ADMIN_ADDR`.
+    pub admin_addr: &'static str,
+    /// Default of `<PREFIX>_DATABASE_URL`.
+    pub database_url: &'static str,
+}
+
+/// What every service reads, under its prefix: `<PREFIX>_GRPC_ADDR`,
+/// `<PREFIX>_ADMIN_ADDR`, `<PREFIX>_DATABASE_URL`,
+/// `<PREFIX>_DB_MAX_CONNECTIONS`, `<PREFIX>_RELAY_BATCH`,
+/// `<PREFIX>_RELAY_POLL_MS`, `<PREFIX>_CONSUMER_WORKERS`, plus
+/// `WARDLINE_JWT_SECRET` and the [`CommonConfig`] variables. A service's own
+/// `Config` embeds this and adds its extras.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// Admin (metrics, health) listen address.
+    pub admin_addr: SocketAddr,
+    /// The service's own database.
+    pub db: DbConfig,
+    /// Shared variables.
+    pub common: CommonConfig,
+    /// HS256 key tokens are verified with (at least 32 characters).
+    pub jwt_secret: SecretString,
+    /// Outbox relay settings.
+    pub relay: crate::outbox::RelayConfig,
+    /// Concurrent event handlers in this process.
+    pub consumer_workers: usize,
+}
+
+impl ServiceConfig {
+    /// Reads the variables of the service with `prefix` (e.g. `INTAKE`).
+    pub fn from_env(
+        env: &Env,
+        prefix: &str,
+        defaults: ServiceDefaults,
+    ) -> Result<Self, ConfigError> {
+        let var = |name: &str| format!("{prefix}_{name}");
+        let relay = crate::outbox::RelayConfig {
+            batch: env.parse(&var("RELAY_BATCH"), 512)?,
+            poll: env.millis(&var("RELAY_POLL_MS"), 1000)?,
+            ..crate::outbox::RelayConfig::default()
+        };
+        Ok(Self {
+            grpc_addr: env.addr(&var("GRPC_ADDR"), defaults.grpc_addr)?,
+            admin_addr: env.addr(&var("ADMIN_ADDR"), defaults.admin_addr)?,
+            db: DbConfig::from_env(env, prefix, defaults.database_url)?,
+            common: CommonConfig::from_env(env)?,
+            jwt_secret: env.secret("WARDLINE_JWT_SECRET", 32)?,
+            relay,
+            consumer_workers: env.parse(&var("CONSUMER_WORKERS"), 4)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +327,41 @@ mod tests {
         assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(c.stream_replicas, 1);
         assert!(c.tenants.is_empty());
+    }
+
+    #[test]
+    fn service_config_reads_its_prefix() {
+        let d = ServiceDefaults {
+            grpc_addr: "0.0.0.0:1",
+            admin_addr: "0.0.0.0:2",
+            database_url: "postgres://x/y",
+        };
+        let env = Env::from_pairs([
+            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("SVC_CONSUMER_WORKERS", "7".into()),
+            ("SVC_GRPC_ADDR", "127.0.0.1:9".into()),
+        ]);
+        let c = ServiceConfig::from_env(&env, "SVC", d).unwrap();
+        assert_eq!(c.grpc_addr.port(), 9);
+        assert_eq!(c.admin_addr.port(), 2);
+        assert_eq!(c.consumer_workers, 7);
+        assert_eq!(c.relay.batch, 512);
+        let e = ServiceConfig::from_env(
+            &Env::from_pairs([
+                ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+                ("SVC_RELAY_POLL_MS", "x".into()),
+            ]),
+            "SVC",
+            d,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("SVC_RELAY_POLL_MS"));
+        assert!(
+            ServiceConfig::from_env(&Env::from_pairs([("X", "y")]), "SVC", d)
+                .unwrap_err()
+                .to_string()
+                .contains("WARDLINE_JWT_SECRET")
+        );
     }
 
     #[test]

@@ -27,6 +27,19 @@ pub fn rpc_span(req: &http::Request<()>) -> tracing::Span {
     span
 }
 
+/// A gRPC server with Wardline's per-RPC span, the health service and
+/// reflection; the service adds its own (authenticated) services to it.
+pub fn router(
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> tonic::transport::server::Router {
+    tonic::transport::Server::builder()
+        .trace_fn(rpc_span)
+        .add_service(health)
+        .add_service(reflection())
+}
+
 /// The reflection service for every Wardline proto.
 pub fn reflection() -> tonic_reflection::server::v1::ServerReflectionServer<
     impl tonic_reflection::server::v1::ServerReflection,

@@ -51,6 +51,30 @@ pub enum StartError {
     },
 }
 
+/// The bound gRPC and admin listeners of a service.
+pub struct Listeners {
+    /// gRPC.
+    pub grpc: TcpListener,
+    /// Admin HTTP.
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// The bound gRPC address (useful with port 0).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+}
+
 /// Connections and lifecycle shared by a service's parts.
 #[derive(Clone)]
 pub struct Base {
@@ -96,6 +120,46 @@ impl Base {
         })
     }
 
+    /// Everything a service starts with: connects (and migrates), binds both
+    /// ports (port 0 picks free ones, for tests) and starts the outbox relay.
+    pub async fn start(
+        service: &'static str,
+        config: &crate::config::ServiceConfig,
+        migrator: &Migrator,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, Listeners), StartError> {
+        let base = Self::connect(service, &config.common, &config.db, migrator, shutdown).await?;
+        let listeners = Listeners {
+            grpc: Self::bind(config.grpc_addr).await?,
+            admin: Self::bind(config.admin_addr).await?,
+        };
+        base.spawn_relay(config.relay.clone());
+        Ok((base, listeners))
+    }
+
+    /// The service's durable consumer of `kinds` (e.g. `"ticket.created"`):
+    /// named after the service, or after the service and its tenants for a
+    /// replica dedicated to some tenants (`WARDLINE_TENANTS`).
+    pub fn consumer_spec(
+        &self,
+        config: &crate::config::ServiceConfig,
+        kinds: &[&str],
+    ) -> ConsumerSpec {
+        let tenants = &config.common.tenants;
+        let durable = if tenants.is_empty() {
+            self.service.to_owned()
+        } else {
+            format!("{}-{}", self.service, tenants.join("-"))
+        };
+        let mut spec = ConsumerSpec::new(
+            self.service,
+            durable,
+            crate::nats::filter_subjects(tenants, kinds),
+        );
+        spec.workers = config.consumer_workers;
+        spec
+    }
+
     /// Spawns a background task that stops when RPCs have stopped.
     pub fn spawn<F, Fut>(&self, f: F)
     where
@@ -138,6 +202,18 @@ impl Base {
         health: tonic_health::server::HealthReporter,
         admin: TcpListener,
     ) -> anyhow::Result<()> {
+        self.serve_on(Listeners { grpc, admin }, router, health)
+            .await
+    }
+
+    /// [`Base::serve`] on the listeners of [`Base::start`].
+    pub async fn serve_on(
+        self,
+        listeners: Listeners,
+        router: tonic::transport::server::Router,
+        health: tonic_health::server::HealthReporter,
+    ) -> anyhow::Result<()> {
+        let Listeners { grpc, admin } = listeners;
         let admin_stop = CancellationToken::new();
         let readiness = crate::admin::Readiness {
             pool: self.pool.clone(),

@@ -4,13 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sqlx::migrate::Migrator;
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use wardline_kit::auth::Authenticator;
-use wardline_kit::consumer::ConsumerSpec;
-use wardline_kit::service::Base;
+use wardline_kit::service::{Base, Listeners};
 use wardline_proto::routing::analyst_service_server::AnalystServiceServer;
 use wardline_proto::routing::dead_letter_service_server::DeadLetterServiceServer;
 use wardline_proto::routing::queue_service_server::QueueServiceServer;
@@ -31,8 +29,7 @@ pub const SERVICE: &str = "routing";
 pub struct Application {
     base: Base,
     config: Config,
-    grpc: TcpListener,
-    admin: TcpListener,
+    listeners: Listeners,
     wake: Arc<Notify>,
 }
 
@@ -40,23 +37,12 @@ impl Application {
     /// Connects, migrates, provisions, binds, and starts the consumer, the
     /// relay, the queue drainer, the timer scanner and the queue gauges.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let base = Base::connect(SERVICE, &config.common, &config.db, &MIGRATOR, shutdown).await?;
-        let grpc = Base::bind(config.grpc_addr).await?;
-        let admin = Base::bind(config.admin_addr).await?;
+        let (base, listeners) = Base::start(SERVICE, &config.service, &MIGRATOR, shutdown).await?;
         let wake = Arc::new(Notify::new());
-        base.spawn_relay(config.relay.clone());
-        let durable = if config.common.tenants.is_empty() {
-            SERVICE.to_owned()
-        } else {
-            format!("{SERVICE}-{}", config.common.tenants.join("-"))
-        };
-        let mut spec = ConsumerSpec::new(
-            SERVICE,
-            durable,
-            wardline_kit::nats::filter_subjects(&config.common.tenants, CONSUMED),
+        base.spawn_consumer(
+            base.consumer_spec(&config.service, CONSUMED),
+            Arc::new(TicketEvents { wake: wake.clone() }),
         );
-        spec.workers = config.consumer_workers;
-        base.spawn_consumer(spec, Arc::new(TicketEvents { wake: wake.clone() }));
         let (pool, w, every) = (base.pool.clone(), wake.clone(), config.drain_interval);
         base.spawn(move |stop| engine::run_drainer(pool, w, every, stop));
         let (pool, every) = (base.pool.clone(), config.scan_interval);
@@ -66,37 +52,29 @@ impl Application {
         Ok(Self {
             base,
             config,
-            grpc,
-            admin,
+            listeners,
             wake,
         })
     }
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .expect("bound listener has an address")
+        self.listeners.grpc_addr()
     }
 
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("bound listener has an address")
+        self.listeners.admin_addr()
     }
 
     /// Serves until shutdown, then stops in order.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let auth = Authenticator::hs256(&self.config.jwt_secret);
+        let auth = Authenticator::hs256(&self.config.service.jwt_secret);
         let api = Api::new(self.base.pool.clone(), self.wake.clone());
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AnalystServiceServer<Api>>().await;
         health.set_serving::<QueueServiceServer<Api>>().await;
-        let router = tonic::transport::Server::builder()
-            .trace_fn(wardline_kit::grpc::rpc_span)
-            .add_service(health_service)
-            .add_service(wardline_kit::grpc::reflection())
+        let router = wardline_kit::grpc::router(health_service)
             .add_service(InterceptedService::new(
                 AnalystServiceServer::new(api.clone()),
                 auth.interceptor(),
@@ -117,6 +95,6 @@ impl Application {
                 DeadLetterServiceServer::new(api),
                 auth.interceptor(),
             ));
-        self.base.serve(self.grpc, router, health, self.admin).await
+        self.base.serve_on(self.listeners, router, health).await
     }
 }

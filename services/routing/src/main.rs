@@ -7,7 +7,7 @@ async fn main() -> anyhow::Result<()> {
     wardline_kit::service::run_main(
         SERVICE,
         Config::from_env,
-        |c| c.common.log_format,
+        |c| c.service.common.log_format,
         |config, shutdown| async move {
             let app = Application::build(config, shutdown).await?;
             tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "routing started");
