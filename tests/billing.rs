@@ -506,17 +506,14 @@ fn start_billing_process(
     admin: SocketAddr,
     log: &Path,
 ) -> ServiceProcess {
-    let mut envs = billing_env(db, nats);
-    for (k, v) in envs.iter_mut() {
-        match k.as_str() {
-            "BILLING_GRPC_ADDR" => *v = grpc.to_string(),
-            "BILLING_ADMIN_ADDR" => *v = admin.to_string(),
-            _ => {}
-        }
-    }
-    let mut p = ServiceProcess::spawn(&binary("wardline-billing"), &envs, log);
-    p.wait_ready(admin, 60);
-    p
+    spawn_process(
+        "wardline-billing",
+        billing_env(db, nats),
+        &[],
+        admin,
+        grpc,
+        log,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

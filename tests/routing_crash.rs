@@ -20,17 +20,14 @@ fn start_routing_process(
     admin: SocketAddr,
     log: &Path,
 ) -> ServiceProcess {
-    let mut envs = routing_env(db, nats);
-    for (k, v) in envs.iter_mut() {
-        match k.as_str() {
-            "ROUTING_GRPC_ADDR" => *v = grpc.to_string(),
-            "ROUTING_ADMIN_ADDR" => *v = admin.to_string(),
-            _ => {}
-        }
-    }
-    let mut p = ServiceProcess::spawn(&binary("wardline-routing"), &envs, log);
-    p.wait_ready(admin, 60);
-    p
+    spawn_process(
+        "wardline-routing",
+        routing_env(db, nats),
+        &[],
+        admin,
+        grpc,
+        log,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

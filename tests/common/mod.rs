@@ -40,6 +40,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// A service running elsewhere (a process), known by its addresses.
+    pub fn at(grpc: SocketAddr, admin: SocketAddr) -> Self {
+        Self {
+            grpc,
+            admin,
+            shutdown: CancellationToken::new(),
+            handle: None,
+        }
+    }
+
     /// Graceful stop; panics if the service failed.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
@@ -406,6 +416,39 @@ pub fn ticket_request(
         patient_care_blocked: blocked,
         description: "The eMAR scanner rejects the wristband of the patient in bed 12".into(),
     }
+}
+
+/// Starts service binary `bin` as a process with `envs` (its `*_GRPC_ADDR`
+/// and `*_ADMIN_ADDR` replaced by fixed loopback addresses, `extra` added)
+/// and waits until it is ready. Returns the process and its gRPC address.
+pub fn spawn_process(
+    bin: &str,
+    mut envs: Vec<(String, String)>,
+    extra: &[(&str, String)],
+    admin: SocketAddr,
+    grpc: SocketAddr,
+    log: &std::path::Path,
+) -> wardline_testkit::ServiceProcess {
+    for (k, v) in envs.iter_mut() {
+        if k.ends_with("_GRPC_ADDR") {
+            *v = grpc.to_string();
+        } else if k.ends_with("_ADMIN_ADDR") {
+            *v = admin.to_string();
+        }
+    }
+    envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let mut p = wardline_testkit::ServiceProcess::spawn(&binary(bin), &envs, log);
+    p.wait_ready(admin, 60);
+    p
+}
+
+/// Two free loopback addresses (gRPC, admin).
+pub fn addresses() -> (SocketAddr, SocketAddr) {
+    let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    (
+        a(wardline_testkit::free_port()),
+        a(wardline_testkit::free_port()),
+    )
 }
 
 /// Path of a service binary built next to the test (scripts/test.sh builds

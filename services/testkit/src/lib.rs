@@ -8,20 +8,30 @@
 //! - [`token`] and [`Auth`]: signed tokens and an interceptor for typed clients.
 //! - [`events`]: reading what reached the event stream.
 //! - [`ServiceProcess`]: a service binary as a process, for SIGKILL tests.
+//! - [`TestOtlp`]: a real OTLP/gRPC trace receiver, for trace tests.
+//! - [`TestSmtp`] and [`HttpSink`]: real local SMTP and HTTP receivers that
+//!   stand in for third-party endpoints (mail relay, SMS gateway, webhook
+//!   receiver, pager provider), with scripted failures.
 //!
 //! Variables: `WARDLINE_NATS_SERVER_BIN` (a nats-server >= 2.10; default
 //! `nats-server` on PATH) and `WARDLINE_TEST_DATABASE_URL` (a role that may
 //! create databases; default `postgres://postgres@127.0.0.1:5432/postgres`).
 
 pub mod events;
+mod http_sink;
 mod nats;
+mod otlp;
 mod pg;
 mod process;
+mod smtp;
 
+pub use http_sink::{HttpSink, Received};
 pub use nats::TestNats;
 pub use nats::free_port;
+pub use otlp::{ReceivedSpan, TestOtlp};
 pub use pg::TestDb;
 pub use process::ServiceProcess;
+pub use smtp::{Mail, TestSmtp};
 
 use secrecy::SecretString;
 use tonic::metadata::MetadataValue;
