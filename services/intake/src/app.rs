@@ -58,7 +58,12 @@ impl Application {
     /// Serves until the shutdown token is cancelled, then stops in order.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let auth = Authenticator::hs256(&self.config.service.jwt_secret);
-        let api = Api::new(self.base.pool.clone());
+        let quota = wardline_kit::quota::TenantQuota::new(
+            self.config.tenant_rate,
+            self.config.tenant_burst,
+            "tickets",
+        );
+        let api = Api::new(self.base.pool.clone(), quota);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TicketServiceServer<Api>>().await;
         health.set_serving::<TenantServiceServer<Api>>().await;

@@ -17,6 +17,11 @@ pub struct Config {
     /// `INTAKE_DB_MAX_CONNECTIONS`, `INTAKE_RELAY_BATCH`, `INTAKE_RELAY_POLL_MS`,
     /// `INTAKE_CONSUMER_WORKERS`, `WARDLINE_JWT_SECRET`, `NATS_URL`, `WARDLINE_*`.
     pub service: ServiceConfig,
+    /// `INTAKE_TENANT_RATE`: tickets per second one tenant may create through
+    /// this replica (0 = unlimited); over it, CreateTicket is RESOURCE_EXHAUSTED.
+    pub tenant_rate: u32,
+    /// `INTAKE_TENANT_BURST`: tickets a tenant may create at once above the rate.
+    pub tenant_burst: u32,
 }
 
 impl Config {
@@ -24,6 +29,8 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             service: ServiceConfig::from_env(env, "INTAKE", DEFAULTS)?,
+            tenant_rate: env.parse("INTAKE_TENANT_RATE", 200)?,
+            tenant_burst: env.parse("INTAKE_TENANT_BURST", 400)?,
         })
     }
 }

@@ -800,3 +800,60 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .unwrap();
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noisy_tenant_over_its_quota_is_resource_exhausted_while_others_carry_on() {
+    let nats = wardline_testkit::TestNats::start();
+    let db = wardline_testkit::TestDb::create("intake").await;
+    let app = start_with(
+        nats,
+        db,
+        &[("INTAKE_TENANT_RATE", "5"), ("INTAKE_TENANT_BURST", "5")],
+    )
+    .await;
+    app.create_tenant("noisy", "NSY").await;
+    app.create_tenant("quiet", "QUI").await;
+    let noisy = app.tickets(&nurse_token("noisy"));
+    let mut calls = Vec::new();
+    for i in 0..30 {
+        let mut c = noisy.clone();
+        calls.push(tokio::spawn(async move {
+            c.create_ticket(nurse_ticket(&format!("n{i}")))
+                .await
+                .map(|_| ())
+        }));
+    }
+    let mut exhausted = 0;
+    let mut ok = 0;
+    for c in calls {
+        match c.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                assert!(e.message().contains("retry in"), "{}", e.message());
+                exhausted += 1;
+            }
+        }
+    }
+    assert!(ok >= 5, "the burst is served ({ok})");
+    assert!(exhausted > 0, "the excess is refused");
+    // The other hospital is not affected.
+    let t = app
+        .tickets(&nurse_token("quiet"))
+        .create_ticket(nurse_ticket("q1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.number, "QUI-000001");
+    // Nothing refused was stored: one ticket per admitted call.
+    let listed = app
+        .tickets(&admin_token("noisy"))
+        .list_tickets(ListTicketsRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.tickets.len(), ok);
+}

@@ -10,6 +10,7 @@
 //! - [`outbox`]: the transactional outbox writer and its relay to JetStream.
 //! - [`consumer`]: the durable consumer loop with inbox de-duplication, backoff and dead letters.
 //! - [`idempotency`]: request ids of mutating RPCs.
+//! - [`quota`]: per-tenant rate limits (`RESOURCE_EXHAUSTED` over quota).
 //! - [`grpc`]: the per-RPC span, reflection, database-error statuses.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`shutdown`] and [`service`]: a service's start-up and ordered, bounded shutdown.
@@ -26,6 +27,7 @@ pub mod grpc;
 pub mod idempotency;
 pub mod nats;
 pub mod outbox;
+pub mod quota;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -18,12 +18,17 @@ use wardline_kit::outbox::OutboxError;
 #[derive(Clone)]
 pub struct Api {
     pub(crate) pool: PgPool,
+    /// Tickets per tenant per second (noisy-tenant protection).
+    pub(crate) quota: std::sync::Arc<wardline_kit::quota::TenantQuota>,
 }
 
 impl Api {
-    /// The API over `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// The API over `pool`, limiting each tenant's ticket creation by `quota`.
+    pub fn new(pool: PgPool, quota: wardline_kit::quota::TenantQuota) -> Self {
+        Self {
+            pool,
+            quota: std::sync::Arc::new(quota),
+        }
     }
 }
 

@@ -287,6 +287,7 @@ impl TicketService for Api {
         tracing::Span::current().record("tenant", tenant.as_str());
         let r = req.into_inner();
         let mut row = validate_create(&r, &tenant)?;
+        self.quota.check(&tenant)?;
         let hash = idempotency::request_hash("CreateTicket", &r);
         let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
         if let Claim::Replay(bytes) =

@@ -30,7 +30,11 @@ pub struct TestApp {
 }
 
 pub fn config(db: &TestDb, nats: &TestNats) -> Config {
-    Config::from_env(&Env::from_pairs([
+    config_with(db, nats, &[])
+}
+
+pub fn config_with(db: &TestDb, nats: &TestNats, extra: &[(&str, &str)]) -> Config {
+    let mut pairs: Vec<(String, String)> = vec![
         ("INTAKE_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("INTAKE_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
         ("INTAKE_DATABASE_URL", db.url()),
@@ -39,8 +43,12 @@ pub fn config(db: &TestDb, nats: &TestNats) -> Config {
         ("NATS_URL", nats.url()),
         ("WARDLINE_JWT_SECRET", wardline_testkit::SECRET.to_owned()),
         ("WARDLINE_SHUTDOWN_TIMEOUT_MS", "5000".to_owned()),
-    ]))
-    .expect("test configuration is valid")
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::from_env(&Env::from_pairs(pairs)).expect("test configuration is valid")
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -50,13 +58,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn start(nats: TestNats, db: TestDb) -> TestApp {
+    start_with(nats, db, &[]).await
+}
+
+pub async fn start_with(nats: TestNats, db: TestDb, extra: &[(&str, &str)]) -> TestApp {
     // Propagation needs the tracing layer, exactly as in the binary.
     std::mem::forget(wardline_kit::telemetry::init(
         "intake",
         wardline_kit::telemetry::LogFormat::Pretty,
     ));
     let shutdown = CancellationToken::new();
-    let app = Application::build(config(&db, &nats), shutdown.clone())
+    let app = Application::build(config_with(&db, &nats, extra), shutdown.clone())
         .await
         .expect("intake builds");
     let (grpc, admin) = (app.grpc_addr(), app.admin_addr());
