@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run Wardline on this machine and walk through a demo:
 #
-#   scripts/demo.sh         build, start intake and routing in the background, run `wardctl demo`
+#   scripts/demo.sh         build, start the four services in the background, run `wardctl demo`
 #   scripts/demo.sh stop    stop what the demo started (pid files .wardline/*.pid)
 #
 # It ensures PostgreSQL and a NATS >= 2.10 with JetStream (its own on 4223 when
@@ -15,6 +15,11 @@
 #   WARDLINE_JWT_SECRET   default: the contents of .wardline/jwt-secret (generated once)
 #   WARDLINE_STATE_DIR    default <repo>/.wardline (pids, logs, secret, NATS store)
 #   RUST_LOG              default info
+#   NOTIFICATION_SMTP_HOST  an SMTP relay for notification's email (with
+#                         NOTIFICATION_SMTP_PORT/_TLS/_USERNAME/_PASSWORD);
+#                         unset: a local mail sink (scripts/wardline-mail-sink.py)
+#                         writes every message to $WARDLINE_STATE_DIR/mail/
+#   WARDLINE_MAIL_SINK_PORT  port of that sink, default 1025
 #   WARDLINE_BIN_DIR      where the binaries are, default target/release
 #   WARDLINE_SKIP_BUILD   1 skips cargo build (use binaries already in WARDLINE_BIN_DIR)
 set -euo pipefail
@@ -34,6 +39,13 @@ INTAKE_ADMIN_ADDR=127.0.0.1:9101
 ROUTING_DB=wardline_routing
 ROUTING_GRPC_ADDR=127.0.0.1:50052
 ROUTING_ADMIN_ADDR=127.0.0.1:9102
+BILLING_DB=wardline_billing
+BILLING_GRPC_ADDR=127.0.0.1:50053
+BILLING_ADMIN_ADDR=127.0.0.1:9103
+NOTIFICATION_DB=wardline_notification
+NOTIFICATION_GRPC_ADDR=127.0.0.1:50054
+NOTIFICATION_ADMIN_ADDR=127.0.0.1:9104
+MAIL_SINK_PORT="${WARDLINE_MAIL_SINK_PORT:-1025}"
 
 stop_all() {
     local f found=0
@@ -69,13 +81,15 @@ ensure_database() {
 }
 ensure_database "$INTAKE_DB"
 ensure_database "$ROUTING_DB"
+ensure_database "$BILLING_DB"
+ensure_database "$NOTIFICATION_DB"
 
 # ---------------------------------------------------------------- build
 
 if [[ "${WARDLINE_SKIP_BUILD:-0}" != 1 ]]; then
     have cargo || die "cargo not found (install Rust with rustup)"
-    log "cargo build --release -p wardline-intake -p wardline-routing -p wardctl"
-    cargo build --release -p wardline-intake -p wardline-routing -p wardctl >&2
+    log "cargo build --release -p wardline-intake -p wardline-routing -p wardline-billing -p wardline-notification -p wardctl"
+    cargo build --release -p wardline-intake -p wardline-routing -p wardline-billing -p wardline-notification -p wardctl >&2
 fi
 
 # ---------------------------------------------------------------- secrets
@@ -152,14 +166,42 @@ start_service routing "$ROUTING_ADMIN_ADDR" "$ROUTING_GRPC_ADDR" \
     ROUTING_GRPC_ADDR="$ROUTING_GRPC_ADDR" \
     ROUTING_ADMIN_ADDR="$ROUTING_ADMIN_ADDR"
 
+start_service billing "$BILLING_ADMIN_ADDR" "$BILLING_GRPC_ADDR" \
+    BILLING_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$BILLING_DB" \
+    BILLING_GRPC_ADDR="$BILLING_GRPC_ADDR" \
+    BILLING_ADMIN_ADDR="$BILLING_ADMIN_ADDR"
+
+# Notification's email: to the relay in NOTIFICATION_SMTP_HOST (with
+# NOTIFICATION_SMTP_PORT/_TLS/_USERNAME/_PASSWORD) when one is configured,
+# else to a local mail sink that writes every message to $STATE/mail/.
+MAIL_NOTE="SMTP relay ${NOTIFICATION_SMTP_HOST:-}"
+if [[ -z "${NOTIFICATION_SMTP_HOST:-}" ]]; then
+    have python3 || die "python3 not found (needed for the local mail sink); or set NOTIFICATION_SMTP_HOST"
+    stop_pidfile "$STATE/mail-sink.pid" wardline-mail-sink
+    port_open 127.0.0.1 "$MAIL_SINK_PORT" &&
+        die "127.0.0.1:$MAIL_SINK_PORT is taken; set WARDLINE_MAIL_SINK_PORT or NOTIFICATION_SMTP_HOST"
+    log "starting the local mail sink on 127.0.0.1:$MAIL_SINK_PORT (messages in $STATE/mail/)"
+    setsid python3 scripts/wardline-mail-sink.py "$MAIL_SINK_PORT" "$STATE/mail" </dev/null >>"$LOGS/mail-sink.log" 2>&1 &
+    echo $! >"$STATE/mail-sink.pid"
+    for _ in $(seq 50); do port_open 127.0.0.1 "$MAIL_SINK_PORT" && break; sleep 0.1; done
+    export NOTIFICATION_SMTP_HOST=127.0.0.1 NOTIFICATION_SMTP_PORT="$MAIL_SINK_PORT" NOTIFICATION_SMTP_TLS=none
+    MAIL_NOTE="local mail sink: every message in $STATE/mail/ (log $LOGS/mail-sink.log)"
+fi
+
+start_service notification "$NOTIFICATION_ADMIN_ADDR" "$NOTIFICATION_GRPC_ADDR" \
+    NOTIFICATION_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$NOTIFICATION_DB" \
+    NOTIFICATION_GRPC_ADDR="$NOTIFICATION_GRPC_ADDR" \
+    NOTIFICATION_ADMIN_ADDR="$NOTIFICATION_ADMIN_ADDR"
+
 # ---------------------------------------------------------------- demo
 
 export WARDCTL_INTAKE_URL="http://$INTAKE_GRPC_ADDR"
 export WARDCTL_ROUTING_URL="http://$ROUTING_GRPC_ADDR"
+export WARDCTL_BILLING_URL="http://$BILLING_GRPC_ADDR"
 printf '\n' >&2
 if ! "$BIN_DIR/wardctl" demo; then
     warn "wardctl demo failed"
-    for name in intake routing; do
+    for name in intake routing billing notification; do
         warn "last lines of $LOGS/$name.log:"
         tail -n 40 "$LOGS/$name.log" >&2 || true
     done
@@ -171,16 +213,21 @@ cat >&2 <<EOF
 Wardline is running:
   intake   gRPC $WARDCTL_INTAKE_URL   admin http://$INTAKE_ADMIN_ADDR (/readyz /healthz /metrics)
   routing  gRPC $WARDCTL_ROUTING_URL   admin http://$ROUTING_ADMIN_ADDR (/readyz /healthz /metrics)
+  billing  gRPC $WARDCTL_BILLING_URL   admin http://$BILLING_ADMIN_ADDR (/readyz /healthz /metrics)
+  notification gRPC http://$NOTIFICATION_GRPC_ADDR   admin http://$NOTIFICATION_ADMIN_ADDR; email to the $MAIL_NOTE
   NATS     $NATS_URL
   logs     $LOGS/  (JSON lines; e.g. tail -f $LOGS/routing.log)
 
 Try more with $BIN_DIR/wardctl, after:
-  export WARDCTL_INTAKE_URL=$WARDCTL_INTAKE_URL WARDCTL_ROUTING_URL=$WARDCTL_ROUTING_URL NATS_URL=$NATS_URL WARDLINE_JWT_SECRET=$SECRET_HINT
+  export WARDCTL_INTAKE_URL=$WARDCTL_INTAKE_URL WARDCTL_ROUTING_URL=$WARDCTL_ROUTING_URL WARDCTL_BILLING_URL=$WARDCTL_BILLING_URL NATS_URL=$NATS_URL WARDLINE_JWT_SECRET=$SECRET_HINT
 e.g.
   $BIN_DIR/wardctl --tenant stmarys ticket list
   $BIN_DIR/wardctl --tenant stmarys analyst list
   $BIN_DIR/wardctl --tenant stmarys assignments
   $BIN_DIR/wardctl --tenant stmarys queue
+  $BIN_DIR/wardctl --tenant lakeside usage
+  $BIN_DIR/wardctl --tenant lakeside invoice draft
+  $BIN_DIR/wardctl --tenant stmarys contract get
 
 Stop the services with: scripts/demo.sh stop
 EOF

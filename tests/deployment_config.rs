@@ -87,6 +87,39 @@ fn routing_reads_every_variable_compose_sets() {
 }
 
 #[test]
+fn billing_reads_every_variable_compose_sets() {
+    check_reads_every_variable("billing", |env| {
+        wardline_billing::Config::from_env(env)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+}
+
+#[test]
+fn notification_reads_every_variable_compose_sets() {
+    check_reads_every_variable("notification", |env| {
+        wardline_notification::Config::from_env(env)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+}
+
+#[test]
+fn notification_sends_email_to_the_mail_sink() {
+    let compose = compose();
+    let env = environment(&compose, "notification");
+    let host = &env["NOTIFICATION_SMTP_HOST"];
+    assert!(
+        compose["services"][host.as_str()].is_mapping(),
+        "NOTIFICATION_SMTP_HOST names the compose service {host}"
+    );
+    assert!(
+        depends_on(&compose, "notification").contains_key(host),
+        "notification starts after {host}"
+    );
+}
+
+#[test]
 fn every_service_with_a_build_is_checked_here() {
     let compose = compose();
     let services = compose["services"].as_mapping().expect("services");
@@ -99,7 +132,7 @@ fn every_service_with_a_build_is_checked_here() {
     // service before adding it here.
     for name in &built {
         assert!(
-            ["intake", "routing", "seed"].contains(&name.as_str()),
+            ["intake", "routing", "billing", "notification", "seed"].contains(&name.as_str()),
             "no configuration check for compose service {name}"
         );
     }
@@ -126,7 +159,9 @@ fn services_wait_for_healthy_dependencies() {
     for (service, deps) in [
         ("intake", &["nats", "postgres"][..]),
         ("routing", &["nats", "postgres"][..]),
-        ("seed", &["intake", "routing"][..]),
+        ("billing", &["nats", "postgres"][..]),
+        ("notification", &["nats", "postgres"][..]),
+        ("seed", &["intake", "routing", "billing"][..]),
     ] {
         let conditions = depends_on(&compose, service);
         for dep in deps {
@@ -149,7 +184,13 @@ fn port_of(addr: &str) -> &str {
 #[test]
 fn ports_health_checks_and_the_seeder_agree_with_the_addresses() {
     let compose = compose();
-    for (service, prefix) in [("intake", "INTAKE"), ("routing", "ROUTING")] {
+    // (service, variable prefix, whether the seeder calls it)
+    for (service, prefix, seeded) in [
+        ("intake", "INTAKE", true),
+        ("routing", "ROUTING", true),
+        ("billing", "BILLING", true),
+        ("notification", "NOTIFICATION", false),
+    ] {
         let env = environment(&compose, service);
         let grpc = port_of(&env[&format!("{prefix}_GRPC_ADDR")]).to_owned();
         let admin = port_of(&env[&format!("{prefix}_ADMIN_ADDR")]).to_owned();
@@ -176,6 +217,9 @@ fn ports_health_checks_and_the_seeder_agree_with_the_addresses() {
             check.contains(&url.as_str()),
             "{service}'s health check probes {url}: {check:?}"
         );
+        if !seeded {
+            continue;
+        }
         let seed = environment(&compose, "seed");
         let wardctl_url = &seed[&format!("WARDCTL_{prefix}_URL")];
         assert_eq!(

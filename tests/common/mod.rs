@@ -467,3 +467,79 @@ pub fn binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Notification's test environment: email to `smtp`, SMS and pager to HTTP
+/// receivers the test started, webhooks over http allowed, retries in
+/// milliseconds.
+pub fn notification_env(
+    db: &TestDb,
+    nats: &TestNats,
+    smtp: &wardline_testkit::TestSmtp,
+    sms: &wardline_testkit::HttpSink,
+    pager: &wardline_testkit::HttpSink,
+) -> Vec<(String, String)> {
+    [
+        ("NOTIFICATION_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("NOTIFICATION_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
+        ("NOTIFICATION_DATABASE_URL", db.url()),
+        ("NOTIFICATION_DB_MAX_CONNECTIONS", "8".to_owned()),
+        ("NOTIFICATION_RELAY_POLL_MS", "200".to_owned()),
+        ("NOTIFICATION_SMTP_HOST", "127.0.0.1".to_owned()),
+        ("NOTIFICATION_SMTP_PORT", smtp.addr().port().to_string()),
+        ("NOTIFICATION_SMTP_TLS", "none".to_owned()),
+        ("NOTIFICATION_SMS_URL", sms.url("/sms")),
+        ("NOTIFICATION_PAGER_URL", pager.url("/v2/enqueue")),
+        ("NOTIFICATION_WEBHOOK_ALLOW_HTTP", "true".to_owned()),
+        ("NOTIFICATION_SCAN_INTERVAL_MS", "50".to_owned()),
+        ("NOTIFICATION_SEND_TIMEOUT_MS", "2000".to_owned()),
+        ("NOTIFICATION_SENDING_LEASE_MS", "3000".to_owned()),
+        ("NOTIFICATION_RETRY_BASE_MS", "50".to_owned()),
+        ("NOTIFICATION_RETRY_MAX_MS", "200".to_owned()),
+        ("NOTIFICATION_MAX_ATTEMPTS", "5".to_owned()),
+        ("NATS_URL", nats.url()),
+        ("WARDLINE_JWT_SECRET", wardline_testkit::SECRET.to_owned()),
+        ("WARDLINE_SHUTDOWN_TIMEOUT_MS", "5000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Notification in process, with its receivers.
+pub async fn start_notification(
+    db: &TestDb,
+    nats: &TestNats,
+    smtp: &wardline_testkit::TestSmtp,
+    sms: &wardline_testkit::HttpSink,
+    pager: &wardline_testkit::HttpSink,
+) -> Running {
+    telemetry();
+    let config = wardline_notification::Config::from_env(&Env::from_pairs(notification_env(
+        db, nats, smtp, sms, pager,
+    )))
+    .expect("notification config");
+    let shutdown = CancellationToken::new();
+    let app = wardline_notification::Application::build(config, shutdown.clone())
+        .await
+        .expect("notification builds");
+    let (grpc, admin) = (app.grpc_addr(), app.admin_addr());
+    Running {
+        grpc,
+        admin,
+        shutdown,
+        handle: Some(tokio::spawn(app.run_until_stopped())),
+    }
+}
+
+/// A typed, authenticated client of notification's deliveries.
+pub fn notification_deliveries(
+    grpc: SocketAddr,
+    tenant: &str,
+) -> wardline_proto::notification::delivery_service_client::DeliveryServiceClient<
+    InterceptedService<Channel, Auth>,
+> {
+    wardline_proto::notification::delivery_service_client::DeliveryServiceClient::with_interceptor(
+        wardline_testkit::channel(grpc),
+        Auth::new(&admin_token(tenant), None),
+    )
+}

@@ -36,6 +36,17 @@ impl TenantQuota {
         }
     }
 
+    /// Takes one unit of `tenant`'s quota, or returns how long until one is
+    /// there (for background work that defers instead of refusing).
+    pub fn take(&self, tenant: &str) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&tenant.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
     /// Takes one unit of `tenant`'s quota, or says how long to wait.
     pub fn check(&self, tenant: &str) -> Result<(), Status> {
         let Some(limiter) = &self.limiter else {
@@ -72,6 +83,18 @@ mod tests {
         assert_eq!(e.code(), tonic::Code::ResourceExhausted);
         assert!(e.message().contains("retry in"), "{}", e.message());
         assert!(q.check("quiet").is_ok());
+    }
+
+    #[test]
+    fn take_says_how_long_to_wait() {
+        let q = TenantQuota::new(1, 1, "notifications");
+        assert!(q.take("a").is_ok());
+        let wait = q.take("a").unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        assert!(q.take("b").is_ok());
     }
 
     #[test]

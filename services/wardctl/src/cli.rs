@@ -20,6 +20,8 @@ use wardline_proto::events::{HoldReason, ResolutionCode, TransferReason};
 pub const DEFAULT_INTAKE_URL: &str = "http://127.0.0.1:50051";
 /// Default address of routing's gRPC port.
 pub const DEFAULT_ROUTING_URL: &str = "http://127.0.0.1:50052";
+/// Default address of billing's gRPC port.
+pub const DEFAULT_BILLING_URL: &str = "http://127.0.0.1:50053";
 /// Default NATS server.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
@@ -41,6 +43,10 @@ pub struct Cli {
     /// Routing's gRPC endpoint (plain HTTP/2).
     #[arg(long, env = "WARDCTL_ROUTING_URL", default_value = DEFAULT_ROUTING_URL, global = true)]
     pub routing_url: String,
+
+    /// Billing's gRPC endpoint (plain HTTP/2).
+    #[arg(long, env = "WARDCTL_BILLING_URL", default_value = DEFAULT_BILLING_URL, global = true)]
+    pub billing_url: String,
 
     /// Secret that signs development tokens (HS256); must match the services'.
     #[arg(
@@ -127,8 +133,22 @@ pub enum Command {
     /// --tenant's SLA targets and acknowledgement timeout.
     #[command(subcommand)]
     Sla(SlaCommand),
-    /// Seed two hospitals and an analyst roster, file realistic tickets, show
-    /// who routing assigned them to, and watch their events arrive.
+    /// --tenant's contract in billing: versioned rate plans.
+    #[command(subcommand)]
+    Contract(ContractCommand),
+    /// --tenant's calls of a month: allowance, overage, after hours, breaches.
+    Usage(UsageArgs),
+    /// --tenant's priced charges of a month, each with its rule and rate.
+    Charges(ChargesArgs),
+    /// Calls billing could not rate for lack of a contract (every tenant's
+    /// unless --tenant).
+    Unbilled(UnbilledArgs),
+    /// --tenant's monthly invoices: drafts, issuing, export, rebuild check.
+    #[command(subcommand)]
+    Invoice(InvoiceCommand),
+    /// Seed two hospitals with contracts and an analyst roster, file
+    /// realistic tickets, show who routing assigned them to, watch their
+    /// events arrive, and what billing metered.
     Demo(DemoArgs),
 }
 
@@ -139,6 +159,8 @@ pub enum Service {
     Intake,
     /// Routing.
     Routing,
+    /// Billing.
+    Billing,
 }
 
 impl Service {
@@ -147,6 +169,7 @@ impl Service {
         match self {
             Service::Intake => "intake",
             Service::Routing => "routing",
+            Service::Billing => "billing",
         }
     }
 
@@ -155,6 +178,7 @@ impl Service {
         match self {
             Service::Intake => "WARDCTL_INTAKE_URL or --intake-url",
             Service::Routing => "WARDCTL_ROUTING_URL or --routing-url",
+            Service::Billing => "WARDCTL_BILLING_URL or --billing-url",
         }
     }
 }
@@ -169,6 +193,11 @@ impl Cli {
             | Command::Explain { .. }
             | Command::Rules
             | Command::Sla(_) => (Service::Routing, &self.routing_url),
+            Command::Contract(_)
+            | Command::Usage(_)
+            | Command::Charges(_)
+            | Command::Unbilled(_)
+            | Command::Invoice(_) => (Service::Billing, &self.billing_url),
             Command::Token(_) | Command::Tenant(_) | Command::Ticket(_) | Command::Demo(_) => {
                 (Service::Intake, &self.intake_url)
             }
@@ -401,6 +430,9 @@ pub struct DemoArgs {
     /// Seconds to wait for routing to assign or queue each ticket.
     #[arg(long, default_value_t = 15)]
     pub routing_wait_secs: u64,
+    /// Seconds to wait for billing to rate the demo's calls.
+    #[arg(long, default_value_t = 10)]
+    pub billing_wait_secs: u64,
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {
@@ -460,6 +492,9 @@ macro_rules! value_enum {
 
 mod routing;
 pub use routing::*;
+
+mod billing;
+pub use billing::*;
 
 value_enum!(
     /// The caller's role.

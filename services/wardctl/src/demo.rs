@@ -4,23 +4,32 @@
 //! 2. Create two hospitals idempotently (fixed request ids; ALREADY_EXISTS is fine).
 //! 3. Create the analyst roster in routing idempotently ([`routing::ROSTER`],
 //!    fixed request ids) and make everyone available. When routing is not
-//!    reachable the demo says so and runs intake alone from here on.
-//! 4. Start watching ticket events on NATS *before* filing anything.
-//! 5. File a handful of realistic tickets (fresh request ids per run).
-//! 6. Wait (up to `--routing-wait-secs`) until intake shows each ticket
+//!    reachable the demo says so and runs without it from here on.
+//! 4. Give each hospital a contract in billing ([`billing::CONTRACTS`], fixed
+//!    request ids, from the first of the current month in its zone), or show
+//!    the version billing already holds. When billing is not reachable the
+//!    demo says so and runs without it.
+//! 5. Start watching ticket events on NATS *before* filing anything.
+//! 6. File a handful of realistic tickets (fresh request ids per run).
+//! 7. Wait (up to `--routing-wait-secs`) until intake shows each ticket
 //!    assigned or queued, print where each went, and explain one decision.
-//! 7. Work one of them: acknowledge, start, note, resolve — as its assigned
+//! 8. Work one of them: acknowledge, start, note, resolve — as its assigned
 //!    analyst (a token with their id as subject), else as wardctl; as far as
 //!    the state machine allows (a refusal is shown, not fatal).
-//! 8. List each tenant's tickets, then the events received for this run's
+//! 9. List each tenant's tickets, then the events received for this run's
 //!    tickets: subject, Nats-Msg-Id, traceparent presence, number, kind.
-//! 9. Summarise; fail when an expected event is missing or duplicated: every
-//!    ticket's `ticket.created`, with routing its `ticket.assigned` or
-//!    `ticket.queued`, and the worked ticket's lifecycle events.
+//! 10. Wait (up to `--billing-wait-secs`) until billing rated each call,
+//!     show how each was charged, and each hospital's month: calls,
+//!     allowance, overage, after hours, draft invoice total.
+//! 11. Summarise; fail when an expected event is missing or duplicated: every
+//!     ticket's `ticket.created`, with routing its `ticket.assigned` or
+//!     `ticket.queued`, and the worked ticket's lifecycle events; or when
+//!     billing metered a call more than once.
 //!
 //! What must hold: nothing free-text is printed in the event section (events
 //! carry none anyway), and every ticket gets its own trace, started here.
 
+pub mod billing;
 pub mod routing;
 
 use std::collections::{BTreeMap, HashMap};
@@ -309,7 +318,7 @@ impl Progress {
 pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     let p = Progress {
         to_stderr: ctx.json,
-        steps: 9,
+        steps: 11,
     };
     let token = ctx.admin_token()?;
     let run = run_id(chrono::Utc::now());
@@ -367,9 +376,28 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         }
     };
 
-    // 4. events
+    // 4. billing and the contracts
+    p.step(4, &format!("contracts in billing at {}", ctx.billing_url));
+    let billing = match billing::connect(&ctx.billing_url, ctx.timeout, &token).await? {
+        routing::Reach::Up(session) => {
+            let wait = Duration::from_secs(args.billing_wait_secs);
+            let billed = billing::ensure_contracts(&session, &tenants, wait, &p).await?;
+            Some((session, billed))
+        }
+        routing::Reach::Down(why) => {
+            p.line(&format!(
+                "BILLING IS NOT REACHABLE at {}: {why}",
+                ctx.billing_url
+            ));
+            p.line("continuing without billing: no contracts, usage or invoices are shown");
+            p.line("(start billing, or point WARDCTL_BILLING_URL / --billing-url at it, and run the demo again)");
+            None
+        }
+    };
+
+    // 5. events
     p.step(
-        4,
+        5,
         &format!("subscribing to ticket events on {}", ctx.nats_url),
     );
     let mut watch = events::watch(
@@ -380,8 +408,8 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     .await?;
     p.line(&format!("listening via {}", watch.source));
 
-    // 5. tickets
-    p.step(5, &format!("filing {} tickets", TICKETS.len()));
+    // 6. tickets
+    p.step(6, &format!("filing {} tickets", TICKETS.len()));
     let mut created: Vec<Ticket> = Vec::new();
     for (i, spec) in TICKETS.iter().enumerate() {
         let session = admin.for_tenant(Some(spec.tenant))?;
@@ -418,14 +446,14 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         created.push(ticket);
     }
 
-    // 6. routing's decisions
+    // 7. routing's decisions
     let mut current = created.clone();
     let mut explained = None;
     match &routing {
-        None => p.step(6, "routing's decisions: skipped (routing is not reachable)"),
+        None => p.step(7, "routing's decisions: skipped (routing is not reachable)"),
         Some(routing_session) => {
             p.step(
-                6,
+                7,
                 &format!(
                     "waiting up to {} s for routing to assign or queue each ticket",
                     args.routing_wait_secs
@@ -449,17 +477,17 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         }
     }
 
-    // 7. work one ticket
+    // 8. work one ticket
     let worked = current[WORKED].clone();
     p.step(
-        7,
+        8,
         &format!("working {} ({})", worked.number, TICKETS[WORKED].story),
     );
     let (worker, actor) = worker_for(ctx, &admin, &worked, routing.is_some(), &p)?;
     let worked_kinds = work_ticket(&worker, &worked, &run, &p).await?;
 
-    // 8. tickets and events
-    p.step(8, "tickets per tenant, then the events of this run");
+    // 9. tickets and events
+    p.step(9, "tickets per tenant, then the events of this run");
     for t in &tenants {
         let zone = zone_of(&t.tenant_id);
         let session = admin.for_tenant(Some(&t.tenant_id))?;
@@ -521,8 +549,27 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         ));
     }
 
-    // 9. summary
-    p.step(9, "summary");
+    // 10. billing
+    let billing_outcome = match &billing {
+        None => {
+            p.step(10, "billing: skipped (billing is not reachable)");
+            billing::BillingOutcome::Unreachable(ctx.billing_url.clone())
+        }
+        Some((session, billed)) => {
+            p.step(
+                10,
+                &format!(
+                    "waiting up to {} s for billing to meter this run's calls",
+                    args.billing_wait_secs
+                ),
+            );
+            let wait = Duration::from_secs(args.billing_wait_secs);
+            billing::report(session, billed, &created, wait, &p).await
+        }
+    };
+
+    // 11. summary
+    p.step(11, "summary");
     let routed = match &routing {
         Some(_) => RoutingOutcome::Routed {
             tickets: current.clone(),
@@ -538,7 +585,8 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         &worked_kinds,
         &actor,
         routed,
-    );
+    )
+    .with_billing(&billing_outcome);
     p.block(&summary.text());
     if ctx.json {
         print_json(&summary.json(&run, &created, &outcome));
@@ -546,7 +594,9 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     if !summary.ok() {
         bail!("{}", summary.problem());
     }
-    p.print("\ndemo finished: all expected events arrived exactly once");
+    p.print(
+        "\ndemo finished: all expected events arrived exactly once, and no call was metered twice",
+    );
     Ok(())
 }
 
@@ -974,6 +1024,9 @@ pub struct Summary {
     worked: String,
     routing_text: String,
     routing_json: Value,
+    billing_text: Option<String>,
+    billing_json: Value,
+    billing_problems: Vec<String>,
 }
 
 impl Summary {
@@ -1028,11 +1081,23 @@ impl Summary {
             worked: format!("{} by {actor}: {}", worked.number, steps.join(", ")),
             routing_text,
             routing_json,
+            billing_text: None,
+            billing_json: Value::Null,
+            billing_problems: Vec::new(),
         }
     }
 
+    /// The same verdict with what billing made of the run: a call metered
+    /// more than once fails it.
+    fn with_billing(mut self, billing: &billing::BillingOutcome) -> Self {
+        self.billing_text = Some(billing.text());
+        self.billing_json = billing.json();
+        self.billing_problems = billing.problems();
+        self
+    }
+
     fn ok(&self) -> bool {
-        self.missing.is_empty() && self.duplicated.is_empty()
+        self.missing.is_empty() && self.duplicated.is_empty() && self.billing_problems.is_empty()
     }
 
     fn problem(&self) -> String {
@@ -1050,6 +1115,7 @@ impl Summary {
                 self.duplicated.join(", ")
             ));
         }
+        parts.extend(self.billing_problems.iter().cloned());
         parts.join("; ")
     }
 
@@ -1083,6 +1149,10 @@ impl Summary {
         }
         out.push_str(&self.routing_text);
         out.push('\n');
+        if let Some(billing) = &self.billing_text {
+            out.push_str(billing);
+            out.push('\n');
+        }
         out.push_str(&format!("worked {}\n", self.worked));
         if self.without_trace > 0 {
             out.push_str(&format!(
@@ -1124,6 +1194,7 @@ impl Summary {
             })).collect::<Vec<_>>(),
             "priorities": self.priorities,
             "routing": self.routing_json,
+            "billing": self.billing_json,
             "missing": self.missing,
             "duplicated": self.duplicated,
         })
@@ -1336,6 +1407,92 @@ mod tests {
             s.problem()
         );
         assert!(s.text().contains("only 0 of 2"), "{}", s.text());
+    }
+
+    #[test]
+    fn billing_joins_the_summary_and_double_metering_fails_it() {
+        let ours: HashMap<&str, &str> = [("t1", "STM-000001")].into();
+        let created = vec![Ticket {
+            ticket_id: "t1".into(),
+            number: "STM-000001".into(),
+            tenant_id: "stmarys".into(),
+            priority: 1,
+            ..Default::default()
+        }];
+        let expected = vec![Expected::new(&created[0], "ticket.created")];
+        let mut o = Outcome::default();
+        o.add(created_event("t1", "STM-000001"), &ours);
+        let down = || RoutingOutcome::Unreachable("http://127.0.0.1:50052".into());
+        let summary = |b: &billing::BillingOutcome| {
+            Summary::new(&created, &expected, &o, &created[0], &[], "x", down()).with_billing(b)
+        };
+        let unreachable = billing::BillingOutcome::Unreachable("http://127.0.0.1:50053".into());
+        let s = summary(&unreachable);
+        assert!(s.ok(), "billing being down does not fail the demo");
+        assert!(
+            s.text().contains(
+                "the demo ran intake only\nbilling not reachable at http://127.0.0.1:50053: no contracts, usage or invoices\n"
+            ),
+            "{}",
+            s.text()
+        );
+        assert_eq!(s.json("r", &created, &o)["billing"]["reachable"], false);
+
+        let billed = vec![billing::Billed {
+            tenant_id: "stmarys".into(),
+            time_zone: "America/Chicago".into(),
+            contract: Some(billing::CONTRACTS[0].contract("2026-03-01")),
+        }];
+        let base = |kind: wardline_proto::billing::LineKind| wardline_proto::billing::Charge {
+            ticket_id: "t1".into(),
+            kind: kind as i32,
+            ..Default::default()
+        };
+        let mut charges = HashMap::new();
+        charges.insert(
+            "t1".to_owned(),
+            vec![base(wardline_proto::billing::LineKind::CallsIncluded)],
+        );
+        let once = billing::BillingOutcome::checked(
+            &created,
+            &billed,
+            &charges,
+            vec![],
+            Duration::from_secs(10),
+            None,
+        );
+        let s = summary(&once);
+        assert!(s.ok(), "{}", s.problem());
+        assert!(
+            s.text()
+                .contains("billing: 1 of 1 calls metered exactly once\n"),
+            "{}",
+            s.text()
+        );
+        charges
+            .get_mut("t1")
+            .unwrap()
+            .push(base(wardline_proto::billing::LineKind::Overage));
+        let twice = billing::BillingOutcome::checked(
+            &created,
+            &billed,
+            &charges,
+            vec![],
+            Duration::from_secs(10),
+            None,
+        );
+        let s = summary(&twice);
+        assert!(!s.ok());
+        assert!(
+            s.problem()
+                .contains("call(s) metered more than once by billing: STM-000001 x2"),
+            "{}",
+            s.problem()
+        );
+        assert_eq!(
+            s.json("r", &created, &o)["billing"]["rated_more_than_once"][0],
+            "STM-000001 x2"
+        );
     }
 
     fn routing_event(ticket_id: &str, payload: Payload) -> ReceivedEvent {

@@ -4,9 +4,9 @@
 //!
 //! A [`Session`] is one channel plus one identity. Each service's clients
 //! are one method each here (intake's on a session connected to intake,
-//! routing's on one connected to routing); further services (billing,
-//! notification) take their generated client and wrap [`Session::channel`]
-//! with [`Session::interceptor`].
+//! routing's on one connected to routing, billing's on one connected to
+//! billing); a further service (notification) takes its generated client
+//! and wraps [`Session::channel`] with [`Session::interceptor`].
 
 use std::time::Duration;
 
@@ -18,6 +18,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 use wardline_kit::auth::TENANT_HEADER;
+use wardline_proto::billing::contract_service_client::ContractServiceClient;
+use wardline_proto::billing::invoice_service_client::InvoiceServiceClient;
+use wardline_proto::billing::usage_service_client::UsageServiceClient;
 use wardline_proto::intake::tenant_service_client::TenantServiceClient;
 use wardline_proto::intake::ticket_service_client::TicketServiceClient;
 use wardline_proto::routing::analyst_service_client::AnalystServiceClient;
@@ -180,6 +183,21 @@ impl Session {
     /// Routing's SLA targets.
     pub fn sla(&self) -> SlaTargetServiceClient<AuthedChannel> {
         SlaTargetServiceClient::with_interceptor(self.channel(), self.interceptor())
+    }
+
+    /// Billing's contracts (on a session connected to billing).
+    pub fn contracts(&self) -> ContractServiceClient<AuthedChannel> {
+        ContractServiceClient::with_interceptor(self.channel(), self.interceptor())
+    }
+
+    /// Billing's usage, charges and unbilled calls.
+    pub fn usage(&self) -> UsageServiceClient<AuthedChannel> {
+        UsageServiceClient::with_interceptor(self.channel(), self.interceptor())
+    }
+
+    /// Billing's invoices.
+    pub fn invoices(&self) -> InvoiceServiceClient<AuthedChannel> {
+        InvoiceServiceClient::with_interceptor(self.channel(), self.interceptor())
     }
 }
 

@@ -57,6 +57,19 @@ pub fn error_hint(err: &anyhow::Error, service: cli::Service, url: &str) -> Opti
             service.name()
         )),
         Some(tonic::Code::Unavailable) => Some(running()),
+        // Billing knows a tenant only once it applied intake's tenant event.
+        Some(tonic::Code::NotFound)
+            if service == cli::Service::Billing
+                && status.is_some_and(|s| {
+                    s.message().starts_with("tenant ") && s.message().ends_with(" not found")
+                }) =>
+        {
+            Some(
+                "billing learns tenants from intake's tenant events on NATS: does the tenant exist in intake \
+                 (wardctl tenant list), and do intake and billing share one NATS?"
+                    .to_owned(),
+            )
+        }
         Some(tonic::Code::Unimplemented) => Some(format!(
             "the server at {url} does not serve this API: is that {}'s gRPC port? (set {})",
             service.name(),
@@ -106,6 +119,19 @@ mod tests {
                 .unwrap()
                 .contains("http://intake:50051")
         );
+        let unknown = anyhow::Error::new(tonic::Status::not_found("tenant stmarys not found"));
+        assert!(
+            error_hint(&unknown, cli::Service::Billing, "http://billing:50053")
+                .unwrap()
+                .contains("tenant events")
+        );
+        assert_eq!(
+            error_hint(&unknown, cli::Service::Intake, "http://x"),
+            None,
+            "only billing learns tenants from events"
+        );
+        let hint = error_hint(&e, cli::Service::Billing, "http://billing:50053").unwrap();
+        assert!(hint.contains("WARDCTL_BILLING_URL"), "{hint}");
         let hint = error_hint(&e, cli::Service::Routing, "http://routing:50052").unwrap();
         assert!(
             hint.contains("routing running at http://routing:50052")

@@ -52,6 +52,7 @@ macro_rules! labels {
     };
 }
 
+pub mod billing;
 pub mod routing;
 
 labels! {

@@ -1,5 +1,6 @@
-//! The commands, and the context they share: where intake and routing are,
-//! who wardctl acts as, the tenant, the idempotency key and how to print.
+//! The commands, and the context they share: where intake, routing and
+//! billing are, who wardctl acts as, the tenant, the idempotency key and how
+//! to print.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use crate::cli::{Cli, Command};
 use crate::grpc::{self, Session};
 
 pub mod analyst;
+pub mod billing;
 pub mod routing;
 pub mod tenant;
 pub mod ticket;
@@ -29,6 +31,8 @@ pub struct Context {
     pub intake_url: String,
     /// Routing's gRPC URL.
     pub routing_url: String,
+    /// Billing's gRPC URL.
+    pub billing_url: String,
     /// NATS URL.
     pub nats_url: String,
     secret: Option<SecretString>,
@@ -50,6 +54,7 @@ impl Context {
         Self {
             intake_url: cli.intake_url.clone(),
             routing_url: cli.routing_url.clone(),
+            billing_url: cli.billing_url.clone(),
             nats_url: cli.nats_url.clone(),
             secret: cli.secret.clone(),
             token: cli.token.clone(),
@@ -139,6 +144,13 @@ impl Context {
         let channel = grpc::connect(&self.routing_url, self.timeout).await?;
         Session::new(channel, &token, tenant)
     }
+
+    /// Connects to billing and returns a session acting on `tenant`.
+    pub async fn billing_session(&self, tenant: Option<&str>) -> Result<Session> {
+        let token = self.admin_token()?;
+        let channel = grpc::connect(&self.billing_url, self.timeout).await?;
+        Session::new(channel, &token, tenant)
+    }
 }
 
 /// Runs one command; its output goes to stdout.
@@ -157,6 +169,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             Command::Explain { assignment } => routing::explain(&ctx, &assignment).await,
             Command::Rules => routing::rules(&ctx).await,
             Command::Sla(cmd) => routing::sla(&ctx, cmd).await,
+            Command::Contract(cmd) => billing::contract(&ctx, cmd).await,
+            Command::Usage(args) => billing::usage(&ctx, &args).await,
+            Command::Charges(args) => billing::charges(&ctx, &args).await,
+            Command::Unbilled(args) => billing::unbilled(&ctx, &args).await,
+            Command::Invoice(cmd) => billing::invoice(&ctx, cmd).await,
             Command::Demo(args) => crate::demo::run(&ctx, &args).await,
         }
     }
@@ -166,7 +183,8 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 fn command_name(c: &Command) -> &'static str {
     use crate::cli::{
-        AnalystCommand as An, SlaCommand as Sl, TenantCommand as Te, TicketCommand as Ti,
+        AnalystCommand as An, ContractCommand as Co, InvoiceCommand as In, SlaCommand as Sl,
+        TenantCommand as Te, TicketCommand as Ti,
     };
     match c {
         Command::Token(_) => "token",
@@ -177,6 +195,22 @@ fn command_name(c: &Command) -> &'static str {
         Command::Rules => "rules",
         Command::Sla(Sl::Get) => "sla get",
         Command::Sla(Sl::Set(_)) => "sla set",
+        Command::Usage(_) => "usage",
+        Command::Charges(_) => "charges",
+        Command::Unbilled(_) => "unbilled",
+        Command::Contract(c) => match c {
+            Co::Create(_) => "contract create",
+            Co::Get { .. } => "contract get",
+            Co::List => "contract list",
+        },
+        Command::Invoice(i) => match i {
+            In::Draft { .. } => "invoice draft",
+            In::List(_) => "invoice list",
+            In::Get { .. } => "invoice get",
+            In::Issue { .. } => "invoice issue",
+            In::Export { .. } => "invoice export",
+            In::RebuildCheck { .. } => "invoice rebuild-check",
+        },
         Command::Analyst(a) => match a {
             An::Upsert(_) => "analyst upsert",
             An::Get { .. } => "analyst get",

@@ -1,0 +1,149 @@
+//! Building and running notification: the same path for `main` and the tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sqlx::migrate::Migrator;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use wardline_kit::auth::Authenticator;
+use wardline_kit::service::{Base, Listeners};
+use wardline_proto::notification::delivery_service_server::DeliveryServiceServer;
+use wardline_proto::notification::event_dead_letter_service_server::EventDeadLetterServiceServer;
+use wardline_proto::notification::recipient_service_server::RecipientServiceServer;
+use wardline_proto::notification::template_service_server::TemplateServiceServer;
+use wardline_proto::notification::webhook_service_server::WebhookServiceServer;
+
+use crate::channels::Channels;
+use crate::config::Config;
+use crate::consumer::{CONSUMED, Enabled, Events};
+use crate::grpc::Api;
+use crate::sender::{Sender, SenderConfig};
+
+/// Notification's own migrations.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Service name.
+pub const SERVICE: &str = "notification";
+
+/// A built notification service, ports bound.
+pub struct Application {
+    base: Base,
+    config: Config,
+    listeners: Listeners,
+}
+
+/// The consumer's filter: the kinds notification tells people about, for
+/// this replica's tenants. Analysts covering every tenant are announced
+/// under `_all`, which a tenant-bound replica must hear too.
+pub fn filter_subjects(tenants: &[String]) -> Vec<String> {
+    let mut subjects = wardline_kit::nats::filter_subjects(tenants, CONSUMED);
+    if !tenants.is_empty() {
+        subjects.push(wardline_kit::nats::event_subject(
+            crate::consumer::ALL_TENANTS_EVENT,
+            "analyst",
+            "upserted",
+        ));
+    }
+    subjects
+}
+
+impl Application {
+    /// Connects, migrates, provisions, binds, and starts the relay, the
+    /// consumer (which records deliveries) and the sender (which sends them).
+    pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let channels = Channels::from_config(&config)?;
+        let (base, listeners) = Base::start(SERVICE, &config.service, &MIGRATOR, shutdown).await?;
+        let mut spec = base.consumer_spec(&config.service, CONSUMED);
+        spec.filter_subjects = filter_subjects(&config.service.common.tenants);
+        // Events that came early (an assignment before the directory entry
+        // of its analyst) are retried; the server re-checks unacknowledged
+        // messages at the ack-wait granularity, so a short first backoff
+        // keeps that wait to seconds. Handlers take milliseconds, and a
+        // redelivery of one still running is a duplicate for the inbox.
+        spec.backoff = [2, 5, 15, 30, 60]
+            .into_iter()
+            .map(std::time::Duration::from_secs)
+            .collect();
+        spec.max_deliver = 20;
+        let events = Events {
+            enabled: Enabled {
+                email: channels.email.is_some(),
+                sms: channels.sms.is_some(),
+                webhook: channels.webhook.is_some(),
+                pager: channels.pager.is_some(),
+            },
+            link_base_url: config.link_base_url.clone(),
+            max_event_age: config.max_event_age,
+        };
+        base.spawn_consumer(spec, Arc::new(events));
+        let sender = Arc::new(Sender::new(
+            base.pool.clone(),
+            channels,
+            wardline_kit::quota::TenantQuota::new(
+                config.tenant_rate,
+                config.tenant_burst,
+                "notifications",
+            ),
+            SenderConfig {
+                timeout: config.send_timeout,
+                lease: config.sending_lease,
+                concurrency: config.send_concurrency,
+                policy: config.retry,
+                scan_interval: config.scan_interval,
+            },
+        ));
+        base.spawn(move |stop| sender.run(stop));
+        Ok(Self {
+            base,
+            config,
+            listeners,
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.listeners.grpc_addr()
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.listeners.admin_addr()
+    }
+
+    /// Serves until shutdown, then stops in order (the sender finishes the
+    /// attempts in flight and records them).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let auth = Authenticator::hs256(&self.config.service.jwt_secret);
+        let api = Api::new(
+            self.base.pool.clone(),
+            self.config.webhook_allow_http,
+            self.config.retry,
+        );
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<RecipientServiceServer<Api>>().await;
+        health.set_serving::<DeliveryServiceServer<Api>>().await;
+        let router = wardline_kit::grpc::router(health_service)
+            .add_service(InterceptedService::new(
+                RecipientServiceServer::new(api.clone()),
+                auth.interceptor(),
+            ))
+            .add_service(InterceptedService::new(
+                WebhookServiceServer::new(api.clone()),
+                auth.interceptor(),
+            ))
+            .add_service(InterceptedService::new(
+                TemplateServiceServer::new(api.clone()),
+                auth.interceptor(),
+            ))
+            .add_service(InterceptedService::new(
+                DeliveryServiceServer::new(api.clone()),
+                auth.interceptor(),
+            ))
+            .add_service(InterceptedService::new(
+                EventDeadLetterServiceServer::new(api),
+                auth.interceptor(),
+            ));
+        self.base.serve_on(self.listeners, router, health).await
+    }
+}

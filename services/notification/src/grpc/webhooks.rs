@@ -1,0 +1,373 @@
+//! WebhookService: a tenant's endpoints, their signing secrets and rotation.
+//!
+//! A secret is shown once, in the response that created it (and to a retry
+//! of that request). Rotation keeps the previous secret signing until the
+//! overlap ends, so the receiver can switch at any time in between.
+
+use chrono::{DateTime, Utc};
+use prost::Message;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+use wardline_kit::auth::Caller;
+use wardline_kit::events::timestamp;
+use wardline_kit::idempotency::{self, Claim};
+use wardline_proto::notification::webhook_service_server::WebhookService;
+use wardline_proto::notification::{
+    CreateWebhookEndpointRequest, CreateWebhookEndpointResponse, DeleteWebhookEndpointRequest,
+    DeleteWebhookEndpointResponse, ListWebhookEndpointsRequest, ListWebhookEndpointsResponse,
+    RotateWebhookSecretRequest, RotateWebhookSecretResponse, WebhookEndpoint,
+};
+
+use super::{
+    ADMINS, Api, db, decode_replay, event_kind, invalid, page_size, parse_uuid, require_request_id,
+    tenant_of,
+};
+use crate::domain::retry::Verdict;
+use crate::domain::{ErrorClass, NotificationChannel, signature};
+use crate::sender::{Attempted, finish_attempt};
+
+const DEFAULT_OVERLAP: u32 = 86_400;
+const MAX_OVERLAP: u32 = 604_800;
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    endpoint_id: Uuid,
+    tenant_id: String,
+    url: String,
+    event_kinds: Vec<i16>,
+    secret_issued_at: DateTime<Utc>,
+    previous_expires_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str =
+    "endpoint_id, tenant_id, url, event_kinds, secret_issued_at, previous_expires_at, created_at";
+
+fn to_proto(r: &Row) -> WebhookEndpoint {
+    WebhookEndpoint {
+        endpoint_id: r.endpoint_id.to_string(),
+        tenant_id: r.tenant_id.clone(),
+        url: r.url.clone(),
+        event_kinds: r.event_kinds.iter().map(|k| i32::from(*k)).collect(),
+        created_at: Some(timestamp(r.created_at)),
+        secret_issued_at: Some(timestamp(r.secret_issued_at)),
+        previous_secret_expires_at: r
+            .previous_expires_at
+            .filter(|t| *t > Utc::now())
+            .map(timestamp),
+    }
+}
+
+fn not_found(id: &str) -> Status {
+    Status::not_found(format!("webhook endpoint {id} not found"))
+}
+
+/// Checks an endpoint URL: https (http only when allowed), at most 2048
+/// characters, a host, no credentials, no fragment.
+pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), Status> {
+    if url.is_empty() {
+        return Err(invalid("url: required"));
+    }
+    if url.len() > 2048 {
+        return Err(invalid("url: at most 2048 characters"));
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|_| invalid("url: not a URL"))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        _ => return Err(invalid("url: must be an https:// URL")),
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("url: needs a host"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid("url: must not carry credentials"));
+    }
+    if parsed.fragment().is_some() {
+        return Err(invalid("url: must not have a #fragment"));
+    }
+    Ok(())
+}
+
+async fn lock(conn: &mut sqlx::PgConnection, tenant: &str, id: Uuid) -> Result<Row, Status> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL FOR UPDATE"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| not_found(&id.to_string()))
+}
+
+async fn get(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Row, Status> {
+    let sql = format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_one(conn)
+        .await
+        .map_err(db)
+}
+
+#[tonic::async_trait]
+impl WebhookService for Api {
+    async fn create_webhook_endpoint(
+        &self,
+        req: Request<CreateWebhookEndpointRequest>,
+    ) -> Result<Response<CreateWebhookEndpointResponse>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let tenant = tenant_of(&caller, ADMINS)?;
+        let r = req.into_inner();
+        require_request_id(&r.request_id)?;
+        check_url(&r.url, self.webhook_allow_http)?;
+        if r.event_kinds.is_empty() {
+            return Err(invalid("event_kinds: at least one"));
+        }
+        let mut kinds: Vec<i16> = Vec::new();
+        for (i, k) in r.event_kinds.iter().enumerate() {
+            let k = event_kind(*k, &format!("event_kinds[{i}]"))? as i16;
+            if kinds.contains(&k) {
+                return Err(invalid(format!("event_kinds[{i}]: duplicate")));
+            }
+            kinds.push(k);
+        }
+        let hash = idempotency::request_hash("CreateWebhookEndpoint", &r);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if let Claim::Replay(bytes) = idempotency::begin(
+            &mut tx,
+            &tenant,
+            &r.request_id,
+            "CreateWebhookEndpoint",
+            &hash,
+        )
+        .await?
+        {
+            return decode_replay(&bytes);
+        }
+        let id = Uuid::now_v7();
+        let secret = signature::new_secret();
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, event_kinds, secret, secret_issued_at)
+             VALUES ($1, $2, $3, $4, $5, now())",
+        )
+        .bind(id)
+        .bind(&tenant)
+        .bind(&r.url)
+        .bind(&kinds)
+        .bind(&secret)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let resp = CreateWebhookEndpointResponse {
+            endpoint: Some(to_proto(&get(&mut tx, id).await?)),
+            secret,
+        };
+        idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        tracing::info!(endpoint = %id, "webhook endpoint created");
+        Ok(Response::new(resp))
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        req: Request<RotateWebhookSecretRequest>,
+    ) -> Result<Response<RotateWebhookSecretResponse>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let tenant = tenant_of(&caller, ADMINS)?;
+        let r = req.into_inner();
+        require_request_id(&r.request_id)?;
+        let id = parse_uuid(&r.endpoint_id, "endpoint_id")?;
+        let overlap = match r.overlap_seconds {
+            0 => DEFAULT_OVERLAP,
+            n if n <= MAX_OVERLAP => n,
+            _ => return Err(invalid("overlap_seconds: at most 604800 (7 days)")),
+        };
+        let hash = idempotency::request_hash("RotateWebhookSecret", &r);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if let Claim::Replay(bytes) = idempotency::begin(
+            &mut tx,
+            &tenant,
+            &r.request_id,
+            "RotateWebhookSecret",
+            &hash,
+        )
+        .await?
+        {
+            return decode_replay(&bytes);
+        }
+        lock(&mut tx, &tenant, id).await?;
+        let secret = signature::new_secret();
+        sqlx::query(
+            "UPDATE webhook_endpoints SET previous_secret = secret, previous_expires_at = now() + make_interval(secs => $3),
+                secret = $2, secret_issued_at = now() WHERE endpoint_id = $1",
+        )
+        .bind(id)
+        .bind(&secret)
+        .bind(f64::from(overlap))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let resp = RotateWebhookSecretResponse {
+            endpoint: Some(to_proto(&get(&mut tx, id).await?)),
+            secret,
+        };
+        idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        tracing::info!(endpoint = %id, overlap, "webhook secret rotated");
+        Ok(Response::new(resp))
+    }
+
+    async fn list_webhook_endpoints(
+        &self,
+        req: Request<ListWebhookEndpointsRequest>,
+    ) -> Result<Response<ListWebhookEndpointsResponse>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let tenant = tenant_of(&caller, ADMINS)?;
+        let r = req.into_inner();
+        let size = page_size(r.page_size, 100)?;
+        // Oldest first; endpoint ids are UUIDv7, so id order is creation order.
+        let after = if r.page_token.is_empty() {
+            Uuid::nil()
+        } else {
+            Uuid::parse_str(&r.page_token)
+                .map_err(|_| invalid("page_token: not a token from a previous response"))?
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL AND endpoint_id > $2
+              ORDER BY endpoint_id LIMIT $3"
+        );
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&tenant)
+            .bind(after)
+            .bind(size + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let more = rows.len() as i64 > size;
+        let page = &rows[..rows.len().min(size as usize)];
+        Ok(Response::new(ListWebhookEndpointsResponse {
+            endpoints: page.iter().map(to_proto).collect(),
+            next_page_token: match page.last() {
+                Some(l) if more => l.endpoint_id.to_string(),
+                _ => String::new(),
+            },
+        }))
+    }
+
+    async fn delete_webhook_endpoint(
+        &self,
+        req: Request<DeleteWebhookEndpointRequest>,
+    ) -> Result<Response<DeleteWebhookEndpointResponse>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let tenant = tenant_of(&caller, ADMINS)?;
+        let r = req.into_inner();
+        require_request_id(&r.request_id)?;
+        let id = parse_uuid(&r.endpoint_id, "endpoint_id")?;
+        let hash = idempotency::request_hash("DeleteWebhookEndpoint", &r);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if let Claim::Replay(bytes) = idempotency::begin(
+            &mut tx,
+            &tenant,
+            &r.request_id,
+            "DeleteWebhookEndpoint",
+            &hash,
+        )
+        .await?
+        {
+            return decode_replay(&bytes);
+        }
+        lock(&mut tx, &tenant, id).await?;
+        let now = Utc::now();
+        sqlx::query("UPDATE webhook_endpoints SET deleted_at = $2 WHERE endpoint_id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        // Pending deliveries end FAILED with ENDPOINT_DELETED, recorded as
+        // an attempt so the reason is visible. One in flight finishes on its
+        // own (its attempt then finds the endpoint deleted or succeeds).
+        let pending: Vec<(Uuid, Uuid, i32, i32)> = sqlx::query_as(
+            "SELECT delivery_id, source_event_id, attempt_count, attempts_base FROM deliveries
+              WHERE endpoint_id = $1 AND state <> 4 AND sending_since IS NULL FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        for (delivery_id, source_event_id, count, base) in &pending {
+            let attempt = count + 1;
+            sqlx::query("UPDATE deliveries SET attempt_count = $2 WHERE delivery_id = $1")
+                .bind(delivery_id)
+                .bind(attempt)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at) VALUES ($1, $2, now())",
+            )
+            .bind(delivery_id)
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            let a = Attempted {
+                delivery_id: *delivery_id,
+                tenant_id: tenant.clone(),
+                source_event_id: *source_event_id,
+                channel: NotificationChannel::Webhook,
+                target: Some(id),
+                attempt,
+                attempts_base: *base,
+            };
+            finish_attempt(
+                &mut tx,
+                &a,
+                Verdict::failed(ErrorClass::EndpointDeleted, 0),
+                &self.policy,
+            )
+            .await
+            .map_err(db)?;
+        }
+        let resp = DeleteWebhookEndpointResponse {
+            endpoint_id: id.to_string(),
+            deleted_at: Some(timestamp(now)),
+            cancelled_deliveries: pending.len() as u32,
+        };
+        idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        tracing::info!(endpoint = %id, cancelled = pending.len(), "webhook endpoint deleted");
+        Ok(Response::new(resp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        check_url("https://hooks.stmarys.org/wardline", false).unwrap();
+        check_url("http://127.0.0.1:8080/x", true).unwrap();
+        for (u, allow) in [
+            ("http://127.0.0.1:8080/x", false),
+            ("ftp://x.org/", true),
+            ("https://user:pw@x.org/", false),
+            ("https://x.org/#frag", false),
+            ("not a url", false),
+            ("", false),
+        ] {
+            let e = check_url(u, allow).unwrap_err();
+            assert!(e.message().starts_with("url:"), "{u}: {}", e.message());
+        }
+        assert!(check_url(&format!("https://x.org/{}", "a".repeat(2048)), false).is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! Notification: the right people hear about a ticket, on their channel,
+//! without patient data.
+//!
+//! - [`domain`]: who hears what ([`domain::audience`]: defaults per
+//!   recipient kind, subscriptions, quiet hours), retry classification and
+//!   backoff ([`domain::retry`]), webhook signatures ([`domain::signature`]),
+//!   PHI-free templates ([`domain::template`]). Plain Rust, unit-tested.
+//! - [`consumer`]: intake's, routing's and billing's events in; keeps the
+//!   callers' contacts and the analyst directory, and RECORDS deliveries in
+//!   the consumer's transaction. It never sends.
+//! - [`sender`]: claims due deliveries, sends, records every attempt,
+//!   retries with backoff, dead-letters, reconciles attempts whose sender
+//!   died, publishes `DeliveryOutcome` through the outbox.
+//! - [`channels`]: email (SMTP), SMS (HTTP gateway), webhooks (signed),
+//!   pager, behind one trait.
+//! - [`grpc`]: RecipientService, WebhookService, TemplateService,
+//!   DeliveryService, EventDeadLetterService.
+//! - [`app`] and [`config`]: wiring and environment variables.
+
+pub mod app;
+pub mod channels;
+pub mod config;
+pub mod consumer;
+pub mod domain;
+pub mod grpc;
+pub mod sender;
+
+pub use app::{Application, MIGRATOR, SERVICE};
+pub use config::Config;
