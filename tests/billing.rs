@@ -621,3 +621,33 @@ async fn create_contract_when_ready(addr: SocketAddr) {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_arrives_before_its_tenant_is_billed_as_soon_as_the_tenant_is_known() {
+    let nats = TestNats::start();
+    let db = TestDb::create("billing").await;
+    let billing = start_billing(&db, &nats).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    // The call comes first (events are not ordered across aggregates)...
+    let (_, call) = ticket_created(
+        "stmarys",
+        1,
+        local("America/Chicago", 2026, 3, 2, 9, 0),
+        true,
+        Priority::P1,
+    );
+    publish_event(&js, &call).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // ...then its tenant. The retried call must not wait for an ack timeout.
+    publish_event(&js, &tenant_created("stmarys", "America/Chicago")).await;
+    let pool = db.pool().await;
+    wardline_testkit::eventually(8, "the early call recorded after its tenant", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM calls")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
+    billing.stop().await;
+}

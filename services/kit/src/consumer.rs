@@ -81,8 +81,12 @@ pub struct ConsumerSpec {
     pub filter_subjects: Vec<String>,
     /// Deliveries before an event is dead-lettered.
     pub max_deliver: i64,
-    /// Redelivery delays after an unacknowledged delivery (server side).
-    pub backoff: Vec<Duration>,
+    /// How long a delivery may stay unacknowledged before the server hands
+    /// it to another worker (a crashed or stuck replica). Deliberately no
+    /// server-side backoff list: with one, the server ignores the delay of
+    /// a NAK and early events wait a whole ack-wait instead of the short
+    /// [`retry_delay`] (caught by a test on nats-server 2.15).
+    pub ack_wait: Duration,
     /// Messages handed out and not yet acknowledged, across all replicas.
     /// Bounds memory and the redelivery burst after a crash.
     pub max_ack_pending: i64,
@@ -102,12 +106,7 @@ impl ConsumerSpec {
             durable: durable.into(),
             filter_subjects,
             max_deliver: 10,
-            backoff: vec![
-                Duration::from_secs(30),
-                Duration::from_secs(60),
-                Duration::from_secs(120),
-                Duration::from_secs(300),
-            ],
+            ack_wait: Duration::from_secs(30),
             max_ack_pending: 1000,
             workers: 4,
         }
@@ -118,13 +117,8 @@ impl ConsumerSpec {
             durable_name: Some(self.durable.clone()),
             description: Some(format!("{} event consumer", self.service)),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: self
-                .backoff
-                .first()
-                .copied()
-                .unwrap_or(Duration::from_secs(30)),
+            ack_wait: self.ack_wait,
             max_deliver: self.max_deliver,
-            backoff: self.backoff.clone(),
             filter_subjects: self.filter_subjects.clone(),
             max_ack_pending: self.max_ack_pending,
             ..Default::default()

@@ -270,7 +270,8 @@ mod tests {
             "traceparent".to_owned(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
         );
-        let span = tracing::info_span!("child", trace_id = tracing::field::Empty);
+        // ERROR level, so a restrictive RUST_LOG in the environment cannot filter it out.
+        let span = tracing::error_span!("child", trace_id = tracing::field::Empty);
         set_remote_parent(&span, &MapExtractor(&carrier));
         let headers = trace_headers(&span);
         let tp = headers.get("traceparent").expect("traceparent injected");

@@ -57,14 +57,8 @@ impl Application {
         let mut spec = base.consumer_spec(&config.service, CONSUMED);
         spec.filter_subjects = filter_subjects(&config.service.common.tenants);
         // Events that came early (an assignment before the directory entry
-        // of its analyst) are retried; the server re-checks unacknowledged
-        // messages at the ack-wait granularity, so a short first backoff
-        // keeps that wait to seconds. Handlers take milliseconds, and a
-        // redelivery of one still running is a duplicate for the inbox.
-        spec.backoff = [2, 5, 15, 30, 60]
-            .into_iter()
-            .map(std::time::Duration::from_secs)
-            .collect();
+        // of its analyst) are retried with the kit's short NAK delays; a few
+        // more deliveries than the default leave room for a slow directory.
         spec.max_deliver = 20;
         let events = Events {
             enabled: Enabled {
