@@ -1,6 +1,6 @@
-//! One trace per ticket: intake, the relay, routing, billing (and intake
-//! again, applying the assignment) all continue the trace the caller
-//! started, with correct parent links, and no span carries an attribute
+//! One trace per ticket: intake, the relay, routing, billing, notification
+//! (down to the email it sends) and intake again, applying the assignment,
+//! all continue the trace the caller started, with correct parent links, and no span carries an attribute
 //! outside the allow-list or any of the ticket's free text. The services
 //! run as processes exporting over OTLP to a real local receiver.
 
@@ -42,6 +42,12 @@ async fn a_ticket_journey_is_one_trace_across_the_services_with_allowed_attribut
         TestDb::create("routing").await,
         TestDb::create("billing").await,
     );
+    let notification_db = TestDb::create("notification").await;
+    let smtp = wardline_testkit::TestSmtp::start().await;
+    let (sms, pager) = (
+        wardline_testkit::HttpSink::start().await,
+        wardline_testkit::HttpSink::start().await,
+    );
     let logs = tempfile::tempdir().unwrap();
     let otel = |service: &str| {
         vec![
@@ -76,6 +82,15 @@ async fn a_ticket_journey_is_one_trace_across_the_services_with_allowed_attribut
         ba,
         bg,
         &logs.path().join("billing.log"),
+    );
+    let (ng, na) = addresses();
+    let mut notification = spawn_process(
+        "wardline-notification",
+        notification_env(&notification_db, &nats, &smtp, &sms, &pager),
+        &otel("notification"),
+        na,
+        ng,
+        &logs.path().join("notification.log"),
     );
 
     let intake_running = Running::at(ig, ia);
@@ -137,27 +152,29 @@ async fn a_ticket_journey_is_one_trace_across_the_services_with_allowed_attribut
     })
     .await;
 
-    // Wait until every service has exported its part of the trace.
-    let spans =
-        wardline_testkit::eventually(30, "spans of intake, routing and billing", || async {
-            let spans: Vec<_> = otlp
-                .spans()
-                .into_iter()
-                .filter(|s| s.trace_id == trace_id)
-                .collect();
-            let services: HashSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
-            let handled: HashSet<&str> = spans
+    // Wait until every service has exported its part of the trace,
+    // including notification's sending of the caller's "received" email.
+    let spans = wardline_testkit::eventually(30, "spans of all four services", || async {
+        let spans: Vec<_> = otlp
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect();
+        let handled: HashSet<&str> = spans
+            .iter()
+            .filter(|s| s.name == format!("{} handle", s.service))
+            .map(|s| s.service.as_str())
+            .collect();
+        let sent = spans
+            .iter()
+            .any(|s| s.service == "notification" && s.name.starts_with("notification send"));
+        (sent
+            && ["intake", "routing", "billing", "notification"]
                 .iter()
-                .filter(|s| s.name == format!("{} handle", s.service))
-                .map(|s| s.service.as_str())
-                .collect();
-            (services.len() == 3
-                && ["intake", "routing", "billing"]
-                    .iter()
-                    .all(|s| handled.contains(s)))
-            .then_some(spans)
-        })
-        .await;
+                .all(|s| handled.contains(s)))
+        .then_some(spans)
+    })
+    .await;
 
     let by_id: HashMap<&str, &wardline_testkit::ReceivedSpan> =
         spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
@@ -180,16 +197,23 @@ async fn a_ticket_journey_is_one_trace_across_the_services_with_allowed_attribut
         })
         .expect("the publish span is a child of the RPC");
     // Routing and billing handle the event as children of that publish.
-    for svc in ["routing", "billing"] {
-        let h = spans
-            .iter()
-            .find(|s| s.service == svc && s.name == format!("{svc} handle"))
-            .unwrap();
-        assert_eq!(
-            h.parent_span_id, publish.span_id,
+    for svc in ["routing", "billing", "notification"] {
+        assert!(
+            spans.iter().any(|s| s.service == svc
+                && s.name == format!("{svc} handle")
+                && s.parent_span_id == publish.span_id),
             "{svc} continues intake's publish span"
         );
     }
+    // The email is sent in the same trace, below notification's handling.
+    let send = spans
+        .iter()
+        .find(|s| s.name.starts_with("notification send"))
+        .unwrap();
+    assert_eq!(
+        parent_of(send).map(|p| p.service.as_str()),
+        Some("notification")
+    );
     // Routing's assignment flows back to intake in the same trace.
     let routing_publish = spans
         .iter()
@@ -229,12 +253,16 @@ async fn a_ticket_journey_is_one_trace_across_the_services_with_allowed_attribut
         }
     }
     // And no log line of any service carries it either.
-    for svc in ["intake", "routing", "billing"] {
+    for svc in ["intake", "routing", "billing", "notification"] {
         let log =
             std::fs::read_to_string(logs.path().join(format!("{svc}.log"))).unwrap_or_default();
         assert!(!log.contains("CANARY"), "free text in {svc}'s log");
     }
-    for p in [&mut intake, &mut routing, &mut billing] {
+    assert!(
+        smtp.messages().iter().all(|m| !m.data.contains("CANARY")),
+        "free text in an email"
+    );
+    for p in [&mut intake, &mut routing, &mut billing, &mut notification] {
         assert_eq!(p.terminate(20), Some(0));
     }
 }
