@@ -67,38 +67,69 @@ impl Drop for Running {
     }
 }
 
-pub fn intake_env(db: &TestDb, nats: &TestNats) -> Vec<(String, String)> {
-    vec![
-        ("INTAKE_GRPC_ADDR".into(), "127.0.0.1:0".into()),
-        ("INTAKE_ADMIN_ADDR".into(), "127.0.0.1:0".into()),
-        ("INTAKE_DATABASE_URL".into(), db.url()),
-        ("INTAKE_DB_MAX_CONNECTIONS".into(), "8".into()),
-        ("INTAKE_RELAY_POLL_MS".into(), "200".into()),
+/// The test environment every service shares, under its prefix: port 0,
+/// the test database, a small pool, a fast relay, the test NATS and secret;
+/// `extra` adds the service's own variables.
+pub fn service_env(
+    prefix: &str,
+    db: &TestDb,
+    nats: &TestNats,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        (format!("{prefix}_GRPC_ADDR"), "127.0.0.1:0".into()),
+        (format!("{prefix}_ADMIN_ADDR"), "127.0.0.1:0".into()),
+        (format!("{prefix}_DATABASE_URL"), db.url()),
+        (format!("{prefix}_DB_MAX_CONNECTIONS"), "8".into()),
+        (format!("{prefix}_RELAY_POLL_MS"), "200".into()),
         ("NATS_URL".into(), nats.url()),
         (
             "WARDLINE_JWT_SECRET".into(),
             wardline_testkit::SECRET.into(),
         ),
         ("WARDLINE_SHUTDOWN_TIMEOUT_MS".into(), "5000".into()),
-    ]
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+pub fn intake_env(db: &TestDb, nats: &TestNats) -> Vec<(String, String)> {
+    service_env("INTAKE", db, nats, &[])
 }
 
 pub fn routing_env(db: &TestDb, nats: &TestNats) -> Vec<(String, String)> {
-    vec![
-        ("ROUTING_GRPC_ADDR".into(), "127.0.0.1:0".into()),
-        ("ROUTING_ADMIN_ADDR".into(), "127.0.0.1:0".into()),
-        ("ROUTING_DATABASE_URL".into(), db.url()),
-        ("ROUTING_DB_MAX_CONNECTIONS".into(), "8".into()),
-        ("ROUTING_RELAY_POLL_MS".into(), "200".into()),
-        ("ROUTING_SCAN_INTERVAL_MS".into(), "100".into()),
-        ("ROUTING_DRAIN_INTERVAL_MS".into(), "500".into()),
-        ("NATS_URL".into(), nats.url()),
-        (
-            "WARDLINE_JWT_SECRET".into(),
-            wardline_testkit::SECRET.into(),
-        ),
-        ("WARDLINE_SHUTDOWN_TIMEOUT_MS".into(), "5000".into()),
-    ]
+    service_env(
+        "ROUTING",
+        db,
+        nats,
+        &[
+            ("ROUTING_SCAN_INTERVAL_MS", "100"),
+            ("ROUTING_DRAIN_INTERVAL_MS", "500"),
+        ],
+    )
+}
+
+/// Starts service crate `$krate` in this process from the environment
+/// `$env`, on the ports it binds (port 0 in tests).
+macro_rules! start_in_process {
+    ($krate:ident, $env:expr) => {{
+        telemetry();
+        let config = $krate::Config::from_env(&Env::from_pairs($env)).expect(concat!(
+            stringify!($krate),
+            " accepts the test configuration"
+        ));
+        let shutdown = CancellationToken::new();
+        let app = $krate::Application::build(config, shutdown.clone())
+            .await
+            .expect(concat!(stringify!($krate), " builds"));
+        let (grpc, admin) = (app.grpc_addr(), app.admin_addr());
+        Running {
+            grpc,
+            admin,
+            shutdown,
+            handle: Some(tokio::spawn(app.run_until_stopped())),
+        }
+    }};
 }
 
 fn telemetry() {
@@ -109,36 +140,11 @@ fn telemetry() {
 }
 
 pub fn billing_env(db: &TestDb, nats: &TestNats) -> Vec<(String, String)> {
-    vec![
-        ("BILLING_GRPC_ADDR".into(), "127.0.0.1:0".into()),
-        ("BILLING_ADMIN_ADDR".into(), "127.0.0.1:0".into()),
-        ("BILLING_DATABASE_URL".into(), db.url()),
-        ("BILLING_DB_MAX_CONNECTIONS".into(), "8".into()),
-        ("BILLING_RELAY_POLL_MS".into(), "200".into()),
-        ("NATS_URL".into(), nats.url()),
-        (
-            "WARDLINE_JWT_SECRET".into(),
-            wardline_testkit::SECRET.into(),
-        ),
-        ("WARDLINE_SHUTDOWN_TIMEOUT_MS".into(), "5000".into()),
-    ]
+    service_env("BILLING", db, nats, &[])
 }
 
 pub async fn start_billing(db: &TestDb, nats: &TestNats) -> Running {
-    telemetry();
-    let config = wardline_billing::Config::from_env(&Env::from_pairs(billing_env(db, nats)))
-        .expect("billing config");
-    let shutdown = CancellationToken::new();
-    let app = wardline_billing::Application::build(config, shutdown.clone())
-        .await
-        .expect("billing builds");
-    let (grpc, admin) = (app.grpc_addr(), app.admin_addr());
-    Running {
-        grpc,
-        admin,
-        shutdown,
-        handle: Some(tokio::spawn(app.run_until_stopped())),
-    }
+    start_in_process!(wardline_billing, billing_env(db, nats))
 }
 
 /// Publishes an event to JetStream as its producer's relay would (message id = event id).
@@ -168,37 +174,11 @@ pub async fn publish_event_as(
 }
 
 pub async fn start_intake(db: &TestDb, nats: &TestNats) -> Running {
-    telemetry();
-    let config = wardline_intake::Config::from_env(&Env::from_pairs(intake_env(db, nats)))
-        .expect("intake config");
-    let shutdown = CancellationToken::new();
-    let app = wardline_intake::Application::build(config, shutdown.clone())
-        .await
-        .expect("intake builds");
-    let (grpc, admin) = (app.grpc_addr(), app.admin_addr());
-    Running {
-        grpc,
-        admin,
-        shutdown,
-        handle: Some(tokio::spawn(app.run_until_stopped())),
-    }
+    start_in_process!(wardline_intake, intake_env(db, nats))
 }
 
 pub async fn start_routing(db: &TestDb, nats: &TestNats) -> Running {
-    telemetry();
-    let config = wardline_routing::Config::from_env(&Env::from_pairs(routing_env(db, nats)))
-        .expect("routing config");
-    let shutdown = CancellationToken::new();
-    let app = wardline_routing::Application::build(config, shutdown.clone())
-        .await
-        .expect("routing builds");
-    let (grpc, admin) = (app.grpc_addr(), app.admin_addr());
-    Running {
-        grpc,
-        admin,
-        shutdown,
-        handle: Some(tokio::spawn(app.run_until_stopped())),
-    }
+    start_in_process!(wardline_routing, routing_env(db, nats))
 }
 
 /// Intake and routing sharing one NATS.
@@ -478,31 +458,27 @@ pub fn notification_env(
     sms: &wardline_testkit::HttpSink,
     pager: &wardline_testkit::HttpSink,
 ) -> Vec<(String, String)> {
-    [
-        ("NOTIFICATION_GRPC_ADDR", "127.0.0.1:0".to_owned()),
-        ("NOTIFICATION_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
-        ("NOTIFICATION_DATABASE_URL", db.url()),
-        ("NOTIFICATION_DB_MAX_CONNECTIONS", "8".to_owned()),
-        ("NOTIFICATION_RELAY_POLL_MS", "200".to_owned()),
-        ("NOTIFICATION_SMTP_HOST", "127.0.0.1".to_owned()),
-        ("NOTIFICATION_SMTP_PORT", smtp.addr().port().to_string()),
-        ("NOTIFICATION_SMTP_TLS", "none".to_owned()),
-        ("NOTIFICATION_SMS_URL", sms.url("/sms")),
-        ("NOTIFICATION_PAGER_URL", pager.url("/v2/enqueue")),
-        ("NOTIFICATION_WEBHOOK_ALLOW_HTTP", "true".to_owned()),
-        ("NOTIFICATION_SCAN_INTERVAL_MS", "50".to_owned()),
-        ("NOTIFICATION_SEND_TIMEOUT_MS", "2000".to_owned()),
-        ("NOTIFICATION_SENDING_LEASE_MS", "3000".to_owned()),
-        ("NOTIFICATION_RETRY_BASE_MS", "50".to_owned()),
-        ("NOTIFICATION_RETRY_MAX_MS", "200".to_owned()),
-        ("NOTIFICATION_MAX_ATTEMPTS", "5".to_owned()),
-        ("NATS_URL", nats.url()),
-        ("WARDLINE_JWT_SECRET", wardline_testkit::SECRET.to_owned()),
-        ("WARDLINE_SHUTDOWN_TIMEOUT_MS", "5000".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    let smtp_port = smtp.addr().port().to_string();
+    let (sms_url, pager_url) = (sms.url("/sms"), pager.url("/v2/enqueue"));
+    service_env(
+        "NOTIFICATION",
+        db,
+        nats,
+        &[
+            ("NOTIFICATION_SMTP_HOST", "127.0.0.1"),
+            ("NOTIFICATION_SMTP_PORT", &smtp_port),
+            ("NOTIFICATION_SMTP_TLS", "none"),
+            ("NOTIFICATION_SMS_URL", &sms_url),
+            ("NOTIFICATION_PAGER_URL", &pager_url),
+            ("NOTIFICATION_WEBHOOK_ALLOW_HTTP", "true"),
+            ("NOTIFICATION_SCAN_INTERVAL_MS", "50"),
+            ("NOTIFICATION_SEND_TIMEOUT_MS", "2000"),
+            ("NOTIFICATION_SENDING_LEASE_MS", "3000"),
+            ("NOTIFICATION_RETRY_BASE_MS", "50"),
+            ("NOTIFICATION_RETRY_MAX_MS", "200"),
+            ("NOTIFICATION_MAX_ATTEMPTS", "5"),
+        ],
+    )
 }
 
 /// Notification in process, with its receivers.
@@ -513,22 +489,10 @@ pub async fn start_notification(
     sms: &wardline_testkit::HttpSink,
     pager: &wardline_testkit::HttpSink,
 ) -> Running {
-    telemetry();
-    let config = wardline_notification::Config::from_env(&Env::from_pairs(notification_env(
-        db, nats, smtp, sms, pager,
-    )))
-    .expect("notification config");
-    let shutdown = CancellationToken::new();
-    let app = wardline_notification::Application::build(config, shutdown.clone())
-        .await
-        .expect("notification builds");
-    let (grpc, admin) = (app.grpc_addr(), app.admin_addr());
-    Running {
-        grpc,
-        admin,
-        shutdown,
-        handle: Some(tokio::spawn(app.run_until_stopped())),
-    }
+    start_in_process!(
+        wardline_notification,
+        notification_env(db, nats, smtp, sms, pager)
+    )
 }
 
 /// A typed, authenticated client of notification's deliveries.
