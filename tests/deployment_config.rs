@@ -229,3 +229,387 @@ fn ports_health_checks_and_the_seeder_agree_with_the_addresses() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// deploy/: every YAML file parses, the Kubernetes manifests set only
+// variables the services read, and Prometheus scrapes every admin port.
+
+/// `deploy/` at the repository root.
+fn deploy_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// Every file under `dir` whose name ends in one of `extensions`, sorted.
+fn files_under(dir: &std::path::Path, extensions: &[&str]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| extensions.contains(&e))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The documents of a (possibly multi-document) YAML file; empty documents
+/// (a trailing `---`) are dropped.
+fn yaml_documents(path: &std::path::Path) -> Vec<Value> {
+    use serde::Deserialize as _;
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| {
+            Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Every Kubernetes object under deploy/k8s, with the file it came from.
+fn k8s_objects() -> Vec<(std::path::PathBuf, Value)> {
+    files_under(&deploy_dir().join("k8s"), &["yaml", "yml"])
+        .into_iter()
+        .flat_map(|path| {
+            yaml_documents(&path)
+                .into_iter()
+                .map(move |doc| (path.clone(), doc))
+        })
+        .collect()
+}
+
+/// A plausible value for a variable set from a Secret or ConfigMap.
+fn substitute(var: &str) -> String {
+    if var.ends_with("_DATABASE_URL") {
+        let service = var.trim_end_matches("_DATABASE_URL").to_lowercase();
+        format!(
+            "postgres://{service}:secret-password@db.example.org:5432/{service}?sslmode=verify-full"
+        )
+    } else {
+        // 48 characters: long enough for WARDLINE_JWT_SECRET.
+        "substituted-secret-0123456789-abcdefghijklmnopqr".to_owned()
+    }
+}
+
+/// The environment of a Deployment's container `container`: literal
+/// `value:` entries as they are, `valueFrom:` entries substituted.
+fn k8s_environment(deployment: &Value, container: &str) -> BTreeMap<String, String> {
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .expect("a Deployment has containers");
+    let c = containers
+        .iter()
+        .find(|c| c["name"].as_str() == Some(container))
+        .unwrap_or_else(|| panic!("a container named {container}"));
+    c["env"]
+        .as_sequence()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    let name = e["name"]
+                        .as_str()
+                        .expect("env entries have a name")
+                        .to_owned();
+                    let value = if e.get("valueFrom").is_some() {
+                        substitute(&name)
+                    } else {
+                        match &e["value"] {
+                            Value::String(s) => s.clone(),
+                            other => {
+                                panic!("{name}: env values must be quoted strings, not {other:?}")
+                            }
+                        }
+                    };
+                    (name, value)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+type FromEnv = fn(&Env) -> Result<(), String>;
+
+/// The Wardline services: (name, variable prefix, `Config::from_env`).
+fn services() -> [(&'static str, &'static str, FromEnv); 4] {
+    [
+        ("intake", "INTAKE", |env| {
+            wardline_intake::Config::from_env(env)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }),
+        ("routing", "ROUTING", |env| {
+            wardline_routing::Config::from_env(env)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }),
+        ("billing", "BILLING", |env| {
+            wardline_billing::Config::from_env(env)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }),
+        ("notification", "NOTIFICATION", |env| {
+            wardline_notification::Config::from_env(env)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }),
+    ]
+}
+
+#[test]
+fn every_yaml_file_under_deploy_parses() {
+    let files = files_under(&deploy_dir(), &["yaml", "yml"]);
+    assert!(
+        files.len() >= 10,
+        "expected the deploy/ YAML files, found {files:?}"
+    );
+    for path in &files {
+        assert!(
+            !yaml_documents(path).is_empty(),
+            "{} has no YAML document",
+            path.display()
+        );
+    }
+    for path in files_under(&deploy_dir(), &["json"]) {
+        let text = std::fs::read_to_string(&path).expect("readable");
+        serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", path.display()));
+    }
+}
+
+#[test]
+fn every_kubernetes_deployment_sets_only_variables_its_service_reads() {
+    let known = services();
+    let mut checked: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (path, object) in k8s_objects() {
+        if object["kind"].as_str() != Some("Deployment") {
+            continue;
+        }
+        let deployment = object["metadata"]["name"]
+            .as_str()
+            .expect("named")
+            .to_owned();
+        let service = object["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{deployment}: pods carry app.kubernetes.io/name"))
+            .to_owned();
+        let Some((_, prefix, from_env)) = known.iter().find(|(n, _, _)| *n == service) else {
+            panic!(
+                "{}: Deployment {deployment} runs unknown service {service}",
+                path.display()
+            );
+        };
+        let vars = k8s_environment(&object, &service);
+        let env = Env::from_pairs(vars.clone());
+        if let Err(e) = from_env(&env) {
+            panic!(
+                "{deployment} ({}) rejects its environment: {e}",
+                path.display()
+            );
+        }
+        let unread: Vec<String> = env
+            .unread()
+            .into_iter()
+            .filter(|v| !LIBRARY_VARIABLES.contains(&v.as_str()))
+            .collect();
+        assert!(
+            unread.is_empty(),
+            "{deployment} ({}) sets variables {service} never reads: {unread:?}",
+            path.display()
+        );
+
+        // Probes, ports, scrape annotations and the shutdown budget agree
+        // with the variables.
+        let admin = port_of(&vars[&format!("{prefix}_ADMIN_ADDR")]).to_owned();
+        let grpc = port_of(&vars[&format!("{prefix}_GRPC_ADDR")]).to_owned();
+        let pod = &object["spec"]["template"];
+        let container = pod["spec"]["containers"]
+            .as_sequence()
+            .expect("containers")
+            .iter()
+            .find(|c| c["name"].as_str() == Some(service.as_str()))
+            .expect("the service's container");
+        let port_named = |name: &str| -> String {
+            container["ports"]
+                .as_sequence()
+                .expect("container ports")
+                .iter()
+                .find(|p| p["name"].as_str() == Some(name))
+                .map(|p| {
+                    p["containerPort"]
+                        .as_u64()
+                        .expect("numeric port")
+                        .to_string()
+                })
+                .unwrap_or_else(|| panic!("{deployment}: a container port named {name}"))
+        };
+        assert_eq!(port_named("admin"), admin, "{deployment}: admin port");
+        assert_eq!(port_named("grpc"), grpc, "{deployment}: gRPC port");
+        for (probe, path_expected) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")]
+        {
+            let get = &container[probe]["httpGet"];
+            assert_eq!(
+                get["path"].as_str(),
+                Some(path_expected),
+                "{deployment}: {probe} path"
+            );
+            let port = match &get["port"] {
+                Value::String(s) if s == "admin" => admin.clone(),
+                Value::Number(n) => n.to_string(),
+                other => panic!("{deployment}: {probe} port {other:?}"),
+            };
+            assert_eq!(port, admin, "{deployment}: {probe} on the admin port");
+        }
+        let annotations = &pod["metadata"]["annotations"];
+        assert_eq!(
+            annotations["prometheus.io/scrape"].as_str(),
+            Some("true"),
+            "{deployment}"
+        );
+        assert_eq!(
+            annotations["prometheus.io/port"].as_str(),
+            Some(admin.as_str()),
+            "{deployment}"
+        );
+        let timeout_ms: u64 = vars
+            .get("WARDLINE_SHUTDOWN_TIMEOUT_MS")
+            .map_or(20_000, |v| v.parse().expect("numeric timeout"));
+        let grace = pod["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{deployment}: terminationGracePeriodSeconds"));
+        assert!(
+            grace * 1000 > timeout_ms,
+            "{deployment}: terminationGracePeriodSeconds {grace} must exceed WARDLINE_SHUTDOWN_TIMEOUT_MS {timeout_ms}"
+        );
+        for v in ["WARDLINE_JWT_SECRET", &format!("{prefix}_DATABASE_URL")] {
+            let from_secret = container["env"]
+                .as_sequence()
+                .expect("env")
+                .iter()
+                .any(|e| {
+                    e["name"].as_str() == Some(v) && e["valueFrom"]["secretKeyRef"].is_mapping()
+                });
+            assert!(from_secret, "{deployment}: {v} comes from a Secret");
+        }
+        checked.entry(service).or_default().push(deployment);
+    }
+    for (name, _, _) in &known {
+        assert!(
+            checked.contains_key(*name),
+            "no Deployment of {name} under deploy/k8s"
+        );
+    }
+    // The large-tenant overlay's dedicated pools.
+    for name in ["routing-stmarys", "notification-stmarys"] {
+        let found = k8s_objects().into_iter().find(|(_, o)| {
+            o["kind"].as_str() == Some("Deployment") && o["metadata"]["name"].as_str() == Some(name)
+        });
+        let (_, object) = found.unwrap_or_else(|| panic!("a Deployment {name}"));
+        let service = name.trim_end_matches("-stmarys");
+        assert_eq!(
+            k8s_environment(&object, service)
+                .get("WARDLINE_TENANTS")
+                .map(String::as_str),
+            Some("stmarys"),
+            "{name} consumes only stmarys's events"
+        );
+    }
+}
+
+#[test]
+fn every_kustomization_lists_files_that_exist() {
+    for path in files_under(&deploy_dir().join("k8s"), &["yaml"]) {
+        if path.file_name().and_then(|n| n.to_str()) != Some("kustomization.yaml") {
+            continue;
+        }
+        let dir = path.parent().expect("a directory");
+        let doc = &yaml_documents(&path)[0];
+        for resource in doc["resources"].as_sequence().expect("resources") {
+            let r = resource.as_str().expect("resource paths");
+            assert!(
+                dir.join(r).exists(),
+                "{}: resource {r} does not exist",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn prometheus_scrapes_every_service_admin_port() {
+    let config = &yaml_documents(&deploy_dir().join("prometheus/prometheus.yml"))[0];
+    let targets: Vec<String> = config["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+        .iter()
+        .filter(|job| job["metrics_path"].as_str().unwrap_or("/metrics") == "/metrics")
+        .flat_map(|job| {
+            job["static_configs"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .flat_map(|sc| sc["targets"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    let compose = compose();
+    for (service, prefix, _) in services() {
+        let env = environment(&compose, service);
+        let admin = port_of(&env[&format!("{prefix}_ADMIN_ADDR")]);
+        let target = format!("{service}:{admin}");
+        assert!(
+            targets.contains(&target),
+            "Prometheus scrapes {target} (/metrics): {targets:?}"
+        );
+    }
+}
+
+/// Every `wardline_*` metric name the Grafana dashboard queries is one a
+/// service records (histograms through their `_bucket` series).
+#[test]
+fn the_dashboard_uses_only_metrics_the_services_record() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../services");
+    let mut recorded = std::collections::BTreeSet::new();
+    for path in files_under(&root, &["rs"]) {
+        let text = std::fs::read_to_string(&path).expect("readable source");
+        for (i, _) in text.match_indices("\"wardline_") {
+            let name: String = text[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            recorded.insert(name);
+        }
+    }
+    let dashboard = std::fs::read_to_string(deploy_dir().join("grafana/dashboards/wardline.json"))
+        .expect("the Wardline dashboard");
+    let json: serde_json::Value = serde_json::from_str(&dashboard).expect("valid JSON");
+    let mut used = 0;
+    for panel in json["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("a PromQL expression");
+            for (i, _) in expr.match_indices("wardline_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                let base = name.strip_suffix("_bucket").unwrap_or(&name);
+                assert!(
+                    recorded.contains(base),
+                    "panel {:?} queries {name}, which no service records",
+                    panel["title"]
+                );
+                used += 1;
+            }
+        }
+    }
+    assert!(used > 10, "the dashboard queries Wardline's metrics");
+}
