@@ -63,7 +63,7 @@ impl Application {
             self.config.tenant_burst,
             "tickets",
         );
-        let api = Api::new(self.base.pool.clone(), quota);
+        let api = Api::new(self.base.pool.clone(), quota, self.config.writer);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TicketServiceServer<Api>>().await;
         health.set_serving::<TenantServiceServer<Api>>().await;

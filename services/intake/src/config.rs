@@ -22,6 +22,10 @@ pub struct Config {
     pub tenant_rate: u32,
     /// `INTAKE_TENANT_BURST`: tickets a tenant may create at once above the rate.
     pub tenant_burst: u32,
+    /// `INTAKE_CREATE_MAX_BATCH` (most tickets committed in one transaction,
+    /// default 256) and `INTAKE_CREATE_CONCURRENCY` (create transactions in
+    /// flight at once, default 4): the group commit of CreateTicket.
+    pub writer: crate::create::WriterConfig,
 }
 
 impl Config {
@@ -31,6 +35,10 @@ impl Config {
             service: ServiceConfig::from_env(env, "INTAKE", DEFAULTS)?,
             tenant_rate: env.parse("INTAKE_TENANT_RATE", 200)?,
             tenant_burst: env.parse("INTAKE_TENANT_BURST", 400)?,
+            writer: crate::create::WriterConfig {
+                max_batch: env.parse("INTAKE_CREATE_MAX_BATCH", 256)?,
+                concurrency: env.parse("INTAKE_CREATE_CONCURRENCY", 4)?,
+            },
         })
     }
 }

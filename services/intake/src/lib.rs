@@ -15,6 +15,7 @@
 
 pub mod app;
 pub mod config;
+pub mod create;
 pub mod domain;
 pub mod events;
 pub mod grpc;

@@ -199,76 +199,6 @@ pub async fn list_tenants(
     Ok(rows)
 }
 
-/// What a new ticket needs from its tenant, with the next number reserved.
-pub struct Reservation {
-    pub seq: i64,
-    pub prefix: String,
-    pub active: bool,
-    pub facility_exists: bool,
-}
-
-/// Reserves the tenant's next ticket number (row lock until commit) and
-/// checks the facility, in one round trip.
-pub async fn reserve_number(
-    conn: &mut PgConnection,
-    tenant: &str,
-    facility: &str,
-) -> Result<Option<Reservation>, sqlx::Error> {
-    let row: Option<(i64, String, bool, bool)> = sqlx::query_as(
-        "UPDATE tenants SET last_ticket_seq = last_ticket_seq + 1 WHERE tenant_id = $1
-         RETURNING last_ticket_seq, ticket_prefix, active,
-                   EXISTS (SELECT 1 FROM facilities WHERE tenant_id = $1 AND facility_id = $2)",
-    )
-    .bind(tenant)
-    .bind(facility)
-    .fetch_optional(conn)
-    .await?;
-    Ok(
-        row.map(|(seq, prefix, active, facility_exists)| Reservation {
-            seq,
-            prefix,
-            active,
-            facility_exists,
-        }),
-    )
-}
-
-/// Inserts a new ticket.
-pub async fn insert_ticket(conn: &mut PgConnection, t: &TicketRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO tickets (ticket_id, tenant_id, seq, number, facility_id, caller_id, caller_name, caller_role,
-            caller_email, caller_phone, channel, application, category, category_classified, urgency, impact,
-            patient_care_blocked, priority, status, description, version, created_at, updated_at)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23)",
-    )
-    .bind(t.ticket_id)
-    .bind(&t.tenant_id)
-    .bind(t.seq)
-    .bind(&t.number)
-    .bind(&t.facility_id)
-    .bind(&t.caller_id)
-    .bind(&t.caller_name)
-    .bind(t.caller_role)
-    .bind(&t.caller_email)
-    .bind(&t.caller_phone)
-    .bind(t.channel)
-    .bind(&t.application)
-    .bind(t.category)
-    .bind(t.category_classified)
-    .bind(t.urgency)
-    .bind(t.impact)
-    .bind(t.patient_care_blocked)
-    .bind(t.priority)
-    .bind(t.status)
-    .bind(&t.description)
-    .bind(t.version)
-    .bind(t.created_at)
-    .bind(t.updated_at)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Writes every mutable field of a ticket back.
 pub async fn update_ticket(conn: &mut PgConnection, t: &TicketRow) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -429,4 +359,137 @@ pub async fn list_notes(
     .bind(ticket)
     .fetch_all(pool)
     .await
+}
+
+/// What one batch of new tickets needs to know about a (tenant, facility)
+/// pair before numbers are reserved.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub tenant_exists: bool,
+    pub active: bool,
+    pub facility_exists: bool,
+}
+
+/// Checks every distinct (tenant, facility) pair of a batch in one round trip.
+pub async fn check_targets(
+    conn: &mut PgConnection,
+    pairs: &[(String, String)],
+) -> Result<std::collections::HashMap<(String, String), Target>, sqlx::Error> {
+    let tenants: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
+    let facilities: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
+    let rows: Vec<(String, String, Option<bool>, bool)> = sqlx::query_as(
+        "SELECT p.t, p.f, t.active,
+                EXISTS (SELECT 1 FROM facilities f WHERE f.tenant_id = p.t AND f.facility_id = p.f)
+           FROM UNNEST($1::text[], $2::text[]) AS p(t, f)
+           LEFT JOIN tenants t ON t.tenant_id = p.t",
+    )
+    .bind(&tenants)
+    .bind(&facilities)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(t, f, active, facility_exists)| {
+            (
+                (t, f),
+                Target {
+                    tenant_exists: active.is_some(),
+                    active: active.unwrap_or(false),
+                    facility_exists,
+                },
+            )
+        })
+        .collect())
+}
+
+/// A block of ticket numbers reserved for one tenant: `first..=last`.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub first: i64,
+    pub prefix: String,
+    pub active: bool,
+}
+
+/// Reserves `count` consecutive numbers for each tenant in one round trip.
+/// The tenant rows are locked in tenant order, so concurrent batches that
+/// touch several tenants queue instead of deadlocking.
+pub async fn reserve_blocks(
+    conn: &mut PgConnection,
+    counts: &[(String, i64)],
+) -> Result<std::collections::HashMap<String, Block>, sqlx::Error> {
+    let tenants: Vec<&str> = counts.iter().map(|c| c.0.as_str()).collect();
+    let ns: Vec<i64> = counts.iter().map(|c| c.1).collect();
+    let rows: Vec<(String, i64, String, bool)> = sqlx::query_as(
+        "WITH req AS (SELECT * FROM UNNEST($1::text[], $2::int8[]) AS r(t, n)),
+              locked AS (SELECT t.tenant_id FROM tenants t JOIN req ON req.t = t.tenant_id
+                          ORDER BY t.tenant_id FOR UPDATE OF t)
+         UPDATE tenants t SET last_ticket_seq = t.last_ticket_seq + req.n
+           FROM req JOIN locked ON locked.tenant_id = req.t
+          WHERE t.tenant_id = req.t
+         RETURNING t.tenant_id, t.last_ticket_seq - req.n + 1, t.ticket_prefix, t.active",
+    )
+    .bind(&tenants)
+    .bind(&ns)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(t, first, prefix, active)| {
+            (
+                t,
+                Block {
+                    first,
+                    prefix,
+                    active,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Inserts many new tickets in one statement.
+pub async fn insert_tickets(
+    conn: &mut PgConnection,
+    rows: &[&TicketRow],
+) -> Result<(), sqlx::Error> {
+    macro_rules! col {
+        ($f:ident) => {
+            rows.iter().map(|t| t.$f.clone()).collect::<Vec<_>>()
+        };
+    }
+    sqlx::query(
+        "INSERT INTO tickets (ticket_id, tenant_id, seq, number, facility_id, caller_id, caller_name, caller_role,
+            caller_email, caller_phone, channel, application, category, category_classified, urgency, impact,
+            patient_care_blocked, priority, status, description, version, created_at, updated_at)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::int2[], $9::text[], $10::text[], $11::int2[], $12::text[], $13::int2[], $14::bool[], $15::int2[],
+            $16::int2[], $17::bool[], $18::int2[], $19::int2[], $20::text[], $21::int8[], $22::timestamptz[],
+            $23::timestamptz[])",
+    )
+    .bind(col!(ticket_id))
+    .bind(col!(tenant_id))
+    .bind(col!(seq))
+    .bind(col!(number))
+    .bind(col!(facility_id))
+    .bind(col!(caller_id))
+    .bind(col!(caller_name))
+    .bind(col!(caller_role))
+    .bind(col!(caller_email))
+    .bind(col!(caller_phone))
+    .bind(col!(channel))
+    .bind(col!(application))
+    .bind(col!(category))
+    .bind(col!(category_classified))
+    .bind(col!(urgency))
+    .bind(col!(impact))
+    .bind(col!(patient_care_blocked))
+    .bind(col!(priority))
+    .bind(col!(status))
+    .bind(col!(description))
+    .bind(col!(version))
+    .bind(col!(created_at))
+    .bind(col!(updated_at))
+    .execute(conn)
+    .await?;
+    Ok(())
 }

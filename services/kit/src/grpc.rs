@@ -63,15 +63,28 @@ impl From<crate::idempotency::IdempotencyError> for Status {
     }
 }
 
-/// Maps a database error to UNAVAILABLE (retryable) or INTERNAL, logging
-/// the detail and never returning it (it could contain row data).
-pub fn db_status(e: &sqlx::Error) -> Status {
+/// Whether a database error means "the database is unreachable or
+/// restarting" (retry later) rather than "this request is wrong".
+pub fn db_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_) => {
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .as_deref()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        _ => false,
+    }
+}
+
+/// Maps a database error to UNAVAILABLE (retryable) or INTERNAL, logging
+/// the detail and never returning it (it could contain row data).
+pub fn db_status(e: &sqlx::Error) -> Status {
+    match e {
+        e if db_unavailable(e) => {
             tracing::warn!(error = %e, "database unavailable");
             Status::unavailable("the database is unavailable; retry with the same request_id")
         }
@@ -79,15 +92,6 @@ pub fn db_status(e: &sqlx::Error) -> Status {
             if db.code().as_deref() == Some("40001") || db.code().as_deref() == Some("40P01") =>
         {
             Status::aborted("concurrent update; retry with the same request_id")
-        }
-        sqlx::Error::Database(db)
-            if db
-                .code()
-                .as_deref()
-                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
-        {
-            tracing::warn!(error = %e, "database unavailable");
-            Status::unavailable("the database is unavailable; retry with the same request_id")
         }
         other => {
             tracing::error!(error = %other, "database error");

@@ -84,6 +84,119 @@ pub async fn begin(
     }
 }
 
+/// A stored key: tenant, request id, operation, hash, response.
+type StoredKey = (String, String, String, Vec<u8>, Option<Vec<u8>>);
+
+/// One key of a batch: tenant, request id, request hash.
+pub type Key<'a> = (&'a str, &'a str, &'a [u8]);
+
+/// Claims many keys for `operation` in two round trips at most (the second
+/// only when some key was seen before): the group-commit form of [`begin`],
+/// with the same outcome per key, in the order given. Keys are inserted in
+/// sorted order so two batches waiting on each other's keys cannot
+/// deadlock. The caller removes duplicates within one batch first.
+pub async fn claim_many(
+    conn: &mut PgConnection,
+    operation: &str,
+    keys: &[Key<'_>],
+) -> Result<Vec<Result<Claim, IdempotencyError>>, sqlx::Error> {
+    let tenants: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let requests: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let hashes: Vec<&[u8]> = keys.iter().map(|k| k.2).collect();
+    let fresh: Vec<(String, String)> = sqlx::query_as(
+        "INSERT INTO idempotency_keys (tenant_id, request_id, operation, request_hash)
+         SELECT t, r, $4, h FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS k(t, r, h)
+          ORDER BY t, r
+         ON CONFLICT DO NOTHING
+         RETURNING tenant_id, request_id",
+    )
+    .bind(&tenants)
+    .bind(&requests)
+    .bind(&hashes)
+    .bind(operation)
+    .fetch_all(&mut *conn)
+    .await?;
+    let fresh: std::collections::HashSet<(String, String)> = fresh.into_iter().collect();
+    let is_fresh = |k: &Key<'_>| fresh.contains(&(k.0.to_owned(), k.1.to_owned()));
+    let seen: Vec<&Key<'_>> = keys.iter().filter(|k| !is_fresh(k)).collect();
+    let mut stored = std::collections::HashMap::new();
+    if !seen.is_empty() {
+        let tenants: Vec<&str> = seen.iter().map(|k| k.0).collect();
+        let requests: Vec<&str> = seen.iter().map(|k| k.1).collect();
+        let rows: Vec<StoredKey> = sqlx::query_as(
+            "SELECT i.tenant_id, i.request_id, i.operation, i.request_hash, i.response
+               FROM idempotency_keys i
+               JOIN UNNEST($1::text[], $2::text[]) AS k(t, r)
+                 ON i.tenant_id = k.t AND i.request_id = k.r",
+        )
+        .bind(&tenants)
+        .bind(&requests)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (t, r, op, hash, response) in rows {
+            stored.insert((t, r), (op, hash, response));
+        }
+    }
+    Ok(keys
+        .iter()
+        .map(|k| {
+            if is_fresh(k) {
+                return Ok(Claim::Fresh);
+            }
+            match stored.get(&(k.0.to_owned(), k.1.to_owned())) {
+                Some((op, hash, Some(response))) if op == operation && hash == k.2 => {
+                    Ok(Claim::Replay(response.clone()))
+                }
+                _ => Err(IdempotencyError::Mismatch),
+            }
+        })
+        .collect())
+}
+
+/// Stores the responses of many fresh requests in one statement (same
+/// transaction as the work): the group-commit form of [`finish`].
+pub async fn finish_many(
+    conn: &mut PgConnection,
+    responses: &[(&str, &str, Vec<u8>)],
+) -> Result<(), sqlx::Error> {
+    let tenants: Vec<&str> = responses.iter().map(|r| r.0).collect();
+    let requests: Vec<&str> = responses.iter().map(|r| r.1).collect();
+    let bodies: Vec<&[u8]> = responses.iter().map(|r| r.2.as_slice()).collect();
+    sqlx::query(
+        "UPDATE idempotency_keys i SET response = k.b
+           FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS k(t, r, b)
+          WHERE i.tenant_id = k.t AND i.request_id = k.r",
+    )
+    .bind(&tenants)
+    .bind(&requests)
+    .bind(&bodies)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes claims whose requests were refused after claiming (inside the
+/// same transaction), so a corrected retry with the same key is fresh.
+pub async fn release_many(
+    conn: &mut PgConnection,
+    keys: &[(&str, &str)],
+) -> Result<(), sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let requests: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    sqlx::query(
+        "DELETE FROM idempotency_keys i USING UNNEST($1::text[], $2::text[]) AS k(t, r)
+          WHERE i.tenant_id = k.t AND i.request_id = k.r",
+    )
+    .bind(&tenants)
+    .bind(&requests)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// How long keys (and their responses) are kept: far longer than any
 /// client's retry loop, short enough that the table stays small.
 pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(48 * 3600);

@@ -57,21 +57,53 @@ pub async fn enqueue(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(),
     enqueue_many(conn, std::slice::from_ref(env)).await
 }
 
-/// Writes several events in one statement (one round trip).
+/// Writes several events in one statement (one round trip), all under the
+/// current span's trace context.
 pub async fn enqueue_many(
     conn: &mut PgConnection,
     envs: &[EventEnvelope],
 ) -> Result<(), OutboxError> {
-    if envs.is_empty() {
+    let trace = TraceContext::current();
+    let rows: Vec<_> = envs.iter().map(|e| (e, &trace)).collect();
+    enqueue_traced(conn, &rows).await
+}
+
+/// The W3C trace context an outbox row carries to its publish span.
+#[derive(Debug, Clone, Default)]
+pub struct TraceContext {
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+}
+
+impl TraceContext {
+    /// The context of the current span (taken in a request's own task
+    /// before its work is handed to a shared writer, see [`enqueue_traced`]).
+    pub fn current() -> Self {
+        let mut trace = telemetry::trace_headers(&tracing::Span::current());
+        Self {
+            traceparent: trace.remove("traceparent"),
+            tracestate: trace.remove("tracestate"),
+        }
+    }
+}
+
+/// Writes events from different requests in one statement, each under its
+/// own request's trace context: what a group commit needs, so one trace per
+/// ticket survives many tickets sharing a transaction.
+pub async fn enqueue_traced(
+    conn: &mut PgConnection,
+    rows: &[(&EventEnvelope, &TraceContext)],
+) -> Result<(), OutboxError> {
+    if rows.is_empty() {
         return Ok(());
     }
-    let trace = telemetry::trace_headers(&tracing::Span::current());
-    let traceparent = trace.get("traceparent").cloned();
-    let tracestate = trace.get("tracestate").cloned();
-    let mut ids = Vec::with_capacity(envs.len());
-    let mut subjects = Vec::with_capacity(envs.len());
-    let mut payloads = Vec::with_capacity(envs.len());
-    for env in envs {
+    let n = rows.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut subjects = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut parents = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
+    for (env, trace) in rows {
         ids.push(
             Uuid::parse_str(&env.event_id).map_err(|_| OutboxError::BadId(env.event_id.clone()))?,
         );
@@ -80,16 +112,18 @@ pub async fn enqueue_many(
                 .ok_or_else(|| OutboxError::NoPayload(env.event_id.clone()))?,
         );
         payloads.push(env.encode_to_vec());
+        parents.push(trace.traceparent.clone());
+        states.push(trace.tracestate.clone());
     }
     sqlx::query(
         "INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate)
-         SELECT id, subj, body, $4, $5 FROM UNNEST($1::uuid[], $2::text[], $3::bytea[]) AS t(id, subj, body)",
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::text[], $5::text[])",
     )
     .bind(&ids)
     .bind(&subjects)
     .bind(&payloads)
-    .bind(traceparent)
-    .bind(tracestate)
+    .bind(&parents)
+    .bind(&states)
     .execute(conn)
     .await?;
     Ok(())

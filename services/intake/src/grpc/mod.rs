@@ -4,7 +4,7 @@
 //! wrong state FAILED_PRECONDITION, stale version ABORTED, database down
 //! UNAVAILABLE.
 
-mod convert;
+pub(crate) mod convert;
 mod tenants;
 mod tickets;
 
@@ -20,12 +20,21 @@ pub struct Api {
     pub(crate) pool: PgPool,
     /// Tickets per tenant per second (noisy-tenant protection).
     pub(crate) quota: std::sync::Arc<wardline_kit::quota::TenantQuota>,
+    /// The group-commit writer of new tickets.
+    pub(crate) creates: crate::create::CreateWriter,
 }
 
 impl Api {
-    /// The API over `pool`, limiting each tenant's ticket creation by `quota`.
-    pub fn new(pool: PgPool, quota: wardline_kit::quota::TenantQuota) -> Self {
+    /// The API over `pool`, limiting each tenant's ticket creation by
+    /// `quota` and writing new tickets in groups as `writer` says. Starts
+    /// the writer, so it must run inside the runtime.
+    pub fn new(
+        pool: PgPool,
+        quota: wardline_kit::quota::TenantQuota,
+        writer: crate::create::WriterConfig,
+    ) -> Self {
         Self {
+            creates: crate::create::CreateWriter::start(pool.clone(), writer),
             pool,
             quota: std::sync::Arc::new(quota),
         }

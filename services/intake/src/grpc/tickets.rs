@@ -8,21 +8,22 @@ use wardline_kit::auth::{Caller, Role};
 use wardline_kit::events::{envelope, from_timestamp};
 use wardline_kit::grpc::db_status;
 use wardline_kit::idempotency::{self, Claim};
+use wardline_kit::outbox::TraceContext;
 use wardline_kit::validate;
 use wardline_proto::common::{CallerRole, Category, Channel, Impact, TicketStatus, Urgency};
 use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{
-    HoldReason, ResolutionCode, TicketAcknowledged, TicketClosed, TicketCreated, TicketHeld,
-    TicketNoteAdded, TicketReopened, TicketResolved, TicketStarted, TicketTransferred,
-    TransferReason,
+    HoldReason, ResolutionCode, TicketAcknowledged, TicketClosed, TicketHeld, TicketNoteAdded,
+    TicketReopened, TicketResolved, TicketStarted, TicketTransferred, TransferReason,
 };
 use wardline_proto::intake::ticket_service_server::TicketService;
 use wardline_proto::intake::*;
 
 use super::tenants::decode_replay;
 use super::{Api, convert, outbox_status, require_request_id};
+use crate::create::{Created, NewTicket, OPERATION};
 use crate::domain::lifecycle::{Action, transition};
-use crate::domain::{classify, looks_like_number, priority::priority, ticket_number};
+use crate::domain::{classify, looks_like_number, priority::priority};
 use crate::storage::{self, NoteRow, TicketFilter, TicketKey, TicketRow};
 
 const TICKET_ROLES: &[Role] = &[
@@ -286,59 +287,31 @@ impl TicketService for Api {
         let tenant = caller.tenant()?.to_owned();
         tracing::Span::current().record("tenant", tenant.as_str());
         let r = req.into_inner();
-        let mut row = validate_create(&r, &tenant)?;
+        let row = validate_create(&r, &tenant)?;
         self.quota.check(&tenant)?;
-        let hash = idempotency::request_hash("CreateTicket", &r);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
-        if let Claim::Replay(bytes) =
-            idempotency::begin(&mut tx, &tenant, &r.request_id, "CreateTicket", &hash).await?
-        {
-            return decode_replay(&bytes);
-        }
-        let res = storage::reserve_number(&mut tx, &tenant, &r.facility_id)
-            .await
-            .map_err(|e| db_status(&e))?
-            .ok_or_else(|| Status::not_found(format!("tenant {tenant} not found")))?;
-        if !res.active {
-            return Err(Status::failed_precondition(format!(
-                "tenant {tenant} is suspended"
-            )));
-        }
-        if !res.facility_exists {
-            return Err(Status::not_found(format!(
-                "facility_id: facility {} not found",
-                r.facility_id
-            )));
-        }
-        row.seq = res.seq;
-        row.number = ticket_number(&res.prefix, res.seq);
-        record_ticket(&row);
-        tracing::Span::current().record("category", row.category);
-        storage::insert_ticket(&mut tx, &row)
-            .await
-            .map_err(|e| db_status(&e))?;
-        let env = envelope(
-            "intake",
-            &tenant,
-            &row.ticket_id.to_string(),
-            1,
-            Payload::TicketCreated(TicketCreated {
-                ticket: Some(convert::snapshot(&row)),
-                caller: Some(convert::caller_contact(&row)),
-                category_classified: row.category_classified,
-            }),
-        );
-        wardline_kit::outbox::enqueue(&mut tx, &env)
-            .await
-            .map_err(outbox_status)?;
-        let resp = convert::ticket(&row);
-        idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
-            .await
-            .map_err(|e| db_status(&e))?;
-        tx.commit().await.map_err(|e| db_status(&e))?;
-        metrics::counter!("wardline_tickets_created_total", "priority" => convert::priority_label(row.priority))
-            .increment(1);
-        tracing::info!(ticket_id = %row.ticket_id, ticket_number = %row.number, priority = convert::priority_label(row.priority), "ticket created");
+        let span = tracing::Span::current();
+        span.record("ticket_id", tracing::field::display(row.ticket_id));
+        span.record("priority", convert::priority_label(row.priority));
+        span.record("category", row.category);
+        let hash = idempotency::request_hash(OPERATION, &r);
+        let created = self
+            .creates
+            .create(NewTicket {
+                row,
+                request_id: r.request_id,
+                hash,
+                trace: TraceContext::current(),
+            })
+            .await?;
+        let resp = match created {
+            Created::Replay(bytes) => return decode_replay(&bytes),
+            Created::Ticket(t) => *t,
+        };
+        let span = tracing::Span::current();
+        span.record("ticket_number", resp.number.as_str());
+        let priority = convert::priority_label(resp.priority as i16);
+        metrics::counter!("wardline_tickets_created_total", "priority" => priority).increment(1);
+        tracing::info!(ticket_id = %resp.ticket_id, ticket_number = %resp.number, priority, "ticket created");
         Ok(Response::new(resp))
     }
 

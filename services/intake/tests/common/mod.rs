@@ -191,3 +191,21 @@ pub fn nurse_ticket(request_id: &str) -> CreateTicketRequest {
             .into(),
     }
 }
+
+/// A plain HTTP GET of intake's admin endpoint.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        s.read_to_string(&mut out),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    out
+}
