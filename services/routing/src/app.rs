@@ -15,6 +15,7 @@ use wardline_proto::routing::queue_service_server::QueueServiceServer;
 use wardline_proto::routing::routing_rule_service_server::RoutingRuleServiceServer;
 use wardline_proto::routing::sla_target_service_server::SlaTargetServiceServer;
 
+use crate::cache::PolicyCache;
 use crate::config::Config;
 use crate::engine::{self, CONSUMED, TicketEvents};
 use crate::grpc::Api;
@@ -39,14 +40,23 @@ impl Application {
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let (base, listeners) = Base::start(SERVICE, &config.service, &MIGRATOR, shutdown).await?;
         let wake = Arc::new(Notify::new());
+        let cache = Arc::new(PolicyCache::new());
         base.spawn_consumer(
             base.consumer_spec(&config.service, CONSUMED),
-            Arc::new(TicketEvents { wake: wake.clone() }),
+            Arc::new(TicketEvents {
+                wake: wake.clone(),
+                cache: cache.clone(),
+            }),
         );
-        let (pool, w, every) = (base.pool.clone(), wake.clone(), config.drain_interval);
-        base.spawn(move |stop| engine::run_drainer(pool, w, every, stop));
+        let (pool, c, w, every) = (
+            base.pool.clone(),
+            cache.clone(),
+            wake.clone(),
+            config.drain_interval,
+        );
+        base.spawn(move |stop| engine::run_drainer(pool, c, w, every, stop));
         let (pool, every) = (base.pool.clone(), config.scan_interval);
-        base.spawn(move |stop| engine::run_scanner(pool, every, stop));
+        base.spawn(move |stop| engine::run_scanner(pool, cache, every, stop));
         let pool = base.pool.clone();
         base.spawn(move |stop| engine::run_queue_gauges(pool, stop));
         Ok(Self {

@@ -19,6 +19,8 @@
 //! - Routing's own ticket events are numbered per ticket (`routing_seq`) so
 //!   intake can apply them in order too.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,8 +40,10 @@ use wardline_proto::events::{
 };
 use wardline_proto::routing::{AssignmentExplanation, AssignmentState, Candidate, DecisionTrigger};
 
+use crate::cache::{Policy, PolicyCache};
 use crate::domain::decision::{self, Decision, TicketFacts};
-use crate::{directory, policy};
+use crate::domain::sla::Targets;
+use crate::policy;
 
 /// Routing's ticket states.
 pub mod state {
@@ -124,35 +128,58 @@ pub async fn lock_ticket(
         .await
 }
 
+/// Writes every mutable column of a ticket (`$1`..`$19`, see [`bind_ticket`]).
+const SAVE_TICKET: &str = "UPDATE tickets SET number = $2, facility_id = $3, category = $4, clinical_category = $5,
+        caller_role = $6, priority = $7, ticket_version = $8, routing_seq = $9, state = $10, assignee = $11,
+        previous_analyst_id = $12, excluded_analysts = $13, queued_at = $14, queue_reason = $15,
+        escalation_level = $16, response_due = $17, resolution_due = $18, responded_at = $19, updated_at = now()
+  WHERE ticket_id = $1";
+
+/// [`SAVE_TICKET`] with a new assignment (`$20`..`$29`) and its
+/// acknowledgement timer: what an assignment writes, in one round trip.
+const SAVE_ASSIGNED: &str = "WITH asg AS (
+        INSERT INTO assignments (assignment_id, ticket_id, tenant_id, analyst_id, attempt, state, trigger,
+            assigned_at, ack_deadline, ticket_version, explanation)
+        VALUES ($20, $1, $29, $21, $22, $23, $24, $25, $26, $8, $27)),
+     tmr AS (
+        INSERT INTO timers (ticket_id, kind, tenant_id, due_at, assignment_id)
+        VALUES ($1, $28, $29, $26, $20)
+        ON CONFLICT (ticket_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at, assignment_id = EXCLUDED.assignment_id)
+  UPDATE tickets SET number = $2, facility_id = $3, category = $4, clinical_category = $5,
+        caller_role = $6, priority = $7, ticket_version = $8, routing_seq = $9, state = $10, assignee = $11,
+        previous_analyst_id = $12, excluded_analysts = $13, queued_at = $14, queue_reason = $15,
+        escalation_level = $16, response_due = $17, resolution_due = $18, responded_at = $19, updated_at = now()
+  WHERE ticket_id = $1";
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the ticket's columns as `$1`..`$19` of [`SAVE_TICKET`].
+fn bind_ticket<'q>(q: PgQuery<'q>, t: &'q TicketRow) -> PgQuery<'q> {
+    q.bind(t.ticket_id)
+        .bind(&t.number)
+        .bind(&t.facility_id)
+        .bind(t.category)
+        .bind(t.clinical_category)
+        .bind(t.caller_role)
+        .bind(t.priority)
+        .bind(t.ticket_version)
+        .bind(t.routing_seq)
+        .bind(t.state)
+        .bind(&t.assignee)
+        .bind(&t.previous_analyst_id)
+        .bind(&t.excluded_analysts)
+        .bind(t.queued_at)
+        .bind(&t.queue_reason)
+        .bind(t.escalation_level)
+        .bind(t.response_due)
+        .bind(t.resolution_due)
+        .bind(t.responded_at)
+}
+
 async fn save_ticket(conn: &mut PgConnection, t: &TicketRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE tickets SET number = $2, facility_id = $3, category = $4, clinical_category = $5, caller_role = $6,
-            priority = $7, ticket_version = $8, routing_seq = $9, state = $10, assignee = $11,
-            previous_analyst_id = $12, excluded_analysts = $13, queued_at = $14, queue_reason = $15,
-            escalation_level = $16, response_due = $17, resolution_due = $18, responded_at = $19, updated_at = now()
-          WHERE ticket_id = $1",
-    )
-    .bind(t.ticket_id)
-    .bind(&t.number)
-    .bind(&t.facility_id)
-    .bind(t.category)
-    .bind(t.clinical_category)
-    .bind(t.caller_role)
-    .bind(t.priority)
-    .bind(t.ticket_version)
-    .bind(t.routing_seq)
-    .bind(t.state)
-    .bind(&t.assignee)
-    .bind(&t.previous_analyst_id)
-    .bind(&t.excluded_analysts)
-    .bind(t.queued_at)
-    .bind(&t.queue_reason)
-    .bind(t.escalation_level)
-    .bind(t.response_due)
-    .bind(t.resolution_due)
-    .bind(t.responded_at)
-    .execute(conn)
-    .await?;
+    bind_ticket(sqlx::query(SAVE_TICKET), t)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -292,17 +319,77 @@ fn explanation(
     }
 }
 
+/// Takes one unit of capacity from the best-ranked analyst in `ranked` who
+/// still has some, and returns them with the attempt number of the new
+/// assignment of `ticket`. The row lock taken by the `UPDATE` is what keeps
+/// replicas from over-assigning: `current_load < max_concurrent` is checked
+/// on the latest committed row, under that lock.
+///
+/// The pick is `MATERIALIZED` so that it runs exactly once: as a plain
+/// subquery the planner may rescan it per analyst row, and each rescan,
+/// seeing the load just raised, would pick (and raise) the next analyst too.
+///
+/// First in one statement, skipping analysts another transaction is
+/// assigning to right now (no waiting on the hot, best-ranked rows); only
+/// when that finds nobody, one by one in rank order, waiting for the locks,
+/// so a ticket is never queued just because its analysts were busy being
+/// assigned elsewhere.
+async fn take_capacity(
+    conn: &mut PgConnection,
+    ticket: Uuid,
+    ranked: &[&str],
+) -> Result<Option<(String, i64)>, sqlx::Error> {
+    if ranked.is_empty() {
+        return Ok(None);
+    }
+    let picked: Option<(String, i64)> = sqlx::query_as(
+        "WITH pick AS MATERIALIZED (
+              SELECT x.analyst_id
+                FROM UNNEST($1::text[]) WITH ORDINALITY AS r(id, ord)
+                JOIN analysts x ON x.analyst_id = r.id
+               WHERE x.current_load < x.max_concurrent AND x.availability = 1
+               ORDER BY r.ord LIMIT 1
+                 FOR UPDATE OF x SKIP LOCKED)
+         UPDATE analysts a SET current_load = a.current_load + 1
+           FROM pick
+          WHERE a.analyst_id = pick.analyst_id AND a.current_load < a.max_concurrent AND a.availability = 1
+         RETURNING a.analyst_id, (SELECT count(*) + 1 FROM assignments WHERE ticket_id = $2)",
+    )
+    .bind(ranked)
+    .bind(ticket)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if picked.is_some() {
+        return Ok(picked);
+    }
+    for id in ranked {
+        let took: Option<(String, i64)> = sqlx::query_as(
+            "UPDATE analysts SET current_load = current_load + 1
+              WHERE analyst_id = $1 AND current_load < max_concurrent AND availability = 1
+             RETURNING analyst_id, (SELECT count(*) + 1 FROM assignments WHERE ticket_id = $2)",
+        )
+        .bind(id)
+        .bind(ticket)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if took.is_some() {
+            return Ok(took); // otherwise another replica filled them first; next in rank
+        }
+    }
+    Ok(None)
+}
+
 /// Decides and records: assigns the best analyst who still has capacity,
-/// or queues the ticket. The ticket row must be locked by the caller.
+/// or queues the ticket. The ticket row must be locked by the caller;
+/// `policy` is the tenant's (see [`crate::cache`]).
 pub async fn route(
     conn: &mut PgConnection,
     t: &mut TicketRow,
     trigger: DecisionTrigger,
+    policy: &mut Policy,
 ) -> Result<Routed, sqlx::Error> {
     let now = Utc::now();
     let category = Category::try_from(i32::from(t.category)).unwrap_or(Category::Other);
-    let rule = policy::effective_rule(conn, &t.tenant_id, category).await?;
-    let analysts = directory::candidates(conn, &t.tenant_id).await?;
     let facts = TicketFacts {
         tenant_id: t.tenant_id.clone(),
         facility_id: t.facility_id.clone(),
@@ -311,70 +398,48 @@ pub async fn route(
         previous_analyst: Some(t.previous_analyst_id.clone()).filter(|p| !p.is_empty()),
         excluded: t.excluded_analysts.clone(),
     };
-    let d = decision::decide(&facts, &rule, &analysts, now);
+    let rule = policy.rule(category).into_owned();
+    let d = decision::decide(&facts, &rule, &policy.analysts, now);
     metrics::counter!("wardline_routing_decisions_total").increment(1);
-    for candidate in d.ranked() {
-        let took = sqlx::query(
-            "UPDATE analysts SET current_load = current_load + 1
-              WHERE analyst_id = $1 AND current_load < max_concurrent AND availability = 1",
-        )
-        .bind(&candidate.analyst_id)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-            == 1;
-        if !took {
-            continue; // another replica filled them first; next in rank
-        }
-        let targets = policy::targets(conn, &t.tenant_id).await?;
+    let ranked: Vec<&str> = d.ranked().map(|v| v.analyst_id.as_str()).collect();
+    if let Some((chosen, attempt)) = take_capacity(conn, t.ticket_id, &ranked).await? {
+        policy.took(&chosen);
         let assignment_id = Uuid::now_v7();
-        let attempt: i64 =
-            sqlx::query_scalar("SELECT count(*) + 1 FROM assignments WHERE ticket_id = $1")
-                .bind(t.ticket_id)
-                .fetch_one(&mut *conn)
-                .await?;
-        let ack_deadline = targets.ack_deadline(now);
-        let mut exp = explanation(t, &rule, &d, &candidate.analyst_id, now);
-        exp.assignment = None;
-        sqlx::query(
-            "INSERT INTO assignments (assignment_id, ticket_id, tenant_id, analyst_id, attempt, state, trigger,
-                assigned_at, ack_deadline, ticket_version, explanation)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(assignment_id)
-        .bind(t.ticket_id)
-        .bind(&t.tenant_id)
-        .bind(&candidate.analyst_id)
-        .bind(attempt as i32)
-        .bind(AssignmentState::PendingAck as i16)
-        .bind(trigger as i16)
-        .bind(now)
-        .bind(ack_deadline)
-        .bind(t.ticket_version)
-        .bind(exp.encode_to_vec())
-        .execute(&mut *conn)
-        .await?;
+        let ack_deadline = policy.targets().ack_deadline(now);
+        let exp = explanation(t, &rule, &d, &chosen, now);
         t.state = state::ASSIGNED;
-        t.assignee = candidate.analyst_id.clone();
+        t.assignee = chosen.clone();
         t.queued_at = None;
         t.queue_reason.clear();
-        set_timer(conn, t, timer::ACK, ack_deadline, Some(assignment_id)).await?;
         let payload = Payload::TicketAssigned(TicketAssigned {
             ticket_id: t.ticket_id.to_string(),
             number: t.number.clone(),
             assignment_id: assignment_id.to_string(),
-            analyst_id: candidate.analyst_id.clone(),
+            analyst_id: chosen.clone(),
             priority: i32::from(t.priority),
             ack_deadline: Some(timestamp(ack_deadline)),
             attempt: attempt as u32,
             ticket_version: t.ticket_version as u64,
         });
         publish(conn, t, payload).await?;
-        save_ticket(conn, t).await?;
+        // The assignment, its acknowledgement timer and the ticket in one statement.
+        bind_ticket(sqlx::query(SAVE_ASSIGNED), t)
+            .bind(assignment_id)
+            .bind(&chosen)
+            .bind(attempt as i32)
+            .bind(AssignmentState::PendingAck as i16)
+            .bind(trigger as i16)
+            .bind(now)
+            .bind(ack_deadline)
+            .bind(exp.encode_to_vec())
+            .bind(timer::ACK)
+            .bind(&t.tenant_id)
+            .execute(&mut *conn)
+            .await?;
         metrics::histogram!("wardline_routing_time_to_assign_seconds", "priority" => t.label())
             .record((now - t.created_at).num_milliseconds().max(0) as f64 / 1000.0);
-        tracing::info!(ticket_id = %t.ticket_id, analyst_id = %candidate.analyst_id, assignment_id = %assignment_id, "ticket assigned");
-        return Ok(Routed::Assigned(candidate.analyst_id.clone()));
+        tracing::info!(ticket_id = %t.ticket_id, analyst_id = %chosen, assignment_id = %assignment_id, "ticket assigned");
+        return Ok(Routed::Assigned(chosen));
     }
     let reason = d.queue_reason();
     let newly_queued = t.state != state::WAITING || t.queued_at.is_none();
@@ -415,6 +480,8 @@ pub const CONSUMED: &[&str] = &[
 pub struct TicketEvents {
     /// Woken when capacity frees, so queued tickets are assigned at once.
     pub wake: Arc<Notify>,
+    /// Rules, targets and analysts per tenant.
+    pub cache: Arc<PolicyCache>,
 }
 
 fn snapshot_of(p: &Payload) -> Option<&TicketSnapshot> {
@@ -432,13 +499,16 @@ fn snapshot_of(p: &Payload) -> Option<&TicketSnapshot> {
     }
 }
 
-/// Inserts routing's view of a ticket first seen in `snap`, with its SLA timers.
+/// Inserts routing's view of a ticket first seen in `snap`, with its SLA
+/// timers, in one statement. `None` when the ticket exists already (another
+/// event of it got there first): the caller locks and updates it instead.
 async fn insert_ticket(
     conn: &mut PgConnection,
     tenant: &str,
     snap: &TicketSnapshot,
     version: i64,
-) -> Result<TicketRow, HandleError> {
+    targets: &Targets,
+) -> Result<Option<TicketRow>, HandleError> {
     let id = Uuid::parse_str(&snap.ticket_id)
         .map_err(|_| HandleError::Poison("ticket_id is not a UUID".into()))?;
     let created = snap
@@ -447,7 +517,6 @@ async fn insert_ticket(
         .and_then(wardline_kit::events::from_timestamp)
         .ok_or_else(|| HandleError::Poison("snapshot without created_at".into()))?;
     let priority = Priority::try_from(snap.priority).unwrap_or(Priority::P3);
-    let targets = policy::targets(conn, tenant).await?;
     let t = TicketRow {
         ticket_id: id,
         tenant_id: tenant.to_owned(),
@@ -471,10 +540,21 @@ async fn insert_ticket(
         resolution_due: targets.resolution_due(priority, created),
         responded_at: None,
     };
-    sqlx::query(
-        "INSERT INTO tickets (ticket_id, tenant_id, number, facility_id, category, clinical_category, caller_role,
-            priority, ticket_version, state, created_at, response_due, resolution_due)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    // The timers reference the ticket; foreign keys are checked at the end
+    // of the statement, when the ticket row exists.
+    let inserted = sqlx::query(
+        "WITH ins AS (
+             INSERT INTO tickets (ticket_id, tenant_id, number, facility_id, category, clinical_category, caller_role,
+                 priority, ticket_version, state, created_at, response_due, resolution_due)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (ticket_id) DO NOTHING
+             RETURNING ticket_id, tenant_id),
+         tmr AS (
+             INSERT INTO timers (ticket_id, kind, tenant_id, due_at)
+             SELECT ins.ticket_id, d.kind, ins.tenant_id, d.due_at
+               FROM ins, (VALUES ($14::smallint, $12::timestamptz), ($15::smallint, $13::timestamptz)) AS d(kind, due_at)
+             ON CONFLICT (ticket_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at, assignment_id = NULL)
+         SELECT count(*) FROM ins",
     )
     .bind(t.ticket_id)
     .bind(&t.tenant_id)
@@ -489,11 +569,25 @@ async fn insert_ticket(
     .bind(t.created_at)
     .bind(t.response_due)
     .bind(t.resolution_due)
-    .execute(&mut *conn)
-    .await?;
-    set_timer(conn, &t, timer::RESPONSE, t.response_due, None).await?;
-    set_timer(conn, &t, timer::RESOLUTION, t.resolution_due, None).await?;
-    Ok(t)
+    .bind(timer::RESPONSE)
+    .bind(timer::RESOLUTION)
+    .fetch_one(&mut *conn)
+    .await
+    .map(|row: sqlx::postgres::PgRow| sqlx::Row::get::<i64, _>(&row, 0) == 1)?;
+    Ok(inserted.then_some(t))
+}
+
+/// The tenant's policy for this transaction, loaded on first use.
+async fn policy_for<'p>(
+    cache: &PolicyCache,
+    conn: &mut PgConnection,
+    tenant: &str,
+    slot: &'p mut Option<Policy>,
+) -> Result<&'p mut Policy, sqlx::Error> {
+    if slot.is_none() {
+        *slot = Some(cache.policy(conn, tenant).await?);
+    }
+    Ok(slot.as_mut().expect("loaded above"))
 }
 
 impl EventHandler for TicketEvents {
@@ -510,19 +604,46 @@ impl EventHandler for TicketEvents {
             .map_err(|_| HandleError::Poison("ticket_id is not a UUID".into()))?;
         let version = env.aggregate_version as i64;
         tracing::Span::current().record("event_kind", wardline_kit::events::kind(payload).1);
-        let existing = lock_ticket(conn, id, false).await?;
-        let fresh = existing.is_none();
-        let mut t = match existing {
-            Some(t) if version <= t.ticket_version => {
-                tracing::debug!(
-                    version,
-                    held = t.ticket_version,
-                    "stale ticket event skipped"
-                );
-                return Ok(());
-            }
+        let tenant = env.tenant_id.as_str();
+        let mut policy: Option<Policy> = None;
+        // A creation is nearly always the ticket's first event: insert first
+        // (one statement with the timers); otherwise lock what is there.
+        let mut inserted = None;
+        if let Payload::TicketCreated(_) = payload {
+            let targets = policy_for(&self.cache, conn, tenant, &mut policy)
+                .await?
+                .targets()
+                .clone();
+            inserted = insert_ticket(conn, tenant, snap, version, &targets).await?;
+        }
+        let fresh = inserted.is_some();
+        let mut t = match inserted {
             Some(t) => t,
-            None => insert_ticket(conn, &env.tenant_id, snap, version).await?,
+            None => loop {
+                match lock_ticket(conn, id, false).await? {
+                    Some(t) if version <= t.ticket_version => {
+                        tracing::debug!(
+                            version,
+                            held = t.ticket_version,
+                            "stale ticket event skipped"
+                        );
+                        return Ok(());
+                    }
+                    Some(t) => break t,
+                    None => {
+                        let targets = policy_for(&self.cache, conn, tenant, &mut policy)
+                            .await?
+                            .targets()
+                            .clone();
+                        if let Some(t) =
+                            insert_ticket(conn, tenant, snap, version, &targets).await?
+                        {
+                            break t;
+                        }
+                        // Inserted by a concurrent event meanwhile (committed now): lock it.
+                    }
+                }
+            },
         };
         t.ticket_version = version;
         t.number = snap.number.clone();
@@ -533,7 +654,8 @@ impl EventHandler for TicketEvents {
         let mut freed = false;
         match payload {
             Payload::TicketCreated(_) if fresh => {
-                route(conn, &mut t, DecisionTrigger::TicketCreated).await?;
+                let p = policy_for(&self.cache, conn, tenant, &mut policy).await?;
+                route(conn, &mut t, DecisionTrigger::TicketCreated, p).await?;
                 return Ok(());
             }
             Payload::TicketReopened(p) => {
@@ -541,7 +663,8 @@ impl EventHandler for TicketEvents {
                 if !p.previous_analyst_id.is_empty() {
                     t.previous_analyst_id = p.previous_analyst_id.clone();
                 }
-                let targets = policy::targets(conn, &t.tenant_id).await?;
+                let p = policy_for(&self.cache, conn, tenant, &mut policy).await?;
+                let targets = p.targets().clone();
                 let now = Utc::now();
                 t.responded_at = None;
                 t.response_due = targets.response_due(t.priority(), now);
@@ -550,7 +673,7 @@ impl EventHandler for TicketEvents {
                 set_timer(conn, &t, timer::RESOLUTION, t.resolution_due, None).await?;
                 t.state = state::WAITING;
                 t.queued_at = None;
-                route(conn, &mut t, DecisionTrigger::TicketReopened).await?;
+                route(conn, &mut t, DecisionTrigger::TicketReopened, p).await?;
                 return Ok(());
             }
             Payload::TicketTransferred(p) => {
@@ -563,7 +686,8 @@ impl EventHandler for TicketEvents {
                 cancel_timers(conn, t.ticket_id, &[timer::ACK]).await?;
                 t.state = state::WAITING;
                 t.queued_at = None;
-                route(conn, &mut t, DecisionTrigger::TicketTransferred).await?;
+                let p = policy_for(&self.cache, conn, tenant, &mut policy).await?;
+                route(conn, &mut t, DecisionTrigger::TicketTransferred, p).await?;
                 freed = true;
             }
             Payload::TicketAcknowledged(p) => {
@@ -626,7 +750,9 @@ impl EventHandler for TicketEvents {
 
 /// Tries to assign waiting tickets (P1 first, then oldest), page by page.
 /// Returns how many were assigned. Rows locked by another replica are skipped.
-pub async fn drain(pool: &PgPool) -> Result<usize, sqlx::Error> {
+/// A page is one transaction; each tenant's policy is read once per page
+/// (the loads this page takes are counted in as it goes).
+pub async fn drain(pool: &PgPool, cache: &PolicyCache) -> Result<usize, sqlx::Error> {
     let mut assigned = 0;
     let mut after: Option<(i16, DateTime<Utc>, Uuid)> = None;
     for _ in 0..50 {
@@ -645,8 +771,14 @@ pub async fn drain(pool: &PgPool) -> Result<usize, sqlx::Error> {
         let Some(last) = rows.last() else { break };
         after = Some((last.priority, last.created_at, last.ticket_id));
         let n = rows.len();
+        let mut policies: HashMap<String, Policy> = HashMap::new();
         for mut t in rows {
-            if let Routed::Assigned(_) = route(&mut tx, &mut t, DecisionTrigger::QueueDrain).await?
+            let policy = match policies.entry(t.tenant_id.clone()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(cache.policy(&mut tx, &t.tenant_id).await?),
+            };
+            if let Routed::Assigned(_) =
+                route(&mut tx, &mut t, DecisionTrigger::QueueDrain, policy).await?
             {
                 assigned += 1;
             }
@@ -662,12 +794,13 @@ pub async fn drain(pool: &PgPool) -> Result<usize, sqlx::Error> {
 /// Drains queues when woken (capacity freed) and every `interval` (shifts start).
 pub async fn run_drainer(
     pool: PgPool,
+    cache: Arc<PolicyCache>,
     wake: Arc<Notify>,
     interval: Duration,
     stop: CancellationToken,
 ) {
     loop {
-        match drain(&pool).await {
+        match drain(&pool, &cache).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(assigned = n, "queue drained"),
             Err(e) => tracing::warn!(error = %e, "queue drain failed; retrying"),
@@ -691,7 +824,7 @@ struct DueTimer {
 }
 
 /// Fires due timers (at most a batch). Returns how many fired.
-pub async fn fire_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
+pub async fn fire_due(pool: &PgPool, cache: &PolicyCache) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let due: Vec<DueTimer> = sqlx::query_as(
         "SELECT ticket_id, kind, assignment_id, due_at FROM timers WHERE due_at <= now()
@@ -713,7 +846,7 @@ pub async fn fire_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
             .await?;
         fired += 1;
         match d.kind {
-            timer::ACK => ack_timeout(&mut tx, &mut t, d.assignment_id).await?,
+            timer::ACK => ack_timeout(&mut tx, cache, &mut t, d.assignment_id).await?,
             timer::RESPONSE if t.responded_at.is_none() && t.state != state::DONE => {
                 breach(
                     &mut tx,
@@ -745,6 +878,7 @@ pub async fn fire_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
 /// The assigned analyst did not acknowledge in time: re-route to the next one.
 async fn ack_timeout(
     conn: &mut PgConnection,
+    cache: &PolicyCache,
     t: &mut TicketRow,
     assignment: Option<Uuid>,
 ) -> Result<(), sqlx::Error> {
@@ -776,7 +910,8 @@ async fn ack_timeout(
     publish(conn, t, payload).await?;
     t.state = state::WAITING;
     t.queued_at = None;
-    route(conn, t, DecisionTrigger::AckTimeout).await?;
+    let mut policy = cache.policy(conn, &t.tenant_id).await?;
+    route(conn, t, DecisionTrigger::AckTimeout, &mut policy).await?;
     Ok(())
 }
 
@@ -838,10 +973,15 @@ async fn breach(
 }
 
 /// Fires due timers every `interval` until `stop`.
-pub async fn run_scanner(pool: PgPool, interval: Duration, stop: CancellationToken) {
+pub async fn run_scanner(
+    pool: PgPool,
+    cache: Arc<PolicyCache>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
     loop {
         loop {
-            match fire_due(&pool).await {
+            match fire_due(&pool, &cache).await {
                 Ok(32..) => continue,
                 Ok(_) => break,
                 Err(e) => {

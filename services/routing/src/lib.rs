@@ -5,6 +5,8 @@
 //!   category rules, SLA targets. Plain Rust, exhaustively tested.
 //! - [`directory`]: the analyst directory's storage, and the candidates of a decision.
 //! - [`policy`]: category rules and SLA targets per tenant (defaults + overrides).
+//! - [`cache`]: those rules, targets and the tenant's analysts cached per
+//!   process, invalidated by a generation number every decision reads.
 //! - [`engine`]: the consumer of intake's ticket events, the assignment of a
 //!   ticket (capacity checked atomically, so replicas never over-assign), the
 //!   queue drain, and the SLA/acknowledgement timer scanner.
@@ -13,6 +15,7 @@
 //! - [`app`] and [`config`]: wiring and environment variables.
 
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod directory;
 pub mod domain;
