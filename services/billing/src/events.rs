@@ -10,14 +10,15 @@
 //! as unbilled until a contract covers its date.
 
 use chrono::Utc;
+use chrono_tz::Tz;
 use sqlx::PgConnection;
 use uuid::Uuid;
 use wardline_kit::consumer::{EventHandler, HandleError, Incoming};
 use wardline_kit::events::from_timestamp;
-use wardline_proto::events::SlaTarget;
 use wardline_proto::events::event_envelope::Payload;
+use wardline_proto::events::{CallMetered, SlaTarget};
 
-use crate::domain::calendar::{Period, local_date};
+use crate::domain::calendar::{AfterHours, Period, after_hours, local_date};
 use crate::domain::rating::Tier;
 use crate::store::{self, NewBreach, NewCall};
 
@@ -28,6 +29,44 @@ pub const CONSUMED: &[&str] = &[
     "ticket.created",
     "ticket.sla_breached",
 ];
+
+/// Publishes `call.metered` for a call just recorded, through the outbox
+/// on the consumer's connection: it commits (or not) with the call row, so
+/// there is exactly one per call. Contract version and after hours are
+/// those of the version in force on the call's local date, as rating will
+/// see them (a version added later for an earlier date is not reflected).
+async fn metered(conn: &mut PgConnection, tz: Tz, call: &NewCall<'_>) -> Result<(), HandleError> {
+    let terms = store::version_in_force(conn, call.tenant, call.local_date).await?;
+    let (contract_version, after) = match &terms {
+        Some(t) => (
+            t.version,
+            after_hours(tz, call.created_at, &t.week, &t.holidays) != AfterHours::No,
+        ),
+        None => (0, false),
+    };
+    let ticket_id = call.ticket_id.to_string();
+    let env = wardline_kit::events::envelope(
+        "billing",
+        call.tenant,
+        &ticket_id,
+        1,
+        Payload::CallMetered(CallMetered {
+            ticket_id: ticket_id.clone(),
+            number: call.number.to_owned(),
+            contract_version,
+            priority: i32::from(call.priority),
+            after_hours: after,
+            clinical: call.tier == Tier::Clinical,
+            billed_period: call.billed.to_string(),
+        }),
+    );
+    wardline_kit::outbox::enqueue(conn, &env)
+        .await
+        .map_err(|e| match e {
+            wardline_kit::outbox::OutboxError::Db(e) => HandleError::from(e),
+            other => HandleError::Retry(other.to_string()),
+        })
+}
 
 /// Applies billing's events.
 pub struct BillingEvents;
@@ -71,30 +110,28 @@ impl EventHandler for BillingEvents {
                     .ok()
                     .filter(|p| (1..=4).contains(p))
                     .ok_or_else(|| poison("priority"))?;
-                let recorded = store::record_call(
-                    conn,
-                    &NewCall {
-                        tenant,
-                        ticket_id,
-                        number: &snap.number,
-                        event_id,
-                        created_at,
-                        local_date: date,
-                        tier: if snap.clinical_category {
-                            Tier::Clinical
-                        } else {
-                            Tier::Technical
-                        },
-                        priority,
-                        category: snap.category as i16,
-                        period: own,
-                        billed,
-                        late,
+                let call = NewCall {
+                    tenant,
+                    ticket_id,
+                    number: &snap.number,
+                    event_id,
+                    created_at,
+                    local_date: date,
+                    tier: if snap.clinical_category {
+                        Tier::Clinical
+                    } else {
+                        Tier::Technical
                     },
-                )
-                .await?;
+                    priority,
+                    category: snap.category as i16,
+                    period: own,
+                    billed,
+                    late,
+                };
+                let recorded = store::record_call(conn, &call).await?;
                 tracing::Span::current().record("ticket_id", snap.ticket_id.as_str());
                 if recorded {
+                    metered(conn, tz, &call).await?;
                     metrics::counter!("wardline_billing_calls_total", "late" => if late { "true" } else { "false" }).increment(1);
                 }
             }

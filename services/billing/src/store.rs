@@ -275,6 +275,33 @@ pub async fn versions(conn: &mut PgConnection, tenant: &str) -> Result<Vec<Versi
     Ok(out)
 }
 
+/// The version in force on `date` (the latest `effective_from` not after
+/// it), if any: the one a call of that day is rated under.
+pub async fn version_in_force(
+    conn: &mut PgConnection,
+    tenant: &str,
+    date: NaiveDate,
+) -> Result<Option<Terms>, sqlx::Error> {
+    let row: Option<(i32, Vec<u8>)> = sqlx::query_as(
+        "SELECT version, body FROM contract_versions WHERE tenant_id = $1 AND effective_from <= $2
+          ORDER BY effective_from DESC, version DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(date)
+    .fetch_optional(conn)
+    .await?;
+    let Some((version, body)) = row else {
+        return Ok(None);
+    };
+    let contract =
+        Contract::decode(body.as_slice()).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    crate::contract::terms_from_proto(&contract, version as u32)
+        .map(Some)
+        .map_err(|e| {
+            sqlx::Error::Protocol(format!("stored contract version {version} is invalid: {e}"))
+        })
+}
+
 /// Stores a new version (the body carries every output field).
 pub async fn insert_version(
     conn: &mut PgConnection,

@@ -49,6 +49,7 @@ pub fn kind(payload: &Payload) -> (&'static str, &'static str) {
         Payload::AnalystUpserted(_) => ("analyst", "upserted"),
         Payload::AnalystAvailabilityChanged(_) => ("analyst", "availability_changed"),
         Payload::InvoiceIssued(_) => ("invoice", "issued"),
+        Payload::CallMetered(_) => ("call", "metered"),
         Payload::DeliveryOutcome(_) => ("delivery", "outcome"),
     }
 }

@@ -102,6 +102,7 @@ pub fn ticket_ref(p: &Payload) -> Option<(&str, &str)> {
         Payload::TicketQueued(e) => Some((&e.ticket_id, &e.number)),
         Payload::TicketEscalated(e) => Some((&e.ticket_id, &e.number)),
         Payload::SlaBreached(e) => Some((&e.ticket_id, &e.number)),
+        Payload::CallMetered(e) => Some((&e.ticket_id, &e.number)),
         Payload::TenantCreated(_)
         | Payload::TenantUpdated(_)
         | Payload::AnalystUpserted(_)
