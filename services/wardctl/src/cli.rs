@@ -150,6 +150,10 @@ pub enum Command {
     /// realistic tickets, show who routing assigned them to, watch their
     /// events arrive, and what billing metered.
     Demo(DemoArgs),
+    /// Drive CreateTicket through the whole pipeline (intake, routing,
+    /// billing, notification) and print latency per stage, throughput, CPU
+    /// per ticket and this machine's PostgreSQL and JetStream limits.
+    Load(LoadArgs),
 }
 
 /// The service a command mainly talks to, for hints about the setup.
@@ -198,9 +202,11 @@ impl Cli {
             | Command::Charges(_)
             | Command::Unbilled(_)
             | Command::Invoice(_) => (Service::Billing, &self.billing_url),
-            Command::Token(_) | Command::Tenant(_) | Command::Ticket(_) | Command::Demo(_) => {
-                (Service::Intake, &self.intake_url)
-            }
+            Command::Token(_)
+            | Command::Tenant(_)
+            | Command::Ticket(_)
+            | Command::Demo(_)
+            | Command::Load(_) => (Service::Intake, &self.intake_url),
         }
     }
 }
@@ -433,6 +439,70 @@ pub struct DemoArgs {
     /// Seconds to wait for billing to rate the demo's calls.
     #[arg(long, default_value_t = 10)]
     pub billing_wait_secs: u64,
+}
+
+/// Default address of notification's gRPC port.
+pub const DEFAULT_NOTIFICATION_URL: &str = "http://127.0.0.1:50054";
+/// Default PostgreSQL of the load command's limit probe.
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// `wardctl load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Fixed arrival rate in tickets per second (open loop; the default is 50
+    /// unless --flat-out).
+    #[arg(long, value_parser = parse_positive)]
+    pub rate: Option<f64>,
+    /// Send as fast as --concurrency callers can, each waiting for its answer.
+    #[arg(long, conflicts_with = "rate")]
+    pub flat_out: bool,
+    /// Callers of --flat-out.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub concurrency: u16,
+    /// Seconds to send (measured part; default 10 unless --tickets).
+    #[arg(long, value_parser = parse_positive, conflicts_with = "tickets")]
+    pub duration: Option<f64>,
+    /// Tickets to send (measured part).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub tickets: Option<u64>,
+    /// Fresh tenants the tickets are spread over (round robin).
+    #[arg(long, default_value_t = 10)]
+    pub tenants: u32,
+    /// Analysts per tenant (capacity sized so the planned tickets need not queue).
+    #[arg(long, default_value_t = 5)]
+    pub analysts: u32,
+    /// Seconds of sending before measuring (those tickets flow but are not counted).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
+    pub warmup: f64,
+    /// Seconds to wait after sending for assignments, billing and notifications.
+    #[arg(long, default_value_t = 60)]
+    pub drain_secs: u64,
+    /// Notification's gRPC endpoint (webhooks for the notified stage).
+    #[arg(long, env = "WARDCTL_NOTIFICATION_URL", default_value = DEFAULT_NOTIFICATION_URL)]
+    pub notification_url: String,
+    /// PostgreSQL the limit probe writes to (a scratch schema, dropped after).
+    #[arg(long, env = "WARDCTL_PG_URL", default_value = DEFAULT_PG_URL, hide_env_values = true)]
+    pub pg_url: String,
+    /// Seconds each limit probe runs.
+    #[arg(long, default_value_t = 3.0, value_parser = parse_positive)]
+    pub limit_secs: f64,
+    /// Do not measure the PostgreSQL and JetStream limits.
+    #[arg(long)]
+    pub skip_limits: bool,
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e7 => Ok(v),
+        _ => Err(format!("expected a positive number, got {s:?}")),
+    }
+}
+
+fn parse_non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected seconds >= 0, got {s:?}")),
+    }
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {

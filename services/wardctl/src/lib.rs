@@ -11,6 +11,9 @@
 //!   shared context (who wardctl acts as, idempotency keys, output mode).
 //! - [`demo`]: `wardctl demo`, the end-to-end walk-through; [`events`] watches
 //!   NATS for it.
+//! - [`load`]: `wardctl load`, the pipeline load test: seeding, an
+//!   open-loop sender, event and webhook timing, HdrHistogram summaries,
+//!   CPU from `/proc`, and the PostgreSQL and JetStream limit probes.
 //! - [`render`] and [`table`]: labels, times, tables and JSON.
 //! - [`telemetry`]: quiet stderr logs and spans whose context every call carries.
 
@@ -19,6 +22,7 @@ pub mod commands;
 pub mod demo;
 pub mod events;
 pub mod grpc;
+pub mod load;
 pub mod render;
 pub mod table;
 pub mod telemetry;

@@ -175,6 +175,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Command::Unbilled(args) => billing::unbilled(&ctx, &args).await,
             Command::Invoice(cmd) => billing::invoice(&ctx, cmd).await,
             Command::Demo(args) => crate::demo::run(&ctx, &args).await,
+            Command::Load(args) => crate::load::run(&ctx, &args).await,
         }
     }
     .instrument(span)
@@ -189,6 +190,7 @@ fn command_name(c: &Command) -> &'static str {
     match c {
         Command::Token(_) => "token",
         Command::Demo(_) => "demo",
+        Command::Load(_) => "load",
         Command::Queue(_) => "queue",
         Command::Assignments(_) => "assignments",
         Command::Explain { .. } => "explain",

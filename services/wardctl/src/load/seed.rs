@@ -1,0 +1,288 @@
+//! Seeding a load run: fresh tenants (so nothing from an earlier run
+//! shares their analysts' capacity), analysts that qualify for the run's
+//! tickets, a contract per tenant so every call is rated, and a webhook per
+//! tenant to the load command's own receiver so notification has a channel
+//! that completes locally.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use futures::{StreamExt as _, TryStreamExt as _};
+use tonic::Code;
+use wardline_proto::billing::CreateContractVersionRequest;
+use wardline_proto::events::Availability;
+use wardline_proto::intake::{CreateTenantRequest, Facility};
+use wardline_proto::notification::webhook_service_client::WebhookServiceClient;
+use wardline_proto::notification::{CreateWebhookEndpointRequest, EventKind};
+use wardline_proto::routing::{Analyst, Skill, SkillModule, TenantCoverage, UpsertAnalystRequest};
+
+use crate::grpc::{Session, describe_status};
+
+/// Facilities of every load tenant.
+pub const FACILITIES: [(&str, &str); 2] = [("main", "Load Main"), ("north", "Load North")];
+/// Calls in flight while seeding.
+const SEED_CONCURRENCY: usize = 16;
+/// Most tickets routing lets one analyst hold.
+pub const MAX_CAPACITY: u32 = 100;
+
+/// A short id of this run (base 36 of the Unix time in seconds).
+pub fn run_id(unix_secs: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut n = unix_secs;
+    let mut out = Vec::new();
+    while n > 0 || out.is_empty() {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Tenant ids of a run: `load-<run>-000` ... (at most 32 characters).
+pub fn tenant_ids(run: &str, n: u32) -> Vec<String> {
+    (0..n).map(|i| format!("load-{run}-{i:03}")).collect()
+}
+
+/// A ticket prefix per tenant index: `LAAA`, `LAAB`, ... (2-6 uppercase letters).
+pub fn prefix(i: u32) -> String {
+    let l = |k: u32| char::from(b'A' + (k % 26) as u8);
+    format!("L{}{}{}", l(i / 676), l(i / 26), l(i))
+}
+
+/// Capacity each analyst gets: enough for every planned ticket of the
+/// tenant without queueing, within routing's limit; `None` when the plan
+/// is unknown (flat out for a duration): the limit.
+pub fn capacity(planned_per_tenant: Option<u64>, analysts: u32) -> u32 {
+    match planned_per_tenant {
+        Some(t) => {
+            let per = t.div_ceil(u64::from(analysts.max(1))) + 2;
+            u32::try_from(per).unwrap_or(MAX_CAPACITY).min(MAX_CAPACITY)
+        }
+        None => MAX_CAPACITY,
+    }
+}
+
+/// Creates the tenants (UTC, two facilities each).
+pub async fn tenants(intake: &Session, ids: &[String]) -> Result<()> {
+    futures::stream::iter(ids.iter().enumerate())
+        .map(|(i, id)| async move {
+            let req = CreateTenantRequest {
+                request_id: format!("load-tenant-{id}"),
+                tenant_id: id.clone(),
+                name: format!("Load test hospital {i}"),
+                time_zone: "UTC".to_owned(),
+                ticket_prefix: prefix(i as u32),
+                facilities: FACILITIES
+                    .iter()
+                    .map(|(f, n)| Facility {
+                        facility_id: (*f).to_owned(),
+                        name: (*n).to_owned(),
+                    })
+                    .collect(),
+                reopen_window_hours: 0,
+            };
+            match intake.tenants().create_tenant(req).await {
+                Ok(_) => Ok(()),
+                Err(s) if s.code() == Code::AlreadyExists => Ok(()),
+                Err(s) => Err(anyhow::Error::new(s).context(format!("creating tenant {id}"))),
+            }
+        })
+        .buffer_unordered(SEED_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// The analyst `a` of tenant `tenant`: printing skill, covering every
+/// facility, available, no shifts (always on shift), no email (so
+/// notification sends them nothing: the run's only message per ticket is
+/// the tenant's webhook).
+pub fn analyst(tenant: &str, a: u32, capacity: u32) -> UpsertAnalystRequest {
+    let id = format!("{tenant}-a{a:02}");
+    UpsertAnalystRequest {
+        request_id: format!("load-analyst-{id}"),
+        analyst: Some(Analyst {
+            analyst_id: id,
+            name: format!("Load analyst {a}"),
+            time_zone: "UTC".to_owned(),
+            coverage: vec![TenantCoverage {
+                tenant_id: tenant.to_owned(),
+                facility_ids: vec![],
+            }],
+            skills: vec![
+                Skill {
+                    module: SkillModule::Printing as i32,
+                    level: 4,
+                },
+                Skill {
+                    module: SkillModule::Devices as i32,
+                    level: 3,
+                },
+            ],
+            languages: vec!["en".to_owned()],
+            max_concurrent_tickets: capacity,
+            availability: Availability::Available as i32,
+            ..Default::default()
+        }),
+        expected_version: 0,
+    }
+}
+
+/// Creates `per_tenant` analysts for every tenant.
+pub async fn analysts(
+    routing: &Session,
+    ids: &[String],
+    per_tenant: u32,
+    capacity: u32,
+) -> Result<()> {
+    let reqs: Vec<UpsertAnalystRequest> = ids
+        .iter()
+        .flat_map(|t| (0..per_tenant).map(move |a| analyst(t, a, capacity)))
+        .collect();
+    futures::stream::iter(reqs)
+        .map(|req| async move {
+            let id = req
+                .analyst
+                .as_ref()
+                .map(|a| a.analyst_id.clone())
+                .unwrap_or_default();
+            routing
+                .analysts()
+                .upsert_analyst(req)
+                .await
+                .map(|_| ())
+                .map_err(|s| anyhow::Error::new(s).context(format!("creating analyst {id}")))
+        })
+        .buffer_unordered(SEED_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Gives every tenant the example contract from the first of this month.
+/// Billing learns tenants from intake's events, so NOT_FOUND is retried for
+/// up to `wait`.
+pub async fn contracts(billing: &Session, ids: &[String], wait: Duration) -> Result<()> {
+    let from = crate::demo::billing::first_of_month("UTC", chrono::Utc::now());
+    let deadline = Instant::now() + wait;
+    futures::stream::iter(ids)
+        .map(|id| {
+            let from = from.clone();
+            async move {
+                let session = billing.for_tenant(Some(id))?;
+                loop {
+                    let req = CreateContractVersionRequest {
+                        request_id: format!("load-contract-{id}"),
+                        contract: Some(crate::cli::example_contract("USD", &from)),
+                        expected_latest_version: 0,
+                    };
+                    match session.contracts().create_contract_version(req).await {
+                        Ok(_) => return Ok(()),
+                        Err(s) if s.code() == Code::NotFound && Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(s) => {
+                            return Err(anyhow::Error::new(s)
+                                .context(format!("creating the contract of {id}")));
+                        }
+                    }
+                }
+            }
+        })
+        .buffer_unordered(SEED_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Registers each tenant's webhook (ticket assignments) at `url(tenant)`.
+/// `Ok(Err(reason))` when notification refuses or is not there: the run
+/// goes on without the notified stage.
+pub async fn webhooks(
+    notification: &Session,
+    ids: &[String],
+    url: impl Fn(&str) -> String,
+) -> Result<std::result::Result<(), String>> {
+    for id in ids {
+        let session = notification.for_tenant(Some(id))?;
+        let mut client =
+            WebhookServiceClient::with_interceptor(session.channel(), session.interceptor());
+        let req = CreateWebhookEndpointRequest {
+            request_id: format!("load-webhook-{id}"),
+            url: url(id),
+            event_kinds: vec![EventKind::TicketAssigned as i32],
+        };
+        match client.create_webhook_endpoint(req).await {
+            Ok(_) => {}
+            Err(s) if matches!(s.code(), Code::InvalidArgument | Code::Unavailable) => {
+                return Ok(Err(describe_status(&s)));
+            }
+            Err(s) => {
+                return Err(anyhow::Error::new(s).context(format!("creating {id}'s webhook")));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Connects a session to `url`; `Err(reason)` when nothing answers.
+pub async fn connect(
+    url: &str,
+    timeout: Duration,
+    token: &secrecy::SecretString,
+) -> std::result::Result<Session, String> {
+    let channel = crate::grpc::connect(url, timeout)
+        .await
+        .map_err(|e| crate::error_text(&e))?;
+    Session::new(channel, token, None).map_err(|e| crate::error_text(&e))
+}
+
+/// Checks the seeding plan makes sense before anything is created.
+pub fn check(tenants: u32, analysts: u32) -> Result<()> {
+    anyhow::ensure!(
+        (1..=17_576).contains(&tenants),
+        "--tenants: 1-17576 (ticket prefixes run out)"
+    );
+    anyhow::ensure!((1..=1000).contains(&analysts), "--analysts: 1-1000");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_prefixes_are_valid_for_intake() {
+        let run = run_id(1_764_064_000);
+        assert!(run.len() <= 7 && run.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(run_id(0), "0");
+        assert_eq!(run_id(35), "z");
+        assert_eq!(run_id(36), "10");
+        let ids = tenant_ids(&run, 3);
+        assert_eq!(ids[2], format!("load-{run}-002"));
+        assert!(ids.iter().all(|i| i.len() <= 32));
+        assert_eq!(prefix(0), "LAAA");
+        assert_eq!(prefix(27), "LABB");
+        assert_eq!(prefix(17_575), "LZZZ");
+        for i in [0, 5, 700, 17_575] {
+            let p = prefix(i);
+            assert!((2..=6).contains(&p.len()) && p.chars().all(|c| c.is_ascii_uppercase()));
+        }
+        assert_ne!(prefix(1), prefix(27));
+    }
+
+    #[test]
+    fn capacity_covers_the_plan_within_routings_limit() {
+        assert_eq!(capacity(Some(20), 5), 6);
+        assert_eq!(capacity(Some(0), 5), 2);
+        assert_eq!(capacity(Some(10_000), 5), MAX_CAPACITY);
+        assert_eq!(capacity(None, 5), MAX_CAPACITY);
+        let a = analyst("load-x-000", 3, 7).analyst.unwrap();
+        assert_eq!(a.analyst_id, "load-x-000-a03");
+        assert_eq!(a.max_concurrent_tickets, 7);
+        assert!(
+            a.email.is_empty(),
+            "no email: nothing to send but the webhook"
+        );
+    }
+}
