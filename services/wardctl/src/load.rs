@@ -489,7 +489,7 @@ pub async fn measure(ctx: &Context, args: &LoadArgs) -> Result<Report> {
             plan.analysts
         );
     }
-    seed::tenants(&intake[0], &tenants).await?;
+    seed::tenants(&intake[0], &run, &tenants).await?;
     seed::analysts(&routing, &tenants, plan.analysts, capacity).await?;
     seed::contracts(&billing, &tenants, Duration::from_secs(30)).await?;
     let receiver = hooks::Receiver::start().await?;

@@ -43,10 +43,26 @@ pub fn tenant_ids(run: &str, n: u32) -> Vec<String> {
     (0..n).map(|i| format!("load-{run}-{i:03}")).collect()
 }
 
-/// A ticket prefix per tenant index: `LAAA`, `LAAB`, ... (2-6 uppercase letters).
-pub fn prefix(i: u32) -> String {
-    let l = |k: u32| char::from(b'A' + (k % 26) as u8);
-    format!("L{}{}{}", l(i / 676), l(i / 26), l(i))
+/// A ticket prefix for tenant `i` of a run: `L` and five letters mixed
+/// from the run id, the index and the attempt (intake wants prefixes
+/// unique across tenants, and every run creates new tenants; a clash is
+/// retried with the next attempt).
+pub fn prefix(run: &str, i: u32, attempt: u32) -> String {
+    // FNV-1a of the run id, then a multiplicative mix with index and attempt.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in run.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut v = h
+        .wrapping_add(u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_add(u64::from(attempt).wrapping_mul(0xc2b2_ae3d_27d4_eb4f));
+    v ^= v >> 29;
+    let mut out = String::from("L");
+    for _ in 0..5 {
+        out.push(char::from(b'A' + (v % 26) as u8));
+        v /= 26;
+    }
+    out
 }
 
 /// Capacity each analyst gets: enough for every planned ticket of the
@@ -62,29 +78,42 @@ pub fn capacity(planned_per_tenant: Option<u64>, analysts: u32) -> u32 {
     }
 }
 
-/// Creates the tenants (UTC, two facilities each).
-pub async fn tenants(intake: &Session, ids: &[String]) -> Result<()> {
+/// Creates the tenants of run `run` (UTC, two facilities each). A prefix
+/// taken by another tenant is retried with another; a tenant id taken
+/// already is an error (the run's tenants must be fresh).
+pub async fn tenants(intake: &Session, run: &str, ids: &[String]) -> Result<()> {
     futures::stream::iter(ids.iter().enumerate())
         .map(|(i, id)| async move {
-            let req = CreateTenantRequest {
-                request_id: format!("load-tenant-{id}"),
-                tenant_id: id.clone(),
-                name: format!("Load test hospital {i}"),
-                time_zone: "UTC".to_owned(),
-                ticket_prefix: prefix(i as u32),
-                facilities: FACILITIES
-                    .iter()
-                    .map(|(f, n)| Facility {
-                        facility_id: (*f).to_owned(),
-                        name: (*n).to_owned(),
-                    })
-                    .collect(),
-                reopen_window_hours: 0,
-            };
-            match intake.tenants().create_tenant(req).await {
-                Ok(_) => Ok(()),
-                Err(s) if s.code() == Code::AlreadyExists => Ok(()),
-                Err(s) => Err(anyhow::Error::new(s).context(format!("creating tenant {id}"))),
+            let mut attempt = 0;
+            loop {
+                let req = CreateTenantRequest {
+                    request_id: format!("load-tenant-{id}-{attempt}"),
+                    tenant_id: id.clone(),
+                    name: format!("Load test hospital {i}"),
+                    time_zone: "UTC".to_owned(),
+                    ticket_prefix: prefix(run, i as u32, attempt),
+                    facilities: FACILITIES
+                        .iter()
+                        .map(|(f, n)| Facility {
+                            facility_id: (*f).to_owned(),
+                            name: (*n).to_owned(),
+                        })
+                        .collect(),
+                    reopen_window_hours: 0,
+                };
+                match intake.tenants().create_tenant(req).await {
+                    Ok(_) => return Ok(()),
+                    Err(s)
+                        if s.code() == Code::AlreadyExists
+                            && s.message().starts_with("ticket_prefix")
+                            && attempt < 8 =>
+                    {
+                        attempt += 1;
+                    }
+                    Err(s) => {
+                        return Err(anyhow::Error::new(s).context(format!("creating tenant {id}")));
+                    }
+                }
             }
         })
         .buffer_unordered(SEED_CONCURRENCY)
@@ -239,10 +268,7 @@ pub async fn connect(
 
 /// Checks the seeding plan makes sense before anything is created.
 pub fn check(tenants: u32, analysts: u32) -> Result<()> {
-    anyhow::ensure!(
-        (1..=17_576).contains(&tenants),
-        "--tenants: 1-17576 (ticket prefixes run out)"
-    );
+    anyhow::ensure!((1..=1000).contains(&tenants), "--tenants: 1-1000");
     anyhow::ensure!((1..=1000).contains(&analysts), "--analysts: 1-1000");
     Ok(())
 }
@@ -261,14 +287,21 @@ mod tests {
         let ids = tenant_ids(&run, 3);
         assert_eq!(ids[2], format!("load-{run}-002"));
         assert!(ids.iter().all(|i| i.len() <= 32));
-        assert_eq!(prefix(0), "LAAA");
-        assert_eq!(prefix(27), "LABB");
-        assert_eq!(prefix(17_575), "LZZZ");
-        for i in [0, 5, 700, 17_575] {
-            let p = prefix(i);
-            assert!((2..=6).contains(&p.len()) && p.chars().all(|c| c.is_ascii_uppercase()));
+        let mut seen = std::collections::HashSet::new();
+        for r in ["tp1z75", "tp1z76", "tp1zii"] {
+            for i in 0..200 {
+                let p = prefix(r, i, 0);
+                assert!((2..=6).contains(&p.len()) && p.chars().all(|c| c.is_ascii_uppercase()));
+                seen.insert(p);
+            }
         }
-        assert_ne!(prefix(1), prefix(27));
+        assert!(
+            seen.len() >= 595,
+            "prefixes rarely clash: {} of 600",
+            seen.len()
+        );
+        assert_eq!(prefix("tp1z75", 3, 0), prefix("tp1z75", 3, 0));
+        assert_ne!(prefix("tp1z75", 3, 0), prefix("tp1z75", 3, 1));
     }
 
     #[test]
