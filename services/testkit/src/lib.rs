@@ -7,7 +7,10 @@
 //!   afterwards, also when the test fails.
 //! - [`token`] and [`Auth`]: signed tokens and an interceptor for typed clients.
 //! - [`events`]: reading what reached the event stream.
-//! - [`ServiceProcess`]: a service binary as a process, for SIGKILL tests.
+//! - [`TestPgCluster`]: a private PostgreSQL cluster (initdb/pg_ctl) that a
+//!   test may restart with `pg_ctl restart -m immediate`.
+//! - [`ServiceProcess`]: a service binary as a process, for SIGKILL and
+//!   SIGSTOP tests.
 //! - [`TestOtlp`]: a real OTLP/gRPC trace receiver, for trace tests.
 //! - [`TestSmtp`] and [`HttpSink`]: real local SMTP and HTTP receivers that
 //!   stand in for third-party endpoints (mail relay, SMS gateway, webhook
@@ -22,6 +25,7 @@ mod http_sink;
 mod nats;
 mod otlp;
 mod pg;
+mod pg_cluster;
 mod process;
 mod smtp;
 
@@ -30,6 +34,7 @@ pub use nats::TestNats;
 pub use nats::free_port;
 pub use otlp::{ReceivedSpan, TestOtlp};
 pub use pg::TestDb;
+pub use pg_cluster::TestPgCluster;
 pub use process::ServiceProcess;
 pub use smtp::{Mail, TestSmtp};
 

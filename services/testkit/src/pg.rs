@@ -15,11 +15,17 @@ fn admin_url() -> String {
 impl TestDb {
     /// Creates `wl_<prefix>_<random>`.
     pub async fn create(prefix: &str) -> Self {
-        let admin_url = admin_url();
+        Self::create_on(&admin_url(), prefix).await
+    }
+
+    /// Creates `wl_<prefix>_<random>` on the server of `admin_url` (a
+    /// role that may create databases), e.g. a [`crate::TestPgCluster`].
+    pub async fn create_on(admin_url: &str, prefix: &str) -> Self {
+        let admin_url = admin_url.to_owned();
         let name = format!("wl_{prefix}_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("cannot reach PostgreSQL at WARDLINE_TEST_DATABASE_URL ({e})")
-        });
+        let mut conn = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin_url} ({e})"));
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await

@@ -1,4 +1,4 @@
-#![allow(unsafe_code)] // one pre_exec hook; see `ServiceProcess::spawn`.
+#![allow(unsafe_code)] // a pre_exec hook and signals to our own child; see below.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,6 +13,11 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts `bin` with `envs`, logging to `log` (appended).
+    ///
+    /// The child gets SIGKILL when the *thread* that spawned it exits
+    /// (`PR_SET_PDEATHSIG` follows the thread), so spawn from the test's
+    /// own thread or a runtime worker, never from `spawn_blocking`, whose
+    /// threads exit when idle.
     pub fn spawn(bin: &Path, envs: &[(String, String)], log: &Path) -> Self {
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -68,6 +73,32 @@ impl ServiceProcess {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGSTOP: the process freezes (its sockets stay open, nothing it
+    /// holds is released) until [`Self::resume`].
+    pub fn suspend(&mut self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Self::suspend`].
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&mut self, sig: libc::c_int) {
+        let pid = self
+            .pid()
+            .and_then(|p| libc::pid_t::try_from(p).ok())
+            .expect("the process runs");
+        // SAFETY: sending a signal to our own child process, by its pid.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
     }
 
     /// SIGTERM, then wait up to `secs` for a clean exit; returns the exit code.
