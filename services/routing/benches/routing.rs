@@ -187,7 +187,7 @@ async fn pipeline(rows: &[AnalystRow]) -> anyhow::Result<()> {
     let rate = env_usize("BENCH_RATE", 400);
     let nats = TestNats::start();
     let db = TestDb::create("bench_routing").await;
-    let pairs = vec![
+    let mut pairs = vec![
         ("ROUTING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("ROUTING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("ROUTING_DATABASE_URL".to_owned(), db.url()),
@@ -198,6 +198,16 @@ async fn pipeline(rows: &[AnalystRow]) -> anyhow::Result<()> {
             wardline_testkit::SECRET.to_owned(),
         ),
     ];
+    // Tuning variables pass through, so their effect can be measured.
+    for var in [
+        "ROUTING_CONSUMER_WORKERS",
+        "ROUTING_DB_MAX_CONNECTIONS",
+        "ROUTING_RELAY_BATCH",
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            pairs.push((var.to_owned(), v));
+        }
+    }
     let config = wardline_routing::Config::from_env(&Env::from_pairs(pairs))?;
     let shutdown = CancellationToken::new();
     let app = wardline_routing::Application::build(config, shutdown.clone()).await?;

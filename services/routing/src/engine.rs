@@ -388,6 +388,101 @@ pub async fn route(
     trigger: DecisionTrigger,
     policy: &mut Policy,
 ) -> Result<Routed, sqlx::Error> {
+    let routed = decide_and_write(conn, t, trigger, policy, false).await?;
+    Ok(routed.expect("an update always writes"))
+}
+
+/// [`route`] for a ticket not yet stored: the ticket, its SLA timers and
+/// the outcome are written by one `INSERT`. `None` when the ticket was
+/// inserted meanwhile by a concurrent event (the caller rolls back).
+async fn route_new(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    policy: &mut Policy,
+) -> Result<Option<Routed>, sqlx::Error> {
+    decide_and_write(conn, t, DecisionTrigger::TicketCreated, policy, true).await
+}
+
+/// A ticket first seen, its SLA timers, and its assignment with the
+/// acknowledgement timer when it has one (`$18` not null): one statement.
+/// Foreign keys are checked at the end of the statement, when the ticket
+/// row exists. Returns 0 rows inserted when the ticket existed.
+const INSERT_ROUTED: &str = "WITH ins AS (
+        INSERT INTO tickets (ticket_id, tenant_id, number, facility_id, category, clinical_category, caller_role,
+            priority, ticket_version, routing_seq, state, assignee, queued_at, queue_reason, created_at,
+            response_due, resolution_due)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        ON CONFLICT (ticket_id) DO NOTHING
+        RETURNING ticket_id),
+     tmr AS (
+        INSERT INTO timers (ticket_id, kind, tenant_id, due_at, assignment_id)
+        SELECT ins.ticket_id, d.kind, $2, d.due_at, d.assignment_id
+          FROM ins, (VALUES ($25::smallint, $16::timestamptz, NULL::uuid),
+                            ($26::smallint, $17::timestamptz, NULL::uuid),
+                            ($27::smallint, $21::timestamptz, $18::uuid)) AS d(kind, due_at, assignment_id)
+         WHERE d.due_at IS NOT NULL),
+     asg AS (
+        INSERT INTO assignments (assignment_id, ticket_id, tenant_id, analyst_id, attempt, state, trigger,
+            assigned_at, ack_deadline, ticket_version, explanation)
+        SELECT $18, ins.ticket_id, $2, $12, $19, $20, $22, $23, $21, $9, $24 FROM ins WHERE $18::uuid IS NOT NULL)
+  SELECT count(*) FROM ins";
+
+/// A new assignment, as written.
+struct NewAssignment {
+    id: Uuid,
+    analyst: String,
+    attempt: i32,
+    trigger: DecisionTrigger,
+    at: DateTime<Utc>,
+    ack_deadline: DateTime<Utc>,
+    explanation: Vec<u8>,
+}
+
+async fn insert_routed(
+    conn: &mut PgConnection,
+    t: &TicketRow,
+    a: Option<&NewAssignment>,
+) -> Result<bool, sqlx::Error> {
+    let inserted: i64 = sqlx::query_scalar(INSERT_ROUTED)
+        .bind(t.ticket_id)
+        .bind(&t.tenant_id)
+        .bind(&t.number)
+        .bind(&t.facility_id)
+        .bind(t.category)
+        .bind(t.clinical_category)
+        .bind(t.caller_role)
+        .bind(t.priority)
+        .bind(t.ticket_version)
+        .bind(t.routing_seq)
+        .bind(t.state)
+        .bind(&t.assignee)
+        .bind(t.queued_at)
+        .bind(&t.queue_reason)
+        .bind(t.created_at)
+        .bind(t.response_due)
+        .bind(t.resolution_due)
+        .bind(a.map(|a| a.id))
+        .bind(a.map(|a| a.attempt))
+        .bind(AssignmentState::PendingAck as i16)
+        .bind(a.map(|a| a.ack_deadline))
+        .bind(a.map_or(0, |a| a.trigger as i16))
+        .bind(a.map(|a| a.at))
+        .bind(a.map(|a| a.explanation.as_slice()))
+        .bind(timer::RESPONSE)
+        .bind(timer::RESOLUTION)
+        .bind(timer::ACK)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+async fn decide_and_write(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    trigger: DecisionTrigger,
+    policy: &mut Policy,
+    new: bool,
+) -> Result<Option<Routed>, sqlx::Error> {
     let now = Utc::now();
     let category = Category::try_from(i32::from(t.category)).unwrap_or(Category::Other);
     let facts = TicketFacts {
@@ -404,42 +499,54 @@ pub async fn route(
     let ranked: Vec<&str> = d.ranked().map(|v| v.analyst_id.as_str()).collect();
     if let Some((chosen, attempt)) = take_capacity(conn, t.ticket_id, &ranked).await? {
         policy.took(&chosen);
-        let assignment_id = Uuid::now_v7();
-        let ack_deadline = policy.targets().ack_deadline(now);
-        let exp = explanation(t, &rule, &d, &chosen, now);
+        let a = NewAssignment {
+            id: Uuid::now_v7(),
+            explanation: explanation(t, &rule, &d, &chosen, now).encode_to_vec(),
+            analyst: chosen,
+            attempt: attempt as i32,
+            trigger,
+            at: now,
+            ack_deadline: policy.targets().ack_deadline(now),
+        };
         t.state = state::ASSIGNED;
-        t.assignee = chosen.clone();
+        t.assignee = a.analyst.clone();
         t.queued_at = None;
         t.queue_reason.clear();
         let payload = Payload::TicketAssigned(TicketAssigned {
             ticket_id: t.ticket_id.to_string(),
             number: t.number.clone(),
-            assignment_id: assignment_id.to_string(),
-            analyst_id: chosen.clone(),
+            assignment_id: a.id.to_string(),
+            analyst_id: a.analyst.clone(),
             priority: i32::from(t.priority),
-            ack_deadline: Some(timestamp(ack_deadline)),
+            ack_deadline: Some(timestamp(a.ack_deadline)),
             attempt: attempt as u32,
             ticket_version: t.ticket_version as u64,
         });
         publish(conn, t, payload).await?;
-        // The assignment, its acknowledgement timer and the ticket in one statement.
-        bind_ticket(sqlx::query(SAVE_ASSIGNED), t)
-            .bind(assignment_id)
-            .bind(&chosen)
-            .bind(attempt as i32)
-            .bind(AssignmentState::PendingAck as i16)
-            .bind(trigger as i16)
-            .bind(now)
-            .bind(ack_deadline)
-            .bind(exp.encode_to_vec())
-            .bind(timer::ACK)
-            .bind(&t.tenant_id)
-            .execute(&mut *conn)
-            .await?;
+        if new {
+            if !insert_routed(conn, t, Some(&a)).await? {
+                return Ok(None);
+            }
+        } else {
+            // The assignment, its acknowledgement timer and the ticket in one statement.
+            bind_ticket(sqlx::query(SAVE_ASSIGNED), t)
+                .bind(a.id)
+                .bind(&a.analyst)
+                .bind(a.attempt)
+                .bind(AssignmentState::PendingAck as i16)
+                .bind(trigger as i16)
+                .bind(now)
+                .bind(a.ack_deadline)
+                .bind(&a.explanation)
+                .bind(timer::ACK)
+                .bind(&t.tenant_id)
+                .execute(&mut *conn)
+                .await?;
+        }
         metrics::histogram!("wardline_routing_time_to_assign_seconds", "priority" => t.label())
             .record((now - t.created_at).num_milliseconds().max(0) as f64 / 1000.0);
-        tracing::info!(ticket_id = %t.ticket_id, analyst_id = %chosen, assignment_id = %assignment_id, "ticket assigned");
-        return Ok(Routed::Assigned(chosen));
+        tracing::info!(ticket_id = %t.ticket_id, analyst_id = %a.analyst, assignment_id = %a.id, "ticket assigned");
+        return Ok(Some(Routed::Assigned(a.analyst)));
     }
     let reason = d.queue_reason();
     let newly_queued = t.state != state::WAITING || t.queued_at.is_none();
@@ -458,8 +565,14 @@ pub async fn route(
         publish(conn, t, payload).await?;
         tracing::info!(ticket_id = %t.ticket_id, reason, "ticket queued");
     }
-    save_ticket(conn, t).await?;
-    Ok(Routed::Queued(reason))
+    if new {
+        if !insert_routed(conn, t, None).await? {
+            return Ok(None);
+        }
+    } else {
+        save_ticket(conn, t).await?;
+    }
+    Ok(Some(Routed::Queued(reason)))
 }
 
 // ------------------------------------------------------------------ events
@@ -499,16 +612,13 @@ fn snapshot_of(p: &Payload) -> Option<&TicketSnapshot> {
     }
 }
 
-/// Inserts routing's view of a ticket first seen in `snap`, with its SLA
-/// timers, in one statement. `None` when the ticket exists already (another
-/// event of it got there first): the caller locks and updates it instead.
-async fn insert_ticket(
-    conn: &mut PgConnection,
+/// Routing's view of a ticket first seen in `snap` (not stored).
+fn new_ticket(
     tenant: &str,
     snap: &TicketSnapshot,
     version: i64,
     targets: &Targets,
-) -> Result<Option<TicketRow>, HandleError> {
+) -> Result<TicketRow, HandleError> {
     let id = Uuid::parse_str(&snap.ticket_id)
         .map_err(|_| HandleError::Poison("ticket_id is not a UUID".into()))?;
     let created = snap
@@ -517,7 +627,7 @@ async fn insert_ticket(
         .and_then(wardline_kit::events::from_timestamp)
         .ok_or_else(|| HandleError::Poison("snapshot without created_at".into()))?;
     let priority = Priority::try_from(snap.priority).unwrap_or(Priority::P3);
-    let t = TicketRow {
+    Ok(TicketRow {
         ticket_id: id,
         tenant_id: tenant.to_owned(),
         number: snap.number.clone(),
@@ -539,7 +649,20 @@ async fn insert_ticket(
         response_due: targets.response_due(priority, created),
         resolution_due: targets.resolution_due(priority, created),
         responded_at: None,
-    };
+    })
+}
+
+/// Inserts routing's view of a ticket first seen in `snap`, with its SLA
+/// timers, in one statement. `None` when the ticket exists already (another
+/// event of it got there first): the caller locks and updates it instead.
+async fn insert_ticket(
+    conn: &mut PgConnection,
+    tenant: &str,
+    snap: &TicketSnapshot,
+    version: i64,
+    targets: &Targets,
+) -> Result<Option<TicketRow>, HandleError> {
+    let t = new_ticket(tenant, snap, version, targets)?;
     // The timers reference the ticket; foreign keys are checked at the end
     // of the statement, when the ticket row exists.
     let inserted = sqlx::query(
@@ -606,44 +729,48 @@ impl EventHandler for TicketEvents {
         tracing::Span::current().record("event_kind", wardline_kit::events::kind(payload).1);
         let tenant = env.tenant_id.as_str();
         let mut policy: Option<Policy> = None;
-        // A creation is nearly always the ticket's first event: insert first
-        // (one statement with the timers); otherwise lock what is there.
-        let mut inserted = None;
+        // A creation is nearly always the ticket's first event: decide before
+        // anything is stored, and store the ticket with the outcome in one
+        // statement. Otherwise lock what is there and apply the event to it.
         if let Payload::TicketCreated(_) = payload {
-            let targets = policy_for(&self.cache, conn, tenant, &mut policy)
-                .await?
-                .targets()
-                .clone();
-            inserted = insert_ticket(conn, tenant, snap, version, &targets).await?;
+            let mut p = self.cache.policy_for_ticket(conn, tenant, id).await?;
+            if !p.ticket_known {
+                let mut t = new_ticket(tenant, snap, version, p.targets())?;
+                return match route_new(conn, &mut t, &mut p).await? {
+                    Some(_) => Ok(()),
+                    // Stored meanwhile by a concurrent event of the same ticket:
+                    // roll back; the redelivery finds it and applies this event to it.
+                    None => Err(HandleError::Retry(
+                        "ticket stored concurrently by another of its events".into(),
+                    )),
+                };
+            }
+            policy = Some(p);
         }
-        let fresh = inserted.is_some();
-        let mut t = match inserted {
-            Some(t) => t,
-            None => loop {
-                match lock_ticket(conn, id, false).await? {
-                    Some(t) if version <= t.ticket_version => {
-                        tracing::debug!(
-                            version,
-                            held = t.ticket_version,
-                            "stale ticket event skipped"
-                        );
-                        return Ok(());
-                    }
-                    Some(t) => break t,
-                    None => {
-                        let targets = policy_for(&self.cache, conn, tenant, &mut policy)
-                            .await?
-                            .targets()
-                            .clone();
-                        if let Some(t) =
-                            insert_ticket(conn, tenant, snap, version, &targets).await?
-                        {
-                            break t;
-                        }
-                        // Inserted by a concurrent event meanwhile (committed now): lock it.
-                    }
+        let mut fresh = false;
+        let mut t = loop {
+            match lock_ticket(conn, id, false).await? {
+                Some(t) if version <= t.ticket_version => {
+                    tracing::debug!(
+                        version,
+                        held = t.ticket_version,
+                        "stale ticket event skipped"
+                    );
+                    return Ok(());
                 }
-            },
+                Some(t) => break t,
+                None => {
+                    let targets = policy_for(&self.cache, conn, tenant, &mut policy)
+                        .await?
+                        .targets()
+                        .clone();
+                    if let Some(t) = insert_ticket(conn, tenant, snap, version, &targets).await? {
+                        fresh = true;
+                        break t;
+                    }
+                    // Inserted by a concurrent event meanwhile (committed now): lock it.
+                }
+            }
         };
         t.ticket_version = version;
         t.number = snap.number.clone();
