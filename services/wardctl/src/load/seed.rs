@@ -25,6 +25,34 @@ const SEED_CONCURRENCY: usize = 16;
 /// Most tickets routing lets one analyst hold.
 pub const MAX_CAPACITY: u32 = 100;
 
+/// Calls `call` until it succeeds, fails for good, or transient failures
+/// (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED: a busy pool, a
+/// restart) have gone on for about 30 s. The caller sends the same request
+/// (same request id) each time, so a retry is idempotent.
+pub async fn retrying<T, F, Fut>(mut call: F) -> std::result::Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match call().await {
+            Err(s)
+                if matches!(
+                    s.code(),
+                    Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted
+                ) && Instant::now() + pause < deadline =>
+            {
+                tracing::debug!(status = %describe_status(&s), "seeding call failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A short id of this run (base 36 of the Unix time in seconds).
 pub fn run_id(unix_secs: u64) -> String {
     const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -101,7 +129,12 @@ pub async fn tenants(intake: &Session, run: &str, ids: &[String]) -> Result<()> 
                         .collect(),
                     reopen_window_hours: 0,
                 };
-                match intake.tenants().create_tenant(req).await {
+                match retrying(|| {
+                    let (mut c, req) = (intake.tenants(), req.clone());
+                    async move { c.create_tenant(req).await }
+                })
+                .await
+                {
                     Ok(_) => return Ok(()),
                     Err(s)
                         if s.code() == Code::AlreadyExists
@@ -175,12 +208,13 @@ pub async fn analysts(
                 .as_ref()
                 .map(|a| a.analyst_id.clone())
                 .unwrap_or_default();
-            routing
-                .analysts()
-                .upsert_analyst(req)
-                .await
-                .map(|_| ())
-                .map_err(|s| anyhow::Error::new(s).context(format!("creating analyst {id}")))
+            retrying(|| {
+                let (mut c, req) = (routing.analysts(), req.clone());
+                async move { c.upsert_analyst(req).await }
+            })
+            .await
+            .map(|_| ())
+            .map_err(|s| anyhow::Error::new(s).context(format!("creating analyst {id}")))
         })
         .buffer_unordered(SEED_CONCURRENCY)
         .try_collect::<Vec<()>>()
@@ -205,7 +239,12 @@ pub async fn contracts(billing: &Session, ids: &[String], wait: Duration) -> Res
                         contract: Some(crate::cli::example_contract("USD", &from)),
                         expected_latest_version: 0,
                     };
-                    match session.contracts().create_contract_version(req).await {
+                    match retrying(|| {
+                        let (mut c, req) = (session.contracts(), req.clone());
+                        async move { c.create_contract_version(req).await }
+                    })
+                    .await
+                    {
                         Ok(_) => return Ok(()),
                         Err(s) if s.code() == Code::NotFound && Instant::now() < deadline => {
                             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -234,14 +273,20 @@ pub async fn webhooks(
 ) -> Result<std::result::Result<(), String>> {
     for id in ids {
         let session = notification.for_tenant(Some(id))?;
-        let mut client =
+        let client =
             WebhookServiceClient::with_interceptor(session.channel(), session.interceptor());
         let req = CreateWebhookEndpointRequest {
             request_id: format!("load-webhook-{id}"),
             url: url(id),
             event_kinds: vec![EventKind::TicketAssigned as i32],
         };
-        match client.create_webhook_endpoint(req).await {
+        match retrying(|| {
+            let mut client = client.clone();
+            let req = req.clone();
+            async move { client.create_webhook_endpoint(req).await }
+        })
+        .await
+        {
             Ok(_) => {}
             Err(s) if matches!(s.code(), Code::InvalidArgument | Code::Unavailable) => {
                 return Ok(Err(describe_status(&s)));
