@@ -17,9 +17,11 @@
 //!   itself is being killed;
 //! - every service the test did not restart is ready again by itself.
 //!
-//! The PostgreSQL test runs its own cluster (initdb/pg_ctl in a temporary
-//! directory, see `wardline_testkit::TestPgCluster`); the others use fresh
-//! databases on the shared server.
+//! Each test runs its own PostgreSQL cluster (initdb/pg_ctl in a temporary
+//! directory, see `wardline_testkit::TestPgCluster`): the immediate restart
+//! must never hit the shared server other tests use, and the others would
+//! otherwise compete for its connections (`WARDLINE_FAULTS_SHARED_PG=1`
+//! puts their fresh databases on the shared server instead).
 //!
 //! CI runs a small variant (a few hundred tickets, one fault per test). The
 //! soak variant scales the load and repeats each fault:
@@ -132,6 +134,7 @@ impl Fleet {
     /// PostgreSQL cluster of this test's own.
     async fn start(private_pg: bool) -> Fleet {
         let nats = TestNats::start();
+        let private_pg = private_pg || !shared_pg();
         let cluster = if private_pg {
             Some(
                 tokio::task::spawn_blocking(TestPgCluster::start)
@@ -178,7 +181,10 @@ impl Fleet {
             dbs,
             cluster,
             nats,
-            addrs: Svc::ALL.iter().map(|_| addresses()).collect(),
+            addrs: Svc::ALL
+                .iter()
+                .map(|_| (fixed_addr(), fixed_addr()))
+                .collect(),
             envs,
             _smtp: smtp,
             _sms: sms,
@@ -381,6 +387,21 @@ impl Fleet {
         })
         .await;
     }
+}
+
+/// A loopback address a restarted service gets back (see
+/// [`wardline_testkit::stable_port`]).
+fn fixed_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], wardline_testkit::stable_port()))
+}
+
+/// Whether tests that do not restart PostgreSQL may use the shared server
+/// (`WARDLINE_FAULTS_SHARED_PG=1`). By default every test runs its own
+/// cluster: four services per test with their pools, two tests at once,
+/// next to other suites, exhaust the shared server's `max_connections`,
+/// and a test would then fail for a reason that is not its fault.
+fn shared_pg() -> bool {
+    std::env::var("WARDLINE_FAULTS_SHARED_PG").is_ok_and(|v| v == "1")
 }
 
 /// Where the services log; kept after the test with `WARDLINE_FAULTS_KEEP_LOGS=1`.

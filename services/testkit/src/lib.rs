@@ -32,6 +32,7 @@ mod smtp;
 pub use http_sink::{HttpSink, Received};
 pub use nats::TestNats;
 pub use nats::free_port;
+pub use nats::stable_port;
 pub use otlp::{ReceivedSpan, TestOtlp};
 pub use pg::TestDb;
 pub use pg_cluster::TestPgCluster;

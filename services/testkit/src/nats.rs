@@ -26,13 +26,29 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A free loopback port below the kernel's default ephemeral range
+/// (32768–60999), for a server that must get its port back after a
+/// restart: a port from the ephemeral range can meanwhile become the
+/// source port of any outgoing connection on the machine.
+pub fn stable_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let r = (uuid::Uuid::new_v4().as_u128() as u64) ^ SEED.fetch_add(7919, Ordering::Relaxed);
+        let port = 20_000 + (r % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 impl TestNats {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> Self {
         let store = tempfile::tempdir().expect("temporary JetStream store");
         let mut nats = Self {
             child: None,
-            port: free_port(),
+            port: stable_port(),
             store,
         };
         nats.spawn();

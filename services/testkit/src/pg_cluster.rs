@@ -82,7 +82,7 @@ impl TestPgCluster {
         }
         let mut cluster = Self {
             dir,
-            port: crate::free_port(),
+            port: crate::stable_port(),
             bin: bin_dir(),
             as_postgres,
             guardian: None,
