@@ -38,6 +38,14 @@ use wardline_testkit::{Auth, TestDb, TestNats};
 
 const TENANTS: usize = 10;
 
+/// What the book holds for a ticket until both sides were seen.
+enum Mark {
+    /// The client got its response; the intended send time.
+    Sent(Instant),
+    /// The event arrived first; its arrival time.
+    Seen(Instant),
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -150,33 +158,34 @@ async fn run() {
             .expect("tenant");
     }
 
-    // ticket id -> intended send time; the subscriber records create->event.
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    // ticket id -> whichever came first: the response to the client (with
+    // the intended send time) or the event (with its arrival time). One
+    // lock for both sides, so neither can miss the other.
+    let book: Arc<Mutex<HashMap<String, Mark>>> = Arc::default();
     let to_event = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
     let client = async_nats::connect(nats.url()).await.expect("nats");
     let mut sub = client
         .subscribe("wardline.events.*.ticket.created")
         .await
         .expect("subscribe");
-    let early: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     {
-        let (sent, to_event, early) = (sent.clone(), to_event.clone(), early.clone());
+        let (book, to_event) = (book.clone(), to_event.clone());
         tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
                 let now = Instant::now();
                 let Ok(env) = EventEnvelope::decode(msg.payload) else {
                     continue;
                 };
-                match sent.lock().unwrap().remove(&env.aggregate_id) {
-                    Some(at) => {
+                let mut book = book.lock().unwrap();
+                match book.remove(&env.aggregate_id) {
+                    Some(Mark::Sent(at)) => {
                         let _ = to_event
                             .lock()
                             .unwrap()
                             .record((now - at).as_micros() as u64);
                     }
-                    // The event beat the response to the client.
-                    None => {
-                        early.lock().unwrap().insert(env.aggregate_id, now);
+                    _ => {
+                        book.insert(env.aggregate_id, Mark::Seen(now));
                     }
                 }
             }
@@ -209,20 +218,17 @@ async fn run() {
     let interval = (rate > 0).then(|| Duration::from_secs_f64(concurrency as f64 / rate as f64));
     for w in 0..concurrency {
         let mut c = clients[w % TENANTS][w % channels.len()].clone();
-        let (create, errors, sent, early, to_event) = (
+        let (create, errors, book, to_event) = (
             create.clone(),
             errors.clone(),
-            sent.clone(),
-            early.clone(),
+            book.clone(),
             to_event.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
-            // Each worker owns every concurrency-th slot of the schedule.
+            // Worker w takes every concurrency-th slot of the schedule.
             let mut intended = started
-                + interval.map_or(Duration::ZERO, |i| {
-                    i.mul_f64(w as f64 / 1.0) / concurrency as u32
-                });
+                + interval.map_or(Duration::ZERO, |i| i.mul_f64(w as f64 / concurrency as f64));
             while Instant::now() < deadline {
                 if interval.is_some() {
                     tokio::time::sleep_until(intended.into()).await;
@@ -239,17 +245,14 @@ async fn run() {
                             .lock()
                             .unwrap()
                             .record((done - intended).as_micros() as u64);
-                        match early.lock().unwrap().remove(&id) {
-                            Some(ev) => {
-                                let _ =
-                                    to_event
-                                        .lock()
-                                        .unwrap()
-                                        .record(ev.saturating_duration_since(intended).as_micros()
-                                            as u64);
+                        let mut book = book.lock().unwrap();
+                        match book.remove(&id) {
+                            Some(Mark::Seen(ev)) => {
+                                let waited = ev.saturating_duration_since(intended);
+                                let _ = to_event.lock().unwrap().record(waited.as_micros() as u64);
                             }
-                            None => {
-                                sent.lock().unwrap().insert(id, intended);
+                            _ => {
+                                book.insert(id, Mark::Sent(intended));
                             }
                         }
                     }
@@ -273,7 +276,12 @@ async fn run() {
     let elapsed = started.elapsed();
     // Let the last events arrive.
     for _ in 0..50 {
-        if sent.lock().unwrap().is_empty() {
+        let waiting = book
+            .lock()
+            .unwrap()
+            .values()
+            .any(|m| matches!(m, Mark::Sent(_)));
+        if !waiting {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -304,7 +312,11 @@ async fn run() {
         batch_sum / batch_count.max(1.0),
         cpu * 1000.0 / create.len().max(1) as f64,
         errors.lock().unwrap(),
-        sent.lock().unwrap().len(),
+        book.lock()
+            .unwrap()
+            .values()
+            .filter(|m| matches!(m, Mark::Sent(_)))
+            .count(),
     );
     shutdown.cancel();
     let _ = server.await;

@@ -235,7 +235,9 @@ impl Base {
         tracing::info!(service = self.service, "serving");
         let served = router
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                // Without TCP_NODELAY a small response waits for the
+                // client's delayed ACK: ~40 ms added to every unary call.
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                 grpc_stopping,
             )
             .await;
