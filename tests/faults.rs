@@ -27,14 +27,17 @@
 //! soak variant scales the load and repeats each fault:
 //!
 //! ```sh
-//! WARDLINE_SOAK=1 cargo nextest run -p wardline-e2e --profile ci -E 'binary(faults)'
+//! cargo build --workspace --bins
+//! WARDLINE_SOAK=1 cargo test -p wardline-e2e --test faults -- --test-threads=1
 //! ```
 //!
-//! `WARDLINE_SOAK=1` means 5,000 tickets per test, 16 clients and each
-//! fault three times; `WARDLINE_SOAK_TICKETS=<n>` sets the ticket count
-//! (and turns on the repetition when it is above 1,000), and
-//! `WARDLINE_SOAK_ROUNDS=<n>` the number of faults per test. Build the
-//! service binaries first (`cargo build --workspace --bins`).
+//! (`cargo test`, not the nextest `ci` profile, whose five-minute limit a
+//! soak may pass.) `WARDLINE_SOAK=1` means 5,000 tickets per test, 16
+//! clients and each fault three times; `WARDLINE_SOAK_TICKETS=<n>` sets the
+//! ticket count (and turns on the repetition when it is above 1,000),
+//! `WARDLINE_SOAK_ROUNDS=<n>` the number of faults per test. The bounds the
+//! checks wait for grow with the load. `WARDLINE_FAULTS_KEEP_LOGS=1` keeps
+//! the services' logs (the path is printed).
 
 mod common;
 
@@ -71,8 +74,11 @@ const TENANT: &str = "faultco";
 const CALL_DEADLINE: Duration = Duration::from_secs(20);
 /// How long a ticket may take to be accepted across retries.
 const TICKET_PATIENCE: Duration = Duration::from_secs(120);
-/// Upper bound for the system to converge after a fault (generous: a bound, not a timing).
-const CONVERGE_SECS: u64 = 150;
+/// Upper bound for the system to converge after a fault (generous: a
+/// bound, not a timing), growing with the load.
+fn converge_secs() -> u64 {
+    150 + scale().tickets as u64 / 10
+}
 
 /// How much load, how many clients and how many repetitions of the fault.
 #[derive(Debug, Clone, Copy)]
@@ -259,7 +265,7 @@ impl Fleet {
             let admin = self.admin(s);
             let mut p = self.procs[s as usize].take().expect("running");
             let p = tokio::task::spawn_blocking(move || {
-                p.wait_ready(admin, CONVERGE_SECS);
+                p.wait_ready(admin, converge_secs());
                 p
             })
             .await
@@ -490,7 +496,7 @@ impl Load {
     /// Waits until `fraction` of the requests have been answered.
     async fn reached(&self, fraction: f64) {
         let target = ((self.tickets as f64) * fraction) as usize;
-        eventually(CONVERGE_SECS, "load progress", || async {
+        eventually(converge_secs(), "load progress", || async {
             (self.progress.load(Ordering::SeqCst) >= target).then_some(())
         })
         .await;
@@ -498,7 +504,7 @@ impl Load {
 
     /// Waits for every client to finish, then checks what they saw.
     async fn finish(self) -> HashMap<String, String> {
-        tokio::time::timeout(Duration::from_secs(CONVERGE_SECS * 2), self.task)
+        tokio::time::timeout(Duration::from_secs(converge_secs() * 2), self.task)
             .await
             .expect("the load finished")
             .expect("no client panicked");
@@ -615,7 +621,7 @@ async fn ids(pool: &sqlx::PgPool, sql: &str) -> HashSet<String> {
 /// failure names what was seen last and shows the services' logs.
 async fn converge(fleet: &Fleet, s: Svc, what: &str, sql: &str, want: i64) {
     let pool = fleet.pool(s).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(CONVERGE_SECS);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(converge_secs());
     loop {
         // The test's own pool may see the database restarting too.
         let n = try_count(&pool, sql).await.unwrap_or(-1);
@@ -639,8 +645,9 @@ async fn converge(fleet: &Fleet, s: Svc, what: &str, sql: &str, want: i64) {
                 ));
             }
             panic!(
-                "{what}: {} counts {n}, want {want} (after {CONVERGE_SECS}s); its dead letters: {dead:#?}\nconsumers:{consumers}\nlogs in {}\n{}",
+                "{what}: {} counts {n}, want {want} (after {}s); its dead letters: {dead:#?}\nconsumers:{consumers}\nlogs in {}\n{}",
                 s.name(),
+                converge_secs(),
                 fleet.logs.path().display(),
                 fleet.log_tails()
             );
@@ -973,7 +980,7 @@ async fn billing_frozen_past_its_ack_wait_bills_every_ticket_exactly_once() {
     for at in fault_points(s) {
         load.reached(at).await;
         // Freeze billing while it holds deliveries, past their ack wait.
-        eventually(CONVERGE_SECS, "billing at work", || async {
+        eventually(converge_secs(), "billing at work", || async {
             (count(&billing, "SELECT count(*) FROM calls WHERE tenant_id = $1").await > 0)
                 .then_some(())
         })
@@ -1098,7 +1105,7 @@ async fn poison_messages_are_dead_lettered_by_every_consumer_and_block_nothing()
         (Svc::Notification, all_on_assigned),
     ];
     for (svc, want) in &expected {
-        let got = eventually(CONVERGE_SECS, "poison dead-lettered", || async {
+        let got = eventually(converge_secs(), "poison dead-lettered", || async {
             let got = dead_letter_ids(&fleet, *svc).await;
             want.is_subset(&got).then_some(got)
         })
@@ -1142,7 +1149,7 @@ async fn consumers_caught_up(fleet: &Fleet) {
         .unwrap();
     let last = stream.info().await.unwrap().state.last_sequence;
     for durable in ["routing", "billing", "notification"] {
-        eventually(CONVERGE_SECS, "consumer caught up", || async {
+        eventually(converge_secs(), "consumer caught up", || async {
             let info = consumer_info(&js, durable).await;
             (info.ack_floor.stream_sequence >= last && info.num_ack_pending == 0).then_some(())
         })
