@@ -195,34 +195,43 @@ impl Sender {
             .await?;
         let seen = rows.len();
         let mut claimed = Vec::with_capacity(rows.len());
+        let (mut later, mut waits) = (Vec::new(), Vec::new());
         for mut row in rows {
             if let Err(wait) = self.limiter.take(&row.tenant_id) {
                 metrics::counter!("wardline_notification_rate_limited_total").increment(1);
-                sqlx::query(
-                    "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $2) WHERE delivery_id = $1",
-                )
-                .bind(row.delivery_id)
-                .bind(wait.as_secs_f64().max(0.01))
-                .execute(&mut *tx)
-                .await?;
+                later.push(row.delivery_id);
+                waits.push(wait.as_secs_f64().max(0.01));
                 continue;
             }
             row.attempt_count += 1;
-            sqlx::query(
-                "UPDATE deliveries SET sending_since = now(), attempt_count = $2, updated_at = now() WHERE delivery_id = $1",
-            )
-            .bind(row.delivery_id)
-            .bind(row.attempt_count)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at) VALUES ($1, $2, now())",
-            )
-            .bind(row.delivery_id)
-            .bind(row.attempt_count)
-            .execute(&mut *tx)
-            .await?;
             claimed.push(row);
+        }
+        // Two statements for the whole round, not two per delivery.
+        if !later.is_empty() {
+            sqlx::query(
+                "UPDATE deliveries d SET next_attempt_at = now() + make_interval(secs => w.secs)
+                   FROM UNNEST($1::uuid[], $2::float8[]) AS w(id, secs) WHERE d.delivery_id = w.id",
+            )
+            .bind(&later)
+            .bind(&waits)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !claimed.is_empty() {
+            let ids: Vec<Uuid> = claimed.iter().map(|c| c.delivery_id).collect();
+            let attempts: Vec<i32> = claimed.iter().map(|c| c.attempt_count).collect();
+            sqlx::query(
+                "WITH c AS (SELECT * FROM UNNEST($1::uuid[], $2::int4[]) AS c(id, attempt)),
+                      marked AS (UPDATE deliveries d SET sending_since = now(), attempt_count = c.attempt,
+                                        updated_at = now()
+                                   FROM c WHERE d.delivery_id = c.id)
+                 INSERT INTO delivery_attempts (delivery_id, attempt, started_at)
+                 SELECT id, attempt, now() FROM c",
+            )
+            .bind(&ids)
+            .bind(&attempts)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok((claimed, seen))
