@@ -88,6 +88,9 @@ pub fn service_env(
             wardline_testkit::SECRET.into(),
         ),
         ("WARDLINE_SHUTDOWN_TIMEOUT_MS".into(), "5000".into()),
+        // A killed service's unacknowledged events come back after 5 s,
+        // not the production 30 s: crash tests converge sooner.
+        ("WARDLINE_CONSUMER_ACK_WAIT_MS".into(), "5000".into()),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env

@@ -175,6 +175,10 @@ pub struct CommonConfig {
     /// `WARDLINE_TENANTS`: when set, this replica's consumers only take these
     /// tenants' events (dedicated capacity for a large tenant).
     pub tenants: Vec<String>,
+    /// `WARDLINE_CONSUMER_ACK_WAIT_MS`: how long an event handed to a
+    /// consumer may stay unacknowledged before JetStream gives it to another
+    /// worker (a replica that died or froze). Longer than any handler takes.
+    pub consumer_ack_wait: Duration,
 }
 
 impl CommonConfig {
@@ -202,6 +206,7 @@ impl CommonConfig {
             shutdown_timeout: env.millis("WARDLINE_SHUTDOWN_TIMEOUT_MS", 20_000)?,
             log_format: env.parse("WARDLINE_LOG_FORMAT", crate::telemetry::LogFormat::Json)?,
             tenants,
+            consumer_ack_wait: env.millis("WARDLINE_CONSUMER_ACK_WAIT_MS", 30_000)?,
         })
     }
 }

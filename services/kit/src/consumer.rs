@@ -144,14 +144,16 @@ pub async fn run<H: EventHandler>(
     let consumer = loop {
         let attempt = async {
             let stream = js.get_stream(crate::nats::EVENTS_STREAM).await?;
-            let consumer: PullConsumer = match stream
-                .get_or_create_consumer(&spec.durable, spec.pull_config())
-                .await
-            {
+            // Create or update: a durable left by an older version takes
+            // this version's filter, ack wait and limits (get-or-create
+            // would keep the old ones and silently skip new event kinds).
+            let consumer: PullConsumer = match stream.create_consumer(spec.pull_config()).await {
                 Ok(c) => c,
-                Err(_) => {
-                    // The configuration changed (new filter, new limits): update it in place.
-                    stream.create_consumer(spec.pull_config()).await?
+                Err(e) => {
+                    // A field the server cannot change in place: keep
+                    // consuming with what exists and say so.
+                    tracing::warn!(durable = %spec.durable, error = %e, "consumer configuration not updated; using the existing durable");
+                    stream.get_consumer(&spec.durable).await?
                 }
             };
             Ok::<_, async_nats::Error>(consumer)

@@ -157,6 +157,7 @@ impl Base {
             crate::nats::filter_subjects(tenants, kinds),
         );
         spec.workers = config.consumer_workers;
+        spec.ack_wait = config.common.consumer_ack_wait;
         spec
     }
 
