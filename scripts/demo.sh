@@ -175,6 +175,7 @@ start_service billing "$BILLING_ADMIN_ADDR" "$BILLING_GRPC_ADDR" \
 # NOTIFICATION_SMTP_PORT/_TLS/_USERNAME/_PASSWORD) when one is configured,
 # else to a local mail sink that writes every message to $STATE/mail/.
 MAIL_NOTE="SMTP relay ${NOTIFICATION_SMTP_HOST:-}"
+DEMO_MAIL_ARGS=()
 if [[ -z "${NOTIFICATION_SMTP_HOST:-}" ]]; then
     have python3 || die "python3 not found (needed for the local mail sink); or set NOTIFICATION_SMTP_HOST"
     stop_pidfile "$STATE/mail-sink.pid" wardline-mail-sink
@@ -186,6 +187,7 @@ if [[ -z "${NOTIFICATION_SMTP_HOST:-}" ]]; then
     for _ in $(seq 50); do port_open 127.0.0.1 "$MAIL_SINK_PORT" && break; sleep 0.1; done
     export NOTIFICATION_SMTP_HOST=127.0.0.1 NOTIFICATION_SMTP_PORT="$MAIL_SINK_PORT" NOTIFICATION_SMTP_TLS=none
     MAIL_NOTE="local mail sink: every message in $STATE/mail/ (log $LOGS/mail-sink.log)"
+    DEMO_MAIL_ARGS=(--mail-dir "$STATE/mail")
 fi
 
 start_service notification "$NOTIFICATION_ADMIN_ADDR" "$NOTIFICATION_GRPC_ADDR" \
@@ -198,8 +200,9 @@ start_service notification "$NOTIFICATION_ADMIN_ADDR" "$NOTIFICATION_GRPC_ADDR" 
 export WARDCTL_INTAKE_URL="http://$INTAKE_GRPC_ADDR"
 export WARDCTL_ROUTING_URL="http://$ROUTING_GRPC_ADDR"
 export WARDCTL_BILLING_URL="http://$BILLING_GRPC_ADDR"
+export WARDCTL_NOTIFICATION_URL="http://$NOTIFICATION_GRPC_ADDR"
 printf '\n' >&2
-if ! "$BIN_DIR/wardctl" demo; then
+if ! "$BIN_DIR/wardctl" demo "${DEMO_MAIL_ARGS[@]}"; then
     warn "wardctl demo failed"
     for name in intake routing billing notification; do
         warn "last lines of $LOGS/$name.log:"
@@ -214,12 +217,12 @@ Wardline is running:
   intake   gRPC $WARDCTL_INTAKE_URL   admin http://$INTAKE_ADMIN_ADDR (/readyz /healthz /metrics)
   routing  gRPC $WARDCTL_ROUTING_URL   admin http://$ROUTING_ADMIN_ADDR (/readyz /healthz /metrics)
   billing  gRPC $WARDCTL_BILLING_URL   admin http://$BILLING_ADMIN_ADDR (/readyz /healthz /metrics)
-  notification gRPC http://$NOTIFICATION_GRPC_ADDR   admin http://$NOTIFICATION_ADMIN_ADDR; email to the $MAIL_NOTE
+  notification gRPC $WARDCTL_NOTIFICATION_URL   admin http://$NOTIFICATION_ADMIN_ADDR; email to the $MAIL_NOTE
   NATS     $NATS_URL
   logs     $LOGS/  (JSON lines; e.g. tail -f $LOGS/routing.log)
 
 Try more with $BIN_DIR/wardctl, after:
-  export WARDCTL_INTAKE_URL=$WARDCTL_INTAKE_URL WARDCTL_ROUTING_URL=$WARDCTL_ROUTING_URL WARDCTL_BILLING_URL=$WARDCTL_BILLING_URL NATS_URL=$NATS_URL WARDLINE_JWT_SECRET=$SECRET_HINT
+  export WARDCTL_INTAKE_URL=$WARDCTL_INTAKE_URL WARDCTL_ROUTING_URL=$WARDCTL_ROUTING_URL WARDCTL_BILLING_URL=$WARDCTL_BILLING_URL WARDCTL_NOTIFICATION_URL=$WARDCTL_NOTIFICATION_URL NATS_URL=$NATS_URL WARDLINE_JWT_SECRET=$SECRET_HINT
 e.g.
   $BIN_DIR/wardctl --tenant stmarys ticket list
   $BIN_DIR/wardctl --tenant stmarys analyst list
@@ -228,6 +231,8 @@ e.g.
   $BIN_DIR/wardctl --tenant lakeside usage
   $BIN_DIR/wardctl --tenant lakeside invoice draft
   $BIN_DIR/wardctl --tenant stmarys contract get
+  $BIN_DIR/wardctl --tenant stmarys delivery list
+  $BIN_DIR/wardctl --tenant stmarys recipient list
 
 Stop the services with: scripts/demo.sh stop
 EOF

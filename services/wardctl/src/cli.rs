@@ -22,6 +22,8 @@ pub const DEFAULT_INTAKE_URL: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_ROUTING_URL: &str = "http://127.0.0.1:50052";
 /// Default address of billing's gRPC port.
 pub const DEFAULT_BILLING_URL: &str = "http://127.0.0.1:50053";
+/// Default address of notification's gRPC port.
+pub const DEFAULT_NOTIFICATION_URL: &str = "http://127.0.0.1:50054";
 /// Default NATS server.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
@@ -47,6 +49,10 @@ pub struct Cli {
     /// Billing's gRPC endpoint (plain HTTP/2).
     #[arg(long, env = "WARDCTL_BILLING_URL", default_value = DEFAULT_BILLING_URL, global = true)]
     pub billing_url: String,
+
+    /// Notification's gRPC endpoint (plain HTTP/2).
+    #[arg(long, env = "WARDCTL_NOTIFICATION_URL", default_value = DEFAULT_NOTIFICATION_URL, global = true)]
+    pub notification_url: String,
 
     /// Secret that signs development tokens (HS256); must match the services'.
     #[arg(
@@ -146,6 +152,15 @@ pub enum Command {
     /// --tenant's monthly invoices: drafts, issuing, export, rebuild check.
     #[command(subcommand)]
     Invoice(InvoiceCommand),
+    /// --tenant's notification recipients: addresses, subscriptions, quiet hours.
+    #[command(subcommand)]
+    Recipient(RecipientCommand),
+    /// --tenant's webhook endpoints: create, rotate the secret, list, delete.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// --tenant's deliveries: who was told what on which channel, attempts, retries.
+    #[command(subcommand)]
+    Delivery(DeliveryCommand),
     /// Seed two hospitals with contracts and an analyst roster, file
     /// realistic tickets, show who routing assigned them to, watch their
     /// events arrive, and what billing metered.
@@ -165,6 +180,8 @@ pub enum Service {
     Routing,
     /// Billing.
     Billing,
+    /// Notification.
+    Notification,
 }
 
 impl Service {
@@ -174,6 +191,7 @@ impl Service {
             Service::Intake => "intake",
             Service::Routing => "routing",
             Service::Billing => "billing",
+            Service::Notification => "notification",
         }
     }
 
@@ -183,6 +201,7 @@ impl Service {
             Service::Intake => "WARDCTL_INTAKE_URL or --intake-url",
             Service::Routing => "WARDCTL_ROUTING_URL or --routing-url",
             Service::Billing => "WARDCTL_BILLING_URL or --billing-url",
+            Service::Notification => "WARDCTL_NOTIFICATION_URL or --notification-url",
         }
     }
 }
@@ -202,6 +221,9 @@ impl Cli {
             | Command::Charges(_)
             | Command::Unbilled(_)
             | Command::Invoice(_) => (Service::Billing, &self.billing_url),
+            Command::Recipient(_) | Command::Webhook(_) | Command::Delivery(_) => {
+                (Service::Notification, &self.notification_url)
+            }
             Command::Token(_)
             | Command::Tenant(_)
             | Command::Ticket(_)
@@ -439,10 +461,15 @@ pub struct DemoArgs {
     /// Seconds to wait for billing to rate the demo's calls.
     #[arg(long, default_value_t = 10)]
     pub billing_wait_secs: u64,
+    /// Seconds to wait for notification's deliveries about the demo's tickets.
+    #[arg(long, default_value_t = 15)]
+    pub notification_wait_secs: u64,
+    /// Directory a local mail sink writes notification's email to (as
+    /// scripts/demo.sh runs it): the summary counts this run's messages there.
+    #[arg(long)]
+    pub mail_dir: Option<std::path::PathBuf>,
 }
 
-/// Default address of notification's gRPC port.
-pub const DEFAULT_NOTIFICATION_URL: &str = "http://127.0.0.1:50054";
 /// Default PostgreSQL of the load command's limit probe.
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -477,9 +504,6 @@ pub struct LoadArgs {
     /// Seconds to wait after sending for assignments, billing and notifications.
     #[arg(long, default_value_t = 60)]
     pub drain_secs: u64,
-    /// Notification's gRPC endpoint (webhooks for the notified stage).
-    #[arg(long, env = "WARDCTL_NOTIFICATION_URL", default_value = DEFAULT_NOTIFICATION_URL)]
-    pub notification_url: String,
     /// PostgreSQL the limit probe writes to (a scratch schema, dropped after).
     #[arg(long, env = "WARDCTL_PG_URL", default_value = DEFAULT_PG_URL, hide_env_values = true)]
     pub pg_url: String,
@@ -565,6 +589,9 @@ pub use routing::*;
 
 mod billing;
 pub use billing::*;
+
+mod notification;
+pub use notification::*;
 
 value_enum!(
     /// The caller's role.

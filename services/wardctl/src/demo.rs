@@ -9,31 +9,40 @@
 //!    request ids, from the first of the current month in its zone), or show
 //!    the version billing already holds. When billing is not reachable the
 //!    demo says so and runs without it.
-//! 5. Start watching ticket events on NATS *before* filing anything.
-//! 6. File a handful of realistic tickets (fresh request ids per run).
-//! 7. Wait (up to `--routing-wait-secs`) until intake shows each ticket
+//! 5. Add each hospital's supervisor to notification as a recipient of
+//!    every new call by email ([`notification::RECIPIENTS`], fixed request
+//!    ids). When notification is not reachable the demo says so and runs
+//!    without it.
+//! 6. Start watching ticket events on NATS *before* filing anything.
+//! 7. File a handful of realistic tickets (fresh request ids per run).
+//! 8. Wait (up to `--routing-wait-secs`) until intake shows each ticket
 //!    assigned or queued, print where each went, and explain one decision.
-//! 8. Work one of them: acknowledge, start, note, resolve — as its assigned
+//! 9. Work one of them: acknowledge, start, note, resolve — as its assigned
 //!    analyst (a token with their id as subject), else as wardctl; as far as
 //!    the state machine allows (a refusal is shown, not fatal).
-//! 9. List each tenant's tickets, then the events received for this run's
-//!    tickets: subject, Nats-Msg-Id, traceparent presence, number, kind.
-//! 10. Wait (up to `--billing-wait-secs`) until billing rated each call,
+//! 10. List each tenant's tickets, then the events received for this run's
+//!     tickets: subject, Nats-Msg-Id, traceparent presence, number, kind.
+//! 11. Wait (up to `--billing-wait-secs`) until billing rated each call,
 //!     show how each was charged, and each hospital's month: calls,
 //!     allowance, overage, after hours, draft invoice total.
-//! 11. Summarise; fail when an expected event is missing or duplicated: every
-//!     ticket's `ticket.created`, with routing its `ticket.assigned` or
-//!     `ticket.queued`, and the worked ticket's lifecycle events; or when
-//!     billing metered a call more than once.
+//! 12. Wait (up to `--notification-wait-secs`) for notification's
+//!     deliveries about the run's tickets and show them.
+//! 13. Summarise (tickets by priority, assignments per analyst, each
+//!     tenant's queue, draft invoice totals, deliveries by channel and
+//!     status and where the email went); fail when an expected event is
+//!     missing or duplicated: every ticket's `ticket.created`, with routing
+//!     its `ticket.assigned` or `ticket.queued`, and the worked ticket's
+//!     lifecycle events; or when billing metered a call more than once.
 //!
 //! What must hold: nothing free-text is printed in the event section (events
 //! carry none anyway), and every ticket gets its own trace, started here.
 
 pub mod billing;
+pub mod notification;
 pub mod routing;
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result, bail};
 use opentelemetry::trace::TraceContextExt as _;
@@ -50,7 +59,7 @@ use wardline_proto::intake::{
     ResolveTicketRequest, StartTicketRequest, Tenant, Ticket,
 };
 
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, Service};
 use crate::commands::{Context, print_json};
 use crate::events::{self, ReceivedEvent};
 use crate::grpc::{self, Session, describe_status};
@@ -318,10 +327,11 @@ impl Progress {
 pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     let p = Progress {
         to_stderr: ctx.json,
-        steps: 11,
+        steps: 13,
     };
     let token = ctx.admin_token()?;
     let run = run_id(chrono::Utc::now());
+    let run_started = SystemTime::now();
     p.print(&format!("Wardline demo, run {run}"));
 
     // 1. intake
@@ -364,14 +374,13 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
             Some(session)
         }
         routing::Reach::Down(why) => {
-            p.line(&format!(
-                "ROUTING IS NOT REACHABLE at {}: {why}",
-                ctx.routing_url
-            ));
-            p.line(
+            say_down(
+                Service::Routing,
+                &ctx.routing_url,
+                &why,
                 "continuing with intake only: no assignments and no routing events are expected",
+                &p,
             );
-            p.line("(start routing, or point WARDCTL_ROUTING_URL / --routing-url at it, and run the demo again)");
             None
         }
     };
@@ -385,19 +394,43 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
             Some((session, billed))
         }
         routing::Reach::Down(why) => {
-            p.line(&format!(
-                "BILLING IS NOT REACHABLE at {}: {why}",
-                ctx.billing_url
-            ));
-            p.line("continuing without billing: no contracts, usage or invoices are shown");
-            p.line("(start billing, or point WARDCTL_BILLING_URL / --billing-url at it, and run the demo again)");
+            say_down(
+                Service::Billing,
+                &ctx.billing_url,
+                &why,
+                "continuing without billing: no contracts, usage or invoices are shown",
+                &p,
+            );
             None
         }
     };
 
-    // 5. events
+    // 5. notification and the supervisors
     p.step(
         5,
+        &format!("recipients in notification at {}", ctx.notification_url),
+    );
+    let notification =
+        match notification::connect(&ctx.notification_url, ctx.timeout, &token).await? {
+            routing::Reach::Up(session) => {
+                notification::ensure_recipients(&session, &p).await?;
+                Some(session)
+            }
+            routing::Reach::Down(why) => {
+                say_down(
+                    Service::Notification,
+                    &ctx.notification_url,
+                    &why,
+                    "continuing without notification: nobody is told, no deliveries are shown",
+                    &p,
+                );
+                None
+            }
+        };
+
+    // 6. events
+    p.step(
+        6,
         &format!("subscribing to ticket events on {}", ctx.nats_url),
     );
     let mut watch = events::watch(
@@ -408,8 +441,8 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     .await?;
     p.line(&format!("listening via {}", watch.source));
 
-    // 6. tickets
-    p.step(6, &format!("filing {} tickets", TICKETS.len()));
+    // 7. tickets
+    p.step(7, &format!("filing {} tickets", TICKETS.len()));
     let mut created: Vec<Ticket> = Vec::new();
     for (i, spec) in TICKETS.iter().enumerate() {
         let session = admin.for_tenant(Some(spec.tenant))?;
@@ -446,14 +479,14 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         created.push(ticket);
     }
 
-    // 7. routing's decisions
+    // 8. routing's decisions
     let mut current = created.clone();
     let mut explained = None;
     match &routing {
-        None => p.step(7, "routing's decisions: skipped (routing is not reachable)"),
+        None => p.step(8, "routing's decisions: skipped (routing is not reachable)"),
         Some(routing_session) => {
             p.step(
-                7,
+                8,
                 &format!(
                     "waiting up to {} s for routing to assign or queue each ticket",
                     args.routing_wait_secs
@@ -477,17 +510,17 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         }
     }
 
-    // 8. work one ticket
+    // 9. work one ticket
     let worked = current[WORKED].clone();
     p.step(
-        8,
+        9,
         &format!("working {} ({})", worked.number, TICKETS[WORKED].story),
     );
     let (worker, actor) = worker_for(ctx, &admin, &worked, routing.is_some(), &p)?;
     let worked_kinds = work_ticket(&worker, &worked, &run, &p).await?;
 
-    // 9. tickets and events
-    p.step(9, "tickets per tenant, then the events of this run");
+    // 10. tickets and events
+    p.step(10, "tickets per tenant, then the events of this run");
     for t in &tenants {
         let zone = zone_of(&t.tenant_id);
         let session = admin.for_tenant(Some(&t.tenant_id))?;
@@ -549,15 +582,15 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         ));
     }
 
-    // 10. billing
+    // 11. billing
     let billing_outcome = match &billing {
         None => {
-            p.step(10, "billing: skipped (billing is not reachable)");
+            p.step(11, "billing: skipped (billing is not reachable)");
             billing::BillingOutcome::Unreachable(ctx.billing_url.clone())
         }
         Some((session, billed)) => {
             p.step(
-                10,
+                11,
                 &format!(
                     "waiting up to {} s for billing to meter this run's calls",
                     args.billing_wait_secs
@@ -568,12 +601,41 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         }
     };
 
-    // 11. summary
-    p.step(11, "summary");
+    // 12. notification
+    let notification_outcome = match &notification {
+        None => {
+            p.step(12, "notification: skipped (notification is not reachable)");
+            notification::NotificationOutcome::Unreachable(ctx.notification_url.clone())
+        }
+        Some(session) => {
+            p.step(
+                12,
+                &format!(
+                    "waiting up to {} s for notification's deliveries about this run's tickets",
+                    args.notification_wait_secs
+                ),
+            );
+            let wait = Duration::from_secs(args.notification_wait_secs);
+            let zone = zone_of(&created[0].tenant_id);
+            let mail = args.mail_dir.as_deref();
+            notification::report(session, &created, wait, mail, run_started, zone, &p).await
+        }
+    };
+
+    // 13. summary
+    p.step(13, "summary");
     let routed = match &routing {
-        Some(_) => RoutingOutcome::Routed {
+        Some(session) => RoutingOutcome::Routed {
             tickets: current.clone(),
             explained,
+            queues: routing::queue_depths(
+                session,
+                &tenants
+                    .iter()
+                    .map(|t| t.tenant_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .await,
         },
         None => RoutingOutcome::Unreachable(ctx.routing_url.clone()),
     };
@@ -586,7 +648,8 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         &actor,
         routed,
     )
-    .with_billing(&billing_outcome);
+    .with_billing(&billing_outcome)
+    .with_notification(&notification_outcome);
     p.block(&summary.text());
     if ctx.json {
         print_json(&summary.json(&run, &created, &outcome));
@@ -598,6 +661,21 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         "\ndemo finished: all expected events arrived exactly once, and no call was metered twice",
     );
     Ok(())
+}
+
+/// Says that an optional service is not reachable, what the demo does
+/// without it, and how to point the demo at it.
+fn say_down(service: Service, url: &str, why: &str, without: &str, p: &Progress) {
+    let name = service.name();
+    p.line(&format!(
+        "{} IS NOT REACHABLE at {url}: {why}",
+        name.to_ascii_uppercase()
+    ));
+    p.line(without);
+    p.line(&format!(
+        "(start {name}, or point {} at it, and run the demo again)",
+        service.setting()
+    ));
 }
 
 /// Retries ListTenants until intake answers or `wait` passes. Connection
@@ -1006,6 +1084,8 @@ pub enum RoutingOutcome {
         tickets: Vec<Ticket>,
         /// Assignment id of the explained decision.
         explained: Option<String>,
+        /// Each tenant's queue after the run.
+        queues: Vec<routing::QueueDepth>,
     },
     /// Nothing answered at this URL.
     Unreachable(String),
@@ -1027,6 +1107,8 @@ pub struct Summary {
     billing_text: Option<String>,
     billing_json: Value,
     billing_problems: Vec<String>,
+    notification_text: Option<String>,
+    notification_json: Value,
 }
 
 impl Summary {
@@ -1084,7 +1166,16 @@ impl Summary {
             billing_text: None,
             billing_json: Value::Null,
             billing_problems: Vec::new(),
+            notification_text: None,
+            notification_json: Value::Null,
         }
+    }
+
+    /// The same verdict with the run's deliveries (reported, never fatal).
+    fn with_notification(mut self, n: &notification::NotificationOutcome) -> Self {
+        self.notification_text = Some(n.text());
+        self.notification_json = n.json();
+        self
     }
 
     /// The same verdict with what billing made of the run: a call metered
@@ -1149,8 +1240,11 @@ impl Summary {
         }
         out.push_str(&self.routing_text);
         out.push('\n');
-        if let Some(billing) = &self.billing_text {
-            out.push_str(billing);
+        for part in [&self.billing_text, &self.notification_text]
+            .into_iter()
+            .flatten()
+        {
+            out.push_str(part);
             out.push('\n');
         }
         out.push_str(&format!("worked {}\n", self.worked));
@@ -1195,6 +1289,7 @@ impl Summary {
             "priorities": self.priorities,
             "routing": self.routing_json,
             "billing": self.billing_json,
+            "notification": self.notification_json,
             "missing": self.missing,
             "duplicated": self.duplicated,
         })
@@ -1208,7 +1303,11 @@ fn routing_summary(routing: &RoutingOutcome) -> (String, Value) {
             format!("routing not reachable at {url}: the demo ran intake only"),
             json!({"reachable": false, "url": url}),
         ),
-        RoutingOutcome::Routed { tickets, explained } => {
+        RoutingOutcome::Routed {
+            tickets,
+            explained,
+            queues,
+        } => {
             let assigned = tickets
                 .iter()
                 .filter(|t| !t.assignee_analyst_id.is_empty())
@@ -1218,9 +1317,28 @@ fn routing_summary(routing: &RoutingOutcome) -> (String, Value) {
                 .filter(|t| t.assignee_analyst_id.is_empty() && t.queued)
                 .count();
             let pending = tickets.len() - assigned - queued;
-            let mut text = format!("routing: {assigned} assigned, {queued} queued");
+            let mut per_analyst: BTreeMap<&str, usize> = BTreeMap::new();
+            for t in tickets.iter().filter(|t| !t.assignee_analyst_id.is_empty()) {
+                *per_analyst.entry(&t.assignee_analyst_id).or_default() += 1;
+            }
+            let who: Vec<String> = per_analyst
+                .iter()
+                .map(|(a, n)| format!("{a} {n}"))
+                .collect();
+            let mut text = format!("routing: {assigned} assigned");
+            if !who.is_empty() {
+                text.push_str(&format!(" ({})", who.join(", ")));
+            }
+            text.push_str(&format!(", {queued} queued"));
             if pending > 0 {
                 text.push_str(&format!(", {pending} not routed in time"));
+            }
+            if !queues.is_empty() {
+                let q: Vec<String> = queues.iter().map(routing::QueueDepth::text).collect();
+                text.push_str(&format!(
+                    "\nqueue now (waiting per tenant): {}",
+                    q.join(", ")
+                ));
             }
             let json = json!({
                 "reachable": true,
@@ -1228,6 +1346,13 @@ fn routing_summary(routing: &RoutingOutcome) -> (String, Value) {
                 "queued": queued,
                 "not_routed": pending,
                 "explained_assignment_id": explained,
+                "assigned_per_analyst": per_analyst,
+                "queues": queues.iter().map(|q| json!({
+                    "tenant_id": q.tenant_id,
+                    "waiting": q.waiting.as_ref().ok().map(|per| per.iter().map(|(_, n)| n).sum::<u32>()),
+                    "by_priority": q.waiting.as_ref().ok().map(|per| per.iter().cloned().collect::<BTreeMap<_, _>>()),
+                    "error": q.waiting.as_ref().err(),
+                })).collect::<Vec<_>>(),
                 "tickets": tickets.iter().map(|t| json!({
                     "number": t.number,
                     "assignee_analyst_id": (!t.assignee_analyst_id.is_empty()).then_some(&t.assignee_analyst_id),
@@ -1574,6 +1699,20 @@ mod tests {
         let routed = || RoutingOutcome::Routed {
             tickets: created.clone(),
             explained: Some("a-1".into()),
+            queues: vec![
+                routing::QueueDepth {
+                    tenant_id: "stmarys".into(),
+                    waiting: Ok(vec![("P2".into(), 1)]),
+                },
+                routing::QueueDepth {
+                    tenant_id: "lakeside".into(),
+                    waiting: Ok(vec![]),
+                },
+                routing::QueueDepth {
+                    tenant_id: "other".into(),
+                    waiting: Err("UNAVAILABLE".into()),
+                },
+            ],
         };
         let worked = created[0].clone();
         let s = Summary::new(
@@ -1588,7 +1727,9 @@ mod tests {
         assert!(s.ok(), "{}", s.problem());
         assert!(
             s.text().contains(
-                "routing: 1 assigned, 1 queued\nworked STM-000001 by rn.okonkwo: acknowledged\n"
+                "routing: 1 assigned (rn.okonkwo 1), 1 queued\n\
+                 queue now (waiting per tenant): stmarys 1 (P2 1), lakeside 0, other ?\n\
+                 worked STM-000001 by rn.okonkwo: acknowledged\n"
             ),
             "{}",
             s.text()
@@ -1596,6 +1737,42 @@ mod tests {
         let v = s.json("r", &created, &o);
         assert_eq!(v["routing"]["assigned"], 1);
         assert_eq!(v["routing"]["explained_assignment_id"], "a-1");
+        assert_eq!(v["routing"]["assigned_per_analyst"]["rn.okonkwo"], 1);
+        assert_eq!(v["routing"]["queues"][0]["waiting"], 1);
+        assert_eq!(v["routing"]["queues"][0]["by_priority"]["P2"], 1);
+        assert_eq!(v["routing"]["queues"][2]["error"], "UNAVAILABLE");
+
+        // Deliveries join the summary after billing, and never fail it.
+        let n = notification::NotificationOutcome::checked(
+            &created,
+            &HashMap::new(),
+            Some(("/tmp/mail".into(), Ok(0))),
+            None,
+        );
+        let with = Summary::new(
+            &created,
+            &expected,
+            &o,
+            &worked,
+            &["ticket.acknowledged"],
+            "rn.okonkwo",
+            routed(),
+        )
+        .with_billing(&billing::BillingOutcome::Unreachable("http://b".into()))
+        .with_notification(&n);
+        assert!(with.ok(), "{}", with.problem());
+        let text = with.text();
+        assert!(
+            text.contains(
+                "billing not reachable at http://b: no contracts, usage or invoices\n\
+                 notification: 0 deliveries for this run's tickets; nobody told yet about STM-000001, STM-000002\n\
+                 email: 0 message(s) of this run in /tmp/mail"
+            ),
+            "{text}"
+        );
+        let v = with.json("r", &created, &o);
+        assert_eq!(v["notification"]["reachable"], true);
+        assert_eq!(v["notification"]["mail_dir"], "/tmp/mail");
         assert_eq!(
             v["routing"]["tickets"][1]["assignee_analyst_id"],
             Value::Null

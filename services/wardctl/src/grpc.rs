@@ -5,8 +5,7 @@
 //! A [`Session`] is one channel plus one identity. Each service's clients
 //! are one method each here (intake's on a session connected to intake,
 //! routing's on one connected to routing, billing's on one connected to
-//! billing); a further service (notification) takes its generated client
-//! and wraps [`Session::channel`] with [`Session::interceptor`].
+//! billing, notification's on one connected to notification).
 
 use std::time::Duration;
 
@@ -23,6 +22,9 @@ use wardline_proto::billing::invoice_service_client::InvoiceServiceClient;
 use wardline_proto::billing::usage_service_client::UsageServiceClient;
 use wardline_proto::intake::tenant_service_client::TenantServiceClient;
 use wardline_proto::intake::ticket_service_client::TicketServiceClient;
+use wardline_proto::notification::delivery_service_client::DeliveryServiceClient;
+use wardline_proto::notification::recipient_service_client::RecipientServiceClient;
+use wardline_proto::notification::webhook_service_client::WebhookServiceClient;
 use wardline_proto::routing::analyst_service_client::AnalystServiceClient;
 use wardline_proto::routing::queue_service_client::QueueServiceClient;
 use wardline_proto::routing::routing_rule_service_client::RoutingRuleServiceClient;
@@ -198,6 +200,21 @@ impl Session {
     /// Billing's invoices.
     pub fn invoices(&self) -> InvoiceServiceClient<AuthedChannel> {
         InvoiceServiceClient::with_interceptor(self.channel(), self.interceptor())
+    }
+
+    /// Notification's recipients (on a session connected to notification).
+    pub fn recipients(&self) -> RecipientServiceClient<AuthedChannel> {
+        RecipientServiceClient::with_interceptor(self.channel(), self.interceptor())
+    }
+
+    /// Notification's webhook endpoints.
+    pub fn webhooks(&self) -> WebhookServiceClient<AuthedChannel> {
+        WebhookServiceClient::with_interceptor(self.channel(), self.interceptor())
+    }
+
+    /// Notification's deliveries.
+    pub fn deliveries(&self) -> DeliveryServiceClient<AuthedChannel> {
+        DeliveryServiceClient::with_interceptor(self.channel(), self.interceptor())
     }
 }
 

@@ -493,8 +493,8 @@ pub async fn measure(ctx: &Context, args: &LoadArgs) -> Result<Report> {
     seed::analysts(&routing, &tenants, plan.analysts, capacity).await?;
     seed::contracts(&billing, &tenants, Duration::from_secs(30)).await?;
     let receiver = hooks::Receiver::start().await?;
-    let notified_off = match seed::connect(&args.notification_url, ctx.timeout, &token).await {
-        Err(e) => Some(format!("notification at {}: {e}", args.notification_url)),
+    let notified_off = match seed::connect(&ctx.notification_url, ctx.timeout, &token).await {
+        Err(e) => Some(format!("notification at {}: {e}", ctx.notification_url)),
         Ok(n) => match seed::webhooks(&n, &tenants, |t| receiver.url(t)).await? {
             Ok(()) => None,
             Err(why) => Some(format!(

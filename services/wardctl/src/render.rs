@@ -53,6 +53,7 @@ macro_rules! labels {
 }
 
 pub mod billing;
+pub mod notification;
 pub mod routing;
 
 labels! {

@@ -97,29 +97,10 @@ pub fn derived_request_id(base: &str, suffix: &str) -> String {
 /// Up to `limit` analysts matching `req`, following the pages.
 pub async fn list(
     session: &Session,
-    mut req: ListAnalystsRequest,
+    req: ListAnalystsRequest,
     limit: usize,
 ) -> Result<Vec<Analyst>> {
-    let mut analysts = Vec::new();
-    loop {
-        let remaining = limit.saturating_sub(analysts.len());
-        if remaining == 0 {
-            break;
-        }
-        req.page_size = remaining.min(500) as u32;
-        let page = session
-            .analysts()
-            .list_analysts(req.clone())
-            .await?
-            .into_inner();
-        let got = page.analysts.len();
-        analysts.extend(page.analysts.into_iter().take(remaining));
-        if page.next_page_token.is_empty() || page.next_page_token == req.page_token || got == 0 {
-            break;
-        }
-        req.page_token = page.next_page_token;
-    }
-    Ok(analysts)
+    paged!(limit, session.analysts(), list_analysts, req, analysts)
 }
 
 /// Runs an analyst command.

@@ -94,24 +94,14 @@ async fn show_contract(ctx: &Context, c: &Contract) {
 
 /// Every contract version of the session's tenant, newest first.
 pub async fn list_versions(session: &Session) -> Result<Vec<Contract>> {
-    let mut out = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = session
-            .contracts()
-            .list_contract_versions(ListContractVersionsRequest {
-                page_size: 500,
-                page_token: page_token.clone(),
-            })
-            .await?
-            .into_inner();
-        let got = page.contracts.len();
-        out.extend(page.contracts);
-        if page.next_page_token.is_empty() || page.next_page_token == page_token || got == 0 {
-            return Ok(out);
-        }
-        page_token = page.next_page_token;
-    }
+    let req = ListContractVersionsRequest::default();
+    paged!(
+        usize::MAX,
+        session.contracts(),
+        list_contract_versions,
+        req,
+        contracts
+    )
 }
 
 /// `wardctl usage`.
@@ -148,29 +138,10 @@ pub fn charges_request(args: &ChargesArgs, ticket_id: String) -> ListChargesRequ
 /// Up to `limit` charges matching `req`, following the pages.
 pub async fn list_charges(
     session: &Session,
-    mut req: ListChargesRequest,
+    req: ListChargesRequest,
     limit: usize,
 ) -> Result<Vec<Charge>> {
-    let mut out = Vec::new();
-    loop {
-        let remaining = limit.saturating_sub(out.len());
-        if remaining == 0 {
-            break;
-        }
-        req.page_size = remaining.min(500) as u32;
-        let page = session
-            .usage()
-            .list_charges(req.clone())
-            .await?
-            .into_inner();
-        let got = page.charges.len();
-        out.extend(page.charges.into_iter().take(remaining));
-        if page.next_page_token.is_empty() || page.next_page_token == req.page_token || got == 0 {
-            break;
-        }
-        req.page_token = page.next_page_token;
-    }
-    Ok(out)
+    paged!(limit, session.usage(), list_charges, req, charges)
 }
 
 /// `wardctl charges`.
@@ -207,27 +178,14 @@ pub async fn charges(ctx: &Context, args: &ChargesArgs) -> Result<()> {
 pub async fn unbilled(ctx: &Context, args: &UnbilledArgs) -> Result<()> {
     let tenant = ctx.tenant.as_deref();
     let session = ctx.billing_session(tenant).await?;
-    let limit = args.limit as usize;
-    let mut req = ListUnbilledRequest::default();
-    let mut calls: Vec<UnbilledCall> = Vec::new();
-    loop {
-        let remaining = limit.saturating_sub(calls.len());
-        if remaining == 0 {
-            break;
-        }
-        req.page_size = remaining.min(500) as u32;
-        let page = session
-            .usage()
-            .list_unbilled(req.clone())
-            .await?
-            .into_inner();
-        let got = page.calls.len();
-        calls.extend(page.calls.into_iter().take(remaining));
-        if page.next_page_token.is_empty() || page.next_page_token == req.page_token || got == 0 {
-            break;
-        }
-        req.page_token = page.next_page_token;
-    }
+    let req = ListUnbilledRequest::default();
+    let calls: Vec<UnbilledCall> = paged!(
+        args.limit as usize,
+        session.usage(),
+        list_unbilled,
+        req,
+        calls
+    )?;
     if ctx.json {
         print_json(&Value::Array(
             calls.iter().map(render::unbilled_json).collect(),
@@ -258,29 +216,10 @@ pub fn invoices_request(args: &ListInvoicesArgs) -> ListInvoicesRequest {
 /// Up to `limit` invoices matching `req`, newest period first.
 pub async fn list_invoices(
     session: &Session,
-    mut req: ListInvoicesRequest,
+    req: ListInvoicesRequest,
     limit: usize,
 ) -> Result<Vec<Invoice>> {
-    let mut out = Vec::new();
-    loop {
-        let remaining = limit.saturating_sub(out.len());
-        if remaining == 0 {
-            break;
-        }
-        req.page_size = remaining.min(500) as u32;
-        let page = session
-            .invoices()
-            .list_invoices(req.clone())
-            .await?
-            .into_inner();
-        let got = page.invoices.len();
-        out.extend(page.invoices.into_iter().take(remaining));
-        if page.next_page_token.is_empty() || page.next_page_token == req.page_token || got == 0 {
-            break;
-        }
-        req.page_token = page.next_page_token;
-    }
-    Ok(out)
+    paged!(limit, session.invoices(), list_invoices, req, invoices)
 }
 
 /// The invoice id `key` names: an id as is, a period `YYYY-MM` looked up.

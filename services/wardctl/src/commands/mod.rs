@@ -1,5 +1,5 @@
-//! The commands, and the context they share: where intake, routing and
-//! billing are, who wardctl acts as, the tenant, the idempotency key and how
+//! The commands, and the context they share: where intake, routing,
+//! billing and notification are, who wardctl acts as, the tenant, the idempotency key and how
 //! to print.
 
 use std::time::Duration;
@@ -12,8 +12,30 @@ use wardline_kit::auth::{ALL_TENANTS, Role, mint};
 use crate::cli::{Cli, Command};
 use crate::grpc::{self, Session};
 
+/// Up to `$limit` items of a paged list call, following `next_page_token`
+/// (see [`collect_pages`]): `paged!(limit, session.tickets(), list_tickets,
+/// req, tickets)` calls `list_tickets` with `req` (its page size and token
+/// set per page) and collects each page's `tickets`.
+macro_rules! paged {
+    ($limit:expr, $client:expr, $method:ident, $req:expr, $items:ident) => {{
+        let req = $req;
+        $crate::commands::collect_pages($limit, |page_size, page_token| {
+            let mut req = req.clone();
+            req.page_size = page_size;
+            req.page_token = page_token;
+            let mut client = $client;
+            async move {
+                let page = client.$method(req).await?.into_inner();
+                Ok((page.$items, page.next_page_token))
+            }
+        })
+        .await
+    }};
+}
+
 pub mod analyst;
 pub mod billing;
+pub mod notification;
 pub mod routing;
 pub mod tenant;
 pub mod ticket;
@@ -33,6 +55,8 @@ pub struct Context {
     pub routing_url: String,
     /// Billing's gRPC URL.
     pub billing_url: String,
+    /// Notification's gRPC URL.
+    pub notification_url: String,
     /// NATS URL.
     pub nats_url: String,
     secret: Option<SecretString>,
@@ -55,6 +79,7 @@ impl Context {
             intake_url: cli.intake_url.clone(),
             routing_url: cli.routing_url.clone(),
             billing_url: cli.billing_url.clone(),
+            notification_url: cli.notification_url.clone(),
             nats_url: cli.nats_url.clone(),
             secret: cli.secret.clone(),
             token: cli.token.clone(),
@@ -133,22 +158,27 @@ impl Context {
 
     /// Connects to intake and returns a session acting on `tenant`.
     pub async fn session(&self, tenant: Option<&str>) -> Result<Session> {
-        let token = self.admin_token()?;
-        let channel = grpc::connect(&self.intake_url, self.timeout).await?;
-        Session::new(channel, &token, tenant)
+        self.session_at(&self.intake_url, tenant).await
     }
 
     /// Connects to routing and returns a session acting on `tenant`.
     pub async fn routing_session(&self, tenant: Option<&str>) -> Result<Session> {
-        let token = self.admin_token()?;
-        let channel = grpc::connect(&self.routing_url, self.timeout).await?;
-        Session::new(channel, &token, tenant)
+        self.session_at(&self.routing_url, tenant).await
     }
 
     /// Connects to billing and returns a session acting on `tenant`.
     pub async fn billing_session(&self, tenant: Option<&str>) -> Result<Session> {
+        self.session_at(&self.billing_url, tenant).await
+    }
+
+    /// Connects to notification and returns a session acting on `tenant`.
+    pub async fn notification_session(&self, tenant: Option<&str>) -> Result<Session> {
+        self.session_at(&self.notification_url, tenant).await
+    }
+
+    async fn session_at(&self, url: &str, tenant: Option<&str>) -> Result<Session> {
         let token = self.admin_token()?;
-        let channel = grpc::connect(&self.billing_url, self.timeout).await?;
+        let channel = grpc::connect(url, self.timeout).await?;
         Session::new(channel, &token, tenant)
     }
 }
@@ -174,6 +204,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             Command::Charges(args) => billing::charges(&ctx, &args).await,
             Command::Unbilled(args) => billing::unbilled(&ctx, &args).await,
             Command::Invoice(cmd) => billing::invoice(&ctx, cmd).await,
+            Command::Recipient(cmd) => notification::recipient(&ctx, cmd).await,
+            Command::Webhook(cmd) => notification::webhook(&ctx, cmd).await,
+            Command::Delivery(cmd) => notification::delivery(&ctx, cmd).await,
             Command::Demo(args) => crate::demo::run(&ctx, &args).await,
             Command::Load(args) => crate::load::run(&ctx, &args).await,
         }
@@ -184,8 +217,9 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 fn command_name(c: &Command) -> &'static str {
     use crate::cli::{
-        AnalystCommand as An, ContractCommand as Co, InvoiceCommand as In, SlaCommand as Sl,
-        TenantCommand as Te, TicketCommand as Ti,
+        AnalystCommand as An, ContractCommand as Co, DeliveryCommand as De, InvoiceCommand as In,
+        RecipientCommand as Re, SlaCommand as Sl, TenantCommand as Te, TicketCommand as Ti,
+        WebhookCommand as We,
     };
     match c {
         Command::Token(_) => "token",
@@ -213,6 +247,23 @@ fn command_name(c: &Command) -> &'static str {
             In::Export { .. } => "invoice export",
             In::RebuildCheck { .. } => "invoice rebuild-check",
         },
+        Command::Recipient(r) => match r {
+            Re::Upsert(_) => "recipient upsert",
+            Re::List(_) => "recipient list",
+            Re::Preferences { .. } => "recipient preferences",
+        },
+        Command::Webhook(w) => match w {
+            We::Create { .. } => "webhook create",
+            We::Rotate { .. } => "webhook rotate",
+            We::List { .. } => "webhook list",
+            We::Delete { .. } => "webhook delete",
+        },
+        Command::Delivery(d) => match d {
+            De::List(_) => "delivery list",
+            De::Get { .. } => "delivery get",
+            De::Retry { .. } => "delivery retry",
+            De::DeadLetters { .. } => "delivery dead-letters",
+        },
         Command::Analyst(a) => match a {
             An::Upsert(_) => "analyst upsert",
             An::Get { .. } => "analyst get",
@@ -239,6 +290,69 @@ fn command_name(c: &Command) -> &'static str {
             Ti::Note { .. } => "ticket note",
             Ti::Notes { .. } => "ticket notes",
         },
+    }
+}
+
+/// Up to `limit` items of a paged list call, following `next_page_token`:
+/// `fetch(page_size, page_token)` asks for one page and returns its items and
+/// the next token (empty on the last page). Every list command's loop.
+pub async fn collect_pages<T, F, Fut>(limit: usize, mut fetch: F) -> Result<Vec<T>>
+where
+    F: FnMut(u32, String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let remaining = limit.saturating_sub(out.len());
+        if remaining == 0 {
+            return Ok(out);
+        }
+        let (items, next) = fetch(remaining.min(500) as u32, token.clone()).await?;
+        let got = items.len();
+        out.extend(items.into_iter().take(remaining));
+        if next.is_empty() || next == token || got == 0 {
+            return Ok(out);
+        }
+        token = next;
+    }
+}
+
+/// Prints a list the way every list command does: a JSON array with
+/// `--json`, else `empty` when there is nothing, else the table with times
+/// in `tenant`'s zone.
+pub async fn show_list<T>(
+    ctx: &Context,
+    tenant: Option<&str>,
+    items: &[T],
+    json: impl Fn(&T) -> serde_json::Value,
+    table: impl FnOnce(&[T], crate::render::Zone) -> crate::table::Table,
+    empty: &str,
+) {
+    if ctx.json {
+        print_json(&serde_json::Value::Array(items.iter().map(json).collect()));
+    } else if items.is_empty() {
+        println!("{empty}");
+    } else {
+        let zone = routing::tenant_zone(ctx, tenant).await;
+        print!("{}", table(items, zone).render());
+    }
+}
+
+/// Prints one item: JSON with `--json`, else its detail view with times in
+/// `tenant`'s zone.
+pub async fn show_one<T>(
+    ctx: &Context,
+    tenant: Option<&str>,
+    item: &T,
+    json: impl FnOnce(&T) -> serde_json::Value,
+    text: impl FnOnce(&T, crate::render::Zone) -> String,
+) {
+    if ctx.json {
+        print_json(&json(item));
+    } else {
+        let zone = routing::tenant_zone(ctx, tenant).await;
+        print!("{}", text(item, zone));
     }
 }
 

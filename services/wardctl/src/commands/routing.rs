@@ -112,29 +112,10 @@ pub fn assignments_request(args: &AssignmentsArgs, ticket_id: String) -> ListAss
 /// Up to `limit` assignments matching `req`, newest first, following the pages.
 pub async fn list_assignments(
     session: &Session,
-    mut req: ListAssignmentsRequest,
+    req: ListAssignmentsRequest,
     limit: usize,
 ) -> Result<Vec<Assignment>> {
-    let mut out = Vec::new();
-    loop {
-        let remaining = limit.saturating_sub(out.len());
-        if remaining == 0 {
-            break;
-        }
-        req.page_size = remaining.min(500) as u32;
-        let page = session
-            .queues()
-            .list_assignments(req.clone())
-            .await?
-            .into_inner();
-        let got = page.assignments.len();
-        out.extend(page.assignments.into_iter().take(remaining));
-        if page.next_page_token.is_empty() || page.next_page_token == req.page_token || got == 0 {
-            break;
-        }
-        req.page_token = page.next_page_token;
-    }
-    Ok(out)
+    paged!(limit, session.queues(), list_assignments, req, assignments)
 }
 
 /// `wardctl assignments`.

@@ -101,18 +101,6 @@ pub async fn get(session: &Session, id: &str) -> Result<Tenant> {
 
 /// Every tenant, following the pages.
 pub async fn list_all(session: &Session) -> Result<Vec<Tenant>> {
-    let mut tenants = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let req = ListTenantsRequest {
-            page_size: 500,
-            page_token: page_token.clone(),
-        };
-        let page = session.tenants().list_tenants(req).await?.into_inner();
-        tenants.extend(page.tenants);
-        if page.next_page_token.is_empty() || page.next_page_token == page_token {
-            return Ok(tenants);
-        }
-        page_token = page.next_page_token;
-    }
+    let req = ListTenantsRequest::default();
+    paged!(usize::MAX, session.tenants(), list_tenants, req, tenants)
 }

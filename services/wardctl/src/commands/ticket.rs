@@ -118,31 +118,8 @@ pub fn list_request(args: &ListTicketsArgs) -> ListTicketsRequest {
 }
 
 /// Up to `limit` tickets matching `first`, following the pages.
-pub async fn list(
-    session: &Session,
-    mut req: ListTicketsRequest,
-    limit: usize,
-) -> Result<Vec<Ticket>> {
-    let mut tickets: Vec<Ticket> = Vec::new();
-    loop {
-        let remaining = limit.saturating_sub(tickets.len());
-        if remaining == 0 {
-            break;
-        }
-        req.page_size = remaining.min(500) as u32;
-        let page = session
-            .tickets()
-            .list_tickets(req.clone())
-            .await?
-            .into_inner();
-        let got = page.tickets.len();
-        tickets.extend(page.tickets.into_iter().take(remaining));
-        if page.next_page_token.is_empty() || page.next_page_token == req.page_token || got == 0 {
-            break;
-        }
-        req.page_token = page.next_page_token;
-    }
-    Ok(tickets)
+pub async fn list(session: &Session, req: ListTicketsRequest, limit: usize) -> Result<Vec<Ticket>> {
+    paged!(limit, session.tickets(), list_tickets, req, tickets)
 }
 
 /// The zone to show a tenant's times in: its own unless `--utc` (or JSON,

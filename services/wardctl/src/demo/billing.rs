@@ -27,7 +27,7 @@ use wardline_proto::intake::{Tenant, Ticket};
 use super::Progress;
 use super::routing::Reach;
 use crate::cli::example_contract;
-use crate::grpc::{self, Session, describe_status};
+use crate::grpc::{Session, describe_status};
 use crate::render::billing as render;
 use crate::render::{self as labels};
 use crate::table::Table;
@@ -143,29 +143,17 @@ pub fn period_of(time_zone: &str, at: DateTime<Utc>) -> String {
     }
 }
 
-/// Connects to billing and makes one call. Nothing listening (connection
-/// refused, UNAVAILABLE) is [`Reach::Down`]; anything else, such as a wrong
-/// secret, is an error.
+/// Connects to billing and makes one call (see [`super::routing::reach`]).
 pub async fn connect(url: &str, timeout: Duration, token: &SecretString) -> Result<Reach> {
-    let channel = match grpc::connect(url, timeout).await {
-        Ok(c) => c,
-        Err(e) => return Ok(Reach::Down(crate::error_text(&e))),
-    };
-    let session = Session::new(channel, token, None)?;
-    let probe = session
-        .usage()
-        .list_unbilled(ListUnbilledRequest {
-            page_size: 1,
-            ..Default::default()
-        })
-        .await;
-    match probe {
-        Ok(_) => Ok(Reach::Up(session)),
-        Err(s) if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded) => {
-            Ok(Reach::Down(describe_status(&s)))
-        }
-        Err(s) => Err(anyhow::Error::new(s).context(format!("billing at {url} refused the demo"))),
-    }
+    super::routing::reach(url, timeout, token, "billing", |s| async move {
+        s.usage()
+            .list_unbilled(ListUnbilledRequest {
+                page_size: 1,
+                ..Default::default()
+            })
+            .await
+    })
+    .await
 }
 
 /// A demo hospital as billing holds it.

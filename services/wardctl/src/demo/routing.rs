@@ -199,29 +199,47 @@ pub enum Reach {
     Down(String),
 }
 
-/// Connects to routing and makes one call. Nothing listening (connection
-/// refused, UNAVAILABLE) is [`Reach::Down`]; anything else, such as a wrong
-/// secret, is an error.
-pub async fn connect(url: &str, timeout: Duration, token: &SecretString) -> Result<Reach> {
+/// Connects to `service` at `url` and makes one call, `probe`. Nothing
+/// listening (connection refused, UNAVAILABLE, no answer in time) is
+/// [`Reach::Down`]; anything else, such as a wrong secret, is an error.
+/// Every optional service of the demo is reached this way.
+pub async fn reach<T, Fut>(
+    url: &str,
+    timeout: Duration,
+    token: &SecretString,
+    service: &str,
+    probe: impl FnOnce(Session) -> Fut,
+) -> Result<Reach>
+where
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
     let channel = match grpc::connect(url, timeout).await {
         Ok(c) => c,
         Err(e) => return Ok(Reach::Down(crate::error_text(&e))),
     };
     let session = Session::new(channel, token, None)?;
-    let probe = session
-        .analysts()
-        .list_analysts(ListAnalystsRequest {
-            page_size: 1,
-            ..Default::default()
-        })
-        .await;
-    match probe {
+    match probe(session.clone()).await {
         Ok(_) => Ok(Reach::Up(session)),
         Err(s) if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded) => {
             Ok(Reach::Down(describe_status(&s)))
         }
-        Err(s) => Err(anyhow::Error::new(s).context(format!("routing at {url} refused the demo"))),
+        Err(s) => {
+            Err(anyhow::Error::new(s).context(format!("{service} at {url} refused the demo")))
+        }
     }
+}
+
+/// Connects to routing and makes one call (see [`reach`]).
+pub async fn connect(url: &str, timeout: Duration, token: &SecretString) -> Result<Reach> {
+    reach(url, timeout, token, "routing", |s| async move {
+        s.analysts()
+            .list_analysts(ListAnalystsRequest {
+                page_size: 1,
+                ..Default::default()
+            })
+            .await
+    })
+    .await
 }
 
 /// Upserts the roster (fixed request ids), makes everyone available, and
@@ -348,6 +366,60 @@ pub async fn queue_reasons(routing: &Session, tickets: &[Ticket]) -> HashMap<Str
         }
     }
     reasons
+}
+
+/// A tenant's queue after the run: how many wait, per priority (or why it
+/// could not be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Tenant slug.
+    pub tenant_id: String,
+    /// `(priority label, count)`, P1 first; `Err` when unreadable.
+    pub waiting: Result<Vec<(String, u32)>, String>,
+}
+
+impl QueueDepth {
+    /// `stmarys 0`, `lakeside 2 (P1 1, P3 1)`, `lakeside ?`.
+    pub fn text(&self) -> String {
+        match &self.waiting {
+            Err(_) => format!("{} ?", self.tenant_id),
+            Ok(per) if per.is_empty() => format!("{} 0", self.tenant_id),
+            Ok(per) => {
+                let total: u32 = per.iter().map(|(_, n)| n).sum();
+                let parts: Vec<String> = per.iter().map(|(p, n)| format!("{p} {n}")).collect();
+                format!("{} {total} ({})", self.tenant_id, parts.join(", "))
+            }
+        }
+    }
+}
+
+/// Each tenant's queue as routing holds it now.
+pub async fn queue_depths(routing: &Session, tenants: &[&str]) -> Vec<QueueDepth> {
+    let mut out = Vec::new();
+    for tenant in tenants {
+        let read = async {
+            let q = routing
+                .for_tenant(Some(tenant))?
+                .queues()
+                .get_queue(GetQueueRequest {
+                    page_size: 1,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            anyhow::Ok(
+                q.by_priority
+                    .iter()
+                    .map(|c| (labels::priority(c.priority), c.count))
+                    .collect(),
+            )
+        };
+        out.push(QueueDepth {
+            tenant_id: (*tenant).to_owned(),
+            waiting: read.await.map_err(|e| crate::error_text(&e)),
+        });
+    }
+    out
 }
 
 /// The assignee column: the analyst, `queued (reason)`, or not routed.

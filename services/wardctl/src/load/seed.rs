@@ -12,7 +12,6 @@ use tonic::Code;
 use wardline_proto::billing::CreateContractVersionRequest;
 use wardline_proto::events::Availability;
 use wardline_proto::intake::{CreateTenantRequest, Facility};
-use wardline_proto::notification::webhook_service_client::WebhookServiceClient;
 use wardline_proto::notification::{CreateWebhookEndpointRequest, EventKind};
 use wardline_proto::routing::{Analyst, Skill, SkillModule, TenantCoverage, UpsertAnalystRequest};
 
@@ -273,8 +272,7 @@ pub async fn webhooks(
 ) -> Result<std::result::Result<(), String>> {
     for id in ids {
         let session = notification.for_tenant(Some(id))?;
-        let client =
-            WebhookServiceClient::with_interceptor(session.channel(), session.interceptor());
+        let client = session.webhooks();
         let req = CreateWebhookEndpointRequest {
             request_id: format!("load-webhook-{id}"),
             url: url(id),
