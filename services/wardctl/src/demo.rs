@@ -1336,7 +1336,7 @@ fn routing_summary(routing: &RoutingOutcome) -> (String, Value) {
             if !queues.is_empty() {
                 let q: Vec<String> = queues.iter().map(routing::QueueDepth::text).collect();
                 text.push_str(&format!(
-                    "\nqueue now (waiting per tenant): {}",
+                    "\nqueue now, per tenant (tickets of every run still waiting): {}",
                     q.join(", ")
                 ));
             }
@@ -1728,7 +1728,7 @@ mod tests {
         assert!(
             s.text().contains(
                 "routing: 1 assigned (rn.okonkwo 1), 1 queued\n\
-                 queue now (waiting per tenant): stmarys 1 (P2 1), lakeside 0, other ?\n\
+                 queue now, per tenant (tickets of every run still waiting): stmarys 1 (P2 1), lakeside 0, other ?\n\
                  worked STM-000001 by rn.okonkwo: acknowledged\n"
             ),
             "{}",

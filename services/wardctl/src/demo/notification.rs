@@ -117,6 +117,10 @@ impl DemoRecipient {
 /// Connects to notification and makes one call (see [`reach`]).
 pub async fn connect(url: &str, timeout: Duration, token: &SecretString) -> Result<Reach> {
     reach(url, timeout, token, "notification", |s| async move {
+        // Notification answers for one tenant per call: ask as the first hospital.
+        let s = s
+            .for_tenant(Some(super::TENANTS[0].id))
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
         s.recipients()
             .list_recipients(ListRecipientsRequest {
                 page_size: 1,
