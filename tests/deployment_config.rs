@@ -189,7 +189,7 @@ fn ports_health_checks_and_the_seeder_agree_with_the_addresses() {
         ("intake", "INTAKE", true),
         ("routing", "ROUTING", true),
         ("billing", "BILLING", true),
-        ("notification", "NOTIFICATION", false),
+        ("notification", "NOTIFICATION", true),
     ] {
         let env = environment(&compose, service);
         let grpc = port_of(&env[&format!("{prefix}_GRPC_ADDR")]).to_owned();
