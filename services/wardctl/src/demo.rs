@@ -1766,7 +1766,7 @@ mod tests {
             text.contains(
                 "billing not reachable at http://b: no contracts, usage or invoices\n\
                  notification: 0 deliveries for this run's tickets; nobody told yet about STM-000001, STM-000002\n\
-                 email: 0 message(s) of this run in /tmp/mail"
+                 email: 0 message(s) reached /tmp/mail during the run"
             ),
             "{text}"
         );

@@ -213,7 +213,9 @@ async fn wait_delivered(
     }
 }
 
-/// Files in `dir` ending in `.eml` and modified since `since`.
+/// Files in `dir` ending in `.eml` and modified since `since`: what the
+/// mail sink received during the run, which includes messages about
+/// earlier runs' tickets (a re-route, an escalation) sent meanwhile.
 pub fn mail_files_since(dir: &Path, since: SystemTime) -> std::io::Result<usize> {
     let mut n = 0;
     for entry in std::fs::read_dir(dir)? {
@@ -326,7 +328,7 @@ impl NotificationOutcome {
         text.push('\n');
         match mail {
             Some((dir, Ok(n))) => text.push_str(&format!(
-                "email: {n} message(s) of this run in {} (the local mail sink)",
+                "email: {n} message(s) reached {} during the run (the local mail sink; earlier tickets' too)",
                 dir.display()
             )),
             Some((dir, Err(e))) => text.push_str(&format!(
@@ -533,7 +535,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("email: 3 message(s) of this run in /x/mail"),
+            text.contains("email: 3 message(s) reached /x/mail during the run"),
             "{text}"
         );
         assert!(
