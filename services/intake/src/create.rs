@@ -4,11 +4,13 @@
 //! and one transaction per request costs about seven round trips and one
 //! WAL flush per ticket. Here each request is validated in its own task and
 //! handed to a shared writer; the writer takes whatever requests are waiting
-//! (up to `max_batch`) and commits them in one transaction of six
+//! (up to `max_batch`) and commits them in one transaction of five
 //! statements: claim the idempotency keys, check tenants and facilities,
-//! reserve a block of numbers per tenant, insert the tickets, insert the
-//! outbox rows (each with its own request's trace context), store the
-//! responses. Nobody waits for a timer: a request that finds the writer idle
+//! insert the tickets, insert the outbox rows (each with its own request's
+//! trace context), store the responses; the block of numbers per tenant is
+//! reserved in between on a second connection, in a short transaction of
+//! its own (see [`storage::reserve_blocks`] for why that is safe). Nobody
+//! waits for a timer: a request that finds the writer idle
 //! is written at once, alone; under load, requests that arrive while
 //! `concurrency` batches are in flight form the next batch, so the cost per
 //! ticket falls as the load rises.
@@ -37,6 +39,9 @@ use wardline_proto::intake::Ticket;
 use crate::domain::ticket_number;
 use crate::grpc::convert;
 use crate::storage::{self, TicketRow};
+
+/// Serializes number reservations within the process (see [`commit`]).
+static RESERVING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The idempotency operation name of ticket creation.
 pub const OPERATION: &str = "CreateTicket";
@@ -258,14 +263,20 @@ async fn commit(
         }
     }
     let counts: Vec<(String, i64)> = counts.into_iter().collect();
-    let mut blocks = storage::reserve_blocks(&mut tx, &counts).await?;
+    let mut blocks = {
+        // One reservation at a time in this process: two multi-tenant
+        // reservations could otherwise lock the same rows in different
+        // orders (seen in the bench as deadlocks). It is one short statement.
+        let _turn = RESERVING.lock().await;
+        storage::reserve_blocks(pool, &counts).await?
+    };
 
     let mut rows = Vec::with_capacity(accepted.len());
     let mut numbered = Vec::with_capacity(accepted.len());
     for &i in &accepted {
         let mut row = tickets[i].row.clone();
         let Some(block) = blocks.get_mut(&row.tenant_id).filter(|b| b.active) else {
-            // Suspended between the check and the lock.
+            // Suspended between the check and the reservation.
             answers[i] = Some(Err(suspended(&row.tenant_id)));
             refused.push(i);
             continue;

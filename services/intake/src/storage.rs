@@ -410,19 +410,37 @@ pub struct Block {
     pub active: bool,
 }
 
-/// Reserves `count` consecutive numbers for each tenant in one round trip.
-/// The tenant rows are locked in tenant order, so concurrent batches that
-/// touch several tenants queue instead of deadlocking.
+/// Reserves `count` consecutive numbers for each (active) tenant in a
+/// transaction of its own, so the tenant rows are locked only for this one
+/// statement and not until the tickets' commit has been flushed: with the
+/// lock held across that flush, every batch touching a tenant queued behind
+/// the previous batch's disk write.
+///
+/// The reservation commits with `synchronous_commit = off`: the tickets'
+/// own (synchronous) commit comes later in the WAL, and flushing it flushes
+/// everything before it, so a ticket is never durable while the
+/// reservation of its number is not. If the tickets' transaction fails, its
+/// numbers are skipped (a gap, never a repeat).
+///
+/// `FOR NO KEY UPDATE`, not `FOR UPDATE`: the tickets' foreign key takes
+/// `KEY SHARE` on the tenant row, and a plain `FOR UPDATE` here would make
+/// a reservation and an inserting batch wait for each other (deadlock).
+/// The lock CTE is `MATERIALIZED` so the rows are locked in tenant order
+/// before the update touches any (inlined, two reservations deadlocked).
 pub async fn reserve_blocks(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     counts: &[(String, i64)],
 ) -> Result<std::collections::HashMap<String, Block>, sqlx::Error> {
     let tenants: Vec<&str> = counts.iter().map(|c| c.0.as_str()).collect();
     let ns: Vec<i64> = counts.iter().map(|c| c.1).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     let rows: Vec<(String, i64, String, bool)> = sqlx::query_as(
         "WITH req AS (SELECT * FROM UNNEST($1::text[], $2::int8[]) AS r(t, n)),
-              locked AS (SELECT t.tenant_id FROM tenants t JOIN req ON req.t = t.tenant_id
-                          ORDER BY t.tenant_id FOR UPDATE OF t)
+              locked AS MATERIALIZED (SELECT t.tenant_id FROM tenants t JOIN req ON req.t = t.tenant_id
+                          WHERE t.active ORDER BY t.tenant_id FOR NO KEY UPDATE OF t)
          UPDATE tenants t SET last_ticket_seq = t.last_ticket_seq + req.n
            FROM req JOIN locked ON locked.tenant_id = req.t
           WHERE t.tenant_id = req.t
@@ -430,8 +448,9 @@ pub async fn reserve_blocks(
     )
     .bind(&tenants)
     .bind(&ns)
-    .fetch_all(conn)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(rows
         .into_iter()
         .map(|(t, first, prefix, active)| {
