@@ -182,12 +182,14 @@ impl Sender {
         Ok(seen)
     }
 
+    /// Claims due deliveries, first attempts before retries: a backlog
+    /// retrying against a dead endpoint never delays a fresh notification.
     async fn claim(&self) -> Result<(Vec<Claimed>, usize), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
             "SELECT {CLAIM_COLUMNS} FROM deliveries
               WHERE state <> 4 AND sending_since IS NULL AND next_attempt_at <= now()
-              ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED"
+              ORDER BY attempt_count, next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED"
         );
         let rows: Vec<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(BATCH)
