@@ -8,7 +8,9 @@
 //! levels (a maximum) and breached targets (a set) commute and are applied
 //! in any order. An event for a ticket intake has not committed yet is
 //! retried. An assignment that arrives after an analyst already took the
-//! ticket changes nothing but the sequence.
+//! ticket changes nothing but the sequence; a newer queueing of a ticket
+//! that is still only assigned (routing re-routed it after the analyst did
+//! not acknowledge, and nobody else was free) puts it back to New, queued.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -74,8 +76,19 @@ impl EventHandler for RoutingEvents {
             }
             Some(Payload::TicketQueued(_)) => {
                 row.routing_seq = seq;
-                if status == TicketStatus::New {
-                    row.queued = true;
+                match status {
+                    TicketStatus::New => row.queued = true,
+                    // Routing took the ticket back (the assignee did not
+                    // acknowledge in time and nobody else could take it):
+                    // it waits in the queue again, with nobody on it. Once
+                    // the analyst acknowledged, the analyst has it: people's
+                    // actions win over routing's.
+                    TicketStatus::Assigned => {
+                        row.status = TicketStatus::New as i16;
+                        row.assignee_analyst_id.clear();
+                        row.queued = true;
+                    }
+                    _ => {}
                 }
             }
             Some(Payload::TicketEscalated(p)) => {

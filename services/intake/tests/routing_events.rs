@@ -9,8 +9,10 @@ use common::*;
 use prost::Message;
 use wardline_proto::common::{Priority, TicketStatus};
 use wardline_proto::events::event_envelope::Payload;
-use wardline_proto::events::{EventEnvelope, SlaBreached, SlaTarget, TicketAssigned, TicketQueued};
-use wardline_proto::intake::{GetTicketRequest, Ticket};
+use wardline_proto::events::{
+    EventEnvelope, SlaBreached, SlaTarget, TicketAssigned, TicketEscalated, TicketQueued,
+};
+use wardline_proto::intake::{AcknowledgeTicketRequest, GetTicketRequest, Ticket};
 use wardline_testkit::eventually;
 
 /// Publishes as routing would (through JetStream, with a message id).
@@ -36,6 +38,52 @@ fn routing_event(ticket: &Ticket, seq: u64, payload: Payload) -> EventEnvelope {
     )
 }
 
+fn assigned(t: &Ticket, seq: u64, analyst: &str) -> EventEnvelope {
+    routing_event(
+        t,
+        seq,
+        Payload::TicketAssigned(TicketAssigned {
+            ticket_id: t.ticket_id.clone(),
+            number: t.number.clone(),
+            assignment_id: uuid::Uuid::now_v7().to_string(),
+            analyst_id: analyst.into(),
+            priority: Priority::P1 as i32,
+            ack_deadline: None,
+            attempt: 1,
+            ticket_version: 1,
+        }),
+    )
+}
+
+fn queued(t: &Ticket, seq: u64) -> EventEnvelope {
+    routing_event(
+        t,
+        seq,
+        Payload::TicketQueued(TicketQueued {
+            ticket_id: t.ticket_id.clone(),
+            number: t.number.clone(),
+            priority: Priority::P1 as i32,
+            reason_code: "no_eligible_analyst".into(),
+            ticket_version: 1,
+        }),
+    )
+}
+
+fn response_breached(t: &Ticket, seq: u64) -> EventEnvelope {
+    routing_event(
+        t,
+        seq,
+        Payload::SlaBreached(SlaBreached {
+            ticket_id: t.ticket_id.clone(),
+            number: t.number.clone(),
+            priority: Priority::P1 as i32,
+            target: SlaTarget::Response as i32,
+            deadline: None,
+            breached_at: None,
+        }),
+    )
+}
+
 async fn get(app: &TestApp, id: &str) -> Ticket {
     app.tickets(&admin_token("stmarys"))
         .get_ticket(GetTicketRequest {
@@ -51,44 +99,16 @@ async fn get(app: &TestApp, id: &str) -> Ticket {
 async fn an_assignment_from_routing_shows_on_the_ticket_once() {
     let app = spawn_app().await;
     app.create_tenant("stmarys", "STM").await;
-    let t = app
-        .tickets(&nurse_token("stmarys"))
-        .create_ticket(nurse_ticket("a"))
-        .await
-        .unwrap()
-        .into_inner();
+    let t = app.nurse_creates("stmarys", "a").await;
 
-    let queued = routing_event(
-        &t,
-        1,
-        Payload::TicketQueued(TicketQueued {
-            ticket_id: t.ticket_id.clone(),
-            number: t.number.clone(),
-            priority: Priority::P1 as i32,
-            reason_code: "no_analyst_on_shift".into(),
-            ticket_version: 1,
-        }),
-    );
+    let queued = queued(&t, 1);
     publish(&app, &queued, &queued.event_id).await;
     eventually(10, "queued flag", || async {
         get(&app, &t.ticket_id).await.queued.then_some(())
     })
     .await;
 
-    let assigned = routing_event(
-        &t,
-        2,
-        Payload::TicketAssigned(TicketAssigned {
-            ticket_id: t.ticket_id.clone(),
-            number: t.number.clone(),
-            assignment_id: uuid::Uuid::now_v7().to_string(),
-            analyst_id: "rn.analyst".into(),
-            priority: Priority::P1 as i32,
-            ack_deadline: None,
-            attempt: 1,
-            ticket_version: 1,
-        }),
-    );
+    let assigned = assigned(&t, 2, "rn.analyst");
     publish(&app, &assigned, &assigned.event_id).await;
     let after = eventually(10, "assignment", || async {
         let t = get(&app, &t.ticket_id).await;
@@ -113,18 +133,7 @@ async fn an_assignment_from_routing_shows_on_the_ticket_once() {
     );
     publish(&app, &stale, &stale.event_id).await;
     // A breach after them is applied, proving the others were processed first.
-    let breach = routing_event(
-        &t,
-        3,
-        Payload::SlaBreached(SlaBreached {
-            ticket_id: t.ticket_id.clone(),
-            number: t.number.clone(),
-            priority: Priority::P1 as i32,
-            target: SlaTarget::Response as i32,
-            deadline: None,
-            breached_at: None,
-        }),
-    );
+    let breach = response_breached(&t, 3);
     publish(&app, &breach, &breach.event_id).await;
     let last = eventually(10, "breach", || async {
         let t = get(&app, &t.ticket_id).await;
@@ -148,6 +157,79 @@ async fn an_assignment_from_routing_shows_on_the_ticket_once() {
         inbox, 4,
         "queued, assigned, stale, breach; the duplicate is not a new entry"
     );
+}
+
+/// Routing re-routes an assignment nobody acknowledged; when nobody else can
+/// take the ticket it queues it. The ticket must then read as waiting, not
+/// as still held by the analyst who never answered.
+#[tokio::test]
+async fn a_ticket_queued_after_an_unacknowledged_assignment_waits_again() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    let t = app.nurse_creates("stmarys", "a").await;
+
+    for e in [
+        assigned(&t, 1, "rn.silent"),
+        routing_event(
+            &t,
+            2,
+            Payload::TicketEscalated(TicketEscalated {
+                ticket_id: t.ticket_id.clone(),
+                number: t.number.clone(),
+                priority: Priority::P1 as i32,
+                level: wardline_proto::events::EscalationLevel::Reroute as i32,
+                reason_code: "ack_timeout".into(),
+                to_analyst_id: String::new(),
+            }),
+        ),
+        queued(&t, 3),
+    ] {
+        publish(&app, &e, &e.event_id).await;
+    }
+    let waiting = eventually(10, "back in the queue", || async {
+        let t = get(&app, &t.ticket_id).await;
+        t.queued.then_some(t)
+    })
+    .await;
+    assert_eq!(waiting.status(), TicketStatus::New);
+    assert_eq!(
+        waiting.assignee_analyst_id, "",
+        "the silent analyst is off it"
+    );
+
+    // Someone frees up: routing assigns from the queue.
+    let next = assigned(&t, 4, "rn.next");
+    publish(&app, &next, &next.event_id).await;
+    let taken = eventually(10, "assigned from the queue", || async {
+        let t = get(&app, &t.ticket_id).await;
+        (t.status() == TicketStatus::Assigned).then_some(t)
+    })
+    .await;
+    assert_eq!(taken.assignee_analyst_id, "rn.next");
+    assert!(!taken.queued);
+
+    // The analyst acknowledges; a late queueing (routing's timer raced the
+    // acknowledgement) does not take the ticket away from them.
+    app.tickets(&analyst_token("stmarys", "rn.next"))
+        .acknowledge_ticket(AcknowledgeTicketRequest {
+            request_id: "ack-1".into(),
+            ticket_id: t.ticket_id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    let late = queued(&t, 5);
+    publish(&app, &late, &late.event_id).await;
+    let breach = response_breached(&t, 6);
+    publish(&app, &breach, &breach.event_id).await;
+    let last = eventually(10, "events after the acknowledgement applied", || async {
+        let t = get(&app, &t.ticket_id).await;
+        (!t.breached_targets.is_empty()).then_some(t)
+    })
+    .await;
+    assert_eq!(last.status(), TicketStatus::Acknowledged);
+    assert_eq!(last.assignee_analyst_id, "rn.next");
+    assert!(!last.queued);
 }
 
 #[tokio::test]

@@ -239,12 +239,7 @@ async fn another_tenants_ticket_is_not_found_like_a_missing_one() {
     let app = spawn_app().await;
     app.create_tenant("stmarys", "STM").await;
     app.create_tenant("lakeside", "LKS").await;
-    let t = app
-        .tickets(&nurse_token("stmarys"))
-        .create_ticket(nurse_ticket("a"))
-        .await
-        .unwrap()
-        .into_inner();
+    let t = app.nurse_creates("stmarys", "a").await;
     let mut lakeside = app.tickets(&admin_token("lakeside"));
     let foreign = lakeside
         .get_ticket(GetTicketRequest {
@@ -332,12 +327,7 @@ async fn callers_without_a_valid_token_or_role_are_refused() {
 async fn the_lifecycle_follows_the_state_machine_and_publishes_each_step() {
     let app = spawn_app().await;
     app.create_tenant("stmarys", "STM").await;
-    let t = app
-        .tickets(&nurse_token("stmarys"))
-        .create_ticket(nurse_ticket("c"))
-        .await
-        .unwrap()
-        .into_inner();
+    let t = app.nurse_creates("stmarys", "c").await;
     let mut analyst = app.tickets(&analyst_token("stmarys", "an.lee"));
     let id = t.ticket_id.clone();
 
@@ -822,12 +812,7 @@ async fn a_noisy_tenant_over_its_quota_is_resource_exhausted_while_others_carry_
     assert!(ok >= 5, "the burst is served ({ok})");
     assert!(exhausted > 0, "the excess is refused");
     // The other hospital is not affected.
-    let t = app
-        .tickets(&nurse_token("quiet"))
-        .create_ticket(nurse_ticket("q1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let t = app.nurse_creates("quiet", "q1").await;
     assert_eq!(t.number, "QUI-000001");
     // Nothing refused was stored: one ticket per admitted call.
     let listed = app

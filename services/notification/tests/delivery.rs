@@ -417,3 +417,61 @@ async fn a_receiver_that_always_fails_ends_dead_lettered_with_every_attempt_and_
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     h.stop().await;
 }
+
+/// A backlog of retries (receivers that were down for hours, a load test's
+/// dead endpoints) must never delay a new notification: first attempts are
+/// claimed before due retries. With the tenant capped at 2 messages a
+/// second, 300 due retries ahead of it in time would hold a fresh email
+/// back for minutes if the sender went by due time alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_notification_goes_out_before_a_backlog_of_retries() {
+    let h = spawn_with(|vars| {
+        vars.push(("NOTIFICATION_TENANT_RATE_PER_SEC".into(), "2".into()));
+        vars.push(("NOTIFICATION_TENANT_BURST".into(), "2".into()));
+    })
+    .await;
+    let first = new_id();
+    h.publish(&ticket_created(&first, "STM-000001", Priority::P3))
+        .await;
+    h.finished(1, 20).await;
+
+    // 300 copies of that delivery, each on its third attempt and due a
+    // minute ago: older, by due time, than anything published from now on.
+    let pool = h.db.pool().await;
+    sqlx::query(
+        "INSERT INTO deliveries
+         SELECT (jsonb_populate_record(d, jsonb_build_object(
+                   'delivery_id', gen_random_uuid(), 'source_event_id', gen_random_uuid(),
+                   'state', 2, 'outcome', 0, 'attempt_count', 2, 'sending_since', NULL,
+                   'finished_at', NULL, 'next_attempt_at', now() - interval '1 minute'))).*
+           FROM deliveries d, generate_series(1, 300)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let fresh = new_id();
+    h.publish(&ticket_created(&fresh, "STM-000002", Priority::P3))
+        .await;
+    wardline_testkit::eventually(15, "the fresh email", || async {
+        h.smtp
+            .messages()
+            .iter()
+            .any(|m| {
+                m.header("Subject")
+                    .is_some_and(|s| s.contains("STM-000002"))
+            })
+            .then_some(())
+    })
+    .await;
+    let retried: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM deliveries WHERE number = 'STM-000001' AND attempt_count > 2",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        retried < 150,
+        "the fresh email waited behind {retried} retries"
+    );
+}

@@ -12,6 +12,7 @@ use wardline_intake::{Application, Config};
 use wardline_kit::auth::Role;
 use wardline_kit::config::Env;
 use wardline_proto::common::{CallerRole, Channel as CallChannel, Impact, Urgency};
+use wardline_proto::intake::Ticket;
 use wardline_proto::intake::tenant_service_client::TenantServiceClient;
 use wardline_proto::intake::ticket_service_client::TicketServiceClient;
 use wardline_proto::intake::{Caller, CreateTenantRequest, CreateTicketRequest, Facility};
@@ -144,6 +145,15 @@ impl TestApp {
             })
             .await
             .expect("tenant created");
+    }
+
+    /// A nurse of `tenant` creates [`nurse_ticket`]`(request_id)`.
+    pub async fn nurse_creates(&self, tenant: &str, request_id: &str) -> Ticket {
+        self.tickets(&nurse_token(tenant))
+            .create_ticket(nurse_ticket(request_id))
+            .await
+            .expect("ticket created")
+            .into_inner()
     }
 }
 
