@@ -32,3 +32,4 @@ pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod validate;
+pub mod wakeup;

@@ -23,7 +23,6 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures::future::join_all;
 use prost::Message as _;
-use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field::Empty};
@@ -187,7 +186,7 @@ impl Relay {
     /// Runs until `shutdown`, then publishes what is left (best effort, the
     /// next start publishes anything this one could not).
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut listener = self.listen().await;
+        let wakeup = crate::wakeup::Wakeup::listen(&self.pool, CHANNEL).await;
         let mut last_cleanup = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -212,27 +211,11 @@ impl Relay {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = wait_notification(&mut listener, self.cfg.poll) => {}
+                _ = wakeup.wait(self.cfg.poll) => {}
             }
         }
         if let Err(e) = self.drain().await {
             tracing::warn!(error = %e, "final outbox drain failed; rows stay for the next start");
-        }
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        match PgListener::connect_with(&self.pool).await {
-            Ok(mut l) => match l.listen(CHANNEL).await {
-                Ok(()) => Some(l),
-                Err(e) => {
-                    tracing::warn!(error = %e, "LISTEN failed; relay polls only");
-                    None
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "LISTEN connection failed; relay polls only");
-                None
-            }
         }
     }
 
@@ -344,24 +327,6 @@ impl Relay {
             .await?;
         metrics::gauge!("wardline_outbox_pending").set(pending as f64);
         Ok(())
-    }
-}
-
-async fn wait_notification(listener: &mut Option<PgListener>, poll: Duration) {
-    match listener {
-        Some(l) => {
-            tokio::select! {
-                r = l.recv() => {
-                    if let Err(e) = r {
-                        // The listener reconnects on the next recv; poll meanwhile.
-                        tracing::debug!(error = %e, "outbox LISTEN connection lost");
-                        tokio::time::sleep(poll).await;
-                    }
-                }
-                _ = tokio::time::sleep(poll) => {}
-            }
-        }
-        None => tokio::time::sleep(poll).await,
     }
 }
 

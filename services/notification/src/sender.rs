@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field::Empty};
@@ -132,10 +131,7 @@ impl Sender {
     /// Runs until `stop`: woken by NOTIFY when deliveries commit, polling
     /// as a fallback; finishes the attempts in flight before returning.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
-            Ok(mut l) => l.listen(CHANNEL).await.ok().map(|()| l),
-            Err(_) => None,
-        };
+        let wakeup = wardline_kit::wakeup::Wakeup::listen(&self.pool, CHANNEL).await;
         let mut last_reconcile = Instant::now() - self.cfg.lease;
         loop {
             if last_reconcile.elapsed() >= (self.cfg.lease / 4).max(Duration::from_millis(100)) {
@@ -157,17 +153,7 @@ impl Sender {
             let wait = self.cfg.scan_interval;
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = async {
-                    match listener.as_mut() {
-                        Some(l) => {
-                            if l.recv().await.is_err() {
-                                tokio::time::sleep(wait).await;
-                            }
-                        }
-                        None => tokio::time::sleep(wait).await,
-                    }
-                } => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = wakeup.wait(wait) => {}
             }
         }
     }
