@@ -464,6 +464,12 @@ pub async fn measure(ctx: &Context, args: &LoadArgs) -> Result<Report> {
     );
     let tenants = seed::tenant_ids(&run, plan.tenants);
     eprintln!("wardctl load {run}: {}", plan.describe());
+    if limits::autovacuum_off(&args.pg_url).await {
+        eprintln!(
+            "note: PostgreSQL at {} runs with autovacuum off: rows the services update are never cleaned up, so every run is slower than the last and these numbers are not a deployment's (ALTER SYSTEM SET autovacuum = on; SELECT pg_reload_conf();)",
+            limits::redact(&args.pg_url)
+        );
+    }
 
     // 1. seed
     let mut intake = Vec::new();
@@ -491,16 +497,26 @@ pub async fn measure(ctx: &Context, args: &LoadArgs) -> Result<Report> {
     }
     seed::tenants(&intake[0], &run, &tenants).await?;
     seed::analysts(&routing, &tenants, plan.analysts, capacity).await?;
+    seed::slow_acknowledgements(&routing, &tenants).await?;
     seed::contracts(&billing, &tenants, Duration::from_secs(30)).await?;
     let receiver = hooks::Receiver::start().await?;
+    let mut hooks: Vec<seed::Hook> = Vec::new();
+    let mut notification = None;
     let notified_off = match seed::connect(&ctx.notification_url, ctx.timeout, &token).await {
         Err(e) => Some(format!("notification at {}: {e}", ctx.notification_url)),
-        Ok(n) => match seed::webhooks(&n, &tenants, |t| receiver.url(t)).await? {
-            Ok(()) => None,
-            Err(why) => Some(format!(
-                "notification refused the http:// webhook ({why}); start it with NOTIFICATION_WEBHOOK_ALLOW_HTTP=true"
-            )),
-        },
+        Ok(n) => {
+            let made = seed::webhooks(&n, &tenants, |t| receiver.url(t)).await?;
+            notification = Some(n);
+            match made {
+                Ok(h) => {
+                    hooks = h;
+                    None
+                }
+                Err(why) => Some(format!(
+                    "notification refused the http:// webhook ({why}); start it with NOTIFICATION_WEBHOOK_ALLOW_HTTP=true"
+                )),
+            }
+        }
     };
     eprintln!(
         "seeded {} tenants, {} analysts each (capacity {capacity}), a contract each, {}",
@@ -828,6 +844,20 @@ pub async fn measure(ctx: &Context, args: &LoadArgs) -> Result<Report> {
         }
     };
     let _ = nats.drain().await;
+    if let Some(n) = &notification
+        && !hooks.is_empty()
+    {
+        match seed::remove_webhooks(n, &hooks).await {
+            Ok(cancelled) => eprintln!(
+                "removed the run's {} webhooks ({cancelled} deliveries still pending for them cancelled)",
+                hooks.len()
+            ),
+            Err(e) => eprintln!(
+                "warning: the run's webhooks are still registered ({}); remove them with `wardctl --tenant <tenant> webhook delete <id>`",
+                crate::error_text(&e)
+            ),
+        }
+    }
 
     // Limits last, so they do not disturb the pipeline's measurement.
     let mut report = report;

@@ -55,6 +55,30 @@ pub async fn postgres(url: &str, duration: Duration) -> Limit {
     }
 }
 
+/// True when the PostgreSQL at `url` answers and has autovacuum off: then
+/// the rows the services update (outbox, deliveries, tickets, timers) are
+/// never cleaned up, scans slow down run after run, and the numbers are not
+/// what a deployment would see. False when it cannot tell.
+pub async fn autovacuum_off(url: &str) -> bool {
+    let check = async {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect(url)
+            .await?;
+        let on: String = sqlx::query_scalar("SHOW autovacuum")
+            .fetch_one(&pool)
+            .await?;
+        pool.close().await;
+        Ok::<_, sqlx::Error>(on == "off")
+    };
+    tokio::time::timeout(Duration::from_secs(3), check)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(false)
+}
+
 async fn postgres_probe(url: &str, duration: Duration) -> Result<f64> {
     let pool = PgPoolOptions::new()
         .max_connections(PG_CONNECTIONS as u32)

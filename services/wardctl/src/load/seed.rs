@@ -12,8 +12,13 @@ use tonic::Code;
 use wardline_proto::billing::CreateContractVersionRequest;
 use wardline_proto::events::Availability;
 use wardline_proto::intake::{CreateTenantRequest, Facility};
-use wardline_proto::notification::{CreateWebhookEndpointRequest, EventKind};
-use wardline_proto::routing::{Analyst, Skill, SkillModule, TenantCoverage, UpsertAnalystRequest};
+use wardline_proto::notification::{
+    CreateWebhookEndpointRequest, DeleteWebhookEndpointRequest, EventKind,
+};
+use wardline_proto::routing::{
+    Analyst, GetSlaTargetsRequest, SetSlaTargetsRequest, Skill, SkillModule, TenantCoverage,
+    UpsertAnalystRequest,
+};
 
 use crate::grpc::{Session, describe_status};
 
@@ -221,6 +226,47 @@ pub async fn analysts(
     Ok(())
 }
 
+/// Nobody acknowledges a load run's assignments, so with the default
+/// acknowledgement timeout routing would re-route every ticket again and
+/// again after the run (each a `ticket.assigned`, a webhook, and CPU taken
+/// from whatever runs next). The run's tenants get routing's longest
+/// timeout instead, an hour; their response and resolution targets stay
+/// the defaults.
+pub const ACK_TIMEOUT_SECS: u32 = 3600;
+
+/// Sets [`ACK_TIMEOUT_SECS`] on each tenant, keeping its other targets.
+pub async fn slow_acknowledgements(routing: &Session, ids: &[String]) -> Result<()> {
+    futures::stream::iter(ids)
+        .map(|id| async move {
+            let session = routing.for_tenant(Some(id))?;
+            let context = || format!("setting {id}'s acknowledgement timeout");
+            let mut targets = retrying(|| {
+                let mut c = session.sla();
+                async move { c.get_sla_targets(GetSlaTargetsRequest {}).await }
+            })
+            .await
+            .map_err(|s| anyhow::Error::new(s).context(context()))?
+            .into_inner();
+            targets.ack_timeout_seconds = ACK_TIMEOUT_SECS;
+            let req = SetSlaTargetsRequest {
+                request_id: format!("load-sla-{id}"),
+                targets: Some(targets),
+                expected_version: 0,
+            };
+            retrying(|| {
+                let (mut c, req) = (session.sla(), req.clone());
+                async move { c.set_sla_targets(req).await }
+            })
+            .await
+            .map(|_| ())
+            .map_err(|s| anyhow::Error::new(s).context(context()))
+        })
+        .buffer_unordered(SEED_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
 /// Gives every tenant the example contract from the first of this month.
 /// Billing learns tenants from intake's events, so NOT_FOUND is retried for
 /// up to `wait`.
@@ -262,6 +308,9 @@ pub async fn contracts(billing: &Session, ids: &[String], wait: Duration) -> Res
     Ok(())
 }
 
+/// A webhook endpoint the run registered: (tenant, endpoint id).
+pub type Hook = (String, String);
+
 /// Registers each tenant's webhook (ticket assignments) at `url(tenant)`.
 /// `Ok(Err(reason))` when notification refuses or is not there: the run
 /// goes on without the notified stage.
@@ -269,7 +318,8 @@ pub async fn webhooks(
     notification: &Session,
     ids: &[String],
     url: impl Fn(&str) -> String,
-) -> Result<std::result::Result<(), String>> {
+) -> Result<std::result::Result<Vec<Hook>, String>> {
+    let mut hooks = Vec::with_capacity(ids.len());
     for id in ids {
         let session = notification.for_tenant(Some(id))?;
         let client = session.webhooks();
@@ -285,7 +335,11 @@ pub async fn webhooks(
         })
         .await
         {
-            Ok(_) => {}
+            Ok(r) => {
+                if let Some(e) = r.into_inner().endpoint {
+                    hooks.push((id.clone(), e.endpoint_id));
+                }
+            }
             Err(s) if matches!(s.code(), Code::InvalidArgument | Code::Unavailable) => {
                 return Ok(Err(describe_status(&s)));
             }
@@ -294,7 +348,29 @@ pub async fn webhooks(
             }
         }
     }
-    Ok(Ok(()))
+    Ok(Ok(hooks))
+}
+
+/// Deletes the run's webhooks once its receiver is gone. Notification
+/// cancels what is still pending for them; otherwise every late delivery
+/// would retry for hours against a closed port and take sending capacity
+/// from real notifications (and from the next run). Returns the number of
+/// deliveries cancelled.
+pub async fn remove_webhooks(notification: &Session, hooks: &[Hook]) -> Result<u64> {
+    let mut cancelled = 0;
+    for (tenant, endpoint) in hooks {
+        let mut client = notification.for_tenant(Some(tenant))?.webhooks();
+        let req = DeleteWebhookEndpointRequest {
+            request_id: format!("load-webhook-delete-{endpoint}"),
+            endpoint_id: endpoint.clone(),
+        };
+        let r = client
+            .delete_webhook_endpoint(req)
+            .await
+            .map_err(|s| anyhow::Error::new(s).context(format!("deleting {tenant}'s webhook")))?;
+        cancelled += u64::from(r.into_inner().cancelled_deliveries);
+    }
+    Ok(cancelled)
 }
 
 /// Connects a session to `url`; `Err(reason)` when nothing answers.
