@@ -523,6 +523,53 @@ fn every_kubernetes_deployment_sets_only_variables_its_service_reads() {
             "{name} consumes only stmarys's events"
         );
     }
+    // ... and its patches make the shared pools leave stmarys to them, with
+    // a variable the service reads.
+    let overlay = deploy_dir().join("k8s/overlays/large-tenant/kustomization.yaml");
+    let patches = yaml_documents(&overlay)[0]["patches"].clone();
+    for service in ["routing", "notification"] {
+        let patch = patches
+            .as_sequence()
+            .expect("the overlay has patches")
+            .iter()
+            .find(|p| p["target"]["name"].as_str() == Some(service))
+            .unwrap_or_else(|| panic!("the overlay patches the shared {service}"));
+        let ops: Value = serde_norway::from_str(patch["patch"].as_str().expect("an inline patch"))
+            .expect("the patch is YAML");
+        let op = &ops[0];
+        assert_eq!(op["op"].as_str(), Some("add"));
+        assert_eq!(
+            op["path"].as_str(),
+            Some("/spec/template/spec/containers/0/env/-")
+        );
+        assert_eq!(
+            op["value"]["name"].as_str(),
+            Some("WARDLINE_EXCLUDE_TENANTS")
+        );
+        assert_eq!(op["value"]["value"].as_str(), Some("stmarys"));
+        let (_, base) = k8s_objects()
+            .into_iter()
+            .find(|(_, o)| {
+                o["kind"].as_str() == Some("Deployment")
+                    && o["metadata"]["name"].as_str() == Some(service)
+            })
+            .unwrap_or_else(|| panic!("the base Deployment {service}"));
+        assert_eq!(
+            base["spec"]["template"]["spec"]["containers"][0]["name"].as_str(),
+            Some(service),
+            "the patch's container 0 is {service}'s"
+        );
+        let mut vars = k8s_environment(&base, service);
+        vars.insert("WARDLINE_EXCLUDE_TENANTS".into(), "stmarys".into());
+        let (_, _, from_env) = known.iter().find(|(n, _, _)| *n == service).expect("known");
+        let env = Env::from_pairs(vars);
+        from_env(&env).unwrap_or_else(|e| panic!("patched {service} rejects its environment: {e}"));
+        assert!(
+            !env.unread()
+                .contains(&"WARDLINE_EXCLUDE_TENANTS".to_owned()),
+            "{service} reads WARDLINE_EXCLUDE_TENANTS"
+        );
+    }
 }
 
 #[test]

@@ -269,3 +269,75 @@ async fn a_poison_event_is_dead_lettered_with_its_reason() {
         .map(|v| v.as_str().to_owned());
     assert!(reason_header.is_some_and(|r| r.contains("envelope")));
 }
+
+/// The shared pool beside a replica dedicated to a large tenant leaves that
+/// tenant's events alone (`WARDLINE_EXCLUDE_TENANTS`): it acknowledges them
+/// unhandled, and the dedicated replica (`WARDLINE_TENANTS`, its own
+/// durable consumer) applies them.
+#[tokio::test]
+async fn the_shared_pool_leaves_a_dedicated_tenants_events_to_its_own_replica() {
+    let nats = wardline_testkit::TestNats::start();
+    let db = wardline_testkit::TestDb::create("intake").await;
+    let shared = start_with(nats, db, &[("WARDLINE_EXCLUDE_TENANTS", "stmarys")]).await;
+    shared.create_tenant("stmarys", "STM").await;
+    shared.create_tenant("lakeside", "LKS").await;
+    let big = shared.nurse_creates("stmarys", "a").await;
+    let other = shared.nurse_creates("lakeside", "b").await;
+    for e in [assigned(&big, 1, "rn.big"), assigned(&other, 1, "rn.other")] {
+        publish(&shared, &e, &e.event_id).await;
+    }
+    let get_as = |tenant: &'static str, id: String| {
+        let client = shared.tickets(&admin_token(tenant));
+        async move {
+            client
+                .clone()
+                .get_ticket(GetTicketRequest {
+                    ticket_id: id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    eventually(10, "lakeside's assignment", || async {
+        (get_as("lakeside", other.ticket_id.clone()).await.status() == TicketStatus::Assigned)
+            .then_some(())
+    })
+    .await;
+    eventually(10, "stmarys's event acknowledged unhandled", || async {
+        let metrics = http_get(shared.admin, "/metrics").await;
+        metrics
+            .lines()
+            .any(|l| l.contains("outcome=\"other_pool\"") && l.ends_with(" 1"))
+            .then_some(())
+    })
+    .await;
+    let untouched = get_as("stmarys", big.ticket_id.clone()).await;
+    assert_eq!(
+        untouched.status(),
+        TicketStatus::New,
+        "the shared pool handled it"
+    );
+    let (nats, db) = shared.stop().await;
+
+    let dedicated = start_with(nats, db, &[("WARDLINE_TENANTS", "stmarys")]).await;
+    let client = dedicated.tickets(&admin_token("stmarys"));
+    let taken = eventually(10, "the dedicated replica applies it", || {
+        let mut c = client.clone();
+        let id = big.ticket_id.clone();
+        async move {
+            let t = c
+                .get_ticket(GetTicketRequest {
+                    ticket_id: id,
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner();
+            (t.status() == TicketStatus::Assigned).then_some(t)
+        }
+    })
+    .await;
+    assert_eq!(taken.assignee_analyst_id, "rn.big");
+}

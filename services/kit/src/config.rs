@@ -175,6 +175,12 @@ pub struct CommonConfig {
     /// `WARDLINE_TENANTS`: when set, this replica's consumers only take these
     /// tenants' events (dedicated capacity for a large tenant).
     pub tenants: Vec<String>,
+    /// `WARDLINE_EXCLUDE_TENANTS`: when set, this replica's consumers leave
+    /// these tenants' events to their dedicated replicas (the shared pool
+    /// beside a `WARDLINE_TENANTS` deployment). They still receive them
+    /// (NATS filters cannot say "all tenants but these") and acknowledge
+    /// them without touching the database.
+    pub exclude_tenants: Vec<String>,
     /// `WARDLINE_CONSUMER_ACK_WAIT_MS`: how long an event handed to a
     /// consumer may stay unacknowledged before JetStream gives it to another
     /// worker (a replica that died or froze). Longer than any handler takes.
@@ -191,14 +197,23 @@ impl CommonConfig {
                 reason: "must be 1, 3 or 5".into(),
             });
         }
-        let tenants = env.list("WARDLINE_TENANTS");
-        for t in &tenants {
-            if !crate::validate::is_slug(t, 2, 32) {
-                return Err(ConfigError::Invalid {
-                    var: "WARDLINE_TENANTS".into(),
+        let tenant_list = |var: &str| -> Result<Vec<String>, ConfigError> {
+            let list = env.list(var);
+            match list.iter().find(|t| !crate::validate::is_slug(t, 2, 32)) {
+                Some(t) => Err(ConfigError::Invalid {
+                    var: var.into(),
                     reason: format!("{t:?} is not a tenant slug"),
-                });
+                }),
+                None => Ok(list),
             }
+        };
+        let tenants = tenant_list("WARDLINE_TENANTS")?;
+        let exclude_tenants = tenant_list("WARDLINE_EXCLUDE_TENANTS")?;
+        if !tenants.is_empty() && !exclude_tenants.is_empty() {
+            return Err(ConfigError::Invalid {
+                var: "WARDLINE_EXCLUDE_TENANTS".into(),
+                reason: "set it on the shared pool, WARDLINE_TENANTS on the dedicated one; not both on one replica".into(),
+            });
         }
         Ok(Self {
             nats_url: env.string("NATS_URL", "nats://127.0.0.1:4222"),
@@ -206,6 +221,7 @@ impl CommonConfig {
             shutdown_timeout: env.millis("WARDLINE_SHUTDOWN_TIMEOUT_MS", 20_000)?,
             log_format: env.parse("WARDLINE_LOG_FORMAT", crate::telemetry::LogFormat::Json)?,
             tenants,
+            exclude_tenants,
             consumer_ack_wait: env.millis("WARDLINE_CONSUMER_ACK_WAIT_MS", 30_000)?,
         })
     }
@@ -381,5 +397,18 @@ mod tests {
         let env = Env::from_pairs([("WARDLINE_TENANTS", "stmarys, BAD!")]);
         let e = CommonConfig::from_env(&env).unwrap_err().to_string();
         assert!(e.contains("WARDLINE_TENANTS"));
+    }
+
+    #[test]
+    fn a_replica_is_dedicated_or_shared_not_both() {
+        let env = Env::from_pairs([("WARDLINE_EXCLUDE_TENANTS", "stmarys,lakeside")]);
+        let c = CommonConfig::from_env(&env).unwrap();
+        assert_eq!(c.exclude_tenants, ["stmarys", "lakeside"]);
+        let env = Env::from_pairs([
+            ("WARDLINE_TENANTS", "stmarys"),
+            ("WARDLINE_EXCLUDE_TENANTS", "lakeside"),
+        ]);
+        let e = CommonConfig::from_env(&env).unwrap_err().to_string();
+        assert!(e.contains("WARDLINE_EXCLUDE_TENANTS"), "{e}");
     }
 }

@@ -15,7 +15,10 @@
 //! - When PostgreSQL is unreachable the loop stops pulling until it is back,
 //!   so an outage does not burn the message's deliveries.
 //! - All replicas of a service share one durable consumer; JetStream hands
-//!   each message to one of them.
+//!   each message to one of them. A replica dedicated to some tenants
+//!   (`WARDLINE_TENANTS`) has a durable of its own; the shared pool beside
+//!   it lists those tenants in `WARDLINE_EXCLUDE_TENANTS` and acknowledges
+//!   their events unhandled, so each tenant's events are handled by one pool.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -92,6 +95,9 @@ pub struct ConsumerSpec {
     pub max_ack_pending: i64,
     /// Concurrent workers in this process.
     pub workers: usize,
+    /// Tenants whose events this consumer acknowledges without handling:
+    /// a dedicated replica (its own durable) handles them.
+    pub exclude_tenants: Vec<String>,
 }
 
 impl ConsumerSpec {
@@ -109,6 +115,7 @@ impl ConsumerSpec {
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 1000,
             workers: 4,
+            exclude_tenants: Vec::new(),
         }
     }
 
@@ -287,6 +294,18 @@ async fn process<H: EventHandler>(
     }
     async {
         let started = std::time::Instant::now();
+        if let Some(t) = crate::nats::tenant_of_subject(&subject)
+            && spec.exclude_tenants.iter().any(|x| x == t)
+        {
+            // Another pool's tenant: its dedicated durable has its own copy.
+            tracing::Span::current().record("outcome", "other_pool");
+            metrics::counter!("wardline_events_consumed_total", "consumer" => spec.durable.clone(), "outcome" => "other_pool")
+                .increment(1);
+            if let Err(e) = msg.ack().await {
+                tracing::debug!(error = %e, "ack of another pool's event failed; it comes back");
+            }
+            return false;
+        }
         let envelope = match EventEnvelope::decode(msg.payload.as_ref()) {
             Ok(e) if e.payload.is_some() && Uuid::parse_str(&e.event_id).is_ok() => e,
             Ok(_) => {

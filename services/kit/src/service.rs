@@ -158,6 +158,7 @@ impl Base {
         );
         spec.workers = config.consumer_workers;
         spec.ack_wait = config.common.consumer_ack_wait;
+        spec.exclude_tenants = config.common.exclude_tenants.clone();
         spec
     }
 
