@@ -85,7 +85,11 @@ fn response_breached(t: &Ticket, seq: u64) -> EventEnvelope {
 }
 
 async fn get(app: &TestApp, id: &str) -> Ticket {
-    app.tickets(&admin_token("stmarys"))
+    get_in(app, "stmarys", id).await
+}
+
+async fn get_in(app: &TestApp, tenant: &str, id: &str) -> Ticket {
+    app.tickets(&admin_token(tenant))
         .get_ticket(GetTicketRequest {
             ticket_id: id.into(),
             ..Default::default()
@@ -286,22 +290,8 @@ async fn the_shared_pool_leaves_a_dedicated_tenants_events_to_its_own_replica() 
     for e in [assigned(&big, 1, "rn.big"), assigned(&other, 1, "rn.other")] {
         publish(&shared, &e, &e.event_id).await;
     }
-    let get_as = |tenant: &'static str, id: String| {
-        let client = shared.tickets(&admin_token(tenant));
-        async move {
-            client
-                .clone()
-                .get_ticket(GetTicketRequest {
-                    ticket_id: id,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-        }
-    };
     eventually(10, "lakeside's assignment", || async {
-        (get_as("lakeside", other.ticket_id.clone()).await.status() == TicketStatus::Assigned)
+        (get_in(&shared, "lakeside", &other.ticket_id).await.status() == TicketStatus::Assigned)
             .then_some(())
     })
     .await;
@@ -313,7 +303,7 @@ async fn the_shared_pool_leaves_a_dedicated_tenants_events_to_its_own_replica() 
             .then_some(())
     })
     .await;
-    let untouched = get_as("stmarys", big.ticket_id.clone()).await;
+    let untouched = get(&shared, &big.ticket_id).await;
     assert_eq!(
         untouched.status(),
         TicketStatus::New,
@@ -322,21 +312,9 @@ async fn the_shared_pool_leaves_a_dedicated_tenants_events_to_its_own_replica() 
     let (nats, db) = shared.stop().await;
 
     let dedicated = start_with(nats, db, &[("WARDLINE_TENANTS", "stmarys")]).await;
-    let client = dedicated.tickets(&admin_token("stmarys"));
-    let taken = eventually(10, "the dedicated replica applies it", || {
-        let mut c = client.clone();
-        let id = big.ticket_id.clone();
-        async move {
-            let t = c
-                .get_ticket(GetTicketRequest {
-                    ticket_id: id,
-                    ..Default::default()
-                })
-                .await
-                .ok()?
-                .into_inner();
-            (t.status() == TicketStatus::Assigned).then_some(t)
-        }
+    let taken = eventually(10, "the dedicated replica applies it", || async {
+        let t = get(&dedicated, &big.ticket_id).await;
+        (t.status() == TicketStatus::Assigned).then_some(t)
     })
     .await;
     assert_eq!(taken.assignee_analyst_id, "rn.big");

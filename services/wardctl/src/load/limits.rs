@@ -61,15 +61,12 @@ pub async fn postgres(url: &str, duration: Duration) -> Limit {
 /// what a deployment would see. False when it cannot tell.
 pub async fn autovacuum_off(url: &str) -> bool {
     let check = async {
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(2))
-            .connect(url)
-            .await?;
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(url).await?;
         let on: String = sqlx::query_scalar("SHOW autovacuum")
-            .fetch_one(&pool)
+            .fetch_one(&mut conn)
             .await?;
-        pool.close().await;
+        let _ = conn.close().await;
         Ok::<_, sqlx::Error>(on == "off")
     };
     tokio::time::timeout(Duration::from_secs(3), check)
