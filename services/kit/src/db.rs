@@ -56,6 +56,29 @@ pub async fn connect(cfg: &DbConfig) -> Result<PgPool, DbError> {
     .map_err(DbError::Connect)
 }
 
+/// Whether a database error means "PostgreSQL is unreachable, restarting
+/// or out of resources" (wait and retry the same work) rather than "this
+/// work is wrong". The one definition the consumer loop (pause, spend no
+/// delivery budget) and the gRPC edge (UNAVAILABLE) share: lost or refused
+/// connections, pool exhaustion, protocol breaks, and the SQLSTATE classes
+/// 08 (connection exception), 57P (operator intervention: admin or crash
+/// shutdown, cannot connect now) and 53 (insufficient resources).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .as_deref()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")),
+        _ => false,
+    }
+}
+
 /// Applies the kit's migrations, then the service's. Each set keeps its own
 /// history table, so their version numbers never collide.
 pub async fn migrate(pool: &PgPool, service: &Migrator) -> Result<(), DbError> {

@@ -63,21 +63,10 @@ impl From<crate::idempotency::IdempotencyError> for Status {
     }
 }
 
-/// Whether a database error means "the database is unreachable or
-/// restarting" (retry later) rather than "this request is wrong".
+/// Whether a database error means "retry later" rather than "this request
+/// is wrong" (see [`crate::db::is_unavailable`]).
 pub fn db_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .as_deref()
-            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
-        _ => false,
-    }
+    crate::db::is_unavailable(e)
 }
 
 /// Maps a database error to UNAVAILABLE (retryable) or INTERNAL, logging

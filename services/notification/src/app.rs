@@ -59,7 +59,7 @@ impl Application {
         // Events that came early (an assignment before the directory entry
         // of its analyst) are retried with the kit's short NAK delays; a few
         // more deliveries than the default leave room for a slow directory.
-        spec.max_deliver = 20;
+        spec.max_failures = 20;
         let events = Events {
             enabled: Enabled {
                 email: channels.email.is_some(),

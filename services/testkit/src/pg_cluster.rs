@@ -102,22 +102,39 @@ impl TestPgCluster {
                 "--no-sync",
             ],
         );
+        cluster.start_server();
+        cluster.guard();
+        cluster
+    }
+
+    fn start_server(&self) {
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} \
              -c max_connections=200 -c fsync=off -c full_page_writes=off \
              -c shared_buffers=32MB -c log_min_messages=warning",
-            cluster.port,
-            cluster.dir.path().display()
+            self.port,
+            self.dir.path().display()
         );
-        let log = cluster.log();
-        cluster.run(
+        let (data, log) = (self.data(), self.log());
+        self.run(
             "pg_ctl",
             &[
                 "-D", &data, "-l", &log, "-w", "-t", "60", "-o", &opts, "start",
             ],
         );
-        cluster.guard();
-        cluster
+    }
+
+    /// `pg_ctl stop -m immediate`: the server is gone (as in a crash) until
+    /// [`Self::start_again`]; connections are refused meanwhile.
+    pub fn stop_immediate(&self) {
+        let data = self.data();
+        self.run("pg_ctl", &["-D", &data, "-w", "-m", "immediate", "stop"]);
+    }
+
+    /// Starts a stopped server again on the same port and data; returns once
+    /// it accepts connections.
+    pub fn start_again(&self) {
+        self.start_server();
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres`: a superuser URL.
