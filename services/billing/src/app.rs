@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use wardline_kit::auth::Authenticator;
+use wardline_kit::auth::{Authenticator, Role};
 use wardline_kit::service::{Base, Listeners};
 use wardline_proto::billing::contract_service_server::ContractServiceServer;
-use wardline_proto::billing::dead_letter_service_server::DeadLetterServiceServer;
 use wardline_proto::billing::invoice_service_server::InvoiceServiceServer;
 use wardline_proto::billing::usage_service_server::UsageServiceServer;
 
@@ -20,6 +18,9 @@ use crate::grpc::Api;
 
 /// Billing's own migrations.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Who may read the events this service could not apply.
+const DEAD_LETTER_READERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin, Role::Billing];
 
 /// Service name.
 pub const SERVICE: &str = "billing";
@@ -82,26 +83,12 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let auth = Authenticator::hs256(&self.config.service.jwt_secret);
         let api = Api::new(self.base.pool.clone());
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<InvoiceServiceServer<Api>>().await;
-        health.set_serving::<ContractServiceServer<Api>>().await;
-        let router = wardline_kit::grpc::router(health_service)
-            .add_service(InterceptedService::new(
-                ContractServiceServer::new(api.clone()),
-                auth.interceptor(),
-            ))
-            .add_service(InterceptedService::new(
-                UsageServiceServer::new(api.clone()),
-                auth.interceptor(),
-            ))
-            .add_service(InterceptedService::new(
-                InvoiceServiceServer::new(api.clone()),
-                auth.interceptor(),
-            ))
-            .add_service(InterceptedService::new(
-                DeadLetterServiceServer::new(api),
-                auth.interceptor(),
-            ));
-        self.base.serve_on(self.listeners, router, health).await
+        let routes = self
+            .base
+            .routes(&auth, DEAD_LETTER_READERS)
+            .add(ContractServiceServer::new(api.clone()))
+            .add(UsageServiceServer::new(api.clone()))
+            .add(InvoiceServiceServer::new(api.clone()));
+        self.base.serve_on(self.listeners, routes).await
     }
 }

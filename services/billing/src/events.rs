@@ -13,7 +13,8 @@ use chrono::Utc;
 use chrono_tz::Tz;
 use sqlx::PgConnection;
 use uuid::Uuid;
-use wardline_kit::consumer::{EventHandler, HandleError, Incoming};
+use tracing::Instrument as _;
+use wardline_kit::consumer::{Batch, EventHandler, HandleError, Incoming};
 use wardline_kit::events::from_timestamp;
 use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{CallMetered, SlaTarget};
@@ -76,7 +77,20 @@ fn poison(what: &str) -> HandleError {
 }
 
 impl EventHandler for BillingEvents {
-    async fn handle(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+    async fn handle(&self, batch: &mut Batch<'_>, events: &[Incoming]) -> Result<(), HandleError> {
+        // One event at a time, each in its own span (so what it publishes
+        // continues its trace), inside the batch's transaction.
+        for event in events {
+            self.apply_one(batch.conn(), event)
+                .instrument(event.span.clone())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl BillingEvents {
+    async fn apply_one(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
         let env = &event.envelope;
         let tenant = env.tenant_id.as_str();
         let event_id = Uuid::parse_str(&env.event_id).map_err(|_| poison("event_id"))?;

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use wardline_kit::auth::Authenticator;
+use wardline_kit::auth::{Authenticator, Role};
 use wardline_kit::service::{Base, Listeners};
 use wardline_proto::intake::tenant_service_server::TenantServiceServer;
 use wardline_proto::intake::ticket_service_server::TicketServiceServer;
@@ -18,6 +17,9 @@ use crate::grpc::Api;
 
 /// Intake's own migrations.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Who may read the events this service could not apply.
+const DEAD_LETTER_READERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin];
 
 /// Service name in logs, metrics, traces and the consumer's durable name.
 pub const SERVICE: &str = "intake";
@@ -64,18 +66,11 @@ impl Application {
             "tickets",
         );
         let api = Api::new(self.base.pool.clone(), quota, self.config.writer);
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<TicketServiceServer<Api>>().await;
-        health.set_serving::<TenantServiceServer<Api>>().await;
-        let router = wardline_kit::grpc::router(health_service)
-            .add_service(InterceptedService::new(
-                TenantServiceServer::new(api.clone()),
-                auth.interceptor(),
-            ))
-            .add_service(InterceptedService::new(
-                TicketServiceServer::new(api),
-                auth.interceptor(),
-            ));
-        self.base.serve_on(self.listeners, router, health).await
+        let routes = self
+            .base
+            .routes(&auth, DEAD_LETTER_READERS)
+            .add(TenantServiceServer::new(api.clone()))
+            .add(TicketServiceServer::new(api.clone()));
+        self.base.serve_on(self.listeners, routes).await
     }
 }

@@ -14,7 +14,8 @@
 
 use sqlx::PgConnection;
 use uuid::Uuid;
-use wardline_kit::consumer::{EventHandler, HandleError, Incoming};
+use tracing::Instrument as _;
+use wardline_kit::consumer::{Batch, EventHandler, HandleError, Incoming};
 use wardline_proto::common::TicketStatus;
 use wardline_proto::events::event_envelope::Payload;
 
@@ -33,7 +34,20 @@ pub const CONSUMED: &[&str] = &[
 pub struct RoutingEvents;
 
 impl EventHandler for RoutingEvents {
-    async fn handle(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+    async fn handle(&self, batch: &mut Batch<'_>, events: &[Incoming]) -> Result<(), HandleError> {
+        // One event at a time, each in its own span (so what it publishes
+        // continues its trace), inside the batch's transaction.
+        for event in events {
+            self.apply_one(batch.conn(), event)
+                .instrument(event.span.clone())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl RoutingEvents {
+    async fn apply_one(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
         let env = &event.envelope;
         let ticket_id = match env.payload.as_ref() {
             Some(Payload::TicketAssigned(p)) => &p.ticket_id,

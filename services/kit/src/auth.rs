@@ -162,32 +162,43 @@ impl Authenticator {
     }
 
     /// A tonic interceptor that verifies the bearer token of every request.
-    pub fn interceptor(
-        &self,
-    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
-        let this = self.clone();
-        move |mut req: Request<()>| {
-            let header = req
-                .metadata()
-                .get("authorization")
-                .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?
-                .to_str()
-                .map_err(|_| Status::unauthenticated("authorization header is not ASCII"))?;
-            let token = header
-                .strip_prefix("Bearer ")
-                .or_else(|| header.strip_prefix("bearer "))
-                .ok_or_else(|| Status::unauthenticated("authorization must be 'Bearer <token>'"))?
-                .trim()
-                .to_owned();
-            let tenant = req
-                .metadata()
-                .get(TENANT_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let caller = this.verify(&token, tenant.as_deref())?;
-            req.extensions_mut().insert(caller);
-            Ok(req)
-        }
+    pub fn interceptor(&self) -> AuthInterceptor {
+        AuthInterceptor(self.clone())
+    }
+
+    /// Verifies the request's bearer token and puts the [`Caller`] into
+    /// its extensions.
+    fn authenticate(&self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?
+            .to_str()
+            .map_err(|_| Status::unauthenticated("authorization header is not ASCII"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization must be 'Bearer <token>'"))?
+            .trim()
+            .to_owned();
+        let tenant = req
+            .metadata()
+            .get(TENANT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let caller = self.verify(&token, tenant.as_deref())?;
+        req.extensions_mut().insert(caller);
+        Ok(req)
+    }
+}
+
+/// The interceptor every authenticated gRPC service sits behind.
+#[derive(Clone)]
+pub struct AuthInterceptor(Authenticator);
+
+impl tonic::service::Interceptor for AuthInterceptor {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        self.0.authenticate(req)
     }
 }
 

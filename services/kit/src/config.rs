@@ -185,6 +185,12 @@ pub struct CommonConfig {
     /// consumer may stay unacknowledged before JetStream gives it to another
     /// worker (a replica that died or froze). Longer than any handler takes.
     pub consumer_ack_wait: Duration,
+    /// `WARDLINE_INBOX_RETENTION_HOURS` (168, at least the stream's duplicate
+    /// window plus an hour), `WARDLINE_OUTBOX_RETENTION_HOURS` (1),
+    /// `WARDLINE_IDEMPOTENCY_RETENTION_HOURS` (48) and
+    /// `WARDLINE_DEAD_LETTER_RETENTION_DAYS` (90): how long the kit's tables
+    /// keep finished rows.
+    pub retention: crate::housekeeping::Retention,
 }
 
 impl CommonConfig {
@@ -223,8 +229,39 @@ impl CommonConfig {
             tenants,
             exclude_tenants,
             consumer_ack_wait: env.millis("WARDLINE_CONSUMER_ACK_WAIT_MS", 30_000)?,
+            retention: retention(env)?,
         })
     }
+}
+
+fn retention(env: &Env) -> Result<crate::housekeeping::Retention, ConfigError> {
+    let hours = |var: &str, default: u64| -> Result<Duration, ConfigError> {
+        let h: u64 = env.parse(var, default)?;
+        if h == 0 {
+            return Err(ConfigError::Invalid {
+                var: var.into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Duration::from_secs(h * 3600))
+    };
+    let inbox = hours("WARDLINE_INBOX_RETENTION_HOURS", 168)?;
+    if inbox < crate::housekeeping::min_inbox_retention() {
+        return Err(ConfigError::Invalid {
+            var: "WARDLINE_INBOX_RETENTION_HOURS".into(),
+            reason: format!(
+                "must outlive the event stream's duplicate window plus an hour ({} h)",
+                crate::housekeeping::min_inbox_retention().as_secs() / 3600
+            ),
+        });
+    }
+    let days: u64 = env.parse("WARDLINE_DEAD_LETTER_RETENTION_DAYS", 90)?;
+    Ok(crate::housekeeping::Retention {
+        inbox,
+        sent_outbox: hours("WARDLINE_OUTBOX_RETENTION_HOURS", 1)?,
+        idempotency: hours("WARDLINE_IDEMPOTENCY_RETENTION_HOURS", 48)?,
+        dead_letters: Duration::from_secs(days.max(1) * 24 * 3600),
+    })
 }
 
 /// Database pool settings for a service, read from `<PREFIX>_DATABASE_URL`
@@ -269,7 +306,8 @@ pub struct ServiceDefaults {
 /// What every service reads, under its prefix: `<PREFIX>_GRPC_ADDR`,
 /// `<PREFIX>_ADMIN_ADDR`, `<PREFIX>_DATABASE_URL`,
 /// `<PREFIX>_DB_MAX_CONNECTIONS`, `<PREFIX>_RELAY_BATCH`,
-/// `<PREFIX>_RELAY_POLL_MS`, `<PREFIX>_CONSUMER_WORKERS`, plus
+/// `<PREFIX>_RELAY_POLL_MS`, `<PREFIX>_CONSUMER_WORKERS`,
+/// `<PREFIX>_CONSUMER_BATCH`, plus
 /// `WARDLINE_JWT_SECRET` and the [`CommonConfig`] variables. A service's own
 /// `Config` embeds this and adds its extras.
 #[derive(Debug, Clone)]
@@ -288,6 +326,8 @@ pub struct ServiceConfig {
     pub relay: crate::outbox::RelayConfig,
     /// Concurrent event handlers in this process.
     pub consumer_workers: usize,
+    /// Most events one handler applies in one transaction.
+    pub consumer_batch: usize,
 }
 
 impl ServiceConfig {
@@ -311,6 +351,7 @@ impl ServiceConfig {
             jwt_secret: env.secret("WARDLINE_JWT_SECRET", 32)?,
             relay,
             consumer_workers: env.parse(&var("CONSUMER_WORKERS"), 4)?,
+            consumer_batch: env.parse(&var("CONSUMER_BATCH"), 64)?,
         })
     }
 }

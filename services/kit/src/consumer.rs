@@ -1,6 +1,17 @@
 //! The consumer loop: durable pull consumer, inbox de-duplication, backoff
 //! and dead-lettering, written once for every service.
 //!
+//! Events are handled in batches: one puller hands each message to a
+//! worker chosen by its tenant and aggregate (so one ticket's events reach
+//! one worker, in stream order), and a worker takes every message it has
+//! in hand (up to [`ConsumerSpec::batch`], never waiting for more) and
+//! applies each tenant's share in one transaction: one multi-row inbox
+//! insert that says which events are fresh, the handler's set-based
+//! statements over all of them ([`EventHandler::handle`]), one outbox
+//! insert ([`Batch::publish`]), one commit, then the acks. On any error the
+//! batch is rolled back and applied one event at a time, so one poison
+//! event neither blocks nor dead-letters its neighbours.
+//!
 //! What must hold:
 //! - A message is acknowledged only after the service's own transaction
 //!   committed, and that transaction inserted the event id into `inbox`
@@ -24,6 +35,8 @@
 //!   says so in a max-deliveries advisory; the loop dead-letters that
 //!   message from the stream and counts it in
 //!   `wardline_consumer_max_deliveries_total`.
+//! - A batch never mixes tenants: row-level security sets the tenant once
+//!   per transaction, from the subject.
 //! - All replicas of a service share one durable consumer; JetStream hands
 //!   each message to one of them. A replica dedicated to some tenants
 //!   (`WARDLINE_TENANTS`) has a durable of its own; the shared pool beside
@@ -32,9 +45,12 @@
 //! - The subject's tenant is the truth: an envelope naming another tenant
 //!   is poison.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
@@ -44,12 +60,14 @@ use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt};
 use prost::Message as _;
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
 use wardline_proto::events::EventEnvelope;
 
 use crate::db::is_unavailable;
+use crate::outbox::TraceContext;
 use crate::telemetry;
 
 /// Why a handler did not apply an event.
@@ -68,25 +86,68 @@ pub enum HandleError {
     Db(#[from] sqlx::Error),
 }
 
+impl From<crate::outbox::OutboxError> for HandleError {
+    fn from(e: crate::outbox::OutboxError) -> Self {
+        match e {
+            crate::outbox::OutboxError::Db(e) => Self::Db(e),
+            other => Self::Poison(other.to_string()),
+        }
+    }
+}
+
 /// An event as a handler sees it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Incoming {
-    /// Decoded envelope.
+    /// Decoded envelope; its tenant is the subject's (checked).
     pub envelope: EventEnvelope,
     /// Subject it arrived on.
     pub subject: String,
     /// 1 on first delivery.
     pub delivered: i64,
+    /// The event's own `event.handle` span (a child of the producer's
+    /// trace): record allow-listed fields on it; events published because
+    /// of this one continue its trace ([`Batch::publish`]).
+    pub span: tracing::Span,
 }
 
-/// Applies events inside the loop's transaction. Anything written through
-/// `conn` (state, outbox rows) commits together with the inbox entry.
+/// The transaction of a batch, as a handler sees it.
+pub struct Batch<'c> {
+    conn: &'c mut PgConnection,
+    tenant: &'c str,
+    outbox: Vec<(EventEnvelope, TraceContext)>,
+}
+
+impl Batch<'_> {
+    /// The batch's transaction: state written here commits with the inbox
+    /// entries and the published events, or not at all.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        self.conn
+    }
+
+    /// The tenant of every event in the batch (from their subjects).
+    pub fn tenant(&self) -> &str {
+        self.tenant
+    }
+
+    /// Publishes `event` (through the outbox, in the batch's transaction)
+    /// as a consequence of `cause`, continuing `cause`'s trace. All of a
+    /// batch's events are written in one statement before the commit.
+    pub fn publish(&mut self, cause: &Incoming, event: EventEnvelope) {
+        self.outbox.push((event, TraceContext::of(&cause.span)));
+    }
+}
+
+/// Applies events inside the loop's transaction.
 pub trait EventHandler: Send + Sync + 'static {
-    /// Applies one event.
+    /// Applies `events`: fresh (never applied by this service), of one
+    /// tenant, in stream order (one ticket's events keep their order).
+    /// The result must be that of applying them one after another; any
+    /// error rolls the whole batch back, and the loop then calls this
+    /// again with one event at a time to find the culprit.
     fn handle<'a>(
         &'a self,
-        conn: &'a mut PgConnection,
-        event: &'a Incoming,
+        batch: &'a mut Batch<'_>,
+        events: &'a [Incoming],
     ) -> impl Future<Output = Result<(), HandleError>> + Send + 'a;
 }
 
@@ -108,16 +169,19 @@ pub struct ConsumerSpec {
     /// outage), which the budget deliberately does not.
     pub max_deliver: i64,
     /// How long a delivery may stay unacknowledged before the server hands
-    /// it to another worker (a crashed or stuck replica). Deliberately no
-    /// server-side backoff list: with one, the server ignores the delay of
-    /// a NAK and early events wait a whole ack-wait instead of the short
-    /// [`retry_delay`] (caught by a test on nats-server 2.15).
+    /// it to another worker (a crashed or stuck replica); also the longest
+    /// a batch may take. Deliberately no server-side backoff list: with
+    /// one, the server ignores the delay of a NAK and early events wait a
+    /// whole ack-wait instead of the short [`retry_delay`] (caught by a
+    /// test on nats-server 2.15).
     pub ack_wait: Duration,
     /// Messages handed out and not yet acknowledged, across all replicas.
     /// Bounds memory and the redelivery burst after a crash.
     pub max_ack_pending: i64,
     /// Concurrent workers in this process.
     pub workers: usize,
+    /// Most events one worker applies in one transaction.
+    pub batch: usize,
     /// Tenants whose events this consumer acknowledges without handling:
     /// a dedicated replica (its own durable) handles them.
     pub exclude_tenants: Vec<String>,
@@ -139,6 +203,7 @@ impl ConsumerSpec {
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 1000,
             workers: 4,
+            batch: 64,
             exclude_tenants: Vec::new(),
         }
     }
@@ -164,7 +229,18 @@ pub fn retry_delay(failures: i64) -> Duration {
     Duration::from_millis(250u64 << exp).min(Duration::from_secs(30))
 }
 
-/// Creates (or updates) the durable consumer and runs its workers until `shutdown`.
+/// Shared by the puller and the workers of one consumer.
+struct Loop<H> {
+    js: jetstream::Context,
+    pool: PgPool,
+    spec: ConsumerSpec,
+    handler: Arc<H>,
+    /// Set by a worker that found PostgreSQL unreachable: the puller stops
+    /// pulling until it answers again.
+    db_down: AtomicBool,
+}
+
+/// Creates (or updates) the durable consumer and runs it until `shutdown`.
 pub async fn run<H: EventHandler>(
     js: jetstream::Context,
     pool: PgPool,
@@ -172,7 +248,43 @@ pub async fn run<H: EventHandler>(
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::Error> {
-    let consumer = loop {
+    let Some(consumer) = durable(&js, &spec, &shutdown).await else {
+        return Ok(());
+    };
+    let workers = spec.workers.max(1);
+    let lp = Arc::new(Loop {
+        js,
+        pool,
+        spec,
+        handler,
+        db_down: AtomicBool::new(false),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut queues = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (tx, rx) = mpsc::channel(lp.spec.batch.max(1) * 2);
+        queues.push(tx);
+        tasks.spawn(worker(lp.clone(), rx, shutdown.clone()));
+    }
+    tasks.spawn(puller(
+        lp.clone(),
+        consumer.clone(),
+        queues,
+        shutdown.clone(),
+    ));
+    tasks.spawn(lag_reporter(consumer, lp.clone(), shutdown.clone()));
+    tasks.spawn(max_deliveries_advisories(lp, shutdown));
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// The durable, created or brought up to date; `None` on shutdown.
+async fn durable(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+    shutdown: &CancellationToken,
+) -> Option<PullConsumer> {
+    loop {
         let attempt = async {
             let stream = js.get_stream(crate::nats::EVENTS_STREAM).await?;
             // Create or update: a durable left by an older version takes
@@ -190,53 +302,29 @@ pub async fn run<H: EventHandler>(
             Ok::<_, async_nats::Error>(consumer)
         };
         match attempt.await {
-            Ok(c) => break c,
+            Ok(c) => return Some(c),
             Err(e) => {
                 tracing::warn!(durable = %spec.durable, error = %e, "consumer not ready; retrying");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => return None,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         }
-    };
-    let spec = Arc::new(spec);
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..spec.workers.max(1) {
-        tasks.spawn(worker(
-            consumer.clone(),
-            js.clone(),
-            pool.clone(),
-            spec.clone(),
-            handler.clone(),
-            shutdown.clone(),
-        ));
     }
-    tasks.spawn(lag_reporter(
-        consumer.clone(),
-        spec.clone(),
-        shutdown.clone(),
-    ));
-    tasks.spawn(max_deliveries_advisories(
-        js.clone(),
-        pool.clone(),
-        spec.clone(),
-        shutdown.clone(),
-    ));
-    while tasks.join_next().await.is_some() {}
-    Ok(())
 }
 
-async fn lag_reporter(
+async fn lag_reporter<H>(
     mut consumer: PullConsumer,
-    spec: Arc<ConsumerSpec>,
+    lp: Arc<Loop<H>>,
     shutdown: CancellationToken,
 ) {
+    let durable = lp.spec.durable.clone();
     loop {
         if let Ok(info) = consumer.info().await {
-            metrics::gauge!("wardline_consumer_pending", "consumer" => spec.durable.clone())
+            metrics::gauge!("wardline_consumer_pending", "consumer" => durable.clone())
                 .set(info.num_pending as f64);
-            metrics::gauge!("wardline_consumer_ack_pending", "consumer" => spec.durable.clone())
+            metrics::gauge!("wardline_consumer_ack_pending", "consumer" => durable.clone())
                 .set(info.num_ack_pending as f64);
         }
         tokio::select! {
@@ -246,27 +334,35 @@ async fn lag_reporter(
     }
 }
 
-/// What a worker does after one message.
-#[derive(Debug, PartialEq, Eq)]
-enum Flow {
-    /// Take the next message.
-    Continue,
-    /// PostgreSQL is unreachable: stop pulling until it is back.
-    DbDown,
+/// A message on its way to a worker, its envelope decoded once.
+struct Delivery {
+    msg: jetstream::Message,
+    decoded: Result<(EventEnvelope, Uuid), String>,
 }
 
-async fn worker<H: EventHandler>(
+impl Delivery {
+    fn tenant(&self) -> &str {
+        crate::nats::tenant_of_subject(&self.msg.subject).unwrap_or_default()
+    }
+}
+
+/// Pulls for every worker of this process and hands each message to the
+/// worker of its tenant and aggregate, so one ticket's events are applied
+/// by one worker in stream order. Stops pulling while PostgreSQL is down.
+async fn puller<H>(
+    lp: Arc<Loop<H>>,
     consumer: PullConsumer,
-    js: jetstream::Context,
-    pool: PgPool,
-    spec: Arc<ConsumerSpec>,
-    handler: Arc<H>,
+    queues: Vec<mpsc::Sender<Delivery>>,
     shutdown: CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
+        if lp.db_down.load(Ordering::Acquire) {
+            wait_for_db(&lp.pool, &shutdown).await;
+            lp.db_down.store(false, Ordering::Release);
+        }
         let mut messages = match consumer
             .stream()
-            .max_messages_per_batch(32)
+            .max_messages_per_batch(lp.spec.batch.clamp(32, 256))
             .expires(Duration::from_secs(5))
             .heartbeat(Duration::from_secs(2))
             .messages()
@@ -274,38 +370,467 @@ async fn worker<H: EventHandler>(
         {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(durable = %spec.durable, error = %e, "cannot pull; retrying");
+                tracing::warn!(durable = %lp.spec.durable, error = %e, "cannot pull; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
         };
-        loop {
+        // Dropping the pull ends it: nothing more is handed to this
+        // process while it cannot apply anything. Messages it holds come
+        // back after the ack wait; redeliveries spend no budget.
+        while !lp.db_down.load(Ordering::Acquire) {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 n = messages.next() => n,
             };
-            match next {
+            let msg = match next {
                 None => break,
                 Some(Err(e)) => {
-                    tracing::debug!(durable = %spec.durable, error = %e, "pull stream error");
+                    tracing::debug!(durable = %lp.spec.durable, error = %e, "pull stream error");
                     break;
                 }
-                Some(Ok(msg)) => {
-                    if process(&msg, &js, &pool, &spec, handler.as_ref()).await == Flow::DbDown {
-                        // Dropping the pull ends it: nothing more is handed
-                        // to this worker while it cannot apply anything.
-                        // Messages already delivered to it come back after
-                        // the ack wait; redeliveries spend no budget.
-                        drop(messages);
-                        wait_for_db(&pool, &shutdown).await;
-                        break;
+                Some(Ok(msg)) => msg,
+            };
+            let tenant = crate::nats::tenant_of_subject(&msg.subject).unwrap_or_default();
+            let decoded = decode(&msg.payload, tenant);
+            let mut key = DefaultHasher::new();
+            tenant.hash(&mut key);
+            if let Ok((env, _)) = &decoded {
+                env.aggregate_id.hash(&mut key);
+            }
+            let queue = &queues[(key.finish() % queues.len() as u64) as usize];
+            if queue.send(Delivery { msg, decoded }).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn worker<H: EventHandler>(
+    lp: Arc<Loop<H>>,
+    mut queue: mpsc::Receiver<Delivery>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            d = queue.recv() => match d { Some(d) => d, None => return },
+        };
+        // Everything in hand, never waiting for more.
+        let mut hand = vec![first];
+        while hand.len() < lp.spec.batch.max(1) {
+            match queue.try_recv() {
+                Ok(d) => hand.push(d),
+                Err(_) => break,
+            }
+        }
+        for group in by_tenant(hand) {
+            if lp.process(group).await == Flow::DbDown {
+                lp.db_down.store(true, Ordering::Release);
+                wait_for_db(&lp.pool, &shutdown).await;
+            }
+        }
+    }
+}
+
+/// Splits deliveries by tenant, keeping stream order within each tenant.
+fn by_tenant(hand: Vec<Delivery>) -> Vec<Vec<Delivery>> {
+    let mut groups: Vec<Vec<Delivery>> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for d in hand {
+        let i = *index.entry(d.tenant().to_owned()).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[i].push(d);
+    }
+    groups
+}
+
+/// What a worker does after a batch.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    /// Take the next messages.
+    Continue,
+    /// PostgreSQL is unreachable: stop pulling until it is back.
+    DbDown,
+}
+
+/// One delivery in a batch: the message, its event, its span.
+struct Item {
+    msg: jetstream::Message,
+    event_id: Uuid,
+    incoming: Incoming,
+}
+
+/// How a batch ended when nothing failed.
+struct Applied {
+    /// Event ids the inbox already had (applied before).
+    duplicates: usize,
+    /// Items a previous delivery dead-lettered, with the reason.
+    dead_lettered: Vec<(usize, String)>,
+}
+
+impl<H: EventHandler> Loop<H> {
+    /// Handles one tenant's deliveries: the non-events (another pool's
+    /// tenant, undecodable) at once, the events as one batch.
+    async fn process(&self, group: Vec<Delivery>) -> Flow {
+        let mut items = Vec::with_capacity(group.len());
+        for d in group {
+            let subject = d.msg.subject.to_string();
+            let tenant = d.tenant().to_owned();
+            let delivered = d.msg.info().map(|i| i.delivered).unwrap_or(1);
+            let span = event_span(&self.spec, &d.msg, &subject, delivered);
+            if self.spec.exclude_tenants.contains(&tenant) {
+                // Another pool's tenant: its dedicated durable has its own copy.
+                self.count(&span, "other_pool");
+                if let Err(e) = d.msg.ack().await {
+                    tracing::debug!(error = %e, "ack of another pool's event failed; it comes back");
+                }
+                continue;
+            }
+            match d.decoded {
+                Ok((envelope, event_id)) => {
+                    span.record("event_id", envelope.event_id.as_str());
+                    span.record("tenant", tenant.as_str());
+                    items.push(Item {
+                        msg: d.msg,
+                        event_id,
+                        incoming: Incoming {
+                            envelope,
+                            subject,
+                            delivered,
+                            span,
+                        },
+                    });
+                }
+                Err(reason) => {
+                    self.count(&span, "poison");
+                    let letter = Letter {
+                        event_id: header_event_id(d.msg.headers.as_ref())
+                            .unwrap_or_else(Uuid::now_v7),
+                        subject: &subject,
+                        tenant: &tenant,
+                        payload: &d.msg.payload,
+                        reason,
+                        deliveries: delivered,
+                    };
+                    let flow = self.dead_letter(&d.msg, &letter).instrument(span).await;
+                    if flow == Flow::DbDown {
+                        return flow;
                     }
                 }
             }
         }
+        if items.is_empty() {
+            return Flow::Continue;
+        }
+        self.batch(items).await
     }
+
+    fn count(&self, span: &tracing::Span, outcome: &'static str) {
+        span.record("outcome", outcome);
+        metrics::counter!("wardline_events_consumed_total", "consumer" => self.spec.durable.clone(), "outcome" => outcome)
+            .increment(1);
+    }
+
+    /// Applies `items` (one tenant) in one transaction; on failure rolls
+    /// back and applies them one at a time.
+    async fn batch(&self, items: Vec<Item>) -> Flow {
+        let started = std::time::Instant::now();
+        let tenant = items[0].incoming.envelope.tenant_id.clone();
+        let span = tracing::info_span!(
+            parent: &items[0].incoming.span,
+            "event.batch",
+            otel.name = %format!("{} batch", self.spec.service),
+            tenant = %tenant,
+            batch = items.len(),
+            outcome = Empty,
+        );
+        let outcome = self.attempt(&tenant, &items).instrument(span.clone()).await;
+        metrics::histogram!("wardline_consumer_batch_size", "consumer" => self.spec.durable.clone())
+            .record(items.len() as f64);
+        metrics::histogram!("wardline_event_handle_seconds", "consumer" => self.spec.durable.clone())
+            .record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(applied) => {
+                span.record("outcome", "applied");
+                self.settle_applied(items, applied).await
+            }
+            Err(HandleError::Db(e)) if is_unavailable(&e) => {
+                span.record("outcome", "db_unavailable");
+                tracing::warn!(error = %e, "PostgreSQL unavailable; pausing the consumer");
+                for item in &items {
+                    self.count(&item.incoming.span, "db_unavailable");
+                    nak(&item.msg, Duration::from_secs(1)).await;
+                }
+                Flow::DbDown
+            }
+            Err(failure) if items.len() == 1 => {
+                span.record("outcome", "failed");
+                let item = items.into_iter().next().expect("one item");
+                self.failed(item, failure).await
+            }
+            Err(failure) => {
+                span.record("outcome", "split");
+                tracing::info!(batch = items.len(), error = %failure, "batch failed; applying its events one at a time");
+                metrics::counter!("wardline_consumer_batch_splits_total", "consumer" => self.spec.durable.clone())
+                    .increment(1);
+                for item in items {
+                    if Box::pin(self.batch(vec![item])).await == Flow::DbDown {
+                        return Flow::DbDown;
+                    }
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Acks what was applied or found applied; finishes dead letters an
+    /// earlier delivery recorded.
+    async fn settle_applied(&self, items: Vec<Item>, applied: Applied) -> Flow {
+        let mut reasons: HashMap<usize, String> = applied.dead_lettered.into_iter().collect();
+        if applied.duplicates > 0 {
+            tracing::debug!(duplicates = applied.duplicates, "events applied before");
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            if let Some(reason) = reasons.remove(&i) {
+                // Recorded by an earlier delivery whose stream copy or ack
+                // did not happen: finish that job.
+                self.count(&item.incoming.span, "dead_lettered_before");
+                let letter = item.letter(reason);
+                if self.dead_letter(&item.msg, &letter).await == Flow::DbDown {
+                    return Flow::DbDown;
+                }
+                continue;
+            }
+            self.count(&item.incoming.span, "applied");
+            if let Err(e) = item.msg.ack().await {
+                // The effect is committed; a redelivery will be a duplicate.
+                tracing::warn!(error = %e, "ack failed after commit");
+            }
+        }
+        Flow::Continue
+    }
+
+    /// One event failed on its own: poison is dead-lettered, anything else
+    /// counted against its budget.
+    async fn failed(&self, item: Item, failure: HandleError) -> Flow {
+        let span = item.incoming.span.clone();
+        async {
+            if let HandleError::Poison(reason) = failure {
+                self.count(&span, "poison");
+                return self.dead_letter(&item.msg, &item.letter(reason)).await;
+            }
+            self.count(
+                &span,
+                match failure {
+                    HandleError::Retry(_) => "retry",
+                    _ => "db_error",
+                },
+            );
+            let reason = failure.to_string();
+            tracing::warn!(%reason, "event not applied; counted against its budget");
+            match record_failure(&self.pool, item.event_id, &item.incoming.subject, &reason).await {
+                Ok(failures) if failures >= self.spec.max_failures => {
+                    let letter =
+                        item.letter(format!("gave up after {failures} failures: {reason}"));
+                    self.dead_letter(&item.msg, &letter).await
+                }
+                Ok(failures) => {
+                    nak(&item.msg, retry_delay(failures)).await;
+                    Flow::Continue
+                }
+                Err(e) if is_unavailable(&e) => {
+                    nak(&item.msg, Duration::from_secs(1)).await;
+                    Flow::DbDown
+                }
+                Err(e) => {
+                    // Not counted: JetStream's ceiling and its advisory
+                    // still end this event in the dead letters.
+                    tracing::error!(error = %e, "cannot count a failed event; redelivering");
+                    nak(&item.msg, retry_delay(item.incoming.delivered)).await;
+                    Flow::Continue
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await
+    }
+
+    /// Runs the batch transaction. A panic in the handler, or a batch still
+    /// busy when the ack wait ends (JetStream has handed its events to
+    /// another worker by then), is a failure like any other: the
+    /// transaction is dropped, so rolled back, and the worker lives on.
+    async fn attempt(&self, tenant: &str, items: &[Item]) -> Result<Applied, HandleError> {
+        let dead_lettered = self.dead_lettered_before(items).await?;
+        let applying = AssertUnwindSafe(self.apply(tenant, items, &dead_lettered)).catch_unwind();
+        match tokio::time::timeout(self.spec.ack_wait, applying).await {
+            Ok(Ok(Ok(duplicates))) => Ok(Applied {
+                duplicates,
+                dead_lettered,
+            }),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(HandleError::Retry("the handler panicked".into())),
+            Err(_) => Err(HandleError::Retry(format!(
+                "the handler took longer than the ack wait ({:?})",
+                self.spec.ack_wait
+            ))),
+        }
+    }
+
+    /// Items of this batch a previous delivery dead-lettered (only
+    /// redeliveries are looked up).
+    async fn dead_lettered_before(
+        &self,
+        items: &[Item],
+    ) -> Result<Vec<(usize, String)>, HandleError> {
+        let redelivered: Vec<Uuid> = items
+            .iter()
+            .filter(|i| i.incoming.delivered > 1)
+            .map(|i| i.event_id)
+            .collect();
+        if redelivered.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(Uuid, String)> =
+            sqlx::query_as("SELECT event_id, reason FROM dead_letters WHERE event_id = ANY($1)")
+                .bind(&redelivered)
+                .fetch_all(&self.pool)
+                .await?;
+        let reasons: HashMap<Uuid, String> = rows.into_iter().collect();
+        Ok(items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| reasons.get(&item.event_id).map(|r| (i, r.clone())))
+            .collect())
+    }
+
+    /// The transaction: inbox, handler, outbox, failure counts, commit.
+    /// Returns how many events the inbox already had.
+    async fn apply(
+        &self,
+        tenant: &str,
+        items: &[Item],
+        dead_lettered: &[(usize, String)],
+    ) -> Result<usize, HandleError> {
+        let candidates: Vec<&Item> = items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !dead_lettered.iter().any(|(d, _)| d == i))
+            .map(|(_, item)| item)
+            .collect();
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<Uuid> = candidates.iter().map(|i| i.event_id).collect();
+        let subjects: Vec<&str> = candidates
+            .iter()
+            .map(|i| i.incoming.subject.as_str())
+            .collect();
+        let fresh: Vec<Uuid> = sqlx::query_scalar(
+            "INSERT INTO inbox (event_id, subject)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[])
+             ON CONFLICT DO NOTHING RETURNING event_id",
+        )
+        .bind(&ids)
+        .bind(&subjects)
+        .fetch_all(&mut *tx)
+        .await?;
+        let fresh: std::collections::HashSet<Uuid> = fresh.into_iter().collect();
+        // One event twice in one batch (a republish) is fresh once.
+        let mut seen = std::collections::HashSet::new();
+        let events: Vec<Incoming> = candidates
+            .iter()
+            .filter(|i| fresh.contains(&i.event_id) && seen.insert(i.event_id))
+            .map(|i| i.incoming.clone())
+            .collect();
+        let duplicates = candidates.len() - events.len();
+        if events.is_empty() {
+            tx.rollback().await?;
+            return Ok(duplicates);
+        }
+        let mut batch = Batch {
+            conn: &mut tx,
+            tenant,
+            outbox: Vec::new(),
+        };
+        self.handler.handle(&mut batch, &events).await?;
+        let outbox = std::mem::take(&mut batch.outbox);
+        if !outbox.is_empty() {
+            let rows: Vec<_> = outbox.iter().map(|(e, t)| (e, t)).collect();
+            crate::outbox::enqueue_traced(&mut tx, &rows).await?;
+        }
+        let redelivered: Vec<Uuid> = events
+            .iter()
+            .filter(|e| e.delivered > 1)
+            .filter_map(|e| Uuid::parse_str(&e.envelope.event_id).ok())
+            .collect();
+        if !redelivered.is_empty() {
+            sqlx::query("DELETE FROM consumer_failures WHERE event_id = ANY($1)")
+                .bind(&redelivered)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(duplicates)
+    }
+
+    /// Dead-letters `letter` and acknowledges `msg` once both the table row
+    /// and the stream copy are written; otherwise leaves it in JetStream.
+    async fn dead_letter(&self, msg: &jetstream::Message, letter: &Letter<'_>) -> Flow {
+        match write_dead_letter(&self.js, &self.pool, &self.spec, letter).await {
+            Ok(()) => {
+                if let Err(e) = msg.ack_with(AckKind::Term).await {
+                    tracing::debug!(error = %e, "term after dead-lettering failed; the redelivery finds the dead letter");
+                }
+                Flow::Continue
+            }
+            Err(DeadLetterError::Db(e)) if is_unavailable(&e) => {
+                nak(msg, Duration::from_secs(1)).await;
+                Flow::DbDown
+            }
+            Err(e) => {
+                tracing::error!(event_id = %letter.event_id, error = %e, "cannot dead-letter; the event stays in JetStream");
+                metrics::counter!("wardline_dead_letter_write_failures_total", "consumer" => self.spec.durable.clone())
+                    .increment(1);
+                nak(msg, Duration::from_secs(5)).await;
+                Flow::Continue
+            }
+        }
+    }
+}
+
+/// The span of one delivery: a child of the producer's trace.
+fn event_span(
+    spec: &ConsumerSpec,
+    msg: &jetstream::Message,
+    subject: &str,
+    delivered: i64,
+) -> tracing::Span {
+    let stream_seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+    let span = tracing::info_span!(
+        "event.handle",
+        otel.name = %format!("{} handle", spec.service),
+        otel.kind = "consumer",
+        subject = %subject,
+        event_id = Empty,
+        tenant = Empty,
+        ticket_id = Empty,
+        stream_seq,
+        delivered,
+        outcome = Empty,
+        trace_id = Empty,
+    );
+    if let Some(h) = &msg.headers {
+        telemetry::set_remote_parent(&span, &telemetry::NatsHeaderExtractor(h));
+    } else {
+        telemetry::record_trace_id(&span);
+    }
+    span
 }
 
 /// A message on its way to the dead letters: what the table and the
@@ -319,143 +844,17 @@ struct Letter<'a> {
     deliveries: i64,
 }
 
-/// Handles one message.
-async fn process<H: EventHandler>(
-    msg: &jetstream::Message,
-    js: &jetstream::Context,
-    pool: &PgPool,
-    spec: &ConsumerSpec,
-    handler: &H,
-) -> Flow {
-    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
-    let stream_seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-    let subject = msg.subject.to_string();
-    let span = tracing::info_span!(
-        "event.handle",
-        otel.name = %format!("{} handle", spec.service),
-        otel.kind = "consumer",
-        subject = %subject,
-        event_id = Empty,
-        tenant = Empty,
-        stream_seq,
-        delivered,
-        outcome = Empty,
-        trace_id = Empty,
-    );
-    if let Some(h) = &msg.headers {
-        telemetry::set_remote_parent(&span, &telemetry::NatsHeaderExtractor(h));
-    } else {
-        telemetry::record_trace_id(&span);
-    }
-    async {
-        let started = std::time::Instant::now();
-        let subject_tenant = crate::nats::tenant_of_subject(&subject).unwrap_or_default();
-        if spec.exclude_tenants.iter().any(|x| x == subject_tenant) {
-            // Another pool's tenant: its dedicated durable has its own copy.
-            count(spec, "other_pool");
-            if let Err(e) = msg.ack().await {
-                tracing::debug!(error = %e, "ack of another pool's event failed; it comes back");
-            }
-            return Flow::Continue;
-        }
-        let mut letter = Letter {
-            event_id: header_event_id(msg.headers.as_ref()).unwrap_or_else(Uuid::now_v7),
-            subject: &subject,
-            tenant: subject_tenant,
-            payload: &msg.payload,
-            reason: String::new(),
-            deliveries: delivered,
-        };
-        let incoming = match decode(&msg.payload, subject_tenant) {
-            Ok((envelope, event_id)) => {
-                letter.event_id = event_id;
-                Incoming {
-                    envelope,
-                    subject: subject.clone(),
-                    delivered,
-                }
-            }
-            Err(reason) => {
-                count(spec, "poison");
-                letter.reason = reason;
-                return dead_letter(msg, js, pool, spec, &letter).await;
-            }
-        };
-        let span = tracing::Span::current();
-        span.record("event_id", incoming.envelope.event_id.as_str());
-        span.record("tenant", subject_tenant);
-
-        let outcome = attempt(pool, handler, &incoming, letter.event_id, spec.ack_wait).await;
-        let label = match &outcome {
-            Ok(Applied::Fresh) => "applied",
-            Ok(Applied::Duplicate) => "duplicate",
-            Ok(Applied::DeadLettered(_)) => "dead_lettered_before",
-            Err(HandleError::Retry(_)) => "retry",
-            Err(HandleError::Poison(_)) => "poison",
-            Err(HandleError::Db(e)) if is_unavailable(e) => "db_unavailable",
-            Err(HandleError::Db(_)) => "db_error",
-        };
-        span.record("outcome", label);
-        count(spec, label);
-        metrics::histogram!("wardline_event_handle_seconds", "consumer" => spec.durable.clone())
-            .record(started.elapsed().as_secs_f64());
-        match outcome {
-            Ok(Applied::Fresh | Applied::Duplicate) => {
-                if let Err(e) = msg.ack().await {
-                    // The effect is committed; a redelivery will be a duplicate.
-                    tracing::warn!(error = %e, "ack failed after commit");
-                }
-                Flow::Continue
-            }
-            Ok(Applied::DeadLettered(reason)) => {
-                // Recorded by an earlier delivery whose stream copy or ack
-                // did not happen: finish that job.
-                letter.reason = reason;
-                dead_letter(msg, js, pool, spec, &letter).await
-            }
-            Err(HandleError::Poison(reason)) => {
-                letter.reason = reason;
-                dead_letter(msg, js, pool, spec, &letter).await
-            }
-            Err(HandleError::Db(e)) if is_unavailable(&e) => {
-                tracing::warn!(error = %e, "PostgreSQL unavailable; pausing the consumer");
-                nak(msg, Duration::from_secs(1)).await;
-                Flow::DbDown
-            }
-            Err(failure) => {
-                let reason = failure.to_string();
-                tracing::warn!(%reason, "event not applied; counted against its budget");
-                match record_failure(pool, letter.event_id, &subject, &reason).await {
-                    Ok(failures) if failures >= spec.max_failures => {
-                        letter.reason = format!("gave up after {failures} failures: {reason}");
-                        dead_letter(msg, js, pool, spec, &letter).await
-                    }
-                    Ok(failures) => {
-                        nak(msg, retry_delay(failures)).await;
-                        Flow::Continue
-                    }
-                    Err(e) if is_unavailable(&e) => {
-                        nak(msg, Duration::from_secs(1)).await;
-                        Flow::DbDown
-                    }
-                    Err(e) => {
-                        // Not counted: JetStream's ceiling and its advisory
-                        // still end this event in the dead letters.
-                        tracing::error!(error = %e, "cannot count a failed event; redelivering");
-                        nak(msg, retry_delay(delivered)).await;
-                        Flow::Continue
-                    }
-                }
-            }
+impl Item {
+    fn letter(&self, reason: String) -> Letter<'_> {
+        Letter {
+            event_id: self.event_id,
+            subject: &self.incoming.subject,
+            tenant: &self.incoming.envelope.tenant_id,
+            payload: &self.msg.payload,
+            reason,
+            deliveries: self.incoming.delivered,
         }
     }
-    .instrument(span)
-    .await
-}
-
-fn count(spec: &ConsumerSpec, outcome: &'static str) {
-    metrics::counter!("wardline_events_consumed_total", "consumer" => spec.durable.clone(), "outcome" => outcome)
-        .increment(1);
 }
 
 async fn nak(msg: &jetstream::Message, delay: Duration) {
@@ -490,77 +889,6 @@ fn decode(payload: &[u8], subject_tenant: &str) -> Result<(EventEnvelope, Uuid),
     Ok((envelope, event_id))
 }
 
-/// How an event ended when the handler did not fail.
-enum Applied {
-    /// Applied now.
-    Fresh,
-    /// Applied before (found in the inbox).
-    Duplicate,
-    /// Dead-lettered by an earlier delivery, with this reason.
-    DeadLettered(String),
-}
-
-/// Runs the handler in a transaction that first records the event in the
-/// inbox. A panic in the handler, or a handler still busy when the ack wait
-/// ends (JetStream has handed the event to another worker by then), is a
-/// failure like any other: the transaction is dropped, so rolled back, and
-/// the worker lives on.
-async fn attempt<H: EventHandler>(
-    pool: &PgPool,
-    handler: &H,
-    incoming: &Incoming,
-    event_id: Uuid,
-    limit: Duration,
-) -> Result<Applied, HandleError> {
-    if incoming.delivered > 1
-        && let Some(reason) =
-            sqlx::query_scalar("SELECT reason FROM dead_letters WHERE event_id = $1")
-                .bind(event_id)
-                .fetch_optional(pool)
-                .await?
-    {
-        return Ok(Applied::DeadLettered(reason));
-    }
-    let applying = AssertUnwindSafe(apply(pool, handler, incoming, event_id)).catch_unwind();
-    match tokio::time::timeout(limit, applying).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(_)) => Err(HandleError::Retry("the handler panicked".into())),
-        Err(_) => Err(HandleError::Retry(format!(
-            "the handler took longer than the ack wait ({limit:?})"
-        ))),
-    }
-}
-
-async fn apply<H: EventHandler>(
-    pool: &PgPool,
-    handler: &H,
-    incoming: &Incoming,
-    event_id: Uuid,
-) -> Result<Applied, HandleError> {
-    let mut tx = pool.begin().await?;
-    let fresh =
-        sqlx::query("INSERT INTO inbox (event_id, subject) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(event_id)
-            .bind(&incoming.subject)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-    if !fresh {
-        tx.rollback().await?;
-        return Ok(Applied::Duplicate);
-    }
-    handler.handle(&mut tx, incoming).await?;
-    if incoming.delivered > 1 {
-        sqlx::query("DELETE FROM consumer_failures WHERE event_id = $1")
-            .bind(event_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(Applied::Fresh)
-}
-
 /// Counts one failure of `event_id`; returns how many it has had.
 async fn record_failure(
     pool: &PgPool,
@@ -583,36 +911,6 @@ async fn record_failure(
     .fetch_one(pool)
     .await?;
     Ok(i64::from(failures))
-}
-
-/// Dead-letters `letter` and acknowledges `msg` once both the table row and
-/// the stream copy are written; otherwise leaves the message in JetStream.
-async fn dead_letter(
-    msg: &jetstream::Message,
-    js: &jetstream::Context,
-    pool: &PgPool,
-    spec: &ConsumerSpec,
-    letter: &Letter<'_>,
-) -> Flow {
-    match write_dead_letter(js, pool, spec, letter).await {
-        Ok(()) => {
-            if let Err(e) = msg.ack_with(AckKind::Term).await {
-                tracing::debug!(error = %e, "term after dead-lettering failed; the redelivery finds the dead letter");
-            }
-            Flow::Continue
-        }
-        Err(DeadLetterError::Db(e)) if is_unavailable(&e) => {
-            nak(msg, Duration::from_secs(1)).await;
-            Flow::DbDown
-        }
-        Err(e) => {
-            tracing::error!(event_id = %letter.event_id, error = %e, "cannot dead-letter; the event stays in JetStream");
-            metrics::counter!("wardline_dead_letter_write_failures_total", "consumer" => spec.durable.clone())
-                .increment(1);
-            nak(msg, Duration::from_secs(5)).await;
-            Flow::Continue
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -696,16 +994,12 @@ pub fn max_deliveries_subject(durable: &str) -> String {
 /// (deliveries that never ended, see [`ConsumerSpec::max_deliver`]), read
 /// it back from the stream and dead-letter it, unless it was applied. One
 /// replica of the service takes each advisory (a queue group).
-async fn max_deliveries_advisories(
-    js: jetstream::Context,
-    pool: PgPool,
-    spec: Arc<ConsumerSpec>,
-    shutdown: CancellationToken,
-) {
-    let client = js.client();
+async fn max_deliveries_advisories<H>(lp: Arc<Loop<H>>, shutdown: CancellationToken) {
+    let client = lp.js.client();
+    let durable = lp.spec.durable.clone();
     let mut advisories = loop {
         match client
-            .queue_subscribe(max_deliveries_subject(&spec.durable), spec.durable.clone())
+            .queue_subscribe(max_deliveries_subject(&durable), durable.clone())
             .await
         {
             Ok(s) => break s,
@@ -727,10 +1021,10 @@ async fn max_deliveries_advisories(
             tracing::warn!("unreadable max-deliveries advisory");
             continue;
         };
-        metrics::counter!("wardline_consumer_max_deliveries_total", "consumer" => spec.durable.clone())
+        metrics::counter!("wardline_consumer_max_deliveries_total", "consumer" => durable.clone())
             .increment(1);
         let mut delay = Duration::from_millis(200);
-        while let Err(e) = dead_letter_from_stream(&js, &pool, &spec, &advisory).await {
+        while let Err(e) = dead_letter_from_stream(&lp, &advisory).await {
             tracing::warn!(stream_seq = advisory.stream_seq, error = %e, "cannot dead-letter an event JetStream gave up on; retrying");
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -741,13 +1035,12 @@ async fn max_deliveries_advisories(
     }
 }
 
-async fn dead_letter_from_stream(
-    js: &jetstream::Context,
-    pool: &PgPool,
-    spec: &ConsumerSpec,
+async fn dead_letter_from_stream<H>(
+    lp: &Loop<H>,
     advisory: &MaxDeliveries,
 ) -> Result<(), DeadLetterError> {
-    let stream = js
+    let stream = lp
+        .js
         .get_stream(crate::nats::EVENTS_STREAM)
         .await
         .map_err(|e| DeadLetterError::Stream(e.to_string()))?;
@@ -765,7 +1058,7 @@ async fn dead_letter_from_stream(
     let applied: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM inbox WHERE event_id = $1)")
             .bind(event_id)
-            .fetch_one(pool)
+            .fetch_one(&lp.pool)
             .await?;
     if applied {
         return Ok(());
@@ -782,7 +1075,7 @@ async fn dead_letter_from_stream(
         ),
         deliveries: advisory.deliveries,
     };
-    write_dead_letter(js, pool, spec, &letter).await
+    write_dead_letter(&lp.js, &lp.pool, &lp.spec, &letter).await
 }
 
 async fn wait_for_db(pool: &PgPool, shutdown: &CancellationToken) {

@@ -1,6 +1,6 @@
-//! Listing a service's dead letters (the `dead_letters` table the consumer
-//! loop fills), written once. Each service's `DeadLetterService` maps
-//! [`DeadLetterRow`]s to its own protobuf message.
+//! A service's dead letters (the `dead_letters` table the consumer loop
+//! fills), served as `wardline.common.v1.EventDeadLetterService` by every
+//! service from this one implementation ([`Service`]).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, QueryBuilder};
@@ -10,6 +10,12 @@ use uuid::Uuid;
 use crate::auth::{Caller, Role};
 use crate::events::from_timestamp;
 use crate::grpc::db_status;
+use wardline_proto::common::event_dead_letter_service_server::{
+    EventDeadLetterService, EventDeadLetterServiceServer,
+};
+use wardline_proto::common::{
+    EventDeadLetter, ListEventDeadLettersRequest, ListEventDeadLettersResponse,
+};
 
 /// One dead letter.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -118,6 +124,61 @@ pub async fn list(
         rows,
         next_page_token,
     })
+}
+
+/// `EventDeadLetterService` over a service's `dead_letters` table; each
+/// service names who may read (its admins).
+#[derive(Clone)]
+pub struct Service {
+    pool: PgPool,
+    readers: &'static [Role],
+}
+
+impl Service {
+    /// Serves `pool`'s dead letters to callers holding one of `readers`.
+    pub fn new(pool: PgPool, readers: &'static [Role]) -> Self {
+        Self { pool, readers }
+    }
+
+    /// The tonic server (add it behind the service's auth interceptor).
+    pub fn server(self) -> EventDeadLetterServiceServer<Self> {
+        EventDeadLetterServiceServer::new(self)
+    }
+}
+
+fn to_proto(r: &DeadLetterRow) -> EventDeadLetter {
+    EventDeadLetter {
+        event_id: r.event_id.to_string(),
+        subject: r.subject.clone(),
+        tenant_id: r.tenant_id.clone(),
+        reason: r.reason.clone(),
+        attempts: u32::try_from(r.deliveries).unwrap_or(0),
+        first_seen_at: Some(crate::events::timestamp(r.first_seen_at)),
+    }
+}
+
+#[tonic::async_trait]
+impl EventDeadLetterService for Service {
+    async fn list_event_dead_letters(
+        &self,
+        req: tonic::Request<ListEventDeadLettersRequest>,
+    ) -> Result<tonic::Response<ListEventDeadLettersResponse>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let r = req.into_inner();
+        let page = list(
+            &self.pool,
+            &caller,
+            self.readers,
+            r.first_seen.as_ref(),
+            r.page_size,
+            &r.page_token,
+        )
+        .await?;
+        Ok(tonic::Response::new(ListEventDeadLettersResponse {
+            dead_letters: page.rows.iter().map(to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -197,28 +197,11 @@ pub async fn release_many(
     Ok(())
 }
 
-/// How long keys (and their responses) are kept: far longer than any
-/// client's retry loop, short enough that the table stays small.
+/// How long keys (and their responses) are kept by default: far longer
+/// than any client's retry loop, short enough that the table stays small
+/// (`WARDLINE_IDEMPOTENCY_RETENTION_HOURS`; purged by
+/// [`crate::housekeeping`]).
 pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
-
-/// Deletes keys older than [`RETENTION`], every ten minutes, until `stop`.
-pub async fn purge_expired(pool: sqlx::PgPool, stop: tokio_util::sync::CancellationToken) {
-    loop {
-        let purged = sqlx::query(
-            "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
-        )
-        .bind(RETENTION.as_secs_f64())
-        .execute(&pool)
-        .await;
-        if let Err(e) = purged {
-            tracing::warn!(error = %e, "purging expired idempotency keys failed");
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
-        }
-    }
-}
 
 /// Stores the response of a fresh request (same transaction as the work).
 pub async fn finish(

@@ -11,12 +11,16 @@
 //! - [`consumer`]: the durable consumer loop with inbox de-duplication, backoff and dead letters.
 //! - [`idempotency`]: request ids of mutating RPCs.
 //! - [`quota`]: per-tenant rate limits (`RESOURCE_EXHAUSTED` over quota).
+//! - [`api`]: the one error type of gRPC handlers and the idempotent-request guard.
 //! - [`grpc`]: the per-RPC span, reflection, database-error statuses.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`housekeeping`]: retention of the tables that only grow.
 //! - [`shutdown`] and [`service`]: a service's start-up and ordered, bounded shutdown.
 //! - [`validate`]: small input checks shared by request validation.
+//! - [`sql`]: protobuf enums stored by name (`TEXT` with a `CHECK`).
 
 pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod consumer;
@@ -24,12 +28,14 @@ pub mod db;
 pub mod dead_letters;
 pub mod events;
 pub mod grpc;
+pub mod housekeeping;
 pub mod idempotency;
 pub mod nats;
 pub mod outbox;
 pub mod quota;
 pub mod service;
 pub mod shutdown;
+pub mod sql;
 pub mod telemetry;
 pub mod validate;
 pub mod wakeup;

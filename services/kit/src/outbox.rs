@@ -78,7 +78,12 @@ impl TraceContext {
     /// The context of the current span (taken in a request's own task
     /// before its work is handed to a shared writer, see [`enqueue_traced`]).
     pub fn current() -> Self {
-        let mut trace = telemetry::trace_headers(&tracing::Span::current());
+        Self::of(&tracing::Span::current())
+    }
+
+    /// The context of `span`.
+    pub fn of(span: &tracing::Span) -> Self {
+        let mut trace = telemetry::trace_headers(span);
         Self {
             traceparent: trace.remove("traceparent"),
             tracestate: trace.remove("tracestate"),
@@ -135,8 +140,6 @@ pub struct RelayConfig {
     pub batch: i64,
     /// Polling interval when no notification arrives.
     pub poll: Duration,
-    /// How long sent rows are kept (for inspection) before deletion.
-    pub retention: Duration,
 }
 
 impl Default for RelayConfig {
@@ -144,7 +147,6 @@ impl Default for RelayConfig {
         Self {
             batch: 512,
             poll: Duration::from_millis(1000),
-            retention: Duration::from_secs(3600),
         }
     }
 }
@@ -316,12 +318,8 @@ impl Relay {
         Ok(claimed)
     }
 
+    /// Reports the backlog (sent rows are purged by [`crate::housekeeping`]).
     async fn cleanup(&self) -> Result<(), sqlx::Error> {
-        let retention = self.cfg.retention.as_secs_f64();
-        sqlx::query("DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)")
-            .bind(retention)
-            .execute(&self.pool)
-            .await?;
         let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
             .fetch_one(&self.pool)
             .await?;

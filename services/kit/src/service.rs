@@ -1,10 +1,13 @@
 //! The life of a service process, written once for all four.
 //!
-//! [`Base::connect`] opens PostgreSQL (with retries), applies migrations,
-//! connects to NATS and provisions the streams. The service then spawns its
-//! relay and consumers on the base and hands its gRPC router to
-//! [`Base::serve`], which runs until the shutdown token is cancelled and then
-//! stops in an order that loses nothing:
+//! [`Base::start`] opens PostgreSQL (with retries), applies migrations,
+//! connects to NATS, provisions the streams, binds both ports and starts the
+//! outbox relay. The service spawns its consumer and background tasks on the
+//! base ([`Base::spawn_consumer`], [`Base::spawn`]), lists its gRPC services
+//! in [`Routes`] (each behind the auth interceptor; health, reflection and
+//! the dead-letter service come with it) and hands them to
+//! [`Base::serve_on`], which runs until the shutdown token is cancelled and
+//! then stops in an order that loses nothing:
 //!
 //! 1. health turns NOT_SERVING and `/readyz` 503, so balancers stop sending;
 //! 2. the gRPC server stops accepting and finishes in-flight RPCs;
@@ -27,7 +30,9 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
 
+use crate::auth::{AuthInterceptor, Authenticator, Role};
 use crate::config::{CommonConfig, DbConfig};
 use crate::consumer::{self, ConsumerSpec, EventHandler};
 use crate::outbox::{Relay, RelayConfig};
@@ -75,6 +80,43 @@ impl Listeners {
     }
 }
 
+/// A service's gRPC services, each behind the auth interceptor, with the
+/// health service reporting each one SERVING once the server runs.
+pub struct Routes {
+    router: tonic::transport::server::Router,
+    auth: AuthInterceptor,
+    health: tonic_health::server::HealthReporter,
+    names: Vec<&'static str>,
+}
+
+impl Routes {
+    /// Adds `service` (a generated `...Server`) behind authentication.
+    pub fn add<S>(mut self, service: S) -> Self
+    where
+        S: tonic::server::NamedService,
+        InterceptedService<S, AuthInterceptor>: tower::Service<
+                http::Request<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <InterceptedService<S, AuthInterceptor> as tower::Service<
+            http::Request<tonic::body::Body>,
+        >>::Response: axum::response::IntoResponse,
+        <InterceptedService<S, AuthInterceptor> as tower::Service<
+            http::Request<tonic::body::Body>,
+        >>::Future: Send + 'static,
+    {
+        self.names.push(S::NAME);
+        self.router = self
+            .router
+            .add_service(InterceptedService::new(service, self.auth.clone()));
+        self
+    }
+}
+
 /// Connections and lifecycle shared by a service's parts.
 #[derive(Clone)]
 pub struct Base {
@@ -92,6 +134,7 @@ pub struct Base {
     background: CancellationToken,
     tasks: TaskTracker,
     common: CommonConfig,
+    purges: Arc<std::sync::Mutex<Vec<crate::housekeeping::Purge>>>,
 }
 
 impl Base {
@@ -117,6 +160,7 @@ impl Base {
             background: CancellationToken::new(),
             tasks: TaskTracker::new(),
             common: common.clone(),
+            purges: Arc::default(),
         })
     }
 
@@ -157,6 +201,7 @@ impl Base {
             crate::nats::filter_subjects(tenants, kinds),
         );
         spec.workers = config.consumer_workers;
+        spec.batch = config.consumer_batch.max(1);
         spec.ack_wait = config.common.consumer_ack_wait;
         spec.exclude_tenants = config.common.exclude_tenants.clone();
         spec
@@ -169,6 +214,12 @@ impl Base {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.tasks.spawn(f(self.background.clone()));
+    }
+
+    /// Adds a retention rule for one of the service's own tables; the kit's
+    /// housekeeping runs it with the kit's tables once serving starts.
+    pub fn purge(&self, purge: crate::housekeeping::Purge) {
+        self.purges.lock().expect("purges lock").push(purge);
     }
 
     /// Spawns the outbox relay.
@@ -195,27 +246,36 @@ impl Base {
             .map_err(|source| StartError::Bind { addr, source })
     }
 
-    /// Serves gRPC (`router`) and the admin port until shutdown, then stops
-    /// in order. Also runs housekeeping (expired idempotency keys).
-    pub async fn serve(
-        self,
-        grpc: TcpListener,
-        router: tonic::transport::server::Router,
-        health: tonic_health::server::HealthReporter,
-        admin: TcpListener,
-    ) -> anyhow::Result<()> {
-        self.serve_on(Listeners { grpc, admin }, router, health)
-            .await
+    /// The gRPC surface of this service: `auth` in front of every service
+    /// added, plus health, reflection and the dead-letter service (readable
+    /// by `dead_letter_readers`).
+    pub fn routes(&self, auth: &Authenticator, dead_letter_readers: &'static [Role]) -> Routes {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        Routes {
+            router: crate::grpc::router(health_service),
+            auth: auth.interceptor(),
+            health,
+            names: Vec::new(),
+        }
+        .add(crate::dead_letters::Service::new(self.pool.clone(), dead_letter_readers).server())
     }
 
-    /// [`Base::serve`] on the listeners of [`Base::start`].
-    pub async fn serve_on(
-        self,
-        listeners: Listeners,
-        router: tonic::transport::server::Router,
-        health: tonic_health::server::HealthReporter,
-    ) -> anyhow::Result<()> {
+    /// Serves `routes` and the admin port on the listeners of
+    /// [`Base::start`] until shutdown, then stops in order. Also runs
+    /// housekeeping (expired idempotency keys).
+    pub async fn serve_on(self, listeners: Listeners, routes: Routes) -> anyhow::Result<()> {
         let Listeners { grpc, admin } = listeners;
+        let Routes {
+            router,
+            health,
+            names,
+            ..
+        } = routes;
+        for name in names {
+            health
+                .set_service_status(name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
         let admin_stop = CancellationToken::new();
         let readiness = crate::admin::Readiness {
             pool: self.pool.clone(),
@@ -224,7 +284,11 @@ impl Base {
         };
         let admin_task = tokio::spawn(crate::admin::serve(admin, readiness, admin_stop.clone()));
         let pool = self.pool.clone();
-        self.spawn(move |stop| crate::idempotency::purge_expired(pool, stop));
+        let mut purges = self.common.retention.purges();
+        purges.extend(self.purges.lock().expect("purges lock").drain(..));
+        self.spawn(move |stop| {
+            crate::housekeeping::run(pool, purges, Duration::from_secs(300), stop)
+        });
 
         let shutdown = self.shutdown.clone();
         let health_on_stop = health.clone();

@@ -15,7 +15,7 @@ use prost::Message as _;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
-use wardline_kit::consumer::{self, ConsumerSpec, EventHandler, HandleError, Incoming};
+use wardline_kit::consumer::{self, Batch, ConsumerSpec, EventHandler, HandleError, Incoming};
 use wardline_proto::events::EventEnvelope;
 use wardline_proto::events::event_envelope::Payload;
 use wardline_testkit::{TestDb, TestNats, TestPgCluster, eventually};
@@ -23,7 +23,20 @@ use wardline_testkit::{TestDb, TestNats, TestPgCluster, eventually};
 struct Scripted;
 
 impl EventHandler for Scripted {
-    async fn handle(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+    async fn handle(&self, batch: &mut Batch<'_>, events: &[Incoming]) -> Result<(), HandleError> {
+        sqlx::query("INSERT INTO batches (size) VALUES ($1)")
+            .bind(events.len() as i32)
+            .execute(batch.conn())
+            .await?;
+        for event in events {
+            script(batch.conn(), event).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn script(conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+    {
         match event.envelope.aggregate_id.as_str() {
             "ok" => apply(conn, event).await?,
             "db-error" => {
@@ -39,6 +52,13 @@ impl EventHandler for Scripted {
                 return Err(HandleError::Retry("not yet".into()));
             }
             "flaky" => apply(conn, event).await?,
+            "ordered" => {
+                sqlx::query("INSERT INTO arrivals (version) VALUES ($1)")
+                    .bind(event.envelope.aggregate_version as i64)
+                    .execute(&mut *conn)
+                    .await?;
+                apply(conn, event).await?;
+            }
             other => return Err(HandleError::Poison(format!("unscripted {other}"))),
         }
         Ok(())
@@ -61,13 +81,15 @@ struct Harness {
     pool: PgPool,
     js: jetstream::Context,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
         self.stop.cancel();
-        self.task.abort();
+        if let Some(t) = &self.task {
+            t.abort();
+        }
     }
 }
 
@@ -81,10 +103,14 @@ async fn migrated_pool(url: &str) -> PgPool {
     wardline_kit::db::migrate(&pool, &sqlx::migrate::Migrator::with_migrations(vec![]))
         .await
         .expect("kit migrations");
-    sqlx::query("CREATE TABLE applied (event_id UUID PRIMARY KEY)")
-        .execute(&pool)
-        .await
-        .expect("test table");
+    sqlx::raw_sql(
+        "CREATE TABLE applied (event_id UUID PRIMARY KEY);
+         CREATE TABLE batches (size INT NOT NULL);
+         CREATE TABLE arrivals (n BIGINT GENERATED ALWAYS AS IDENTITY, version BIGINT NOT NULL);",
+    )
+    .execute(&pool)
+    .await
+    .expect("test tables");
     pool
 }
 
@@ -98,42 +124,26 @@ fn spec(tune: impl FnOnce(&mut ConsumerSpec)) -> ConsumerSpec {
 }
 
 async fn start(pool: PgPool, spec: ConsumerSpec) -> Harness {
+    let mut h = prepare(pool).await;
+    h.run(spec).await;
+    h
+}
+
+/// NATS with the streams, no consumer yet.
+async fn prepare(pool: PgPool) -> Harness {
     let nats = TestNats::start();
     let client = async_nats::connect(nats.url()).await.expect("test NATS");
     let js = jetstream::new(client);
     wardline_kit::nats::provision_streams(&js, 1)
         .await
         .expect("streams");
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let (js, pool, stop) = (js.clone(), pool.clone(), stop.clone());
-        async move {
-            consumer::run(js, pool, spec, Arc::new(Scripted), stop)
-                .await
-                .expect("consumer runs");
-        }
-    });
-    let harness = Harness {
+    Harness {
         _nats: nats,
         pool,
         js,
-        stop,
-        task,
-    };
-    // The durable exists once the loop created it.
-    eventually(10, "the durable consumer", || async {
-        let stream = harness
-            .js
-            .get_stream(wardline_kit::nats::EVENTS_STREAM)
-            .await
-            .ok()?;
-        stream
-            .get_consumer::<jetstream::consumer::pull::Config>(DURABLE)
-            .await
-            .ok()
-    })
-    .await;
-    harness
+        stop: CancellationToken::new(),
+        task: None,
+    }
 }
 
 fn event(tenant: &str, script: &str) -> EventEnvelope {
@@ -147,6 +157,30 @@ fn event(tenant: &str, script: &str) -> EventEnvelope {
 }
 
 impl Harness {
+    /// Starts the consumer loop and waits for its durable.
+    async fn run(&mut self, spec: ConsumerSpec) {
+        self.task = Some(tokio::spawn({
+            let (js, pool, stop) = (self.js.clone(), self.pool.clone(), self.stop.clone());
+            async move {
+                consumer::run(js, pool, spec, Arc::new(Scripted), stop)
+                    .await
+                    .expect("consumer runs");
+            }
+        }));
+        eventually(10, "the durable consumer", || async {
+            let stream = self
+                .js
+                .get_stream(wardline_kit::nats::EVENTS_STREAM)
+                .await
+                .ok()?;
+            stream
+                .get_consumer::<jetstream::consumer::pull::Config>(DURABLE)
+                .await
+                .ok()
+        })
+        .await;
+    }
+
     async fn publish_on(&self, subject: String, env: &EventEnvelope, msg_id: &str) {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", msg_id);
@@ -443,4 +477,65 @@ async fn an_event_jetstream_gives_up_on_is_dead_lettered_from_the_advisory() {
         "{reason}"
     );
     assert_eq!(h.count("SELECT count(*) FROM applied").await, 0);
+}
+
+#[tokio::test]
+async fn what_is_in_hand_is_applied_in_one_transaction_and_a_poison_event_spoils_no_neighbour() {
+    let db = TestDb::create("kit_batch").await;
+    let mut h = prepare(migrated_pool(&db.url()).await).await;
+    // Everything waits in the stream before the consumer starts, so the
+    // first pulls bring many at once.
+    let mut oks = Vec::new();
+    for i in 0..40 {
+        if i == 17 {
+            h.publish(&event("stmarys", "poison")).await;
+        }
+        let e = event(if i % 2 == 0 { "stmarys" } else { "lakeside" }, "ok");
+        h.publish(&e).await;
+        oks.push(e);
+    }
+    h.run(spec(|s| {
+        s.workers = 1;
+        s.batch = 64;
+    }))
+    .await;
+    eventually(20, "every good event applied", || async {
+        (h.count("SELECT count(*) FROM applied").await == 40).then_some(())
+    })
+    .await;
+    h.wait_settled().await;
+    assert_eq!(h.count("SELECT count(*) FROM dead_letters").await, 1);
+    let largest = h.count("SELECT max(size)::bigint FROM batches").await;
+    assert!(
+        largest > 1,
+        "events in hand were applied together ({largest})"
+    );
+    assert_eq!(h.count("SELECT count(*) FROM inbox").await, 40);
+}
+
+#[tokio::test]
+async fn one_aggregates_events_are_applied_in_stream_order_across_workers() {
+    let db = TestDb::create("kit_order").await;
+    let mut h = prepare(migrated_pool(&db.url()).await).await;
+    for version in 1..=60u64 {
+        let mut e = event("stmarys", "ordered");
+        e.aggregate_version = version;
+        h.publish(&e).await;
+        // Other aggregates interleaved, for the other workers.
+        h.publish(&event("stmarys", "ok")).await;
+    }
+    h.run(spec(|s| {
+        s.workers = 4;
+        s.batch = 8;
+    }))
+    .await;
+    eventually(30, "every event applied", || async {
+        (h.count("SELECT count(*) FROM applied").await == 120).then_some(())
+    })
+    .await;
+    let order: Vec<i64> = sqlx::query_scalar("SELECT version FROM arrivals ORDER BY n")
+        .fetch_all(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(order, (1..=60).collect::<Vec<i64>>());
 }

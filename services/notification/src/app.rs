@@ -5,11 +5,9 @@ use std::sync::Arc;
 
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use wardline_kit::auth::Authenticator;
+use wardline_kit::auth::{Authenticator, Role};
 use wardline_kit::service::{Base, Listeners};
 use wardline_proto::notification::delivery_service_server::DeliveryServiceServer;
-use wardline_proto::notification::event_dead_letter_service_server::EventDeadLetterServiceServer;
 use wardline_proto::notification::recipient_service_server::RecipientServiceServer;
 use wardline_proto::notification::template_service_server::TemplateServiceServer;
 use wardline_proto::notification::webhook_service_server::WebhookServiceServer;
@@ -22,6 +20,9 @@ use crate::sender::{Sender, SenderConfig};
 
 /// Notification's own migrations.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Who may read the events this service could not apply.
+const DEAD_LETTER_READERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin];
 
 /// Service name.
 pub const SERVICE: &str = "notification";
@@ -114,30 +115,13 @@ impl Application {
             self.config.webhook_allow_http,
             self.config.retry,
         );
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<RecipientServiceServer<Api>>().await;
-        health.set_serving::<DeliveryServiceServer<Api>>().await;
-        let router = wardline_kit::grpc::router(health_service)
-            .add_service(InterceptedService::new(
-                RecipientServiceServer::new(api.clone()),
-                auth.interceptor(),
-            ))
-            .add_service(InterceptedService::new(
-                WebhookServiceServer::new(api.clone()),
-                auth.interceptor(),
-            ))
-            .add_service(InterceptedService::new(
-                TemplateServiceServer::new(api.clone()),
-                auth.interceptor(),
-            ))
-            .add_service(InterceptedService::new(
-                DeliveryServiceServer::new(api.clone()),
-                auth.interceptor(),
-            ))
-            .add_service(InterceptedService::new(
-                EventDeadLetterServiceServer::new(api),
-                auth.interceptor(),
-            ));
-        self.base.serve_on(self.listeners, router, health).await
+        let routes = self
+            .base
+            .routes(&auth, DEAD_LETTER_READERS)
+            .add(RecipientServiceServer::new(api.clone()))
+            .add(WebhookServiceServer::new(api.clone()))
+            .add(TemplateServiceServer::new(api.clone()))
+            .add(DeliveryServiceServer::new(api.clone()));
+        self.base.serve_on(self.listeners, routes).await
     }
 }

@@ -21,7 +21,8 @@ use chrono::{DateTime, Utc};
 use prost::Message as _;
 use sqlx::PgConnection;
 use uuid::Uuid;
-use wardline_kit::consumer::{EventHandler, HandleError, Incoming};
+use tracing::Instrument as _;
+use wardline_kit::consumer::{Batch, EventHandler, HandleError, Incoming};
 use wardline_proto::common::{Category, TicketStatus};
 use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{
@@ -688,7 +689,20 @@ async fn apply_analyst(
 }
 
 impl EventHandler for Events {
-    async fn handle(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+    async fn handle(&self, batch: &mut Batch<'_>, events: &[Incoming]) -> Result<(), HandleError> {
+        // One event at a time, each in its own span (so what it publishes
+        // continues its trace), inside the batch's transaction.
+        for event in events {
+            self.apply_one(batch.conn(), event)
+                .instrument(event.span.clone())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Events {
+    async fn apply_one(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
         let env = &event.envelope;
         let payload = env
             .payload

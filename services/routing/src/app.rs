@@ -6,11 +6,9 @@ use std::sync::Arc;
 use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use wardline_kit::auth::Authenticator;
+use wardline_kit::auth::{Authenticator, Role};
 use wardline_kit::service::{Base, Listeners};
 use wardline_proto::routing::analyst_service_server::AnalystServiceServer;
-use wardline_proto::routing::dead_letter_service_server::DeadLetterServiceServer;
 use wardline_proto::routing::queue_service_server::QueueServiceServer;
 use wardline_proto::routing::routing_rule_service_server::RoutingRuleServiceServer;
 use wardline_proto::routing::sla_target_service_server::SlaTargetServiceServer;
@@ -22,6 +20,9 @@ use crate::grpc::Api;
 
 /// Routing's own migrations.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Who may read the events this service could not apply.
+const DEAD_LETTER_READERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin];
 
 /// Service name.
 pub const SERVICE: &str = "routing";
@@ -81,30 +82,13 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let auth = Authenticator::hs256(&self.config.service.jwt_secret);
         let api = Api::new(self.base.pool.clone(), self.wake.clone());
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<AnalystServiceServer<Api>>().await;
-        health.set_serving::<QueueServiceServer<Api>>().await;
-        let router = wardline_kit::grpc::router(health_service)
-            .add_service(InterceptedService::new(
-                AnalystServiceServer::new(api.clone()),
-                auth.interceptor(),
-            ))
-            .add_service(InterceptedService::new(
-                RoutingRuleServiceServer::new(api.clone()),
-                auth.interceptor(),
-            ))
-            .add_service(InterceptedService::new(
-                QueueServiceServer::new(api.clone()),
-                auth.interceptor(),
-            ))
-            .add_service(InterceptedService::new(
-                SlaTargetServiceServer::new(api.clone()),
-                auth.interceptor(),
-            ))
-            .add_service(InterceptedService::new(
-                DeadLetterServiceServer::new(api),
-                auth.interceptor(),
-            ));
-        self.base.serve_on(self.listeners, router, health).await
+        let routes = self
+            .base
+            .routes(&auth, DEAD_LETTER_READERS)
+            .add(AnalystServiceServer::new(api.clone()))
+            .add(RoutingRuleServiceServer::new(api.clone()))
+            .add(QueueServiceServer::new(api.clone()))
+            .add(SlaTargetServiceServer::new(api.clone()));
+        self.base.serve_on(self.listeners, routes).await
     }
 }

@@ -30,7 +30,8 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use wardline_kit::consumer::{EventHandler, HandleError, Incoming};
+use tracing::Instrument as _;
+use wardline_kit::consumer::{Batch, EventHandler, HandleError, Incoming};
 use wardline_kit::events::{envelope, timestamp};
 use wardline_proto::common::{CallerRole, Category, Priority};
 use wardline_proto::events::event_envelope::Payload;
@@ -714,7 +715,20 @@ async fn policy_for<'p>(
 }
 
 impl EventHandler for TicketEvents {
-    async fn handle(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+    async fn handle(&self, batch: &mut Batch<'_>, events: &[Incoming]) -> Result<(), HandleError> {
+        // One event at a time, each in its own span (so what it publishes
+        // continues its trace), inside the batch's transaction.
+        for event in events {
+            self.apply_one(batch.conn(), event)
+                .instrument(event.span.clone())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl TicketEvents {
+    async fn apply_one(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
         let env = &event.envelope;
         let payload = env
             .payload

@@ -6,6 +6,8 @@
 //! - [`TestDb`]: a fresh database per test on the shared PostgreSQL, dropped
 //!   afterwards, also when the test fails.
 //! - [`token`] and [`Auth`]: signed tokens and an interceptor for typed clients.
+//! - [`build`]: the events producers publish (tenant and ticket created),
+//!   and publishing them as the relay does, for tests playing a producer.
 //! - [`events`]: reading what reached the event stream.
 //! - [`TestPgCluster`]: a private PostgreSQL cluster (initdb/pg_ctl) that a
 //!   test may restart with `pg_ctl restart -m immediate`.
@@ -20,6 +22,7 @@
 //! `nats-server` on PATH) and `WARDLINE_TEST_DATABASE_URL` (a role that may
 //! create databases; default `postgres://postgres@127.0.0.1:5432/postgres`).
 
+pub mod build;
 pub mod events;
 mod http_sink;
 mod nats;

@@ -1,4 +1,4 @@
-//! InvoiceService and DeadLetterService.
+//! InvoiceService.
 
 use chrono::Utc;
 use prost::Message;
@@ -8,12 +8,10 @@ use wardline_kit::auth::{Caller, Role};
 use wardline_kit::events::timestamp;
 use wardline_kit::grpc::db_status;
 use wardline_kit::idempotency::{self, Claim};
-use wardline_proto::billing::dead_letter_service_server::DeadLetterService;
 use wardline_proto::billing::invoice_service_server::InvoiceService;
 use wardline_proto::billing::{
-    DeadLetter, ExportFormat, ExportInvoiceRequest, ExportInvoiceResponse, GetDraftInvoiceRequest,
-    GetInvoiceRequest, Invoice, InvoiceStatus, IssueInvoiceRequest, ListDeadLettersRequest,
-    ListDeadLettersResponse, ListInvoicesRequest, ListInvoicesResponse, RebuildCheckRequest,
+    ExportFormat, ExportInvoiceRequest, ExportInvoiceResponse, GetDraftInvoiceRequest,
+    GetInvoiceRequest, Invoice, InvoiceStatus, IssueInvoiceRequest, ListInvoicesRequest, ListInvoicesResponse, RebuildCheckRequest,
     RebuildCheckResponse,
 };
 
@@ -246,37 +244,3 @@ impl InvoiceService for Api {
     }
 }
 
-#[tonic::async_trait]
-impl DeadLetterService for Api {
-    async fn list_dead_letters(
-        &self,
-        req: Request<ListDeadLettersRequest>,
-    ) -> Result<Response<ListDeadLettersResponse>, Status> {
-        let caller = Caller::from_request(&req)?;
-        let r = req.into_inner();
-        let page = wardline_kit::dead_letters::list(
-            &self.pool,
-            &caller,
-            READERS,
-            r.first_seen.as_ref(),
-            r.page_size,
-            &r.page_token,
-        )
-        .await?;
-        Ok(Response::new(ListDeadLettersResponse {
-            dead_letters: page
-                .rows
-                .iter()
-                .map(|d| DeadLetter {
-                    event_id: d.event_id.to_string(),
-                    subject: d.subject.clone(),
-                    tenant_id: d.tenant_id.clone(),
-                    reason: d.reason.clone(),
-                    attempts: u32::try_from(d.deliveries).unwrap_or(0),
-                    first_seen_at: Some(timestamp(d.first_seen_at)),
-                })
-                .collect(),
-            next_page_token: page.next_page_token,
-        }))
-    }
-}

@@ -6,7 +6,6 @@
 //! call is idempotent on `request_id` (the kit's idempotency keys, in the
 //! call's own transaction).
 
-mod dead_letters;
 mod deliveries;
 mod recipients;
 mod templates;

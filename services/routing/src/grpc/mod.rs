@@ -3,7 +3,6 @@
 //! wrong state FAILED_PRECONDITION, stale version ABORTED.
 
 mod analysts;
-mod dead_letters;
 mod queue;
 mod rules;
 
