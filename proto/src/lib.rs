@@ -60,35 +60,6 @@ pub use wardline::intake::v1 as intake;
 pub use wardline::notification::v1 as notification;
 pub use wardline::routing::v1 as routing;
 
-/// A protobuf enum with the short, lowercase names of its values
-/// (`TicketStatus::InProgress` is `"in_progress"`): the one spelling that
-/// storage (a `TEXT` column with a `CHECK`), the command line and labels
-/// share, derived from the `.proto` so it cannot drift. Implemented for
-/// every Wardline enum by the build script.
-pub trait NamedEnum: Copy + Sized + 'static {
-    /// The enum's protobuf name, e.g. `"TicketStatus"`.
-    const ENUM: &'static str;
-    /// Every value's number, in declaration order (including unspecified).
-    const VALUES: &'static [i32];
-    /// The value's short name, e.g. `"in_progress"`.
-    fn name(self) -> &'static str;
-    /// The value with that short name.
-    fn from_name(name: &str) -> Option<Self>;
-    /// Every value except `UNSPECIFIED` (0), in declaration order.
-    fn specified() -> Vec<Self>
-    where
-        Self: TryFrom<i32>,
-    {
-        Self::VALUES
-            .iter()
-            .filter(|v| **v != 0)
-            .filter_map(|v| Self::try_from(*v).ok())
-            .collect()
-    }
-}
-
-include!(concat!(env!("OUT_DIR"), "/wardline_enums.rs"));
-
 /// Encoded `FileDescriptorSet` of every Wardline proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/wardline_descriptor.bin"));

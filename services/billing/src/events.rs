@@ -12,8 +12,8 @@
 use chrono::Utc;
 use chrono_tz::Tz;
 use sqlx::PgConnection;
-use uuid::Uuid;
 use tracing::Instrument as _;
+use uuid::Uuid;
 use wardline_kit::consumer::{Batch, EventHandler, HandleError, Incoming};
 use wardline_kit::events::from_timestamp;
 use wardline_proto::events::event_envelope::Payload;
@@ -90,7 +90,11 @@ impl EventHandler for BillingEvents {
 }
 
 impl BillingEvents {
-    async fn apply_one(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+    async fn apply_one(
+        &self,
+        conn: &mut PgConnection,
+        event: &Incoming,
+    ) -> Result<(), HandleError> {
         let env = &event.envelope;
         let tenant = env.tenant_id.as_str();
         let event_id = Uuid::parse_str(&env.event_id).map_err(|_| poison("event_id"))?;

@@ -11,7 +11,8 @@
 //! - [`invoice`]: computing a period from its rated events, issuing
 //!   (frozen for ever), exporting as CSV or JSON, and the rebuild check.
 //! - [`events`]: the consumer of tenant, ticket-created and SLA-breach events.
-//! - [`grpc`]: ContractService, UsageService, InvoiceService, DeadLetterService.
+//! - [`grpc`]: ContractService, UsageService, InvoiceService (the dead-letter
+//!   service is the kit's, added in `app.rs`).
 //! - [`app`] and [`config`]: wiring and environment variables.
 
 pub mod app;

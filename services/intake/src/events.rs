@@ -13,8 +13,8 @@
 //! not acknowledge, and nobody else was free) puts it back to New, queued.
 
 use sqlx::PgConnection;
-use uuid::Uuid;
 use tracing::Instrument as _;
+use uuid::Uuid;
 use wardline_kit::consumer::{Batch, EventHandler, HandleError, Incoming};
 use wardline_proto::common::TicketStatus;
 use wardline_proto::events::event_envelope::Payload;
@@ -47,7 +47,11 @@ impl EventHandler for RoutingEvents {
 }
 
 impl RoutingEvents {
-    async fn apply_one(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+    async fn apply_one(
+        &self,
+        conn: &mut PgConnection,
+        event: &Incoming,
+    ) -> Result<(), HandleError> {
         let env = &event.envelope;
         let ticket_id = match env.payload.as_ref() {
             Some(Payload::TicketAssigned(p)) => &p.ticket_id,

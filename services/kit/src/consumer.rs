@@ -110,6 +110,45 @@ pub struct Incoming {
     pub span: tracing::Span,
 }
 
+impl Incoming {
+    /// An event as the loop hands it over on its `delivered`-th delivery,
+    /// for tests and tools that drive a handler directly ([`apply_with`]).
+    pub fn new(envelope: EventEnvelope, delivered: i64) -> Self {
+        let subject = crate::events::subject(&envelope).unwrap_or_default();
+        let span = tracing::info_span!("event.handle", subject = %subject);
+        Self {
+            envelope,
+            subject,
+            delivered,
+            span,
+        }
+    }
+}
+
+/// Applies `events` with `handler` in the caller's transaction `conn`, as
+/// the loop does after the inbox (the events' outbox rows are written
+/// too): for tests and tools that drive a handler directly.
+pub async fn apply_with<H: EventHandler>(
+    handler: &H,
+    conn: &mut PgConnection,
+    events: &[Incoming],
+) -> Result<(), HandleError> {
+    let tenant = events
+        .first()
+        .map(|e| e.envelope.tenant_id.clone())
+        .unwrap_or_default();
+    let mut batch = Batch {
+        conn: &mut *conn,
+        tenant: &tenant,
+        outbox: Vec::new(),
+    };
+    handler.handle(&mut batch, events).await?;
+    let outbox = std::mem::take(&mut batch.outbox);
+    let rows: Vec<_> = outbox.iter().map(|(e, t)| (e, t)).collect();
+    crate::outbox::enqueue_traced(conn, &rows).await?;
+    Ok(())
+}
+
 /// The transaction of a batch, as a handler sees it.
 pub struct Batch<'c> {
     conn: &'c mut PgConnection,

@@ -54,6 +54,23 @@ pub fn kind(payload: &Payload) -> (&'static str, &'static str) {
     }
 }
 
+/// The ticket snapshot intake's lifecycle events carry (`None` for the
+/// other payloads): the one place that knows which events have one.
+pub fn ticket_snapshot(payload: &Payload) -> Option<&wardline_proto::events::TicketSnapshot> {
+    match payload {
+        Payload::TicketCreated(e) => e.ticket.as_ref(),
+        Payload::TicketAcknowledged(e) => e.ticket.as_ref(),
+        Payload::TicketStarted(e) => e.ticket.as_ref(),
+        Payload::TicketHeld(e) => e.ticket.as_ref(),
+        Payload::TicketResolved(e) => e.ticket.as_ref(),
+        Payload::TicketClosed(e) => e.ticket.as_ref(),
+        Payload::TicketReopened(e) => e.ticket.as_ref(),
+        Payload::TicketTransferred(e) => e.ticket.as_ref(),
+        Payload::TicketNoteAdded(e) => e.ticket.as_ref(),
+        _ => None,
+    }
+}
+
 /// The subject an envelope is published on.
 pub fn subject(env: &EventEnvelope) -> Option<String> {
     let (aggregate, event) = kind(env.payload.as_ref()?);

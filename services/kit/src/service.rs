@@ -94,10 +94,8 @@ impl Routes {
     pub fn add<S>(mut self, service: S) -> Self
     where
         S: tonic::server::NamedService,
-        InterceptedService<S, AuthInterceptor>: tower::Service<
-                http::Request<tonic::body::Body>,
-                Error = std::convert::Infallible,
-            > + tonic::server::NamedService
+        InterceptedService<S, AuthInterceptor>: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
+            + tonic::server::NamedService
             + Clone
             + Send
             + Sync

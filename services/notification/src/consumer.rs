@@ -20,8 +20,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use prost::Message as _;
 use sqlx::PgConnection;
-use uuid::Uuid;
 use tracing::Instrument as _;
+use uuid::Uuid;
 use wardline_kit::consumer::{Batch, EventHandler, HandleError, Incoming};
 use wardline_proto::common::{Category, TicketStatus};
 use wardline_proto::events::event_envelope::Payload;
@@ -702,7 +702,11 @@ impl EventHandler for Events {
 }
 
 impl Events {
-    async fn apply_one(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+    async fn apply_one(
+        &self,
+        conn: &mut PgConnection,
+        event: &Incoming,
+    ) -> Result<(), HandleError> {
         let env = &event.envelope;
         let payload = env
             .payload

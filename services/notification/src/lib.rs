@@ -14,7 +14,7 @@
 //! - [`channels`]: email (SMTP), SMS (HTTP gateway), webhooks (signed),
 //!   pager, behind one trait.
 //! - [`grpc`]: RecipientService, WebhookService, TemplateService,
-//!   DeliveryService, EventDeadLetterService.
+//!   DeliveryService (event dead letters: the kit's service).
 //! - [`app`] and [`config`]: wiring and environment variables.
 
 pub mod app;

@@ -29,8 +29,8 @@ use prost::Message;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 use tracing::Instrument as _;
+use uuid::Uuid;
 use wardline_kit::consumer::{Batch, EventHandler, HandleError, Incoming};
 use wardline_kit::events::{envelope, timestamp};
 use wardline_proto::common::{CallerRole, Category, Priority};
@@ -598,21 +598,6 @@ pub struct TicketEvents {
     pub cache: Arc<PolicyCache>,
 }
 
-fn snapshot_of(p: &Payload) -> Option<&TicketSnapshot> {
-    match p {
-        Payload::TicketCreated(e) => e.ticket.as_ref(),
-        Payload::TicketAcknowledged(e) => e.ticket.as_ref(),
-        Payload::TicketStarted(e) => e.ticket.as_ref(),
-        Payload::TicketHeld(e) => e.ticket.as_ref(),
-        Payload::TicketResolved(e) => e.ticket.as_ref(),
-        Payload::TicketClosed(e) => e.ticket.as_ref(),
-        Payload::TicketReopened(e) => e.ticket.as_ref(),
-        Payload::TicketTransferred(e) => e.ticket.as_ref(),
-        Payload::TicketNoteAdded(e) => e.ticket.as_ref(),
-        _ => None,
-    }
-}
-
 /// Routing's view of a ticket first seen in `snap` (not stored).
 fn new_ticket(
     tenant: &str,
@@ -728,13 +713,17 @@ impl EventHandler for TicketEvents {
 }
 
 impl TicketEvents {
-    async fn apply_one(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+    async fn apply_one(
+        &self,
+        conn: &mut PgConnection,
+        event: &Incoming,
+    ) -> Result<(), HandleError> {
         let env = &event.envelope;
         let payload = env
             .payload
             .as_ref()
             .ok_or_else(|| HandleError::Poison("no payload".into()))?;
-        let Some(snap) = snapshot_of(payload) else {
+        let Some(snap) = wardline_kit::events::ticket_snapshot(payload) else {
             return Ok(());
         };
         let id = Uuid::parse_str(&snap.ticket_id)

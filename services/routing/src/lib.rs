@@ -11,7 +11,8 @@
 //!   ticket (capacity checked atomically, so replicas never over-assign), the
 //!   queue drain, and the SLA/acknowledgement timer scanner.
 //! - [`grpc`]: AnalystService, RoutingRuleService, SlaTargetService,
-//!   QueueService (queue, assignments, explanations), DeadLetterService.
+//!   QueueService (queue, assignments, explanations); event dead letters
+//!   are the kit's service.
 //! - [`app`] and [`config`]: wiring and environment variables.
 
 pub mod app;

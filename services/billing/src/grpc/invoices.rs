@@ -5,14 +5,13 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use wardline_kit::auth::{Caller, Role};
-use wardline_kit::events::timestamp;
 use wardline_kit::grpc::db_status;
 use wardline_kit::idempotency::{self, Claim};
 use wardline_proto::billing::invoice_service_server::InvoiceService;
 use wardline_proto::billing::{
     ExportFormat, ExportInvoiceRequest, ExportInvoiceResponse, GetDraftInvoiceRequest,
-    GetInvoiceRequest, Invoice, InvoiceStatus, IssueInvoiceRequest, ListInvoicesRequest, ListInvoicesResponse, RebuildCheckRequest,
-    RebuildCheckResponse,
+    GetInvoiceRequest, Invoice, InvoiceStatus, IssueInvoiceRequest, ListInvoicesRequest,
+    ListInvoicesResponse, RebuildCheckRequest, RebuildCheckResponse,
 };
 
 use super::{
@@ -243,4 +242,3 @@ impl InvoiceService for Api {
         Ok(Response::new(check))
     }
 }
-

@@ -1,5 +1,5 @@
 //! Notification's gRPC edge: RecipientService, WebhookService,
-//! TemplateService, DeliveryService and EventDeadLetterService. Statuses as
+//! TemplateService and DeliveryService. Statuses as
 //! everywhere in Wardline: bad input INVALID_ARGUMENT naming the field,
 //! unknown or another tenant's ids NOT_FOUND, wrong state
 //! FAILED_PRECONDITION, stale `expected_version` ABORTED. Every mutating

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use tonic::Request;
 use uuid::Uuid;
 use wardline_kit::auth::{Caller, Role};
-use wardline_kit::consumer::{EventHandler, Incoming};
+use wardline_kit::consumer::Incoming;
 use wardline_proto::common::{CallerRole, Category, Priority, TicketStatus};
 use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{Availability, TicketCreated, TicketSnapshot};
@@ -96,18 +96,15 @@ fn created(n: usize) -> (Uuid, Incoming) {
             category_classified: false,
         }),
     );
-    let incoming = Incoming {
-        subject: wardline_kit::events::subject(&env).expect("subject"),
-        envelope: env,
-        delivered: 1,
-    };
-    (id, incoming)
+    (id, Incoming::new(env, 1))
 }
 
 /// Applies an event as the consumer loop does: in one transaction.
 async fn deliver(pool: &PgPool, replica: &TicketEvents, incoming: &Incoming) {
     let mut tx = pool.begin().await.unwrap();
-    replica.handle(&mut tx, incoming).await.expect("handled");
+    wardline_kit::consumer::apply_with(replica, &mut tx, std::slice::from_ref(incoming))
+        .await
+        .expect("handled");
     tx.commit().await.unwrap();
 }
 
