@@ -506,8 +506,9 @@ struct Item {
 
 /// How a batch ended when nothing failed.
 struct Applied {
-    /// Event ids the inbox already had (applied before).
-    duplicates: usize,
+    /// Items whose event the inbox already had (applied before, or twice
+    /// in this batch).
+    duplicates: std::collections::HashSet<usize>,
     /// Items a previous delivery dead-lettered, with the reason.
     dead_lettered: Vec<(usize, String)>,
 }
@@ -631,8 +632,11 @@ impl<H: EventHandler> Loop<H> {
     /// earlier delivery recorded.
     async fn settle_applied(&self, items: Vec<Item>, applied: Applied) -> Flow {
         let mut reasons: HashMap<usize, String> = applied.dead_lettered.into_iter().collect();
-        if applied.duplicates > 0 {
-            tracing::debug!(duplicates = applied.duplicates, "events applied before");
+        if !applied.duplicates.is_empty() {
+            tracing::debug!(
+                duplicates = applied.duplicates.len(),
+                "events applied before"
+            );
         }
         for (i, item) in items.into_iter().enumerate() {
             if let Some(reason) = reasons.remove(&i) {
@@ -645,7 +649,12 @@ impl<H: EventHandler> Loop<H> {
                 }
                 continue;
             }
-            self.count(&item.incoming.span, "applied");
+            let outcome = if applied.duplicates.contains(&i) {
+                "duplicate"
+            } else {
+                "applied"
+            };
+            self.count(&item.incoming.span, outcome);
             if let Err(e) = item.msg.ack().await {
                 // The effect is committed; a redelivery will be a duplicate.
                 tracing::warn!(error = %e, "ack failed after commit");
@@ -748,27 +757,24 @@ impl<H: EventHandler> Loop<H> {
     }
 
     /// The transaction: inbox, handler, outbox, failure counts, commit.
-    /// Returns how many events the inbox already had.
+    /// Returns the items whose event the inbox already had.
     async fn apply(
         &self,
         tenant: &str,
         items: &[Item],
         dead_lettered: &[(usize, String)],
-    ) -> Result<usize, HandleError> {
-        let candidates: Vec<&Item> = items
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !dead_lettered.iter().any(|(d, _)| d == i))
-            .map(|(_, item)| item)
+    ) -> Result<std::collections::HashSet<usize>, HandleError> {
+        let candidates: Vec<usize> = (0..items.len())
+            .filter(|i| !dead_lettered.iter().any(|(d, _)| d == i))
             .collect();
         if candidates.is_empty() {
-            return Ok(0);
+            return Ok(Default::default());
         }
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<Uuid> = candidates.iter().map(|i| i.event_id).collect();
+        let ids: Vec<Uuid> = candidates.iter().map(|&i| items[i].event_id).collect();
         let subjects: Vec<&str> = candidates
             .iter()
-            .map(|i| i.incoming.subject.as_str())
+            .map(|&i| items[i].incoming.subject.as_str())
             .collect();
         let fresh: Vec<Uuid> = sqlx::query_scalar(
             "INSERT INTO inbox (event_id, subject)
@@ -779,19 +785,20 @@ impl<H: EventHandler> Loop<H> {
         .bind(&subjects)
         .fetch_all(&mut *tx)
         .await?;
-        let fresh: std::collections::HashSet<Uuid> = fresh.into_iter().collect();
+        let mut fresh: std::collections::HashSet<Uuid> = fresh.into_iter().collect();
         // One event twice in one batch (a republish) is fresh once.
-        let mut seen = std::collections::HashSet::new();
-        let events: Vec<Incoming> = candidates
-            .iter()
-            .filter(|i| fresh.contains(&i.event_id) && seen.insert(i.event_id))
-            .map(|i| i.incoming.clone())
-            .collect();
-        let duplicates = candidates.len() - events.len();
-        if events.is_empty() {
+        let (fresh_items, duplicates): (Vec<usize>, Vec<usize>) = candidates
+            .into_iter()
+            .partition(|&i| fresh.remove(&items[i].event_id));
+        let duplicates = duplicates.into_iter().collect();
+        if fresh_items.is_empty() {
             tx.rollback().await?;
             return Ok(duplicates);
         }
+        let events: Vec<Incoming> = fresh_items
+            .iter()
+            .map(|&i| items[i].incoming.clone())
+            .collect();
         let mut batch = Batch {
             conn: &mut tx,
             tenant,
