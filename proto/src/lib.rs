@@ -4,8 +4,21 @@
 //!
 //! The module tree mirrors the protobuf packages (`wardline.<area>.v1`),
 //! which the generated code relies on for cross-package references.
+//!
+//! Besides the generated code:
+//! - [`json`]: every message implements `serde` with the proto3 JSON
+//!   mapping (what `wardctl --json` prints and its scenario files hold);
+//! - [`ProtoEnum`]: every enum knows its values and their labels
+//!   (`in-progress`), and [`common::Priority::short_name`] writes `P1`;
+//! - [`money`]: amounts in a currency's major unit per ISO 4217.
 
 #![allow(clippy::all, missing_docs)]
+
+pub mod enums;
+pub mod json;
+pub mod money;
+
+pub use enums::{ProtoEnum, label, priority};
 
 pub mod wardline {
     pub mod common {
