@@ -49,7 +49,11 @@ fn json_impls(fds: &FileDescriptorSet) -> Result<String, Box<dyn std::error::Err
             if !m.nested_type.is_empty() || !m.enum_type.is_empty() {
                 return Err(format!("{package}.{}: nested types are not mapped", m.name()).into());
             }
-            writeln!(out, "json_message!({module}::{});", m.name().to_upper_camel_case())?;
+            writeln!(
+                out,
+                "json_message!({module}::{});",
+                m.name().to_upper_camel_case()
+            )?;
         }
         for e in &file.enum_type {
             let prefix = format!("{}_", e.name().to_shouty_snake_case());

@@ -159,7 +159,10 @@ mod tests {
             parse("45.001", "USD"),
             Err(ParseError::TooPrecise { places: 2, .. })
         ));
-        assert!(matches!(parse("45.5", "JPY"), Err(ParseError::TooPrecise { .. })));
+        assert!(matches!(
+            parse("45.5", "JPY"),
+            Err(ParseError::TooPrecise { .. })
+        ));
         for bad in ["", "-", "45.", ".5", "4,500", "1e3", "+4", "4 5"] {
             assert!(
                 matches!(parse(bad, "USD"), Err(ParseError::Malformed(_))),

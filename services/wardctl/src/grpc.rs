@@ -156,66 +156,48 @@ impl Session {
     pub fn interceptor(&self) -> AuthInterceptor {
         self.interceptor.clone()
     }
+}
 
+/// One method per service client on [`Session`], each a client of the
+/// session's channel whose calls carry its metadata.
+macro_rules! clients {
+    ($($(#[$doc:meta])* $name:ident => $client:ident,)+) => {
+        impl Session {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> $client<AuthedChannel> {
+                    $client::with_interceptor(self.channel(), self.interceptor())
+                }
+            )+
+        }
+    };
+}
+
+clients! {
     /// Intake's tenant API.
-    pub fn tenants(&self) -> TenantServiceClient<AuthedChannel> {
-        TenantServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
+    tenants => TenantServiceClient,
     /// Intake's ticket API.
-    pub fn tickets(&self) -> TicketServiceClient<AuthedChannel> {
-        TicketServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
+    tickets => TicketServiceClient,
     /// Routing's analyst directory (on a session connected to routing).
-    pub fn analysts(&self) -> AnalystServiceClient<AuthedChannel> {
-        AnalystServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
+    analysts => AnalystServiceClient,
     /// Routing's queues, assignments and explanations.
-    pub fn queues(&self) -> QueueServiceClient<AuthedChannel> {
-        QueueServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
+    queues => QueueServiceClient,
     /// Routing's category rules.
-    pub fn rules(&self) -> RoutingRuleServiceClient<AuthedChannel> {
-        RoutingRuleServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
+    rules => RoutingRuleServiceClient,
     /// Routing's SLA targets.
-    pub fn sla(&self) -> SlaTargetServiceClient<AuthedChannel> {
-        SlaTargetServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
+    sla => SlaTargetServiceClient,
     /// Billing's contracts (on a session connected to billing).
-    pub fn contracts(&self) -> ContractServiceClient<AuthedChannel> {
-        ContractServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
+    contracts => ContractServiceClient,
     /// Billing's usage, charges and unbilled calls.
-    pub fn usage(&self) -> UsageServiceClient<AuthedChannel> {
-        UsageServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
+    usage => UsageServiceClient,
     /// Billing's invoices.
-    pub fn invoices(&self) -> InvoiceServiceClient<AuthedChannel> {
-        InvoiceServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
+    invoices => InvoiceServiceClient,
     /// Notification's recipients (on a session connected to notification).
-    pub fn recipients(&self) -> RecipientServiceClient<AuthedChannel> {
-        RecipientServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
+    recipients => RecipientServiceClient,
     /// Notification's webhook endpoints.
-    pub fn webhooks(&self) -> WebhookServiceClient<AuthedChannel> {
-        WebhookServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
+    webhooks => WebhookServiceClient,
     /// Notification's deliveries.
-    pub fn deliveries(&self) -> DeliveryServiceClient<AuthedChannel> {
-        DeliveryServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
+    deliveries => DeliveryServiceClient,
 }
 
 /// The canonical name of a status code, as in the gRPC spec (`INVALID_ARGUMENT`).
