@@ -437,16 +437,8 @@ impl Run<'_> {
             .collect();
         let charges = follow::charges(&self.s.billing, &rated, wait).await?;
         self.p.block(&calls_table(&self.created, &charges).render());
-        let mut month = Table::new(&[
-            "TENANT",
-            "PERIOD",
-            "CALLS",
-            "INCLUDED",
-            "OVERAGE",
-            "AFTER HOURS",
-            "UNBILLED",
-            "DRAFT TOTAL",
-        ]);
+        let mut month =
+            Table::of("TENANT|PERIOD|CALLS|INCLUDED|OVERAGE|AFTER HOURS|UNBILLED|DRAFT TOTAL");
         for t in &mut self.outcome.tenants {
             match follow::month(&self.s.billing, &t.tenant_id).await {
                 Ok((u, draft)) => {
@@ -579,9 +571,7 @@ fn call_outcome(
 
 /// Where routing put each call.
 fn routing_table(tickets: &[Ticket], reasons: &HashMap<String, String>) -> Table {
-    let mut table = Table::new(&[
-        "NUMBER", "PRI", "CATEGORY", "CALLER", "FACILITY", "ASSIGNEE",
-    ]);
+    let mut table = Table::of("NUMBER|PRI|CATEGORY|CALLER|FACILITY|ASSIGNEE");
     for t in tickets {
         let assignee = match (t.assignee_analyst_id.as_str(), t.queued) {
             ("", true) => format!(
@@ -624,7 +614,7 @@ fn charged_as(charges: &[Charge]) -> Option<String> {
 
 /// How each call was charged.
 fn calls_table(created: &[Ticket], charges: &HashMap<String, Vec<Charge>>) -> Table {
-    let mut table = Table::new(&["NUMBER", "TIER", "PRI", "CHARGED AS", "AMOUNT"]);
+    let mut table = Table::of("NUMBER|TIER|PRI|CHARGED AS|AMOUNT");
     for t in created {
         let mine = charges.get(&t.ticket_id).map_or(&[][..], Vec::as_slice);
         let base = mine.iter().find(|c| follow::is_base_charge(c));

@@ -184,15 +184,7 @@ async fn connect(url: &str, wait: Duration) -> Result<async_nats::Client> {
 /// Events as a table: ids and codes only (events carry no free text).
 pub fn events_table(events: &[ReceivedEvent]) -> Table {
     // A subject holds a tenant slug of up to 32 characters: never cut it.
-    let mut table = Table::new(&[
-        "SUBJECT",
-        "NATS-MSG-ID",
-        "TRACEPARENT",
-        "TICKET",
-        "V",
-        "EVENT",
-    ])
-    .max_cell(120);
+    let mut table = Table::of("SUBJECT|NATS-MSG-ID|TRACEPARENT|TICKET|V|EVENT").max_cell(120);
     for e in events {
         let version = e
             .envelope

@@ -200,34 +200,17 @@ clients! {
     deliveries => DeliveryServiceClient,
 }
 
-/// The canonical name of a status code, as in the gRPC spec (`INVALID_ARGUMENT`).
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
+/// The canonical name of a status code, as in the gRPC spec
+/// (`INVALID_ARGUMENT`): tonic's variant name in upper snake case.
+pub fn code_name(code: tonic::Code) -> String {
+    use heck::ToShoutySnakeCase as _;
+    format!("{code:?}").to_shouty_snake_case()
 }
 
 /// `CODE: message`, the way wardctl reports a failed call.
 pub fn describe_status(s: &Status) -> String {
     if s.message().is_empty() {
-        code_name(s.code()).to_owned()
+        code_name(s.code())
     } else {
         format!("{}: {}", code_name(s.code()), s.message())
     }

@@ -119,9 +119,7 @@ fn assignee(t: &Ticket) -> String {
 
 /// Tickets as a table (no free text: the description is left out).
 pub fn ticket_table(tickets: &[Ticket], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "NUMBER", "PRI", "STATUS", "CATEGORY", "FACILITY", "CALLER", "ASSIGNEE", "CREATED",
-    ]);
+    let mut table = Table::of("NUMBER|PRI|STATUS|CATEGORY|FACILITY|CALLER|ASSIGNEE|CREATED");
     for t in tickets {
         let mut cat = label::<Category>(t.category);
         if t.category_classified {
@@ -252,15 +250,7 @@ pub fn ticket_line(t: &Ticket) -> String {
 
 /// Tenants as a table.
 pub fn tenant_table(tenants: &[Tenant], utc_only: bool) -> Table {
-    let mut table = Table::new(&[
-        "ID",
-        "NAME",
-        "TIME ZONE",
-        "PREFIX",
-        "ACTIVE",
-        "CREATED",
-        "FACILITIES",
-    ]);
+    let mut table = Table::of("ID|NAME|TIME ZONE|PREFIX|ACTIVE|CREATED|FACILITIES");
     for t in tenants {
         let zone = Zone::for_tenant(&t.time_zone, utc_only);
         table.row([
@@ -293,7 +283,7 @@ pub fn tenant_details(t: &Tenant, utc_only: bool) -> String {
         ("created", time(t.created_at.as_ref(), zone)),
     ]);
     out.push('\n');
-    let mut facilities = Table::new(&["FACILITY", "NAME"]);
+    let mut facilities = Table::of("FACILITY|NAME");
     for f in &t.facilities {
         facilities.row([f.facility_id.clone(), f.name.clone()]);
     }
@@ -305,7 +295,7 @@ pub fn tenant_details(t: &Tenant, utc_only: bool) -> String {
 
 /// Notes as a table, the body last and uncut.
 pub fn notes_table(notes: &[Note], zone: Zone) -> Table {
-    let mut table = Table::new(&["CREATED", "AUTHOR", "VISIBILITY", "BODY"]);
+    let mut table = Table::of("CREATED|AUTHOR|VISIBILITY|BODY");
     for n in notes {
         table.row([
             time(n.created_at.as_ref(), zone),

@@ -64,15 +64,7 @@ fn joined(v: Vec<String>, sep: &str, none: &str) -> String {
 
 /// Recipients, one per row.
 pub fn recipient_table(list: &[Recipient]) -> Table {
-    let mut table = Table::new(&[
-        "RECIPIENT",
-        "KIND",
-        "SUBJECT",
-        "NAME",
-        "ADDRESSES",
-        "QUIET HOURS",
-        "SUBSCRIPTIONS",
-    ]);
+    let mut table = Table::of("RECIPIENT|KIND|SUBJECT|NAME|ADDRESSES|QUIET HOURS|SUBSCRIPTIONS");
     for r in list {
         table.row([
             r.recipient_id.clone(),
@@ -118,13 +110,7 @@ pub fn recipient_details(r: &Recipient, zone: Zone) -> String {
 
 /// Endpoints, one per row.
 pub fn webhook_table(list: &[WebhookEndpoint], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "ENDPOINT",
-        "SECRET ISSUED",
-        "PREVIOUS UNTIL",
-        "EVENTS",
-        "URL",
-    ]);
+    let mut table = Table::of("ENDPOINT|SECRET ISSUED|PREVIOUS UNTIL|EVENTS|URL");
     for w in list {
         table.row([
             w.endpoint_id.clone(),
@@ -178,10 +164,7 @@ pub fn webhook_details(w: &WebhookEndpoint, secret: Option<&str>, zone: Zone) ->
 
 /// Deliveries, one per row (never a message body: there is none to show).
 pub fn delivery_table(list: &[Delivery], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "DELIVERY", "CREATED", "TICKET", "PRI", "EVENT", "CHANNEL", "STATUS", "ATTEMPTS", "NEXT",
-        "TO",
-    ]);
+    let mut table = Table::of("DELIVERY|CREATED|TICKET|PRI|EVENT|CHANNEL|STATUS|ATTEMPTS|NEXT|TO");
     for d in list {
         table.row([
             d.delivery_id.clone(),
@@ -201,15 +184,7 @@ pub fn delivery_table(list: &[Delivery], zone: Zone) -> Table {
 
 /// Attempts, oldest first.
 pub fn attempt_table(attempts: &[DeliveryAttempt], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "#",
-        "STARTED",
-        "FINISHED",
-        "RESULT",
-        "CODE",
-        "ERROR",
-        "NEXT RETRY",
-    ]);
+    let mut table = Table::of("#|STARTED|FINISHED|RESULT|CODE|ERROR|NEXT RETRY");
     for a in attempts {
         table.row([
             a.attempt.to_string(),

@@ -93,17 +93,8 @@ fn flags(a: &Analyst) -> String {
 
 /// Analysts as a table.
 pub fn analyst_table(analysts: &[Analyst]) -> Table {
-    let mut table = Table::new(&[
-        "ANALYST",
-        "NAME",
-        "AVAILABILITY",
-        "SHIFT",
-        "LOAD",
-        "CREDENTIALS",
-        "FLAGS",
-        "COVERS",
-        "SKILLS",
-    ]);
+    let mut table =
+        Table::of("ANALYST|NAME|AVAILABILITY|SHIFT|LOAD|CREDENTIALS|FLAGS|COVERS|SKILLS");
     for a in analysts {
         table.row([
             a.analyst_id.clone(),
@@ -187,17 +178,7 @@ pub fn queue_summary(q: &GetQueueResponse) -> String {
 
 /// Queued tickets as a table (ids and codes only).
 pub fn queue_table(tickets: &[QueuedTicket], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "POS",
-        "NUMBER",
-        "PRI",
-        "CATEGORY",
-        "FACILITY",
-        "CALLER",
-        "WAITING",
-        "REASON",
-        "RESPOND BY",
-    ]);
+    let mut table = Table::of("POS|NUMBER|PRI|CATEGORY|FACILITY|CALLER|WAITING|REASON|RESPOND BY");
     for t in tickets {
         table.row([
             t.position.to_string(),
@@ -218,18 +199,8 @@ pub fn queue_table(tickets: &[QueuedTicket], zone: Zone) -> Table {
 
 /// Assignments as a table.
 pub fn assignment_table(assignments: &[Assignment], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "ASSIGNMENT",
-        "NUMBER",
-        "PRI",
-        "CATEGORY",
-        "ANALYST",
-        "STATE",
-        "TRY",
-        "TRIGGER",
-        "ASSIGNED",
-        "ACK BY",
-    ]);
+    let mut table =
+        Table::of("ASSIGNMENT|NUMBER|PRI|CATEGORY|ANALYST|STATE|TRY|TRIGGER|ASSIGNED|ACK BY");
     for a in assignments {
         table.row([
             a.assignment_id.clone(),
@@ -357,16 +328,7 @@ pub fn reasons(c: &Candidate) -> String {
 
 /// The candidates of a decision as a table: rank, verdict, ranking keys, why.
 pub fn candidate_table(e: &AssignmentExplanation, zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "RANK",
-        "ANALYST",
-        "ELIGIBLE",
-        "AVAILABILITY",
-        "SKILL",
-        "LOAD",
-        "IDLE SINCE",
-        "WHY",
-    ]);
+    let mut table = Table::of("RANK|ANALYST|ELIGIBLE|AVAILABILITY|SKILL|LOAD|IDLE SINCE|WHY");
     let chosen = e
         .candidates
         .iter()
@@ -502,15 +464,7 @@ pub fn explanation_text(e: &AssignmentExplanation, zone: Zone) -> String {
 
 /// Rules as a table.
 pub fn rules_table(rules: &[CategoryRule], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "CATEGORY",
-        "SKILLS",
-        "CREDENTIAL",
-        "ACCEPTED",
-        "SOURCE",
-        "VERSION",
-        "UPDATED",
-    ]);
+    let mut table = Table::of("CATEGORY|SKILLS|CREDENTIAL|ACCEPTED|SOURCE|VERSION|UPDATED");
     for r in rules {
         table.row([
             label::<Category>(r.category),
@@ -542,7 +496,7 @@ pub fn sla_text(s: &SlaTargets, zone: Zone) -> String {
         ("updated", time(s.updated_at.as_ref(), zone)),
     ]);
     out.push('\n');
-    let mut table = Table::new(&["PRIORITY", "RESPONSE", "RESOLUTION", "SET WITH"]);
+    let mut table = Table::of("PRIORITY|RESPONSE|RESOLUTION|SET WITH");
     for t in &s.targets {
         let (response, resolution) = (
             format_minutes(t.response_minutes),
