@@ -64,7 +64,7 @@ impl Progress {
     }
 
     fn line(&self, text: &str) {
-        self.print(&format!("    {text}").trim_end().to_owned());
+        self.print(format!("    {text}").trim_end());
     }
 
     fn block(&self, text: &str) {
