@@ -22,6 +22,9 @@
 #   WARDLINE_MAIL_SINK_PORT  port of that sink, default 1025
 #   WARDLINE_BIN_DIR      where the binaries are, default target/release
 #   WARDLINE_SKIP_BUILD   1 skips cargo build (use binaries already in WARDLINE_BIN_DIR)
+#   NOTIFICATION_WEBHOOK_ALLOW_HTTP  default true here (loopback development
+#                         only): wardline-load's webhook receiver is http://127.0.0.1
+#   WARDCTL_DEMO_ARGS     extra arguments of `wardctl demo`, e.g. "--scenario my.yaml"
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
@@ -88,8 +91,8 @@ ensure_database "$NOTIFICATION_DB"
 
 if [[ "${WARDLINE_SKIP_BUILD:-0}" != 1 ]]; then
     have cargo || die "cargo not found (install Rust with rustup)"
-    log "cargo build --release -p wardline-intake -p wardline-routing -p wardline-billing -p wardline-notification -p wardctl"
-    cargo build --release -p wardline-intake -p wardline-routing -p wardline-billing -p wardline-notification -p wardctl >&2
+    log "cargo build --release -p wardline-intake -p wardline-routing -p wardline-billing -p wardline-notification -p wardctl -p wardline-load"
+    cargo build --release -p wardline-intake -p wardline-routing -p wardline-billing -p wardline-notification -p wardctl -p wardline-load >&2
 fi
 
 # ---------------------------------------------------------------- secrets
@@ -190,7 +193,10 @@ if [[ -z "${NOTIFICATION_SMTP_HOST:-}" ]]; then
     DEMO_MAIL_ARGS=(--mail-dir "$STATE/mail")
 fi
 
+# http:// webhooks are allowed on this development machine so that
+# wardline-load's receiver on 127.0.0.1 can time notifications.
 start_service notification "$NOTIFICATION_ADMIN_ADDR" "$NOTIFICATION_GRPC_ADDR" \
+    NOTIFICATION_WEBHOOK_ALLOW_HTTP="${NOTIFICATION_WEBHOOK_ALLOW_HTTP:-true}" \
     NOTIFICATION_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$NOTIFICATION_DB" \
     NOTIFICATION_GRPC_ADDR="$NOTIFICATION_GRPC_ADDR" \
     NOTIFICATION_ADMIN_ADDR="$NOTIFICATION_ADMIN_ADDR"
@@ -202,7 +208,8 @@ export WARDCTL_ROUTING_URL="http://$ROUTING_GRPC_ADDR"
 export WARDCTL_BILLING_URL="http://$BILLING_GRPC_ADDR"
 export WARDCTL_NOTIFICATION_URL="http://$NOTIFICATION_GRPC_ADDR"
 printf '\n' >&2
-if ! "$BIN_DIR/wardctl" demo "${DEMO_MAIL_ARGS[@]}"; then
+read -r -a EXTRA_DEMO_ARGS <<<"${WARDCTL_DEMO_ARGS:-}"
+if ! "$BIN_DIR/wardctl" demo "${DEMO_MAIL_ARGS[@]}" "${EXTRA_DEMO_ARGS[@]}"; then
     warn "wardctl demo failed"
     for name in intake routing billing notification; do
         warn "last lines of $LOGS/$name.log:"
@@ -233,6 +240,7 @@ e.g.
   $BIN_DIR/wardctl --tenant stmarys contract get
   $BIN_DIR/wardctl --tenant stmarys delivery list
   $BIN_DIR/wardctl --tenant stmarys recipient list
+  $BIN_DIR/wardline-load --rate 50 --duration 10     # the pipeline under load, what a ticket costs
 
 Stop the services with: scripts/demo.sh stop
 EOF

@@ -18,6 +18,8 @@
 //!   SIGKILLed, NATS restarted, PostgreSQL restarted with `pg_ctl restart -m
 //!   immediate`, billing SIGSTOPped past its ack wait, poison messages,
 //!   duplicate publishes); `WARDLINE_SOAK=1` for the long variant.
-//! - `load.rs`: `wardctl load` against the real four services.
+//! - `load.rs`: `wardline-load` against the real four services.
+//! - `demo.rs`: `wardctl demo` plays the shipped scenario against the real
+//!   four services: every call created, placed, metered once and notified.
 //!
 //! The helpers (`common/`) start the stack and give typed, authenticated clients.

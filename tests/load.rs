@@ -1,15 +1,16 @@
-//! `wardctl load --tickets 200 --rate 100 --json` against the real four
+//! `wardline-load --tickets 200 --rate 100 --json` against the real four
 //! services (in process, fresh databases, a private nats-server): every
 //! ticket is created, assigned by routing, metered by billing (its
-//! `call.metered` event) and notified (the load command's own webhook
-//! receiver). The numbers are printed, not asserted; the counts are.
+//! `call.metered` event) and notified (the load generator's own webhook
+//! receiver), and the report carries the commits per ticket of the
+//! services' databases. The numbers are printed, not asserted; the counts
+//! are.
 
 mod common;
 
 use clap::Parser as _;
 use common::*;
-use wardctl::cli::{Cli, Command};
-use wardctl::commands::Context;
+use wardline_load::Args;
 use wardline_testkit::{HttpSink, TestDb, TestNats, TestSmtp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -31,9 +32,9 @@ async fn two_hundred_tickets_at_a_hundred_a_second_are_created_assigned_billed_a
 
     let url = |a: std::net::SocketAddr| format!("http://{a}");
     let pg_url = std::env::var("WARDLINE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| wardctl::cli::DEFAULT_PG_URL.to_owned());
+        .unwrap_or_else(|_| wardline_load::DEFAULT_PG_URL.to_owned());
     let argv: Vec<String> = [
-        "wardctl",
+        "wardline-load",
         "--intake-url",
         &url(intake.grpc),
         "--routing-url",
@@ -44,7 +45,6 @@ async fn two_hundred_tickets_at_a_hundred_a_second_are_created_assigned_billed_a
         &nats.url(),
         "--secret",
         wardline_testkit::SECRET,
-        "load",
         "--tickets",
         "200",
         "--rate",
@@ -58,13 +58,8 @@ async fn two_hundred_tickets_at_a_hundred_a_second_are_created_assigned_billed_a
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let cli = Cli::try_parse_from(&argv).expect("the command line parses");
-    let ctx = Context::from_cli(&cli);
-    assert!(ctx.json);
-    let Command::Load(args) = &cli.command else {
-        panic!("not wardctl load")
-    };
-    let report = wardctl::load::measure(&ctx, args)
+    let args = Args::try_parse_from(&argv).expect("the command line parses");
+    let report = wardline_load::measure(&args)
         .await
         .expect("the load run completes");
     println!("{}", report.render());
@@ -79,14 +74,40 @@ async fn two_hundred_tickets_at_a_hundred_a_second_are_created_assigned_billed_a
     assert_eq!(j["billed"], 200);
     assert_eq!(j["notified"], 200);
     for stage in [
-        wardctl::load::STAGE_CREATE,
-        wardctl::load::STAGE_ASSIGNED,
-        wardctl::load::STAGE_BILLED,
-        wardctl::load::STAGE_NOTIFIED,
+        wardline_load::STAGE_CREATE,
+        wardline_load::STAGE_ASSIGNED,
+        wardline_load::STAGE_BILLED,
+        wardline_load::STAGE_NOTIFIED,
     ] {
         assert_eq!(j["stages"][stage]["count"], 200, "{stage}");
         assert!(j["stages"][stage]["p99_ms"].is_number(), "{stage}");
     }
+    // Each service's database committed for the run's tickets; statements
+    // are counted when the server preloads pg_stat_statements, and the
+    // report says how to enable it when it does not.
+    let dbs = j["postgres"]["databases"]
+        .as_array()
+        .expect("per-database costs");
+    for db in [&intake_db, &routing_db, &billing_db, &notification_db] {
+        let url = db.url();
+        let name = url.rsplit('/').next().unwrap_or_default();
+        let row = dbs
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {dbs:?}"));
+        assert!(
+            row["commits_per_ticket"].as_f64().is_some_and(|c| c > 0.0),
+            "{row}"
+        );
+    }
+    assert!(
+        j["postgres"]["statements_per_ticket"].is_number()
+            || j["postgres"]["statements_off"]
+                .as_str()
+                .is_some_and(|s| s.contains("shared_preload_libraries")),
+        "{}",
+        j["postgres"]
+    );
     assert!(
         j["limits"]["postgres_rows_per_second"]["per_second"].is_number(),
         "{}",

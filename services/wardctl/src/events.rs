@@ -1,12 +1,10 @@
-//! Watching Wardline's events on NATS, for the demo.
+//! Watching Wardline's events on NATS, for the demo, and the table it
+//! shows them in.
 //!
-//! The preferred source is a JetStream *ordered consumer* on
-//! `WARDLINE_EVENTS` delivering only messages stored after it was created:
-//! it sees exactly what the stream holds (one message per `Nats-Msg-Id`
-//! within the duplicate window), so counting `ticket.created` per ticket
-//! checks the outbox relay's exactly-once publishing. When the stream does
-//! not exist yet the watcher falls back to a plain core subscription, which
-//! sees what is published from then on, duplicates included.
+//! The source is a JetStream *ordered consumer* on `WARDLINE_EVENTS`
+//! delivering only messages stored after it was created: it sees exactly
+//! what the stream holds (one message per `Nats-Msg-Id` within the
+//! duplicate window).
 //!
 //! Only headers and the envelope's ids and codes are read; events carry no
 //! free text, and nothing here prints any.
@@ -18,6 +16,8 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures::StreamExt as _;
 use prost::Message as _;
 use tokio::sync::mpsc;
+
+use crate::table::Table;
 use wardline_kit::nats::EVENTS_STREAM;
 use wardline_proto::events::EventEnvelope;
 use wardline_proto::events::event_envelope::Payload;
@@ -71,44 +71,28 @@ impl ReceivedEvent {
         })
     }
 
-    /// The ticket id and number the event is about, if it is about one.
-    pub fn ticket(&self) -> Option<(&str, &str)> {
-        ticket_ref(self.payload()?)
+    /// The ticket id and number the event is about, if it is about one:
+    /// read from the payload's proto3 JSON (`ticketId` and `number`, at its
+    /// top or in its `ticket` snapshot), so every ticket event, a new one
+    /// too, is recognised without a list of them here.
+    pub fn ticket(&self) -> Option<(String, String)> {
+        let json = serde_json::to_value(self.envelope.as_ref().ok()?).ok()?;
+        let payload = json.as_object()?.values().find_map(|v| {
+            let p = v.as_object()?;
+            Some(
+                p.get("ticket")
+                    .and_then(|t| t.as_object())
+                    .unwrap_or(p)
+                    .clone(),
+            )
+        })?;
+        let field = |k: &str| payload.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        Some((field("ticketId")?, field("number").unwrap_or_default()))
     }
 
     /// The event id in the envelope.
     pub fn event_id(&self) -> Option<&str> {
         self.envelope.as_ref().ok().map(|e| e.event_id.as_str())
-    }
-}
-
-/// `(ticket_id, number)` of a ticket event.
-pub fn ticket_ref(p: &Payload) -> Option<(&str, &str)> {
-    fn snap(s: &Option<wardline_proto::events::TicketSnapshot>) -> Option<(&str, &str)> {
-        s.as_ref()
-            .map(|t| (t.ticket_id.as_str(), t.number.as_str()))
-    }
-    match p {
-        Payload::TicketCreated(e) => snap(&e.ticket),
-        Payload::TicketAcknowledged(e) => snap(&e.ticket),
-        Payload::TicketStarted(e) => snap(&e.ticket),
-        Payload::TicketHeld(e) => snap(&e.ticket),
-        Payload::TicketResolved(e) => snap(&e.ticket),
-        Payload::TicketClosed(e) => snap(&e.ticket),
-        Payload::TicketReopened(e) => snap(&e.ticket),
-        Payload::TicketTransferred(e) => snap(&e.ticket),
-        Payload::TicketNoteAdded(e) => snap(&e.ticket),
-        Payload::TicketAssigned(e) => Some((&e.ticket_id, &e.number)),
-        Payload::TicketQueued(e) => Some((&e.ticket_id, &e.number)),
-        Payload::TicketEscalated(e) => Some((&e.ticket_id, &e.number)),
-        Payload::SlaBreached(e) => Some((&e.ticket_id, &e.number)),
-        Payload::CallMetered(e) => Some((&e.ticket_id, &e.number)),
-        Payload::TenantCreated(_)
-        | Payload::TenantUpdated(_)
-        | Payload::AnalystUpserted(_)
-        | Payload::AnalystAvailabilityChanged(_)
-        | Payload::InvoiceIssued(_)
-        | Payload::DeliveryOutcome(_) => None,
     }
 }
 
@@ -133,57 +117,25 @@ pub async fn watch(url: &str, filter: &str, wait: Duration) -> Result<EventWatch
     let client = connect(url, wait).await?;
     let (tx, events) = mpsc::unbounded_channel();
     let js = async_nats::jetstream::new(client.clone());
-    let ordered = async {
-        let stream = js
-            .get_stream(EVENTS_STREAM)
-            .await
-            .map_err(|e| e.to_string())?;
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: filter.to_owned(),
-                deliver_policy: DeliverPolicy::New,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        consumer.messages().await.map_err(|e| e.to_string())
+    let config = pull::OrderedConfig {
+        filter_subject: filter.to_owned(),
+        deliver_policy: DeliverPolicy::New,
+        ..Default::default()
+    };
+    let mut messages = async {
+        let stream = js.get_stream(EVENTS_STREAM).await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+            stream.create_consumer(config).await?.messages().await?,
+        )
     }
-    .await;
-    let (source, task) = match ordered {
-        Ok(mut messages) => {
-            let task = tokio::spawn(async move {
-                let _client = client;
-                while let Some(next) = messages.next().await {
-                    match next {
-                        Ok(m) => {
-                            let e = ReceivedEvent::from_parts(
-                                m.subject.as_str(),
-                                m.headers.as_ref(),
-                                &m.payload,
-                            );
-                            if tx.send(e).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "JetStream ordered consumer error"),
-                    }
-                }
-            });
-            (
-                format!(
-                    "JetStream ordered consumer on {EVENTS_STREAM}, {filter}, new messages only"
-                ),
-                task,
-            )
-        }
-        Err(reason) => {
-            let mut sub = client
-                .subscribe(filter.to_owned())
-                .await
-                .with_context(|| format!("cannot subscribe to {filter}"))?;
-            let task = tokio::spawn(async move {
-                let _client = client;
-                while let Some(m) = sub.next().await {
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .with_context(|| format!("cannot read {EVENTS_STREAM} at {url} (do the services run?)"))?;
+    let task = tokio::spawn(async move {
+        let _client = client;
+        while let Some(next) = messages.next().await {
+            match next {
+                Ok(m) => {
                     let e = ReceivedEvent::from_parts(
                         m.subject.as_str(),
                         m.headers.as_ref(),
@@ -193,17 +145,14 @@ pub async fn watch(url: &str, filter: &str, wait: Duration) -> Result<EventWatch
                         return;
                     }
                 }
-            });
-            (
-                format!(
-                    "core NATS subscription to {filter} (stream {EVENTS_STREAM} not usable: {reason})"
-                ),
-                task,
-            )
+                Err(e) => tracing::warn!(error = %e, "JetStream ordered consumer error"),
+            }
         }
-    };
+    });
     Ok(EventWatch {
-        source,
+        source: format!(
+            "JetStream ordered consumer on {EVENTS_STREAM}, {filter}, new messages only"
+        ),
         events,
         task,
     })
@@ -230,6 +179,27 @@ async fn connect(url: &str, wait: Duration) -> Result<async_nats::Client> {
             }
         }
     }
+}
+
+/// Events as a table: ids and codes only (events carry no free text).
+pub fn events_table(events: &[ReceivedEvent]) -> Table {
+    // A subject holds a tenant slug of up to 32 characters: never cut it.
+    let mut table = Table::of("SUBJECT|NATS-MSG-ID|TRACEPARENT|TICKET|V|EVENT").max_cell(120);
+    for e in events {
+        let version = e
+            .envelope
+            .as_ref()
+            .map_or("-".to_owned(), |env| env.aggregate_version.to_string());
+        table.row([
+            e.subject.clone(),
+            e.msg_id.clone().unwrap_or_else(|| "(none)".to_owned()),
+            if e.traceparent { "yes" } else { "no" }.to_owned(),
+            e.ticket().map_or("-".to_owned(), |(_, n)| n),
+            version,
+            e.kind().unwrap_or_else(|| "?".to_owned()),
+        ]);
+    }
+    table
 }
 
 #[cfg(test)]
@@ -272,7 +242,10 @@ mod tests {
         assert_eq!(e.event_id(), Some(env.event_id.as_str()));
         assert!(e.traceparent);
         assert_eq!(e.kind().as_deref(), Some("ticket.created"));
-        assert_eq!(e.ticket(), Some(("t-1", "STM-000001")));
+        assert_eq!(
+            e.ticket(),
+            Some(("t-1".to_owned(), "STM-000001".to_owned()))
+        );
     }
 
     #[test]
@@ -288,11 +261,33 @@ mod tests {
 
     #[test]
     fn routing_events_name_their_ticket_too() {
-        let p = Payload::TicketAssigned(TicketAssigned {
-            ticket_id: "t-2".into(),
-            number: "LKS-000007".into(),
-            ..Default::default()
-        });
-        assert_eq!(ticket_ref(&p), Some(("t-2", "LKS-000007")));
+        let env = wardline_kit::events::envelope(
+            "routing",
+            "lakeside",
+            "t-2",
+            2,
+            Payload::TicketAssigned(TicketAssigned {
+                ticket_id: "t-2".into(),
+                number: "LKS-000007".into(),
+                ..Default::default()
+            }),
+        );
+        let e = ReceivedEvent::from_parts(
+            "wardline.events.lakeside.ticket.assigned",
+            None,
+            &env.encode_to_vec(),
+        );
+        assert_eq!(
+            e.ticket(),
+            Some(("t-2".to_owned(), "LKS-000007".to_owned()))
+        );
+        assert_eq!(
+            events_table(&[e])
+                .render()
+                .lines()
+                .nth(1)
+                .map(|l| l.contains("LKS-000007")),
+            Some(true)
+        );
     }
 }

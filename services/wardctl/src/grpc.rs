@@ -156,96 +156,61 @@ impl Session {
     pub fn interceptor(&self) -> AuthInterceptor {
         self.interceptor.clone()
     }
-
-    /// Intake's tenant API.
-    pub fn tenants(&self) -> TenantServiceClient<AuthedChannel> {
-        TenantServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
-    /// Intake's ticket API.
-    pub fn tickets(&self) -> TicketServiceClient<AuthedChannel> {
-        TicketServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
-    /// Routing's analyst directory (on a session connected to routing).
-    pub fn analysts(&self) -> AnalystServiceClient<AuthedChannel> {
-        AnalystServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
-    /// Routing's queues, assignments and explanations.
-    pub fn queues(&self) -> QueueServiceClient<AuthedChannel> {
-        QueueServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
-    /// Routing's category rules.
-    pub fn rules(&self) -> RoutingRuleServiceClient<AuthedChannel> {
-        RoutingRuleServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
-    /// Routing's SLA targets.
-    pub fn sla(&self) -> SlaTargetServiceClient<AuthedChannel> {
-        SlaTargetServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
-    /// Billing's contracts (on a session connected to billing).
-    pub fn contracts(&self) -> ContractServiceClient<AuthedChannel> {
-        ContractServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
-    /// Billing's usage, charges and unbilled calls.
-    pub fn usage(&self) -> UsageServiceClient<AuthedChannel> {
-        UsageServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
-    /// Billing's invoices.
-    pub fn invoices(&self) -> InvoiceServiceClient<AuthedChannel> {
-        InvoiceServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
-    /// Notification's recipients (on a session connected to notification).
-    pub fn recipients(&self) -> RecipientServiceClient<AuthedChannel> {
-        RecipientServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
-    /// Notification's webhook endpoints.
-    pub fn webhooks(&self) -> WebhookServiceClient<AuthedChannel> {
-        WebhookServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
-
-    /// Notification's deliveries.
-    pub fn deliveries(&self) -> DeliveryServiceClient<AuthedChannel> {
-        DeliveryServiceClient::with_interceptor(self.channel(), self.interceptor())
-    }
 }
 
-/// The canonical name of a status code, as in the gRPC spec (`INVALID_ARGUMENT`).
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
+/// One method per service client on [`Session`], each a client of the
+/// session's channel whose calls carry its metadata.
+macro_rules! clients {
+    ($($(#[$doc:meta])* $name:ident => $client:ident,)+) => {
+        impl Session {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> $client<AuthedChannel> {
+                    $client::with_interceptor(self.channel(), self.interceptor())
+                }
+            )+
+        }
+    };
+}
+
+clients! {
+    /// Intake's tenant API.
+    tenants => TenantServiceClient,
+    /// Intake's ticket API.
+    tickets => TicketServiceClient,
+    /// Routing's analyst directory (on a session connected to routing).
+    analysts => AnalystServiceClient,
+    /// Routing's queues, assignments and explanations.
+    queues => QueueServiceClient,
+    /// Routing's category rules.
+    rules => RoutingRuleServiceClient,
+    /// Routing's SLA targets.
+    sla => SlaTargetServiceClient,
+    /// Billing's contracts (on a session connected to billing).
+    contracts => ContractServiceClient,
+    /// Billing's usage, charges and unbilled calls.
+    usage => UsageServiceClient,
+    /// Billing's invoices.
+    invoices => InvoiceServiceClient,
+    /// Notification's recipients (on a session connected to notification).
+    recipients => RecipientServiceClient,
+    /// Notification's webhook endpoints.
+    webhooks => WebhookServiceClient,
+    /// Notification's deliveries.
+    deliveries => DeliveryServiceClient,
+}
+
+/// The canonical name of a status code, as in the gRPC spec
+/// (`INVALID_ARGUMENT`): tonic's variant name in upper snake case.
+pub fn code_name(code: tonic::Code) -> String {
+    use heck::ToShoutySnakeCase as _;
+    format!("{code:?}").to_shouty_snake_case()
 }
 
 /// `CODE: message`, the way wardctl reports a failed call.
 pub fn describe_status(s: &Status) -> String {
     if s.message().is_empty() {
-        code_name(s.code()).to_owned()
+        code_name(s.code())
     } else {
         format!("{}: {}", code_name(s.code()), s.message())
     }

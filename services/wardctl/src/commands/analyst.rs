@@ -5,7 +5,6 @@
 //! analysts covering that tenant.
 
 use anyhow::Result;
-use serde_json::Value;
 use wardline_proto::events::Availability;
 use wardline_proto::routing::{
     Analyst, GetAnalystRequest, ListAnalystsRequest, SetAvailabilityRequest, Shift, Skill,
@@ -40,11 +39,11 @@ pub fn upsert_request(a: &UpsertAnalystArgs, request_id: String) -> UpsertAnalys
                 .skills
                 .iter()
                 .map(|s| Skill {
-                    module: s.module.wire(),
+                    module: s.module as i32,
                     level: s.level,
                 })
                 .collect(),
-            credentials: a.credentials.iter().map(|c| c.wire()).collect(),
+            credentials: a.credentials.iter().map(|c| *c as i32).collect(),
             languages: a.languages.clone(),
             max_concurrent_tickets: a.max_tickets,
             shifts: a
@@ -56,9 +55,7 @@ pub fn upsert_request(a: &UpsertAnalystArgs, request_id: String) -> UpsertAnalys
                     end: s.end.clone(),
                 })
                 .collect(),
-            availability: a
-                .availability
-                .map_or(Availability::Unspecified as i32, |v| v.wire()),
+            availability: a.availability.unwrap_or(Availability::Unspecified) as i32,
             supervisor: a.supervisor,
             tier2: a.tier2,
             on_call: a.on_call,
@@ -74,12 +71,10 @@ pub fn list_request(a: &ListAnalystsArgs) -> ListAnalystsRequest {
         // The tenant travels as x-tenant-id, which works for vendor and
         // tenant-scoped tokens alike.
         tenant_id: String::new(),
-        availabilities: a.availabilities.iter().map(|v| v.wire()).collect(),
-        skill_module: a
-            .skill
-            .map_or(SkillModule::Unspecified as i32, |s| s.module.wire()),
+        availabilities: a.availabilities.iter().map(|v| *v as i32).collect(),
+        skill_module: a.skill.map_or(SkillModule::Unspecified, |s| s.module) as i32,
         min_skill_level: a.skill.map_or(0, |s| s.level),
-        credential: a.credential.map_or(0, |c| c.wire()),
+        credential: a.credential.map_or(0, |c| c as i32),
         on_shift_only: a.on_shift,
         supervisors_only: a.supervisors,
         page_size: 0,
@@ -114,12 +109,12 @@ pub async fn run(ctx: &Context, cmd: AnalystCommand) -> Result<()> {
             // On update routing keeps the availability (it is a state, not
             // directory data): apply the one asked for with its own call.
             if let Some(wanted) = args.availability
-                && analyst.availability != wanted.wire()
+                && analyst.availability != wanted as i32
             {
                 let req = SetAvailabilityRequest {
                     request_id: derived_request_id(&request_id, "availability"),
                     analyst_id: analyst.analyst_id.clone(),
-                    availability: wanted.wire(),
+                    availability: wanted as i32,
                     expected_version: 0,
                 };
                 analyst = session.analysts().set_availability(req).await?.into_inner();
@@ -137,9 +132,7 @@ pub async fn run(ctx: &Context, cmd: AnalystCommand) -> Result<()> {
         AnalystCommand::List(args) => {
             let analysts = list(&session, list_request(&args), args.limit as usize).await?;
             if ctx.json {
-                print_json(&Value::Array(
-                    analysts.iter().map(render::analyst_json).collect(),
-                ));
+                print_json(&analysts);
             } else if analysts.is_empty() {
                 match &ctx.tenant {
                     Some(t) => println!("no analysts covering {t} match"),
@@ -157,17 +150,17 @@ pub async fn run(ctx: &Context, cmd: AnalystCommand) -> Result<()> {
             let req = SetAvailabilityRequest {
                 request_id: ctx.request_id(),
                 analyst_id: id,
-                availability: availability.wire(),
+                availability: availability as i32,
                 expected_version: expected_version.unwrap_or(0),
             };
             let analyst = session.analysts().set_availability(req).await?.into_inner();
             if ctx.json {
-                print_json(&render::analyst_json(&analyst));
+                print_json(&analyst);
             } else {
                 println!(
                     "{}  {}  load {}/{}  version {}",
                     analyst.analyst_id,
-                    render::availability(analyst.availability),
+                    crate::render::label::<Availability>(analyst.availability),
                     analyst.current_load,
                     analyst.max_concurrent_tickets,
                     analyst.version
@@ -180,7 +173,7 @@ pub async fn run(ctx: &Context, cmd: AnalystCommand) -> Result<()> {
 
 fn show(ctx: &Context, analyst: &Analyst) {
     if ctx.json {
-        print_json(&render::analyst_json(analyst));
+        print_json(analyst);
     } else {
         print!("{}", render::analyst_details(analyst, ctx.utc));
     }

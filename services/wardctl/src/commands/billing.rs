@@ -1,14 +1,15 @@
 //! `wardctl contract | usage | charges | unbilled | invoice`: billing's view
 //! of `--tenant`: the contract versions that price its calls, what a month
 //! used and was charged, calls nobody can bill yet, and the invoices.
-//! Amounts are typed and shown in major units with two decimals and sent
-//! as integer minor units (see [`crate::cli::parse_money`]).
+//! A contract version comes from a file in the proto's own JSON (or YAML)
+//! shape; billing validates it (INVALID_ARGUMENT names the field), so
+//! wardctl holds no copy of billing's rules.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use serde_json::{Value, json};
+use serde_json::json;
 use tonic::Code;
 use wardline_proto::billing::{
     Charge, Contract, CreateContractVersionRequest, ExportInvoiceRequest, ExportInvoiceResponse,
@@ -20,8 +21,8 @@ use wardline_proto::billing::{
 use super::routing::{tenant_zone, ticket_id};
 use super::{Context, print_json};
 use crate::cli::{
-    ChargesArgs, ContractCommand, InvoiceCommand, ListInvoicesArgs, UnbilledArgs, UsageArgs,
-    contract_from_args, is_period,
+    ChargesArgs, ContractCommand, CreateContractArgs, InvoiceCommand, ListInvoicesArgs,
+    UnbilledArgs, UsageArgs, is_period,
 };
 use crate::grpc::Session;
 use crate::render::Zone;
@@ -32,10 +33,7 @@ pub async fn contract(ctx: &Context, cmd: ContractCommand) -> Result<()> {
     let tenant = ctx.tenant_for("the tenant whose contract to use")?;
     match cmd {
         ContractCommand::Create(args) => {
-            let (contract, warnings) = contract_from_args(&args).map_err(anyhow::Error::msg)?;
-            for w in &warnings {
-                eprintln!("warning: {w}");
-            }
+            let contract = contract_of(&args)?;
             let session = ctx.billing_session(tenant).await?;
             let req = CreateContractVersionRequest {
                 request_id: ctx.request_id(),
@@ -67,12 +65,10 @@ pub async fn contract(ctx: &Context, cmd: ContractCommand) -> Result<()> {
             let session = ctx.billing_session(tenant).await?;
             let versions = list_versions(&session).await?;
             if ctx.json {
-                print_json(&Value::Array(
-                    versions.iter().map(render::contract_json).collect(),
-                ));
+                print_json(&versions);
             } else if versions.is_empty() {
                 println!(
-                    "no contract yet: its calls are unbilled (add one with: wardctl contract create --example --effective-from YYYY-MM-DD)"
+                    "no contract yet: its calls are unbilled (add one with: wardctl contract create --file CONTRACT.yaml --effective-from YYYY-MM-DD)"
                 );
             } else {
                 let zone = tenant_zone(ctx, versions.first().map(|c| c.tenant_id.as_str())).await;
@@ -83,9 +79,33 @@ pub async fn contract(ctx: &Context, cmd: ContractCommand) -> Result<()> {
     Ok(())
 }
 
+/// Reads a contract version from a file: JSON when its name ends in
+/// `.json`, else YAML, in the proto3 JSON mapping of
+/// `wardline.billing.v1.Contract`; `--effective-from` replaces the file's.
+pub fn contract_of(args: &CreateContractArgs) -> Result<Contract> {
+    let path = &args.file;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the contract file {}", path.display()))?;
+    let mut contract = parse_contract(&text, path.extension().is_some_and(|e| e == "json"))
+        .with_context(|| format!("{} is not a wardline.billing.v1.Contract", path.display()))?;
+    if let Some(from) = &args.effective_from {
+        contract.effective_from = from.clone();
+    }
+    Ok(contract)
+}
+
+/// A contract from JSON or YAML text in the proto3 JSON mapping.
+pub fn parse_contract(text: &str, json: bool) -> Result<Contract> {
+    Ok(if json {
+        serde_json::from_str(text)?
+    } else {
+        serde_norway::from_str(text)?
+    })
+}
+
 async fn show_contract(ctx: &Context, c: &Contract) {
     if ctx.json {
-        print_json(&render::contract_json(c));
+        print_json(c);
     } else {
         let zone = tenant_zone(ctx, Some(c.tenant_id.as_str()).filter(|t| !t.is_empty())).await;
         print!("{}", render::contract_details(c, zone));
@@ -116,7 +136,7 @@ pub async fn usage(ctx: &Context, args: &UsageArgs) -> Result<()> {
         .await?
         .into_inner();
     if ctx.json {
-        print_json(&render::usage_json(&u));
+        print_json(&u);
     } else {
         let zone = tenant_zone(ctx, Some(u.tenant_id.as_str()).filter(|t| !t.is_empty())).await;
         print!("{}", render::usage_text(&u, zone));
@@ -128,7 +148,7 @@ pub async fn usage(ctx: &Context, args: &UsageArgs) -> Result<()> {
 pub fn charges_request(args: &ChargesArgs, ticket_id: String) -> ListChargesRequest {
     ListChargesRequest {
         period: args.period.clone().unwrap_or_default(),
-        kinds: args.kinds.iter().map(|k| k.wire()).collect(),
+        kinds: args.kinds.iter().map(|k| *k as i32).collect(),
         ticket_id,
         page_size: 0,
         page_token: String::new(),
@@ -154,9 +174,7 @@ pub async fn charges(ctx: &Context, args: &ChargesArgs) -> Result<()> {
     let session = ctx.billing_session(tenant).await?;
     let list = list_charges(&session, charges_request(args, ticket), args.limit as usize).await?;
     if ctx.json {
-        print_json(&Value::Array(
-            list.iter().map(render::charge_json).collect(),
-        ));
+        print_json(&list);
         return Ok(());
     }
     let period = args.period.as_deref().unwrap_or("the current period");
@@ -187,9 +205,7 @@ pub async fn unbilled(ctx: &Context, args: &UnbilledArgs) -> Result<()> {
         calls
     )?;
     if ctx.json {
-        print_json(&Value::Array(
-            calls.iter().map(render::unbilled_json).collect(),
-        ));
+        print_json(&calls);
     } else if calls.is_empty() {
         println!("no unbilled calls: every call has a contract in force on its day");
     } else {
@@ -205,7 +221,7 @@ pub async fn unbilled(ctx: &Context, args: &UnbilledArgs) -> Result<()> {
 /// The first request of `invoice list`.
 pub fn invoices_request(args: &ListInvoicesArgs) -> ListInvoicesRequest {
     ListInvoicesRequest {
-        statuses: args.statuses.iter().map(|s| s.wire()).collect(),
+        statuses: args.statuses.iter().map(|s| *s as i32).collect(),
         period_from: args.from.clone().unwrap_or_default(),
         period_to: args.to.clone().unwrap_or_default(),
         page_size: 0,
@@ -286,7 +302,7 @@ fn write_export(ctx: &Context, file: &ExportInvoiceResponse, out: Option<&Path>)
 
 fn show_invoice(ctx: &Context, inv: &Invoice, zone: Zone) {
     if ctx.json {
-        print_json(&render::invoice_json(inv));
+        print_json(inv);
     } else {
         print!("{}", render::invoice_details(inv, zone));
     }
@@ -317,9 +333,7 @@ pub async fn invoice(ctx: &Context, cmd: InvoiceCommand) -> Result<()> {
             let list =
                 list_invoices(&session, invoices_request(&args), args.limit as usize).await?;
             if ctx.json {
-                print_json(&Value::Array(
-                    list.iter().map(render::invoice_json).collect(),
-                ));
+                print_json(&list);
             } else if list.is_empty() {
                 println!("no invoices match");
             } else {
@@ -357,7 +371,7 @@ pub async fn invoice(ctx: &Context, cmd: InvoiceCommand) -> Result<()> {
                 .invoices()
                 .export_invoice(ExportInvoiceRequest {
                     invoice_id: id,
-                    format: format.wire(),
+                    format: format as i32,
                 })
                 .await?
                 .into_inner();
@@ -372,7 +386,7 @@ pub async fn invoice(ctx: &Context, cmd: InvoiceCommand) -> Result<()> {
                 .await?
                 .into_inner();
             if ctx.json {
-                print_json(&render::rebuild_json(&r));
+                print_json(&r);
             } else {
                 print!(
                     "{}",

@@ -186,7 +186,7 @@ impl Context {
 /// Runs one command; its output goes to stdout.
 pub async fn run(cli: Cli) -> Result<()> {
     let ctx = Context::from_cli(&cli);
-    let name = command_name(&cli.command);
+    let name = command_name();
     let span = tracing::info_span!("wardctl", otel.name = %format!("wardctl {name}"), otel.kind = "client");
     async move {
         match cli.command {
@@ -207,90 +207,27 @@ pub async fn run(cli: Cli) -> Result<()> {
             Command::Recipient(cmd) => notification::recipient(&ctx, cmd).await,
             Command::Webhook(cmd) => notification::webhook(&ctx, cmd).await,
             Command::Delivery(cmd) => notification::delivery(&ctx, cmd).await,
-            Command::Demo(args) => crate::demo::run(&ctx, &args).await,
-            Command::Load(args) => crate::load::run(&ctx, &args).await,
+            Command::Demo(args) => crate::demo::run(&ctx, &args).await.map(|_| ()),
         }
     }
     .instrument(span)
     .await
 }
 
-fn command_name(c: &Command) -> &'static str {
-    use crate::cli::{
-        AnalystCommand as An, ContractCommand as Co, DeliveryCommand as De, InvoiceCommand as In,
-        RecipientCommand as Re, SlaCommand as Sl, TenantCommand as Te, TicketCommand as Ti,
-        WebhookCommand as We,
-    };
-    match c {
-        Command::Token(_) => "token",
-        Command::Demo(_) => "demo",
-        Command::Load(_) => "load",
-        Command::Queue(_) => "queue",
-        Command::Assignments(_) => "assignments",
-        Command::Explain { .. } => "explain",
-        Command::Rules => "rules",
-        Command::Sla(Sl::Get) => "sla get",
-        Command::Sla(Sl::Set(_)) => "sla set",
-        Command::Usage(_) => "usage",
-        Command::Charges(_) => "charges",
-        Command::Unbilled(_) => "unbilled",
-        Command::Contract(c) => match c {
-            Co::Create(_) => "contract create",
-            Co::Get { .. } => "contract get",
-            Co::List => "contract list",
-        },
-        Command::Invoice(i) => match i {
-            In::Draft { .. } => "invoice draft",
-            In::List(_) => "invoice list",
-            In::Get { .. } => "invoice get",
-            In::Issue { .. } => "invoice issue",
-            In::Export { .. } => "invoice export",
-            In::RebuildCheck { .. } => "invoice rebuild-check",
-        },
-        Command::Recipient(r) => match r {
-            Re::Upsert(_) => "recipient upsert",
-            Re::List(_) => "recipient list",
-            Re::Preferences { .. } => "recipient preferences",
-        },
-        Command::Webhook(w) => match w {
-            We::Create { .. } => "webhook create",
-            We::Rotate { .. } => "webhook rotate",
-            We::List { .. } => "webhook list",
-            We::Delete { .. } => "webhook delete",
-        },
-        Command::Delivery(d) => match d {
-            De::List(_) => "delivery list",
-            De::Get { .. } => "delivery get",
-            De::Retry { .. } => "delivery retry",
-            De::DeadLetters { .. } => "delivery dead-letters",
-        },
-        Command::Analyst(a) => match a {
-            An::Upsert(_) => "analyst upsert",
-            An::Get { .. } => "analyst get",
-            An::List(_) => "analyst list",
-            An::Availability { .. } => "analyst availability",
-        },
-        Command::Tenant(t) => match t {
-            Te::Create { .. } => "tenant create",
-            Te::Get { .. } => "tenant get",
-            Te::List => "tenant list",
-            Te::AddFacility { .. } => "tenant add-facility",
-        },
-        Command::Ticket(t) => match t {
-            Ti::Create(_) => "ticket create",
-            Ti::Get { .. } => "ticket get",
-            Ti::List(_) => "ticket list",
-            Ti::Ack(_) => "ticket ack",
-            Ti::Start(_) => "ticket start",
-            Ti::Hold { .. } => "ticket hold",
-            Ti::Resolve { .. } => "ticket resolve",
-            Ti::Close(_) => "ticket close",
-            Ti::Reopen(_) => "ticket reopen",
-            Ti::Transfer { .. } => "ticket transfer",
-            Ti::Note { .. } => "ticket note",
-            Ti::Notes { .. } => "ticket notes",
-        },
+/// The subcommand path of this process's command line (`ticket create`),
+/// for the span's name: clap knows it, so it is not spelled out here.
+fn command_name() -> String {
+    use clap::CommandFactory as _;
+    let matches = Cli::command()
+        .ignore_errors(true)
+        .get_matches_from(std::env::args_os());
+    let mut names = Vec::new();
+    let mut m = &matches;
+    while let Some((name, sub)) = m.subcommand() {
+        names.push(name.to_owned());
+        m = sub;
     }
+    names.join(" ")
 }
 
 /// Up to `limit` items of a paged list call, following `next_page_token`:
@@ -318,19 +255,18 @@ where
     }
 }
 
-/// Prints a list the way every list command does: a JSON array with
-/// `--json`, else `empty` when there is nothing, else the table with times
-/// in `tenant`'s zone.
-pub async fn show_list<T>(
+/// Prints a list the way every list command does: a JSON array of the
+/// messages with `--json`, else `empty` when there is nothing, else the
+/// table with times in `tenant`'s zone.
+pub async fn show_list<T: serde::Serialize>(
     ctx: &Context,
     tenant: Option<&str>,
     items: &[T],
-    json: impl Fn(&T) -> serde_json::Value,
     table: impl FnOnce(&[T], crate::render::Zone) -> crate::table::Table,
     empty: &str,
 ) {
     if ctx.json {
-        print_json(&serde_json::Value::Array(items.iter().map(json).collect()));
+        print_json(items);
     } else if items.is_empty() {
         println!("{empty}");
     } else {
@@ -339,29 +275,28 @@ pub async fn show_list<T>(
     }
 }
 
-/// Prints one item: JSON with `--json`, else its detail view with times in
-/// `tenant`'s zone.
-pub async fn show_one<T>(
+/// Prints one message: its JSON with `--json`, else its detail view with
+/// times in `tenant`'s zone.
+pub async fn show_one<T: serde::Serialize>(
     ctx: &Context,
     tenant: Option<&str>,
     item: &T,
-    json: impl FnOnce(&T) -> serde_json::Value,
     text: impl FnOnce(&T, crate::render::Zone) -> String,
 ) {
     if ctx.json {
-        print_json(&json(item));
+        print_json(item);
     } else {
         let zone = routing::tenant_zone(ctx, tenant).await;
         print!("{}", text(item, zone));
     }
 }
 
-/// Prints a JSON value, pretty.
-pub fn print_json(v: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
+/// Prints a value as pretty JSON (a message in the proto3 JSON mapping).
+pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot write JSON: {e}"),
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ pub fn recipient_from_args(args: &UpsertRecipientArgs) -> Recipient {
     .collect();
     Recipient {
         recipient_id: args.id.clone().unwrap_or_default(),
-        kind: args.kind.wire(),
+        kind: args.kind as i32,
         subject_id: args.subject.clone().unwrap_or_default(),
         name: args.name.clone(),
         addresses,
@@ -113,7 +113,7 @@ pub async fn recipient(ctx: &Context, cmd: RecipientCommand) -> Result<()> {
             .into_inner(),
         RecipientCommand::List(args) => {
             let req = ListRecipientsRequest {
-                kinds: args.kinds.iter().map(|k| k.wire()).collect(),
+                kinds: args.kinds.iter().map(|k| *k as i32).collect(),
                 subject_id: args.subject.clone().unwrap_or_default(),
                 ..Default::default()
             };
@@ -122,7 +122,6 @@ pub async fn recipient(ctx: &Context, cmd: RecipientCommand) -> Result<()> {
                 ctx,
                 tenant,
                 &list,
-                render::recipient_json,
                 |l, _| render::recipient_table(l),
                 "no recipients match (callers and analysts appear once intake's and routing's events arrive)",
             )
@@ -130,14 +129,7 @@ pub async fn recipient(ctx: &Context, cmd: RecipientCommand) -> Result<()> {
             return Ok(());
         }
     };
-    show_one(
-        ctx,
-        tenant,
-        &r,
-        render::recipient_json,
-        render::recipient_details,
-    )
-    .await;
+    show_one(ctx, tenant, &r, render::recipient_details).await;
     Ok(())
 }
 
@@ -152,7 +144,7 @@ pub async fn webhook(ctx: &Context, cmd: WebhookCommand) -> Result<()> {
                 .create_webhook_endpoint(CreateWebhookEndpointRequest {
                     request_id: ctx.request_id(),
                     url,
-                    event_kinds: events.iter().map(|e| e.wire()).collect(),
+                    event_kinds: events.iter().map(|e| *e as i32).collect(),
                 })
                 .await
                 .map_err(|s| {
@@ -165,6 +157,10 @@ pub async fn webhook(ctx: &Context, cmd: WebhookCommand) -> Result<()> {
                     }
                 })?
                 .into_inner();
+            if ctx.json {
+                print_json(&r);
+                return Ok(());
+            }
             (r.endpoint.unwrap_or_default(), r.secret)
         }
         WebhookCommand::Rotate { id, overlap_hours } => {
@@ -177,6 +173,10 @@ pub async fn webhook(ctx: &Context, cmd: WebhookCommand) -> Result<()> {
                 })
                 .await?
                 .into_inner();
+            if ctx.json {
+                print_json(&r);
+                return Ok(());
+            }
             (r.endpoint.unwrap_or_default(), r.secret)
         }
         WebhookCommand::List { limit } => {
@@ -192,7 +192,6 @@ pub async fn webhook(ctx: &Context, cmd: WebhookCommand) -> Result<()> {
                 ctx,
                 tenant,
                 &list,
-                |w| render::webhook_json(w, None),
                 render::webhook_table,
                 "no webhook endpoints (add one with: wardctl webhook create --url https://... --event ticket-assigned)",
             )
@@ -209,11 +208,7 @@ pub async fn webhook(ctx: &Context, cmd: WebhookCommand) -> Result<()> {
                 .await?
                 .into_inner();
             if ctx.json {
-                print_json(&serde_json::json!({
-                    "endpoint_id": r.endpoint_id,
-                    "deleted_at": crate::render::utc(r.deleted_at.as_ref()).map(|t| t.to_rfc3339()),
-                    "cancelled_deliveries": r.cancelled_deliveries,
-                }));
+                print_json(&r);
             } else {
                 println!(
                     "deleted {}; {} pending deliveries cancelled",
@@ -223,24 +218,21 @@ pub async fn webhook(ctx: &Context, cmd: WebhookCommand) -> Result<()> {
             return Ok(());
         }
     };
-    show_one(
-        ctx,
-        tenant,
-        &endpoint,
-        |w| render::webhook_json(w, Some(&secret)),
-        |w, zone| render::webhook_details(w, Some(&secret), zone),
-    )
-    .await;
+    let zone = super::routing::tenant_zone(ctx, tenant).await;
+    print!(
+        "{}",
+        render::webhook_details(&endpoint, Some(&secret), zone)
+    );
     Ok(())
 }
 
 /// The first request of `delivery list` (the ticket id resolved already).
 pub fn deliveries_request(args: &ListDeliveriesArgs, ticket_id: String) -> ListDeliveriesRequest {
     ListDeliveriesRequest {
-        event_kinds: args.events.iter().map(|k| k.wire()).collect(),
-        channels: args.channels.iter().map(|c| c.wire()).collect(),
-        states: args.states.iter().map(|s| s.wire()).collect(),
-        outcomes: args.outcomes.iter().map(|o| o.wire()).collect(),
+        event_kinds: args.events.iter().map(|k| *k as i32).collect(),
+        channels: args.channels.iter().map(|c| *c as i32).collect(),
+        states: args.states.iter().map(|s| *s as i32).collect(),
+        outcomes: args.outcomes.iter().map(|o| *o as i32).collect(),
         recipient_id: args.recipient.clone().unwrap_or_default(),
         endpoint_id: args.endpoint.clone().unwrap_or_default(),
         ticket_id,
@@ -279,7 +271,6 @@ pub async fn delivery(ctx: &Context, cmd: DeliveryCommand) -> Result<()> {
                 ctx,
                 tenant,
                 &list,
-                render::delivery_json,
                 render::delivery_table,
                 "no deliveries match",
             )
@@ -289,7 +280,7 @@ pub async fn delivery(ctx: &Context, cmd: DeliveryCommand) -> Result<()> {
         DeliveryCommand::DeadLetters { channels, limit } => {
             let session = ctx.notification_session(tenant).await?;
             let req = ListDeadLettersRequest {
-                channels: channels.iter().map(|c| c.wire()).collect(),
+                channels: channels.iter().map(|c| *c as i32).collect(),
                 ..Default::default()
             };
             let list = paged!(limit as usize, session.deliveries(), list_dead_letters, req, deliveries)?;
@@ -297,7 +288,6 @@ pub async fn delivery(ctx: &Context, cmd: DeliveryCommand) -> Result<()> {
                 ctx,
                 tenant,
                 &list,
-                render::delivery_json,
                 render::delivery_table,
                 "no dead-lettered deliveries",
             )
@@ -338,14 +328,7 @@ pub async fn delivery(ctx: &Context, cmd: DeliveryCommand) -> Result<()> {
             })?
             .into_inner(),
     };
-    show_one(
-        ctx,
-        tenant,
-        &d,
-        render::delivery_json,
-        render::delivery_details,
-    )
-    .await;
+    show_one(ctx, tenant, &d, render::delivery_details).await;
     Ok(())
 }
 

@@ -4,17 +4,18 @@
 //! into the id routing knows.
 
 use anyhow::{Context as _, Result, bail};
-use serde_json::Value;
 use tonic::Code;
+use wardline_proto::ProtoEnum as _;
+use wardline_proto::common::Priority;
 use wardline_proto::routing::{
-    Assignment, ExplainAssignmentRequest, GetQueueRequest, GetRoutingRulesRequest,
-    GetSlaTargetsRequest, ListAssignmentsRequest, PriorityTargets, SetSlaTargetsRequest,
-    SlaTargets,
+    Assignment, ExplainAssignmentRequest, GetQueueRequest, GetQueueResponse,
+    GetRoutingRulesRequest, GetSlaTargetsRequest, ListAssignmentsRequest, PriorityTargets,
+    SetSlaTargetsRequest, SlaTargets,
 };
 
 use super::ticket::{TicketKey, ticket_key};
 use super::{Context, print_json};
-use crate::cli::{AssignmentsArgs, PriorityArg, QueueArgs, SetSlaArgs, SlaCommand};
+use crate::cli::{AssignmentsArgs, QueueArgs, SetSlaArgs, SlaCommand};
 use crate::grpc::Session;
 use crate::render::Zone;
 use crate::render::routing as render;
@@ -61,7 +62,7 @@ pub async fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
     let session = ctx.routing_session(tenant).await?;
     let limit = args.limit as usize;
     let mut req = GetQueueRequest {
-        priorities: args.priorities.iter().map(|p| p.wire()).collect(),
+        priorities: args.priorities.iter().map(|p| *p as i32).collect(),
         page_size: 0,
         page_token: String::new(),
     };
@@ -85,7 +86,11 @@ pub async fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
     }
     let head = first.unwrap_or_default();
     if ctx.json {
-        print_json(&render::queue_json(&head, &tickets));
+        print_json(&GetQueueResponse {
+            tickets,
+            next_page_token: String::new(),
+            ..head
+        });
         return Ok(());
     }
     println!("{}", render::queue_summary(&head));
@@ -102,7 +107,7 @@ pub fn assignments_request(args: &AssignmentsArgs, ticket_id: String) -> ListAss
     ListAssignmentsRequest {
         analyst_id: args.analyst.clone().unwrap_or_default(),
         ticket_id,
-        states: args.states.iter().map(|s| s.wire()).collect(),
+        states: args.states.iter().map(|s| *s as i32).collect(),
         assigned: None,
         page_size: 0,
         page_token: String::new(),
@@ -133,9 +138,7 @@ pub async fn assignments(ctx: &Context, args: &AssignmentsArgs) -> Result<()> {
     )
     .await?;
     if ctx.json {
-        print_json(&Value::Array(
-            list.iter().map(render::assignment_json).collect(),
-        ));
+        print_json(&list);
     } else if list.is_empty() {
         println!("no assignments match");
     } else {
@@ -200,7 +203,7 @@ pub async fn explain(ctx: &Context, key: &str) -> Result<()> {
             Err(s) => return Err(s.into()),
         };
     if ctx.json {
-        print_json(&render::explanation_json(&explanation));
+        print_json(&explanation);
     } else {
         let zone = tenant_zone(ctx, tenant).await;
         print!("{}", render::explanation_text(&explanation, zone));
@@ -219,7 +222,7 @@ pub async fn rules(ctx: &Context) -> Result<()> {
         .into_inner()
         .rules;
     if ctx.json {
-        print_json(&Value::Array(rules.iter().map(render::rule_json).collect()));
+        print_json(&rules);
     } else {
         let zone = tenant_zone(ctx, tenant).await;
         print!("{}", render::rules_table(&rules, zone).render());
@@ -231,27 +234,20 @@ pub async fn rules(ctx: &Context) -> Result<()> {
 pub fn merge_targets(current: &SlaTargets, args: &SetSlaArgs) -> Result<SlaTargets> {
     let given = args.given();
     let mut targets = Vec::new();
-    for p in [
-        PriorityArg::P1,
-        PriorityArg::P2,
-        PriorityArg::P3,
-        PriorityArg::P4,
-    ] {
+    for p in Priority::values() {
         let (response_minutes, resolution_minutes) = match given.iter().find(|(q, _)| *q == p) {
             Some((_, t)) => (t.response_minutes, t.resolution_minutes),
-            None => match current.targets.iter().find(|t| t.priority == p.wire()) {
+            None => match current.targets.iter().find(|t| t.priority == p as i32) {
                 Some(t) => (t.response_minutes, t.resolution_minutes),
-                None => {
-                    let name = crate::render::priority(p.wire());
-                    bail!(
-                        "routing returned no current {name} target: give --{}",
-                        name.to_ascii_lowercase()
-                    )
-                }
+                None => bail!(
+                    "routing returned no current {} target: give --{}",
+                    p.short_name(),
+                    p.label()
+                ),
             },
         };
         targets.push(PriorityTargets {
-            priority: p.wire(),
+            priority: p as i32,
             response_minutes,
             resolution_minutes,
         });
@@ -293,7 +289,7 @@ pub async fn sla(ctx: &Context, cmd: SlaCommand) -> Result<()> {
         }
     };
     if ctx.json {
-        print_json(&render::sla_json(&shown));
+        print_json(&shown);
     } else {
         let zone = tenant_zone(ctx, tenant).await;
         print!("{}", render::sla_text(&shown, zone));

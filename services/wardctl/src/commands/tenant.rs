@@ -1,7 +1,6 @@
 //! `wardctl tenant ...`: create, show and list tenants, add facilities.
 
 use anyhow::{Result, bail};
-use serde_json::Value;
 use wardline_proto::intake::{
     AddFacilityRequest, CreateTenantRequest, Facility, GetTenantRequest, ListTenantsRequest, Tenant,
 };
@@ -53,9 +52,7 @@ pub async fn run(ctx: &Context, cmd: TenantCommand) -> Result<()> {
             let session = ctx.session(None).await?;
             let tenants = list_all(&session).await?;
             if ctx.json {
-                print_json(&Value::Array(
-                    tenants.iter().map(render::tenant_json).collect(),
-                ));
+                print_json(&tenants);
             } else if tenants.is_empty() {
                 println!("no tenants yet (create one with: wardctl tenant create ...)");
             } else {
@@ -85,7 +82,7 @@ pub async fn run(ctx: &Context, cmd: TenantCommand) -> Result<()> {
 
 fn show(ctx: &Context, tenant: &Tenant) {
     if ctx.json {
-        print_json(&render::tenant_json(tenant));
+        print_json(tenant);
     } else {
         print!("{}", render::tenant_details(tenant, ctx.utc));
     }

@@ -5,7 +5,6 @@
 //! mutating calls take the id.
 
 use anyhow::{Result, bail};
-use serde_json::Value;
 use wardline_proto::common::Category;
 use wardline_proto::intake::{
     AcknowledgeTicketRequest, AddNoteRequest, Caller, CloseTicketRequest, CreateTicketRequest,
@@ -88,17 +87,15 @@ pub fn create_request(args: &CreateTicketArgs, request_id: String) -> CreateTick
         caller: Some(Caller {
             caller_id: args.caller_id.clone(),
             name: args.caller_name.clone(),
-            role: args.caller_role.wire(),
+            role: args.caller_role as i32,
             email: args.caller_email.clone().unwrap_or_default(),
             phone: args.caller_phone.clone().unwrap_or_default(),
         }),
-        channel: args.channel.wire(),
+        channel: args.channel as i32,
         application: args.application.clone().unwrap_or_default(),
-        category: args
-            .category
-            .map_or(Category::Unspecified as i32, |c| c.wire()),
-        urgency: args.urgency.wire(),
-        impact: args.impact.wire(),
+        category: args.category.unwrap_or(Category::Unspecified) as i32,
+        urgency: args.urgency as i32,
+        impact: args.impact as i32,
         patient_care_blocked: args.patient_care_blocked,
         description: args.description.clone(),
     }
@@ -107,8 +104,8 @@ pub fn create_request(args: &CreateTicketArgs, request_id: String) -> CreateTick
 /// The first request of `ticket list` (the page token is filled in later).
 pub fn list_request(args: &ListTicketsArgs) -> ListTicketsRequest {
     ListTicketsRequest {
-        statuses: args.statuses.iter().map(|s| s.wire()).collect(),
-        priorities: args.priorities.iter().map(|p| p.wire()).collect(),
+        statuses: args.statuses.iter().map(|s| *s as i32).collect(),
+        priorities: args.priorities.iter().map(|p| *p as i32).collect(),
         assignee_analyst_id: args.assignee.clone().unwrap_or_default(),
         facility_id: args.facility.clone().unwrap_or_default(),
         created: None,
@@ -154,9 +151,7 @@ pub async fn run(ctx: &Context, cmd: TicketCommand) -> Result<()> {
         TicketCommand::List(args) => {
             let tickets = list(&session, list_request(&args), args.limit as usize).await?;
             if ctx.json {
-                print_json(&Value::Array(
-                    tickets.iter().map(render::ticket_json).collect(),
-                ));
+                print_json(&tickets);
             } else if tickets.is_empty() {
                 println!("no tickets match");
             } else {
@@ -167,141 +162,141 @@ pub async fn run(ctx: &Context, cmd: TicketCommand) -> Result<()> {
                 }
             }
         }
+        TicketCommand::Note {
+            ticket,
+            body,
+            public,
+        } => note(ctx, &session, &ticket, body, public).await?,
+        TicketCommand::Notes { ticket } => notes(ctx, &session, &ticket).await?,
+        change => {
+            let ticket = lifecycle(ctx, &session, change).await?;
+            if ctx.json {
+                print_json(&ticket);
+            } else {
+                println!("{}", render::ticket_line(&ticket));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A lifecycle change (ack, start, hold, resolve, close, reopen, transfer).
+async fn lifecycle(ctx: &Context, session: &Session, cmd: TicketCommand) -> Result<Ticket> {
+    let mut tickets = session.tickets();
+    let request_id = ctx.request_id();
+    let ticket = match cmd {
         TicketCommand::Ack(t) => {
-            let ticket_id = resolve_id(&session, &t.ticket).await?;
             let req = AcknowledgeTicketRequest {
-                request_id: ctx.request_id(),
-                ticket_id,
+                request_id,
+                ticket_id: resolve_id(session, &t.ticket).await?,
                 expected_version: expected(&t),
             };
-            show_change(
-                ctx,
-                &session
-                    .tickets()
-                    .acknowledge_ticket(req)
-                    .await?
-                    .into_inner(),
-            );
+            tickets.acknowledge_ticket(req).await?
         }
         TicketCommand::Start(t) => {
-            let ticket_id = resolve_id(&session, &t.ticket).await?;
             let req = StartTicketRequest {
-                request_id: ctx.request_id(),
-                ticket_id,
+                request_id,
+                ticket_id: resolve_id(session, &t.ticket).await?,
                 expected_version: expected(&t),
             };
-            show_change(
-                ctx,
-                &session.tickets().start_ticket(req).await?.into_inner(),
-            );
+            tickets.start_ticket(req).await?
         }
         TicketCommand::Hold { target, reason } => {
-            let ticket_id = resolve_id(&session, &target.ticket).await?;
             let req = HoldTicketRequest {
-                request_id: ctx.request_id(),
-                ticket_id,
+                request_id,
+                ticket_id: resolve_id(session, &target.ticket).await?,
                 expected_version: expected(&target),
-                reason: reason.wire(),
+                reason: reason as i32,
             };
-            show_change(ctx, &session.tickets().hold_ticket(req).await?.into_inner());
+            tickets.hold_ticket(req).await?
         }
         TicketCommand::Resolve { target, code, fcr } => {
-            let ticket_id = resolve_id(&session, &target.ticket).await?;
             let req = ResolveTicketRequest {
-                request_id: ctx.request_id(),
-                ticket_id,
+                request_id,
+                ticket_id: resolve_id(session, &target.ticket).await?,
                 expected_version: expected(&target),
-                resolution_code: code.wire(),
+                resolution_code: code as i32,
                 first_contact_resolution: fcr,
             };
-            show_change(
-                ctx,
-                &session.tickets().resolve_ticket(req).await?.into_inner(),
-            );
+            tickets.resolve_ticket(req).await?
         }
         TicketCommand::Close(t) => {
-            let ticket_id = resolve_id(&session, &t.ticket).await?;
             let req = CloseTicketRequest {
-                request_id: ctx.request_id(),
-                ticket_id,
+                request_id,
+                ticket_id: resolve_id(session, &t.ticket).await?,
                 expected_version: expected(&t),
             };
-            show_change(
-                ctx,
-                &session.tickets().close_ticket(req).await?.into_inner(),
-            );
+            tickets.close_ticket(req).await?
         }
         TicketCommand::Reopen(t) => {
-            let ticket_id = resolve_id(&session, &t.ticket).await?;
             let req = ReopenTicketRequest {
-                request_id: ctx.request_id(),
-                ticket_id,
+                request_id,
+                ticket_id: resolve_id(session, &t.ticket).await?,
                 expected_version: expected(&t),
             };
-            show_change(
-                ctx,
-                &session.tickets().reopen_ticket(req).await?.into_inner(),
-            );
+            tickets.reopen_ticket(req).await?
         }
         TicketCommand::Transfer {
             target,
             reason,
             category,
         } => {
-            let ticket_id = resolve_id(&session, &target.ticket).await?;
             let req = TransferTicketRequest {
-                request_id: ctx.request_id(),
-                ticket_id,
+                request_id,
+                ticket_id: resolve_id(session, &target.ticket).await?,
                 expected_version: expected(&target),
-                reason: reason.wire(),
-                category: category.map_or(Category::Unspecified as i32, |c| c.wire()),
+                reason: reason as i32,
+                category: category.unwrap_or(Category::Unspecified) as i32,
             };
-            show_change(
-                ctx,
-                &session.tickets().transfer_ticket(req).await?.into_inner(),
-            );
+            tickets.transfer_ticket(req).await?
         }
-        TicketCommand::Note {
-            ticket,
-            body,
-            public,
-        } => {
-            if body.trim().is_empty() {
-                bail!("--body must not be empty");
-            }
-            let ticket_id = resolve_id(&session, &ticket).await?;
-            let req = AddNoteRequest {
-                request_id: ctx.request_id(),
-                ticket_id,
-                body,
-                public,
-            };
-            let note = session.tickets().add_note(req).await?.into_inner();
-            if ctx.json {
-                print_json(&render::note_json(&note));
-            } else {
-                let visibility = if note.public { "public" } else { "internal" };
-                println!(
-                    "added {visibility} note {} to ticket {ticket}",
-                    note.note_id
-                );
-            }
-        }
-        TicketCommand::Notes { ticket } => {
-            let t = get(&session, &ticket).await?;
-            let req = ListNotesRequest {
-                ticket_id: t.ticket_id.clone(),
-            };
-            let notes = session.tickets().list_notes(req).await?.into_inner().notes;
-            if ctx.json {
-                print_json(&Value::Array(notes.iter().map(render::note_json).collect()));
-            } else if notes.is_empty() {
-                println!("{} has no notes", t.number);
-            } else {
-                let zone = zone_of(ctx, &session, &t.tenant_id).await;
-                print!("{}", render::notes_table(&notes, zone).render());
-            }
-        }
+        other => anyhow::bail!("not a lifecycle change: {other:?}"),
+    };
+    Ok(ticket.into_inner())
+}
+
+async fn note(
+    ctx: &Context,
+    session: &Session,
+    ticket: &str,
+    body: String,
+    public: bool,
+) -> Result<()> {
+    if body.trim().is_empty() {
+        bail!("--body must not be empty");
+    }
+    let req = AddNoteRequest {
+        request_id: ctx.request_id(),
+        ticket_id: resolve_id(session, ticket).await?,
+        body,
+        public,
+    };
+    let note = session.tickets().add_note(req).await?.into_inner();
+    if ctx.json {
+        print_json(&note);
+    } else {
+        let visibility = if note.public { "public" } else { "internal" };
+        println!(
+            "added {visibility} note {} to ticket {ticket}",
+            note.note_id
+        );
+    }
+    Ok(())
+}
+
+async fn notes(ctx: &Context, session: &Session, ticket: &str) -> Result<()> {
+    let t = get(session, ticket).await?;
+    let req = ListNotesRequest {
+        ticket_id: t.ticket_id.clone(),
+    };
+    let notes = session.tickets().list_notes(req).await?.into_inner().notes;
+    if ctx.json {
+        print_json(&notes);
+    } else if notes.is_empty() {
+        println!("{} has no notes", t.number);
+    } else {
+        let zone = zone_of(ctx, session, &t.tenant_id).await;
+        print!("{}", render::notes_table(&notes, zone).render());
     }
     Ok(())
 }
@@ -312,18 +307,10 @@ fn expected(t: &TicketRef) -> u64 {
 
 async fn show_details(ctx: &Context, session: &Session, ticket: &Ticket) {
     if ctx.json {
-        print_json(&render::ticket_json(ticket));
+        print_json(ticket);
     } else {
         let zone = zone_of(ctx, session, &ticket.tenant_id).await;
         print!("{}", render::ticket_details(ticket, zone));
-    }
-}
-
-fn show_change(ctx: &Context, ticket: &Ticket) {
-    if ctx.json {
-        print_json(&render::ticket_json(ticket));
-    } else {
-        println!("{}", render::ticket_line(ticket));
     }
 }
 

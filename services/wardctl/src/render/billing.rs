@@ -1,66 +1,21 @@
 //! How wardctl shows billing's messages: contracts, usage, charges,
 //! unbilled calls, invoices and rebuild checks. Same conventions as the
-//! rest of [`crate::render`]; amounts are major units with two decimals
-//! (`45.00`, computed from the integer minor units, never through floating
-//! point), percentages are basis points shown as percent (`25 %`), and
-//! compact values print the way the command line reads them
-//! (`clinical.p1=45.00`, `mon-fri:08:00-17:00`). JSON carries each amount
-//! as `{"currency", "minor_units", "amount"}`, the last the same decimal
-//! string.
+//! rest of [`crate::render`]; amounts are shown with their currency's
+//! decimals (`45.00` USD, `4500` JPY: [`wardline_proto::money`], from the
+//! integer minor units, never through floating point), percentages are
+//! basis points shown as percent (`25 %`), business hours compactly
+//! (`mon-fri:08:00-17:00`).
 
-use serde_json::{Value, json};
+use wardline_proto::ProtoEnum as _;
 use wardline_proto::billing::{
-    AfterHoursReason, BillingTier, Charge, Contract, ExportFormat, Invoice, InvoiceStatus,
-    LineKind, RebuildCheckResponse, RoundingRule, UnbilledCall, Usage,
+    AfterHoursReason, BillingTier, Charge, Contract, Invoice, InvoiceStatus, LineKind,
+    RebuildCheckResponse, RoundingRule, UnbilledCall, Usage,
 };
-use wardline_proto::common::{Money, Priority};
+use wardline_proto::common::{Category, Priority};
 
-use super::{
-    Zone, category, category_opt, dash, label_of, opt_str, priority, priority_opt, sla_target_opt,
-    time, time_json,
-};
-use crate::cli::{format_bps, format_hours, format_money, price_key};
+use super::{Zone, amount, amount_cur, dash, label, priority, time};
+use crate::cli::{format_bps, format_hours};
 use crate::table::{Table, key_values};
-
-labels! {
-    /// Label of a billing tier.
-    tier, tier_opt: BillingTier, "BILLING_TIER_";
-    /// Label of a rounding rule.
-    rounding, rounding_opt: RoundingRule, "ROUNDING_RULE_";
-    /// Label of a line kind.
-    line_kind, line_kind_opt: LineKind, "LINE_KIND_";
-    /// Label of an after-hours reason.
-    after_hours, after_hours_opt: AfterHoursReason, "AFTER_HOURS_REASON_";
-    /// Label of an invoice status.
-    invoice_status, invoice_status_opt: InvoiceStatus, "INVOICE_STATUS_";
-    /// Label of an export format.
-    export_format, export_format_opt: ExportFormat, "EXPORT_FORMAT_";
-}
-
-/// An amount as `45.00` (`-` when unset).
-pub fn amount(m: Option<&Money>) -> String {
-    m.map_or("-".to_owned(), |m| format_money(m.minor_units))
-}
-
-/// An amount with its currency, `45.00 USD` (`-` when unset).
-pub fn amount_cur(m: Option<&Money>) -> String {
-    match m {
-        None => "-".to_owned(),
-        Some(m) if m.currency.is_empty() => format_money(m.minor_units),
-        Some(m) => format!("{} {}", format_money(m.minor_units), m.currency),
-    }
-}
-
-/// An amount as JSON: currency, integer minor units and the decimal string.
-pub fn money_json(m: Option<&Money>) -> Value {
-    m.map_or(Value::Null, |m| {
-        json!({
-            "currency": m.currency,
-            "minor_units": m.minor_units,
-            "amount": format_money(m.minor_units),
-        })
-    })
-}
 
 /// Basis points as `25 %`.
 pub fn pct(bps: u32) -> String {
@@ -71,10 +26,12 @@ pub fn pct(bps: u32) -> String {
 
 /// The rate card as a table: one row per tier, one column per priority.
 pub fn rate_card_table(c: &Contract) -> Table {
-    let mut table = Table::new(&["TIER", "P1", "P2", "P3", "P4"]);
-    for t in [BillingTier::Clinical, BillingTier::Technical] {
-        let mut row = vec![tier(t as i32)];
-        for p in [Priority::P1, Priority::P2, Priority::P3, Priority::P4] {
+    let mut headers = vec!["TIER"];
+    headers.extend(Priority::values().map(Priority::short_name));
+    let mut table = Table::new(&headers);
+    for t in BillingTier::values() {
+        let mut row = vec![t.label().to_owned()];
+        for p in Priority::values() {
             row.push(amount(
                 c.rate_card
                     .iter()
@@ -85,21 +42,6 @@ pub fn rate_card_table(c: &Contract) -> Table {
         table.row(row);
     }
     table
-}
-
-/// The rate card as `--price` flags: `clinical.p1=45.00 ...`.
-pub fn price_flags(c: &Contract) -> Vec<String> {
-    let mut card: Vec<_> = c.rate_card.iter().collect();
-    card.sort_by_key(|t| (t.tier, t.priority));
-    card.iter()
-        .map(|t| {
-            format!(
-                "{}={}",
-                price_key(t.tier, t.priority),
-                amount(t.price_per_call.as_ref())
-            )
-        })
-        .collect()
 }
 
 fn hours_text(c: &Contract) -> String {
@@ -187,7 +129,7 @@ pub fn contract_details(c: &Contract, zone: Zone) -> String {
             },
         ),
         ("sla credits", credits_text(c)),
-        ("rounding", rounding(c.rounding)),
+        ("rounding", label::<RoundingRule>(c.rounding)),
         ("created", time(c.created_at.as_ref(), zone)),
         ("created by", dash(&c.created_by)),
     ]);
@@ -199,18 +141,8 @@ pub fn contract_details(c: &Contract, zone: Zone) -> String {
 
 /// Contract versions as a table.
 pub fn contract_table(versions: &[Contract], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "VERSION",
-        "FROM",
-        "UNTIL",
-        "CUR",
-        "INCLUDED",
-        "OVERAGE",
-        "MINIMUM",
-        "AFTER HOURS",
-        "CREATED",
-        "BY",
-    ]);
+    let mut table =
+        Table::of("VERSION|FROM|UNTIL|CUR|INCLUDED|OVERAGE|MINIMUM|AFTER HOURS|CREATED|BY");
     for c in versions {
         table.row([
             c.version.to_string(),
@@ -228,42 +160,6 @@ pub fn contract_table(versions: &[Contract], zone: Zone) -> Table {
         ]);
     }
     table
-}
-
-/// A contract version as JSON.
-pub fn contract_json(c: &Contract) -> Value {
-    let credits = c.sla_credits.as_ref().map_or(Value::Null, |cr| {
-        json!({
-            "per_p1_response_breach": money_json(cr.per_p1_response_breach.as_ref()),
-            "per_p2_response_breach": money_json(cr.per_p2_response_breach.as_ref()),
-            "cap_bps": cr.cap_bps,
-        })
-    });
-    let mut card: Vec<_> = c.rate_card.iter().collect();
-    card.sort_by_key(|t| (t.tier, t.priority));
-    json!({
-        "contract_id": c.contract_id,
-        "tenant_id": c.tenant_id,
-        "version": c.version,
-        "effective_from": c.effective_from,
-        "effective_until": opt_str(&c.effective_until),
-        "currency": c.currency,
-        "rate_card": card.iter().map(|t| json!({
-            "tier": tier_opt(t.tier),
-            "priority": priority_opt(t.priority),
-            "price_per_call": money_json(t.price_per_call.as_ref()),
-        })).collect::<Vec<_>>(),
-        "after_hours_surcharge_bps": c.after_hours_surcharge_bps,
-        "business_hours": format_hours(&c.business_hours),
-        "holidays": c.holidays,
-        "calls_included_per_month": c.calls_included_per_month,
-        "overage_price_per_call": money_json(c.overage_price_per_call.as_ref()),
-        "monthly_minimum": money_json(c.monthly_minimum.as_ref()),
-        "sla_credits": credits,
-        "rounding": rounding_opt(c.rounding),
-        "created_at": time_json(c.created_at.as_ref()),
-        "created_by": opt_str(&c.created_by),
-    })
 }
 
 /// One line about a contract version, for progress output.
@@ -334,11 +230,11 @@ pub fn usage_text(u: &Usage, zone: Zone) -> String {
     ]);
     if !u.by_tier_priority.is_empty() {
         out.push('\n');
-        let mut table = Table::new(&["TIER", "PRI", "CALLS", "AFTER HOURS"]);
+        let mut table = Table::of("TIER|PRI|CALLS|AFTER HOURS");
         for b in &u.by_tier_priority {
             table.row([
-                tier(b.tier),
-                priority(b.priority),
+                label::<BillingTier>(b.tier),
+                priority(b.priority).to_owned(),
                 b.calls.to_string(),
                 b.after_hours_calls.to_string(),
             ]);
@@ -348,46 +244,11 @@ pub fn usage_text(u: &Usage, zone: Zone) -> String {
     out
 }
 
-/// A period's usage as JSON.
-pub fn usage_json(u: &Usage) -> Value {
-    json!({
-        "tenant_id": u.tenant_id,
-        "period": u.period,
-        "as_of": time_json(u.as_of.as_ref()),
-        "contract_versions": u.contract_versions,
-        "calls": u.calls,
-        "by_tier_priority": u.by_tier_priority.iter().map(|b| json!({
-            "tier": tier_opt(b.tier),
-            "priority": priority_opt(b.priority),
-            "calls": b.calls,
-            "after_hours_calls": b.after_hours_calls,
-        })).collect::<Vec<_>>(),
-        "after_hours_calls": u.after_hours_calls,
-        "calls_included_allowance": u.calls_included_allowance,
-        "included_calls": u.included_calls,
-        "overage_calls": u.overage_calls,
-        "p1_response_breaches": u.p1_response_breaches,
-        "p2_response_breaches": u.p2_response_breaches,
-        "unbilled_calls": u.unbilled_calls,
-        "amount": money_json(u.amount.as_ref()),
-    })
-}
-
 // ------------------------------------------------------------------ charges
 
 /// Charges as a table, in billing's order (occurred, then id).
 pub fn charge_table(charges: &[Charge], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "OCCURRED",
-        "TICKET",
-        "KIND",
-        "RULE",
-        "PRI",
-        "AFTER HOURS",
-        "RATE",
-        "AMOUNT",
-        "V",
-    ]);
+    let mut table = Table::of("OCCURRED|TICKET|KIND|RULE|PRI|AFTER HOURS|RATE|AMOUNT|V");
     for c in charges {
         let rate = match (c.rate_bps, c.rate.as_ref()) {
             (bps, Some(r)) if bps > 0 => format!("{} of {}", pct(bps), amount(Some(r))),
@@ -396,10 +257,10 @@ pub fn charge_table(charges: &[Charge], zone: Zone) -> Table {
         table.row([
             time(c.occurred_at.as_ref(), zone),
             c.number.clone(),
-            line_kind(c.kind),
+            label::<LineKind>(c.kind),
             c.rule_code.clone(),
-            priority(c.priority),
-            after_hours(c.after_hours),
+            priority(c.priority).to_owned(),
+            label::<AfterHoursReason>(c.after_hours),
             rate,
             amount(c.amount.as_ref()),
             c.contract_version.to_string(),
@@ -408,84 +269,28 @@ pub fn charge_table(charges: &[Charge], zone: Zone) -> Table {
     table
 }
 
-/// A charge as JSON.
-pub fn charge_json(c: &Charge) -> Value {
-    json!({
-        "charge_id": c.charge_id,
-        "kind": line_kind_opt(c.kind),
-        "ticket_id": c.ticket_id,
-        "number": c.number,
-        "source_event_id": c.source_event_id,
-        "occurred_at": time_json(c.occurred_at.as_ref()),
-        "local_date": c.local_date,
-        "period": c.period,
-        "tier": tier_opt(c.tier),
-        "priority": priority_opt(c.priority),
-        "category": category_opt(c.category),
-        "after_hours": after_hours_opt(c.after_hours),
-        "sla_target": sla_target_opt(c.sla_target),
-        "contract_version": c.contract_version,
-        "rule_code": c.rule_code,
-        "rate": money_json(c.rate.as_ref()),
-        "rate_bps": c.rate_bps,
-        "amount": money_json(c.amount.as_ref()),
-        "invoice_id": opt_str(&c.invoice_id),
-    })
-}
-
-/// The sum of `charges` per currency, `12.50 USD` (`0.00` when none).
+/// The sum of `charges` per currency, `12.50 USD` (`0` when none).
 pub fn charges_total(charges: &[Charge]) -> String {
-    let mut totals: Vec<(String, i64)> = Vec::new();
-    for m in charges.iter().filter_map(|c| c.amount.as_ref()) {
-        match totals.iter_mut().find(|(cur, _)| *cur == m.currency) {
-            Some((_, sum)) => *sum = sum.saturating_add(m.minor_units),
-            None => totals.push((m.currency.clone(), m.minor_units)),
-        }
-    }
-    if totals.is_empty() {
-        return "0.00".to_owned();
-    }
-    totals
-        .iter()
-        .map(|(cur, sum)| format!("{} {cur}", format_money(*sum)))
-        .collect::<Vec<_>>()
-        .join(" + ")
+    wardline_proto::money::total(charges.iter().filter_map(|c| c.amount.as_ref()))
 }
 
 // ------------------------------------------------------------------ unbilled
 
 /// Unbilled calls as a table.
 pub fn unbilled_table(calls: &[UnbilledCall], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "TENANT", "TICKET", "CREATED", "TIER", "PRI", "CATEGORY", "REASON",
-    ]);
+    let mut table = Table::of("TENANT|TICKET|CREATED|TIER|PRI|CATEGORY|REASON");
     for c in calls {
         table.row([
             c.tenant_id.clone(),
             c.number.clone(),
             time(c.created_at.as_ref(), zone),
-            tier(c.tier),
-            priority(c.priority),
-            category(c.category),
+            label::<BillingTier>(c.tier),
+            priority(c.priority).to_owned(),
+            label::<Category>(c.category),
             c.reason_code.clone(),
         ]);
     }
     table
-}
-
-/// An unbilled call as JSON.
-pub fn unbilled_json(c: &UnbilledCall) -> Value {
-    json!({
-        "tenant_id": c.tenant_id,
-        "ticket_id": c.ticket_id,
-        "number": c.number,
-        "source_event_id": c.source_event_id,
-        "created_at": time_json(c.created_at.as_ref()),
-        "tier": tier_opt(c.tier),
-        "priority": priority_opt(c.priority),
-        "category": category_opt(c.category),
-        "reason_code": c.reason_code,
-    })
 }
 
 // ------------------------------------------------------------------ invoices
@@ -496,7 +301,7 @@ pub fn invoice_details(inv: &Invoice, zone: Zone) -> String {
         ("invoice", inv.invoice_id.clone()),
         ("tenant", inv.tenant_id.clone()),
         ("period", inv.period.clone()),
-        ("status", invoice_status(inv.status)),
+        ("status", label::<InvoiceStatus>(inv.status)),
         ("currency", inv.currency.clone()),
         ("contract", dash(&inv.contract_id)),
         ("calls", inv.calls.to_string()),
@@ -510,22 +315,13 @@ pub fn invoice_details(inv: &Invoice, zone: Zone) -> String {
     if inv.lines.is_empty() {
         out.push_str("no lines\n");
     } else {
-        let mut table = Table::new(&[
-            "KIND",
-            "DESCRIPTION",
-            "TIER",
-            "PRI",
-            "QTY",
-            "UNIT PRICE",
-            "AMOUNT",
-            "V",
-        ]);
+        let mut table = Table::of("KIND|DESCRIPTION|TIER|PRI|QTY|UNIT PRICE|AMOUNT|V");
         for l in &inv.lines {
             table.row([
-                line_kind(l.kind),
+                label::<LineKind>(l.kind),
                 l.description_code.clone(),
-                tier(l.tier),
-                priority(l.priority),
+                label::<BillingTier>(l.tier),
+                priority(l.priority).to_owned(),
                 l.quantity.to_string(),
                 amount(l.unit_price.as_ref()),
                 amount(l.amount.as_ref()),
@@ -545,13 +341,11 @@ pub fn invoice_details(inv: &Invoice, zone: Zone) -> String {
 
 /// Invoices as a table (no lines).
 pub fn invoice_table(invoices: &[Invoice], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "PERIOD", "STATUS", "CALLS", "SUBTOTAL", "CREDITS", "TOTAL", "CUR", "ISSUED", "INVOICE",
-    ]);
+    let mut table = Table::of("PERIOD|STATUS|CALLS|SUBTOTAL|CREDITS|TOTAL|CUR|ISSUED|INVOICE");
     for i in invoices {
         table.row([
             i.period.clone(),
-            invoice_status(i.status),
+            label::<InvoiceStatus>(i.status),
             i.calls.to_string(),
             amount(i.subtotal.as_ref()),
             amount(i.credits.as_ref()),
@@ -564,34 +358,6 @@ pub fn invoice_table(invoices: &[Invoice], zone: Zone) -> Table {
     table
 }
 
-/// An invoice as JSON.
-pub fn invoice_json(inv: &Invoice) -> Value {
-    json!({
-        "invoice_id": inv.invoice_id,
-        "tenant_id": inv.tenant_id,
-        "period": inv.period,
-        "status": invoice_status_opt(inv.status),
-        "currency": inv.currency,
-        "contract_id": opt_str(&inv.contract_id),
-        "lines": inv.lines.iter().map(|l| json!({
-            "kind": line_kind_opt(l.kind),
-            "description_code": l.description_code,
-            "tier": tier_opt(l.tier),
-            "priority": priority_opt(l.priority),
-            "quantity": l.quantity,
-            "unit_price": money_json(l.unit_price.as_ref()),
-            "amount": money_json(l.amount.as_ref()),
-            "contract_version": l.contract_version,
-        })).collect::<Vec<_>>(),
-        "subtotal": money_json(inv.subtotal.as_ref()),
-        "credits": money_json(inv.credits.as_ref()),
-        "total": money_json(inv.total.as_ref()),
-        "calls": inv.calls,
-        "issued_at": time_json(inv.issued_at.as_ref()),
-        "computed_at": time_json(inv.computed_at.as_ref()),
-    })
-}
-
 // ------------------------------------------------------------------ rebuild check
 
 /// A rebuild check: the verdict, the totals, and every difference.
@@ -600,7 +366,7 @@ pub fn rebuild_text(r: &RebuildCheckResponse, zone: Zone) -> String {
         ("period", r.period.clone()),
         (
             "invoice",
-            format!("{} ({})", r.invoice_id, invoice_status(r.status)),
+            format!("{} ({})", r.invoice_id, label::<InvoiceStatus>(r.status)),
         ),
         (
             "result",
@@ -616,18 +382,10 @@ pub fn rebuild_text(r: &RebuildCheckResponse, zone: Zone) -> String {
     ]);
     if !r.differences.is_empty() {
         out.push('\n');
-        let mut table = Table::new(&[
-            "KIND",
-            "DESCRIPTION",
-            "FIELD",
-            "STORED QTY",
-            "REBUILT QTY",
-            "STORED",
-            "REBUILT",
-        ]);
+        let mut table = Table::of("KIND|DESCRIPTION|FIELD|STORED QTY|REBUILT QTY|STORED|REBUILT");
         for d in &r.differences {
             table.row([
-                line_kind(d.kind),
+                label::<LineKind>(d.kind),
                 d.description_code.clone(),
                 d.field.clone(),
                 d.stored_quantity.to_string(),
@@ -641,33 +399,12 @@ pub fn rebuild_text(r: &RebuildCheckResponse, zone: Zone) -> String {
     out
 }
 
-/// A rebuild check as JSON.
-pub fn rebuild_json(r: &RebuildCheckResponse) -> Value {
-    json!({
-        "period": r.period,
-        "invoice_id": r.invoice_id,
-        "status": invoice_status_opt(r.status),
-        "matches": r.matches,
-        "differences": r.differences.iter().map(|d| json!({
-            "kind": line_kind_opt(d.kind),
-            "description_code": d.description_code,
-            "field": d.field,
-            "stored_quantity": d.stored_quantity,
-            "rebuilt_quantity": d.rebuilt_quantity,
-            "stored_amount": money_json(d.stored_amount.as_ref()),
-            "rebuilt_amount": money_json(d.rebuilt_amount.as_ref()),
-        })).collect::<Vec<_>>(),
-        "stored_total": money_json(r.stored_total.as_ref()),
-        "rebuilt_total": money_json(r.rebuilt_total.as_ref()),
-        "checked_at": time_json(r.checked_at.as_ref()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use prost_types::Timestamp;
     use wardline_proto::billing::{InvoiceDifference, InvoiceLine, SlaCredits, UsageBucket};
+    use wardline_proto::common::Money;
 
     fn usd(minor: i64) -> Option<Money> {
         Some(Money {
@@ -684,7 +421,9 @@ mod tests {
     }
 
     fn contract() -> Contract {
-        let mut c = crate::cli::example_contract("USD", "2026-03-01");
+        let mut c: Contract =
+            serde_norway::from_str(include_str!("../../scenarios/example-contract.yaml")).unwrap();
+        c.effective_from = "2026-03-01".into();
         c.contract_id = "0193c0de-0000-7000-8000-000000000001".into();
         c.tenant_id = "stmarys".into();
         c.version = 1;
@@ -701,16 +440,16 @@ mod tests {
     }
 
     #[test]
-    fn amounts_show_two_decimals_and_json_keeps_the_integer() {
+    fn amounts_show_their_currency_decimals() {
         assert_eq!(amount(usd(4500).as_ref()), "45.00");
         assert_eq!(amount(None), "-");
         assert_eq!(amount_cur(usd(-1250).as_ref()), "-12.50 USD");
-        assert_eq!(
-            money_json(usd(812).as_ref()),
-            json!({"currency": "USD", "minor_units": 812, "amount": "8.12"})
-        );
-        assert_eq!(money_json(None), Value::Null);
         assert_eq!(pct(1250), "12.5 %");
+        let yen = Money {
+            currency: "JPY".into(),
+            minor_units: 4500,
+        };
+        assert_eq!(amount_cur(Some(&yen)), "4500 JPY");
     }
 
     #[test]
@@ -736,19 +475,6 @@ mod tests {
         ] {
             assert!(d.contains(want), "{want:?} in\n{d}");
         }
-        assert_eq!(price_flags(&c)[0], "clinical.p1=45.00");
-        assert_eq!(price_flags(&c)[7], "technical.p4=10.00");
-        for flag in price_flags(&c) {
-            assert!(crate::cli::parse_price(&flag).is_ok(), "{flag}");
-        }
-        let v = contract_json(&c);
-        assert_eq!(v["rate_card"][0]["tier"], "clinical");
-        assert_eq!(v["rate_card"][0]["priority"], "P1");
-        assert_eq!(v["rate_card"][0]["price_per_call"]["minor_units"], 4500);
-        assert_eq!(v["monthly_minimum"]["amount"], "2500.00");
-        assert_eq!(v["overage_price_per_call"], Value::Null);
-        assert_eq!(v["business_hours"][0], "mon-fri:08:00-17:00");
-        assert_eq!(v["rounding"], "half-up");
         let row = contract_table(std::slice::from_ref(&c), Zone::Utc).render();
         assert!(
             row.lines()
@@ -785,7 +511,6 @@ mod tests {
         assert!(t.contains("included:              0 of 0 allowed\n"), "{t}");
         assert!(t.contains("amount:                105.63 USD\n"), "{t}");
         assert!(t.contains("clinical  P2   3      1\n"), "{t}");
-        assert_eq!(usage_json(&u)["amount"]["amount"], "105.63");
 
         let inv = Invoice {
             invoice_id: "inv-1".into(),
@@ -832,10 +557,6 @@ mod tests {
             list.contains("2026-03  draft   3      105.63    0.00     105.63  USD  -       inv-1"),
             "{list}"
         );
-        let v = invoice_json(&inv);
-        assert_eq!(v["status"], "draft");
-        assert_eq!(v["lines"][1]["kind"], "after-hours-surcharge");
-        assert_eq!(v["total"]["minor_units"], 10563);
 
         let ch = Charge {
             charge_id: "c1".into(),
@@ -857,7 +578,7 @@ mod tests {
             "{t}"
         );
         assert_eq!(charges_total(&[ch.clone(), ch]), "16.26 USD");
-        assert_eq!(charges_total(&[]), "0.00");
+        assert_eq!(charges_total(&[]), "0");
     }
 
     #[test]
@@ -886,10 +607,6 @@ mod tests {
         assert!(
             t.contains("overage  overage      quantity  3           4            97.50   130.00"),
             "{t}"
-        );
-        assert_eq!(
-            rebuild_json(&r)["differences"][0]["rebuilt_amount"]["amount"],
-            "130.00"
         );
     }
 }

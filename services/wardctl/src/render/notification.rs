@@ -1,12 +1,3 @@
-//! How wardctl shows notification's messages: recipients with their
-//! addresses and preferences, webhook endpoints, deliveries and their
-//! attempts. Same conventions as the rest of [`crate::render`]; compact
-//! values print the way the command line reads them
-//! (`ticket-assigned=email+sms`, `22:00-07:00@America/Chicago`,
-//! `email:grace@example.org`). Secrets are printed only by `webhook
-//! create|rotate`, the one time notification returns them.
-
-use serde_json::{Value, json};
 use wardline_proto::events::DeliveryStatus;
 use wardline_proto::notification::{
     AttemptOutcome, ChannelAddress, Delivery, DeliveryAttempt, DeliveryState, ErrorClass,
@@ -14,48 +5,37 @@ use wardline_proto::notification::{
     WebhookEndpoint,
 };
 
-use super::{Zone, dash, label_of, opt_str, priority, priority_opt, time, time_json};
+use super::{Zone, dash, label, priority, time};
 use crate::table::{Table, key_values};
-
-labels! {
-    /// Label of a notification channel.
-    channel, channel_opt: NotificationChannel, "NOTIFICATION_CHANNEL_";
-    /// Label of an event kind.
-    event_kind, event_kind_opt: EventKind, "EVENT_KIND_";
-    /// Label of a recipient kind.
-    recipient_kind, recipient_kind_opt: RecipientKind, "RECIPIENT_KIND_";
-    /// Label of a delivery state.
-    state, state_opt: DeliveryState, "DELIVERY_STATE_";
-    /// Label of a delivery's final outcome.
-    outcome, outcome_opt: DeliveryStatus, "DELIVERY_STATUS_";
-    /// Label of an attempt's result.
-    attempt_outcome, attempt_outcome_opt: AttemptOutcome, "ATTEMPT_OUTCOME_";
-    /// Label of an error class.
-    error_class, error_class_opt: ErrorClass, "ERROR_CLASS_";
-    /// Label of where preferences come from.
-    source, source_opt: Source, "SOURCE_";
-}
 
 /// Where a delivery stands in one word: its outcome once finished
 /// (`delivered`, `failed`, `dead-lettered`), else its state (`pending`,
 /// `retry-scheduled`, `deferred`).
 pub fn status(d: &Delivery) -> String {
     if d.state == DeliveryState::Finished as i32 {
-        outcome(d.outcome)
+        label::<DeliveryStatus>(d.outcome)
     } else {
-        state(d.state)
+        label::<DeliveryState>(d.state)
     }
 }
 
 /// `email:grace@example.org`.
 pub fn address(a: &ChannelAddress) -> String {
-    format!("{}:{}", channel(a.channel), a.address)
+    format!("{}:{}", label::<NotificationChannel>(a.channel), a.address)
 }
 
 /// `ticket-assigned=email+sms` (`ticket-assigned=` when muted).
 pub fn subscription(s: &Subscription) -> String {
-    let channels: Vec<String> = s.channels.iter().map(|c| channel(*c)).collect();
-    format!("{}={}", event_kind(s.event_kind), channels.join("+"))
+    let channels: Vec<String> = s
+        .channels
+        .iter()
+        .map(|c| label::<NotificationChannel>(*c))
+        .collect();
+    format!(
+        "{}={}",
+        label::<EventKind>(s.event_kind),
+        channels.join("+")
+    )
 }
 
 /// `22:00-07:00@America/Chicago`, `-` when none.
@@ -84,19 +64,11 @@ fn joined(v: Vec<String>, sep: &str, none: &str) -> String {
 
 /// Recipients, one per row.
 pub fn recipient_table(list: &[Recipient]) -> Table {
-    let mut table = Table::new(&[
-        "RECIPIENT",
-        "KIND",
-        "SUBJECT",
-        "NAME",
-        "ADDRESSES",
-        "QUIET HOURS",
-        "SUBSCRIPTIONS",
-    ]);
+    let mut table = Table::of("RECIPIENT|KIND|SUBJECT|NAME|ADDRESSES|QUIET HOURS|SUBSCRIPTIONS");
     for r in list {
         table.row([
             r.recipient_id.clone(),
-            recipient_kind(r.kind),
+            label::<RecipientKind>(r.kind),
             dash(&r.subject_id),
             r.name.clone(),
             joined(r.addresses.iter().map(address).collect(), " ", "-"),
@@ -112,7 +84,7 @@ pub fn recipient_details(r: &Recipient, zone: Zone) -> String {
     key_values(&[
         ("recipient", r.recipient_id.clone()),
         ("tenant", r.tenant_id.clone()),
-        ("kind", recipient_kind(r.kind)),
+        ("kind", label::<RecipientKind>(r.kind)),
         ("subject", dash(&r.subject_id)),
         ("name", r.name.clone()),
         (
@@ -127,51 +99,18 @@ pub fn recipient_details(r: &Recipient, zone: Zone) -> String {
             "quiet hours",
             quiet_hours(r.preferences.as_ref().and_then(|p| p.quiet_hours.as_ref())),
         ),
-        ("preferences from", source(r.preferences_source)),
+        ("preferences from", label::<Source>(r.preferences_source)),
         ("version", r.version.to_string()),
         ("created", time(r.created_at.as_ref(), zone)),
         ("updated", time(r.updated_at.as_ref(), zone)),
     ])
 }
 
-/// A recipient as JSON (times in UTC).
-pub fn recipient_json(r: &Recipient) -> Value {
-    let prefs = r.preferences.as_ref();
-    json!({
-        "recipient_id": r.recipient_id,
-        "tenant_id": r.tenant_id,
-        "kind": recipient_kind_opt(r.kind),
-        "subject_id": opt_str(&r.subject_id),
-        "name": r.name,
-        "addresses": r.addresses.iter().map(|a| json!({
-            "channel": channel_opt(a.channel),
-            "address": a.address,
-        })).collect::<Vec<_>>(),
-        "subscriptions": prefs.map(|p| p.subscriptions.iter().map(|s| json!({
-            "event_kind": event_kind_opt(s.event_kind),
-            "channels": s.channels.iter().map(|c| channel(*c)).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>()).unwrap_or_default(),
-        "quiet_hours": prefs.and_then(|p| p.quiet_hours.as_ref()).map(|q| json!({
-            "start": q.start, "end": q.end, "time_zone": q.time_zone,
-        })),
-        "preferences_source": source_opt(r.preferences_source),
-        "version": r.version,
-        "created_at": time_json(r.created_at.as_ref()),
-        "updated_at": time_json(r.updated_at.as_ref()),
-    })
-}
-
 // ------------------------------------------------------------------ webhooks
 
 /// Endpoints, one per row.
 pub fn webhook_table(list: &[WebhookEndpoint], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "ENDPOINT",
-        "SECRET ISSUED",
-        "PREVIOUS UNTIL",
-        "EVENTS",
-        "URL",
-    ]);
+    let mut table = Table::of("ENDPOINT|SECRET ISSUED|PREVIOUS UNTIL|EVENTS|URL");
     for w in list {
         table.row([
             w.endpoint_id.clone(),
@@ -179,7 +118,7 @@ pub fn webhook_table(list: &[WebhookEndpoint], zone: Zone) -> Table {
             time(w.previous_secret_expires_at.as_ref(), zone),
             w.event_kinds
                 .iter()
-                .map(|k| event_kind(*k))
+                .map(|k| label::<EventKind>(*k))
                 .collect::<Vec<_>>()
                 .join(","),
             w.url.clone(),
@@ -198,7 +137,7 @@ pub fn webhook_details(w: &WebhookEndpoint, secret: Option<&str>, zone: Zone) ->
             "events",
             w.event_kinds
                 .iter()
-                .map(|k| event_kind(*k))
+                .map(|k| label::<EventKind>(*k))
                 .collect::<Vec<_>>()
                 .join(","),
         ),
@@ -221,39 +160,19 @@ pub fn webhook_details(w: &WebhookEndpoint, secret: Option<&str>, zone: Zone) ->
     out
 }
 
-/// An endpoint as JSON, with `secret` when given.
-pub fn webhook_json(w: &WebhookEndpoint, secret: Option<&str>) -> Value {
-    let mut v = json!({
-        "endpoint_id": w.endpoint_id,
-        "tenant_id": w.tenant_id,
-        "url": w.url,
-        "event_kinds": w.event_kinds.iter().map(|k| event_kind(*k)).collect::<Vec<_>>(),
-        "created_at": time_json(w.created_at.as_ref()),
-        "secret_issued_at": time_json(w.secret_issued_at.as_ref()),
-        "previous_secret_expires_at": time_json(w.previous_secret_expires_at.as_ref()),
-    });
-    if let Some(s) = secret {
-        v["secret"] = Value::String(s.to_owned());
-    }
-    v
-}
-
 // ------------------------------------------------------------------ deliveries
 
 /// Deliveries, one per row (never a message body: there is none to show).
 pub fn delivery_table(list: &[Delivery], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "DELIVERY", "CREATED", "TICKET", "PRI", "EVENT", "CHANNEL", "STATUS", "ATTEMPTS", "NEXT",
-        "TO",
-    ]);
+    let mut table = Table::of("DELIVERY|CREATED|TICKET|PRI|EVENT|CHANNEL|STATUS|ATTEMPTS|NEXT|TO");
     for d in list {
         table.row([
             d.delivery_id.clone(),
             time(d.created_at.as_ref(), zone),
             dash(&d.number),
-            priority(d.priority),
-            event_kind(d.event_kind),
-            channel(d.channel),
+            priority(d.priority).to_owned(),
+            label::<EventKind>(d.event_kind),
+            label::<NotificationChannel>(d.channel),
             status(d),
             d.attempt_count.to_string(),
             time(d.next_attempt_at.as_ref(), zone),
@@ -265,27 +184,19 @@ pub fn delivery_table(list: &[Delivery], zone: Zone) -> Table {
 
 /// Attempts, oldest first.
 pub fn attempt_table(attempts: &[DeliveryAttempt], zone: Zone) -> Table {
-    let mut table = Table::new(&[
-        "#",
-        "STARTED",
-        "FINISHED",
-        "RESULT",
-        "CODE",
-        "ERROR",
-        "NEXT RETRY",
-    ]);
+    let mut table = Table::of("#|STARTED|FINISHED|RESULT|CODE|ERROR|NEXT RETRY");
     for a in attempts {
         table.row([
             a.attempt.to_string(),
             time(a.started_at.as_ref(), zone),
             time(a.finished_at.as_ref(), zone),
-            attempt_outcome(a.outcome),
+            label::<AttemptOutcome>(a.outcome),
             if a.status_code == 0 {
                 "-".to_owned()
             } else {
                 a.status_code.to_string()
             },
-            error_class(a.error_class),
+            label::<ErrorClass>(a.error_class),
             time(a.next_retry_at.as_ref(), zone),
         ]);
     }
@@ -297,19 +208,19 @@ pub fn delivery_details(d: &Delivery, zone: Zone) -> String {
     let mut out = key_values(&[
         ("delivery", d.delivery_id.clone()),
         ("tenant", d.tenant_id.clone()),
-        ("event", event_kind(d.event_kind)),
+        ("event", label::<EventKind>(d.event_kind)),
         ("source event", d.source_event_id.clone()),
         (
             "ticket",
             format!("{} {}", dash(&d.number), dash(&d.ticket_id)),
         ),
-        ("priority", priority(d.priority)),
-        ("channel", channel(d.channel)),
+        ("priority", priority(d.priority).to_owned()),
+        ("channel", label::<NotificationChannel>(d.channel)),
         ("recipient", dash(&d.recipient_id)),
         ("endpoint", dash(&d.endpoint_id)),
         ("to", d.address.clone()),
-        ("state", state(d.state)),
-        ("outcome", outcome(d.outcome)),
+        ("state", label::<DeliveryState>(d.state)),
+        ("outcome", label::<DeliveryStatus>(d.outcome)),
         ("attempts", d.attempt_count.to_string()),
         ("next attempt", time(d.next_attempt_at.as_ref(), zone)),
         ("created", time(d.created_at.as_ref(), zone)),
@@ -320,38 +231,6 @@ pub fn delivery_details(d: &Delivery, zone: Zone) -> String {
         out.push_str(&attempt_table(&d.attempts, zone).render());
     }
     out
-}
-
-/// A delivery as JSON, with its attempts when it has them.
-pub fn delivery_json(d: &Delivery) -> Value {
-    json!({
-        "delivery_id": d.delivery_id,
-        "tenant_id": d.tenant_id,
-        "source_event_id": d.source_event_id,
-        "event_kind": event_kind_opt(d.event_kind),
-        "channel": channel_opt(d.channel),
-        "recipient_id": opt_str(&d.recipient_id),
-        "endpoint_id": opt_str(&d.endpoint_id),
-        "address": d.address,
-        "ticket_id": opt_str(&d.ticket_id),
-        "number": opt_str(&d.number),
-        "priority": priority_opt(d.priority),
-        "state": state_opt(d.state),
-        "outcome": outcome_opt(d.outcome),
-        "attempt_count": d.attempt_count,
-        "next_attempt_at": time_json(d.next_attempt_at.as_ref()),
-        "attempts": d.attempts.iter().map(|a| json!({
-            "attempt": a.attempt,
-            "started_at": time_json(a.started_at.as_ref()),
-            "finished_at": time_json(a.finished_at.as_ref()),
-            "outcome": attempt_outcome_opt(a.outcome),
-            "status_code": a.status_code,
-            "error_class": error_class_opt(a.error_class),
-            "next_retry_at": time_json(a.next_retry_at.as_ref()),
-        })).collect::<Vec<_>>(),
-        "created_at": time_json(d.created_at.as_ref()),
-        "updated_at": time_json(d.updated_at.as_ref()),
-    })
 }
 
 #[cfg(test)]
@@ -402,10 +281,6 @@ mod tests {
             details.contains("succeeded") && details.contains("250"),
             "{details}"
         );
-        let j = delivery_json(&done);
-        assert_eq!(j["outcome"], "delivered");
-        assert_eq!(j["attempts"][0]["error_class"], Value::Null);
-        assert_eq!(j["created_at"], "2025-11-25T09:46:40.000Z");
     }
 
     #[test]
@@ -434,10 +309,6 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("sla-breached=pager"), "{table}");
-        assert_eq!(
-            recipient_json(&r)["subscriptions"][0]["channels"][0],
-            "pager"
-        );
         let w = WebhookEndpoint {
             endpoint_id: "e-1".into(),
             url: "https://hooks.example.org/w".into(),
@@ -446,6 +317,5 @@ mod tests {
         };
         assert!(webhook_details(&w, Some("s3cret"), Zone::Utc).contains("shown only now"));
         assert!(!webhook_details(&w, None, Zone::Utc).contains("secret:"));
-        assert_eq!(webhook_json(&w, None).get("secret"), None);
     }
 }

@@ -50,7 +50,7 @@ pub async fn postgres(url: &str, duration: Duration) -> Limit {
         },
         Err(e) => Limit {
             per_second: None,
-            note: format!("not measured: {}", crate::error_text(&e)),
+            note: format!("not measured: {}", wardctl::error_text(&e)),
         },
     }
 }
@@ -83,7 +83,7 @@ async fn postgres_probe(url: &str, duration: Duration) -> Result<f64> {
         .connect(url)
         .await
         .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
-    let schema = format!("wardctl_probe_{}", Uuid::new_v4().simple());
+    let schema = format!("wardline_load_probe_{}", Uuid::new_v4().simple());
     let setup = format!(
         "CREATE SCHEMA {schema};
          CREATE TABLE {schema}.tickets (
@@ -176,24 +176,24 @@ pub async fn jetstream(nats_url: &str, duration: Duration) -> Limit {
         },
         Err(e) => Limit {
             per_second: None,
-            note: format!("not measured: {}", crate::error_text(&e)),
+            note: format!("not measured: {}", wardctl::error_text(&e)),
         },
     }
 }
 
 async fn jetstream_probe(nats_url: &str, duration: Duration) -> Result<f64> {
     let client = async_nats::ConnectOptions::new()
-        .name("wardctl-load-probe")
+        .name("wardline-load-probe")
         .connect(nats_url)
         .await
         .with_context(|| format!("cannot connect to NATS at {nats_url}"))?;
     let js = jetstream::new(client.clone());
     let id = Uuid::new_v4().simple().to_string();
-    let name = format!("WARDCTL_PROBE_{id}");
-    let subject = format!("wardctl.probe.{id}.msg");
+    let name = format!("WARDLINE_LOAD_PROBE_{id}");
+    let subject = format!("wardline_load.probe.{id}.msg");
     js.create_stream(stream::Config {
         name: name.clone(),
-        subjects: vec![format!("wardctl.probe.{id}.>")],
+        subjects: vec![format!("wardline_load.probe.{id}.>")],
         storage: stream::StorageType::File,
         num_replicas: 1,
         ..Default::default()

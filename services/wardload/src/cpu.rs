@@ -1,7 +1,7 @@
 //! CPU time per ticket from `/proc`: the machine's busy jiffies
 //! (`/proc/stat`) and each service's own (`/proc/<pid>/stat`, processes
 //! whose `comm` starts with `wardline-`), plus PostgreSQL, nats-server and
-//! wardctl itself so the load generator's share is visible.
+//! wardline-load itself so the load generator's share is visible.
 //!
 //! Jiffies are `USER_HZ` (100 per second on every Linux the services
 //! support; `/proc` reports in it whatever the kernel's HZ). Linux only:
@@ -62,7 +62,7 @@ pub fn group(comm: &str, own: bool) -> Option<String> {
         "wardline-notification",
     ];
     if own {
-        return Some("wardctl (load generator)".to_owned());
+        return Some("wardline-load (load generator)".to_owned());
     }
     if comm.starts_with("wardline-") {
         let full = SERVICES
@@ -207,8 +207,8 @@ mod tests {
         );
         assert_eq!(group("bash", false), None);
         assert_eq!(
-            group("wardctl", true).as_deref(),
-            Some("wardctl (load generator)")
+            group("wardline-load", true).as_deref(),
+            Some("wardline-load (load generator)")
         );
     }
 

@@ -1,4 +1,4 @@
-//! The pure pieces of `wardctl load`: when each request is due (the
+//! The pure pieces of `wardline-load`: when each request is due (the
 //! open-loop arrival schedule), latency histograms and their summaries, and
 //! how numbers are printed. Nothing here does I/O, so all of it is tested
 //! with plain values.

@@ -20,7 +20,11 @@ use wardline_proto::routing::{
     UpsertAnalystRequest,
 };
 
-use crate::grpc::{Session, describe_status};
+use wardctl::grpc::{Session, describe_status};
+
+use crate::Clients;
+use crate::hooks::Receiver;
+use crate::plan::{Mode, Plan};
 
 /// Facilities of every load tenant.
 pub const FACILITIES: [(&str, &str); 2] = [("main", "Load Main"), ("north", "Load North")];
@@ -267,21 +271,26 @@ pub async fn slow_acknowledgements(routing: &Session, ids: &[String]) -> Result<
     Ok(())
 }
 
-/// Gives every tenant the example contract from the first of this month.
+/// Gives every tenant the example contract (wardctl's
+/// `scenarios/example-contract.yaml`) from the first of this month.
 /// Billing learns tenants from intake's events, so NOT_FOUND is retried for
 /// up to `wait`.
 pub async fn contracts(billing: &Session, ids: &[String], wait: Duration) -> Result<()> {
-    let from = crate::demo::billing::first_of_month("UTC", chrono::Utc::now());
+    let mut contract = wardctl::commands::billing::parse_contract(
+        wardctl::demo::scenario::EXAMPLE_CONTRACT,
+        false,
+    )?;
+    contract.effective_from = wardctl::demo::seed::first_of_month("UTC");
     let deadline = Instant::now() + wait;
     futures::stream::iter(ids)
         .map(|id| {
-            let from = from.clone();
+            let contract = contract.clone();
             async move {
                 let session = billing.for_tenant(Some(id))?;
                 loop {
                     let req = CreateContractVersionRequest {
                         request_id: format!("load-contract-{id}"),
-                        contract: Some(crate::cli::example_contract("USD", &from)),
+                        contract: Some(contract.clone()),
                         expected_latest_version: 0,
                     };
                     match retrying(|| {
@@ -373,18 +382,6 @@ pub async fn remove_webhooks(notification: &Session, hooks: &[Hook]) -> Result<u
     Ok(cancelled)
 }
 
-/// Connects a session to `url`; `Err(reason)` when nothing answers.
-pub async fn connect(
-    url: &str,
-    timeout: Duration,
-    token: &secrecy::SecretString,
-) -> std::result::Result<Session, String> {
-    let channel = crate::grpc::connect(url, timeout)
-        .await
-        .map_err(|e| crate::error_text(&e))?;
-    Session::new(channel, token, None).map_err(|e| crate::error_text(&e))
-}
-
 /// Checks the seeding plan makes sense before anything is created.
 pub fn check(tenants: u32, analysts: u32) -> Result<()> {
     anyhow::ensure!((1..=1000).contains(&tenants), "--tenants: 1-1000");
@@ -392,6 +389,94 @@ pub fn check(tenants: u32, analysts: u32) -> Result<()> {
     Ok(())
 }
 
+/// What a run seeded, and where its webhooks post.
+pub struct Seeded {
+    /// The run's tenants.
+    pub tenants: Vec<String>,
+    /// Tickets each analyst may hold.
+    pub capacity: u32,
+    /// The webhook receiver.
+    pub receiver: Receiver,
+    /// The webhooks registered (removed at the end).
+    pub hooks: Vec<Hook>,
+    /// Why `notified` is not measured, when it is not.
+    pub notified_off: Option<String>,
+}
+
+/// Seeds the run's tenants, analysts, acknowledgement timeouts, contracts
+/// and webhooks.
+pub async fn everything(c: &Clients, plan: &Plan, run: &str) -> Result<Seeded> {
+    let tenants = tenant_ids(run, plan.tenants);
+    let per_tenant = plan
+        .planned()
+        .map(|n| (n + plan.warmup_tickets()).div_ceil(u64::from(plan.tenants)));
+    let capacity = capacity(per_tenant, plan.analysts);
+    if let Some(t) = per_tenant.filter(|t| *t > u64::from(capacity) * u64::from(plan.analysts)) {
+        eprintln!(
+            "note: {t} tickets per tenant exceed {} analysts x {capacity} (routing's most per analyst): the rest will queue; raise --analysts or --tenants",
+            plan.analysts
+        );
+    }
+    self::tenants(&c.intake[0], run, &tenants).await?;
+    analysts(&c.routing, &tenants, plan.analysts, capacity).await?;
+    slow_acknowledgements(&c.routing, &tenants).await?;
+    contracts(&c.billing, &tenants, Duration::from_secs(30)).await?;
+    let receiver = Receiver::start().await?;
+    let (hooks, notified_off) = match &c.notification {
+        None => (Vec::new(), Some("notification is not reachable".to_owned())),
+        Some(n) => match webhooks(n, &tenants, |t| receiver.url(t)).await? {
+            Ok(h) => (h, None),
+            Err(why) => (
+                Vec::new(),
+                Some(format!(
+                    "notification refused the run's http:// webhook receiver ({why}); to measure it, start notification with NOTIFICATION_WEBHOOK_ALLOW_HTTP=true (scripts/demo.sh does)"
+                )),
+            ),
+        },
+    };
+    eprintln!(
+        "seeded {} tenants, {} analysts each (capacity {capacity}), a contract each, {}",
+        plan.tenants,
+        plan.analysts,
+        if notified_off.is_none() {
+            format!("webhooks to {}", receiver.addr)
+        } else {
+            "no webhooks".to_owned()
+        }
+    );
+    if let (None, Mode::Rate(r)) = (&notified_off, plan.mode)
+        && r / f64::from(plan.tenants) > 10.0
+    {
+        eprintln!(
+            "note: {:.0} webhook messages/s per tenant; notification's per-tenant rate (NOTIFICATION_TENANT_RATE_PER_SEC, default 10) may hold them back: create->notified then measures that limit",
+            r / f64::from(plan.tenants)
+        );
+    }
+    Ok(Seeded {
+        tenants,
+        capacity,
+        receiver,
+        hooks,
+        notified_off,
+    })
+}
+
+/// Removes the run's webhooks (see [`remove_webhooks`]), saying so.
+pub async fn cleanup(c: &Clients, seeded: &Seeded) {
+    let (Some(n), false) = (&c.notification, seeded.hooks.is_empty()) else {
+        return;
+    };
+    match remove_webhooks(n, &seeded.hooks).await {
+        Ok(cancelled) => eprintln!(
+            "removed the run's {} webhooks ({cancelled} deliveries still pending for them cancelled)",
+            seeded.hooks.len()
+        ),
+        Err(e) => eprintln!(
+            "warning: the run's webhooks are still registered ({}); remove them with `wardctl --tenant <tenant> webhook delete <id>`",
+            wardctl::error_text(&e)
+        ),
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! The webhook receiver `wardctl load` runs on 127.0.0.1: each tenant's
+//! The webhook receiver `wardline-load` runs on 127.0.0.1: each tenant's
 //! endpoint subscribes to ticket assignments, so notification's signed POST
 //! of a ticket's assignment is the moment the ticket is *notified*. The
 //! body is notification's default webhook document (`{"ticket": {"id":
@@ -76,6 +76,17 @@ impl Receiver {
             arrivals,
             task,
         })
+    }
+
+    /// When ticket `id`'s assignment was posted, if it was.
+    pub fn arrived(&self, id: &str) -> Option<Instant> {
+        self.arrivals.lock().ok()?.get(id).copied()
+    }
+
+    /// A counter of the tickets whose assignment was posted, for a task of its own.
+    pub fn counter(&self) -> impl Fn() -> usize + Send + 'static {
+        let arrivals = self.arrivals.clone();
+        move || arrivals.lock().map(|a| a.len()).unwrap_or_default()
     }
 
     /// The endpoint URL of `tenant`.

@@ -1,0 +1,120 @@
+//! `wardctl demo` plays the shipped scenario against the real four services
+//! (in process, fresh databases, a private nats-server, email to a local
+//! SMTP server): every call is created and placed as the scenario
+//! expects, metered exactly once, and somebody is told about it; the
+//! worked call runs its whole lifecycle; a second run seeds nothing new.
+
+mod common;
+
+use clap::Parser as _;
+use common::*;
+use wardctl::cli::{Cli, Command};
+use wardctl::commands::Context;
+use wardctl::demo::outcome::Outcome;
+use wardline_testkit::{HttpSink, TestDb, TestNats, TestSmtp};
+
+async fn play(urls: &[(&str, String)]) -> Outcome {
+    let mut argv: Vec<String> = vec!["wardctl".into(), "--json".into()];
+    for (flag, url) in urls {
+        argv.extend([format!("--{flag}"), url.clone()]);
+    }
+    argv.extend([
+        "--secret".into(),
+        wardline_testkit::SECRET.into(),
+        "demo".into(),
+    ]);
+    let cli = Cli::try_parse_from(&argv).expect("the command line parses");
+    let ctx = Context::from_cli(&cli);
+    let Command::Demo(args) = &cli.command else {
+        panic!("not wardctl demo")
+    };
+    wardctl::demo::run(&ctx, args).await.expect("the demo runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_shipped_scenario_is_created_placed_billed_and_notified() {
+    let nats = TestNats::start();
+    let dbs = [
+        TestDb::create("demo_intake").await,
+        TestDb::create("demo_routing").await,
+        TestDb::create("demo_billing").await,
+        TestDb::create("demo_notification").await,
+    ];
+    let (smtp, sms, pager) = (
+        TestSmtp::start().await,
+        HttpSink::start().await,
+        HttpSink::start().await,
+    );
+    let intake = start_intake(&dbs[0], &nats).await;
+    let routing = start_routing(&dbs[1], &nats).await;
+    let billing = start_billing(&dbs[2], &nats).await;
+    let notification = start_notification(&dbs[3], &nats, &smtp, &sms, &pager).await;
+    let url = |a: std::net::SocketAddr| format!("http://{a}");
+    let urls = [
+        ("intake-url", url(intake.grpc)),
+        ("routing-url", url(routing.grpc)),
+        ("billing-url", url(billing.grpc)),
+        ("notification-url", url(notification.grpc)),
+        ("nats-url", nats.url()),
+    ];
+
+    let o = play(&urls).await;
+    println!("{}", o.text());
+    assert_eq!(o.calls.len(), 5, "every call created");
+    for c in &o.calls {
+        assert!(
+            c.as_expected(),
+            "{} was {}, expected {:?}",
+            c.number,
+            c.placed(),
+            c.expect
+        );
+        assert_eq!(c.charges, 1, "{} metered exactly once", c.number);
+        assert!(c.deliveries > 0, "somebody was told about {}", c.number);
+    }
+    assert_eq!(o.billed_tenants, vec!["stmarys", "lakeside"]);
+    let classified: Vec<&str> = (o.calls.iter().filter(|c| c.classified))
+        .map(|c| c.category.as_str())
+        .collect();
+    assert_eq!(
+        classified,
+        vec!["network"],
+        "intake classified the Wi-Fi call"
+    );
+    let worked = o.worked.as_ref().expect("a call was worked");
+    assert_eq!(
+        worked.steps,
+        vec!["acknowledged", "started", "note_added", "resolved"]
+    );
+    assert_ne!(
+        worked.actor, "wardctl (vendor admin)",
+        "its analyst worked it"
+    );
+    assert!(o.explained.is_some(), "one decision explained");
+    for t in &o.tenants {
+        let total = t.draft_total.as_ref().expect("a draft invoice");
+        assert_eq!(total.currency, "USD");
+        assert!(total.minor_units > 0, "{} billed something", t.tenant_id);
+    }
+    assert_eq!(o.events.get("ticket.created"), Some(&5), "{:?}", o.events);
+    assert_eq!(o.events.get("ticket.assigned"), Some(&5), "{:?}", o.events);
+    let email = o.deliveries.get("email").expect("deliveries by email");
+    assert!(email.get("delivered").is_some_and(|n| *n > 0), "{email:?}");
+    assert!(!smtp.messages().is_empty(), "the SMTP server received mail");
+
+    // Played again: the seed is kept, five new calls are filed.
+    let again = play(&urls).await;
+    assert_eq!(again.calls.len(), 5);
+    assert!(
+        again
+            .calls
+            .iter()
+            .all(|c| !o.calls.iter().any(|d| d.ticket_id == c.ticket_id))
+    );
+    assert!(again.calls.iter().all(|c| c.charges == 1));
+
+    notification.stop().await;
+    billing.stop().await;
+    routing.stop().await;
+    intake.stop().await;
+}
