@@ -181,9 +181,20 @@ print(f"{path}: {len(services)} services ({', '.join(services)}), structure and 
 PY
 
 # The files the compose stack mounts, where a local tool can check them.
-if bin="$(type -P nats-server)" && _nats_ok "$bin"; then
-    log "checking deploy/nats/nats.conf with $bin -t"
-    "$bin" -t -c deploy/nats/nats.conf >&2
+# nats.conf needs the PKI it names (certificates, the identities' public
+# nkeys): check it against a throwaway one from a built wardline-dev-pki.
+pki_bin="$(find target -maxdepth 2 -name wardline-dev-pki -type f -perm -u+x 2>/dev/null | head -n 1 || true)"
+if bin="$(type -P nats-server)" && _nats_ok "$bin" && [[ -n "$pki_bin" ]]; then
+    log "checking deploy/nats/nats.conf with $bin -t (throwaway PKI from $pki_bin)"
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    "$pki_bin" "$tmp/pki" >/dev/null
+    mkdir -p "$tmp/conf" "$tmp/data"
+    cp deploy/nats/permissions.conf "$tmp/conf/"
+    sed "s|/etc/nats/pki|$tmp/pki|g; s|store_dir: /data|store_dir: $tmp/data|" deploy/nats/nats.conf >"$tmp/conf/nats.conf"
+    (set -a && . "$tmp/pki/nats/identities.env" && "$bin" -t -c "$tmp/conf/nats.conf") >&2
+elif [[ -z "$pki_bin" ]]; then
+    log "not checking deploy/nats/nats.conf: build wardline-dev-pki first (cargo build -p wardline-devpki)"
 fi
 if have hadolint; then
     log "linting deploy/Dockerfile with hadolint"

@@ -9,11 +9,20 @@
 # release binaries, and leaves the services running for you to poke at with
 # target/release/wardctl. Works from any directory.
 #
+# Transport security is on, as it ships (docs/threat-model.md): a
+# development CA, certificates and NATS nkeys are made once under
+# .wardline/pki (wardline-dev-pki); NATS runs with TLS and one identity per
+# service (deploy/nats/permissions.conf); wardline-provision creates the
+# streams as the provisioning identity; the gRPC ports serve mutual TLS and
+# wardctl presents .wardline/pki/wardctl's certificate. PostgreSQL is the
+# local one on loopback (plaintext never leaves the machine).
+#
 # Variables:
 #   WARDLINE_PG_URL       admin connection, default postgres://postgres@127.0.0.1:5432/postgres
-#   NATS_URL              default nats://127.0.0.1:4222 (see scripts/ensure-nats.sh)
+#   NATS_URL              a NATS with TLS and Wardline's identities, else our own
+#                         on 4223 (see scripts/ensure-nats.sh)
 #   WARDLINE_JWT_SECRET   default: the contents of .wardline/jwt-secret (generated once)
-#   WARDLINE_STATE_DIR    default <repo>/.wardline (pids, logs, secret, NATS store)
+#   WARDLINE_STATE_DIR    default <repo>/.wardline (pids, logs, secret, PKI, NATS store)
 #   RUST_LOG              default info
 #   NOTIFICATION_SMTP_HOST  an SMTP relay for notification's email (with
 #                         NOTIFICATION_SMTP_PORT/_TLS/_USERNAME/_PASSWORD);
@@ -72,8 +81,6 @@ fi
 # ---------------------------------------------------------------- infrastructure
 
 WARDLINE_PG_URL="$PG_URL" scripts/ensure-postgres.sh
-NATS_URL="$(scripts/ensure-nats.sh)"
-export NATS_URL
 
 ensure_database() {
     local db="$1"
@@ -91,9 +98,20 @@ ensure_database "$NOTIFICATION_DB"
 
 if [[ "${WARDLINE_SKIP_BUILD:-0}" != 1 ]]; then
     have cargo || die "cargo not found (install Rust with rustup)"
-    log "cargo build --release -p wardline-intake -p wardline-routing -p wardline-billing -p wardline-notification -p wardctl -p wardline-load"
-    cargo build --release -p wardline-intake -p wardline-routing -p wardline-billing -p wardline-notification -p wardctl -p wardline-load >&2
+    log "cargo build --release -p wardline-intake -p wardline-routing -p wardline-billing -p wardline-notification -p wardctl -p wardline-load -p wardline-devpki -p wardline-kit"
+    cargo build --release -p wardline-intake -p wardline-routing -p wardline-billing -p wardline-notification -p wardctl -p wardline-load -p wardline-devpki -p wardline-kit >&2
 fi
+
+# ---------------------------------------------------------------- transport security
+
+PKI="$STATE/pki"
+mkdir -p "$STATE"
+"$BIN_DIR/wardline-dev-pki" "$PKI" >&2
+NATS_URL="$(WARDLINE_PKI_DIR="$PKI" scripts/ensure-nats.sh)"
+export NATS_URL NATS_CA_FILE="$PKI/ca.pem"
+log "creating the streams as the provisioning identity (wardline-provision)"
+NATS_NKEY_SEED_FILE="$PKI/provision/nats.nk" WARDLINE_LOG_FORMAT=pretty "$BIN_DIR/wardline-provision" >&2 ||
+    die "wardline-provision failed (NATS at $NATS_URL)"
 
 # ---------------------------------------------------------------- secrets
 
@@ -150,8 +168,13 @@ start_service() {
     [[ -f "$logfile" ]] && mv -f "$logfile" "$logfile.prev"
     log "starting $name (gRPC $grpc, admin http://$admin, log $logfile)"
     # setsid: the service outlives this script and the terminal's Ctrl-C.
+    local prefix
+    prefix="$(tr '[:lower:]' '[:upper:]' <<<"$name")"
     env "$@" RUST_LOG="${RUST_LOG:-info}" WARDLINE_LOG_FORMAT=json \
-        NATS_URL="$NATS_URL" WARDLINE_JWT_SECRET="$WARDLINE_JWT_SECRET" \
+        NATS_URL="$NATS_URL" NATS_CA_FILE="$PKI/ca.pem" NATS_NKEY_SEED_FILE="$PKI/$name/nats.nk" \
+        "${prefix}_TLS_CERT_FILE=$PKI/$name/tls.pem" "${prefix}_TLS_KEY_FILE=$PKI/$name/tls.key" \
+        "${prefix}_TLS_CLIENT_CA_FILE=$PKI/ca.pem" \
+        WARDLINE_JWT_SECRET="$WARDLINE_JWT_SECRET" \
         setsid "$bin" </dev/null >>"$logfile" 2>&1 &
     pid=$!
     echo "$pid" >"$pidfile"
@@ -203,10 +226,13 @@ start_service notification "$NOTIFICATION_ADMIN_ADDR" "$NOTIFICATION_GRPC_ADDR" 
 
 # ---------------------------------------------------------------- demo
 
-export WARDCTL_INTAKE_URL="http://$INTAKE_GRPC_ADDR"
-export WARDCTL_ROUTING_URL="http://$ROUTING_GRPC_ADDR"
-export WARDCTL_BILLING_URL="http://$BILLING_GRPC_ADDR"
-export WARDCTL_NOTIFICATION_URL="http://$NOTIFICATION_GRPC_ADDR"
+export WARDCTL_INTAKE_URL="https://$INTAKE_GRPC_ADDR"
+export WARDCTL_ROUTING_URL="https://$ROUTING_GRPC_ADDR"
+export WARDCTL_BILLING_URL="https://$BILLING_GRPC_ADDR"
+export WARDCTL_NOTIFICATION_URL="https://$NOTIFICATION_GRPC_ADDR"
+# wardctl: mutual TLS to the services, the operator's NATS identity.
+export WARDCTL_CA_FILE="$PKI/ca.pem" WARDCTL_CLIENT_CERT_FILE="$PKI/wardctl/tls.pem" WARDCTL_CLIENT_KEY_FILE="$PKI/wardctl/tls.key"
+export NATS_NKEY_SEED_FILE="$PKI/provision/nats.nk"
 printf '\n' >&2
 read -r -a EXTRA_DEMO_ARGS <<<"${WARDCTL_DEMO_ARGS:-}"
 if ! "$BIN_DIR/wardctl" demo "${DEMO_MAIL_ARGS[@]}" "${EXTRA_DEMO_ARGS[@]}"; then
@@ -225,11 +251,12 @@ Wardline is running:
   routing  gRPC $WARDCTL_ROUTING_URL   admin http://$ROUTING_ADMIN_ADDR (/readyz /healthz /metrics)
   billing  gRPC $WARDCTL_BILLING_URL   admin http://$BILLING_ADMIN_ADDR (/readyz /healthz /metrics)
   notification gRPC $WARDCTL_NOTIFICATION_URL   admin http://$NOTIFICATION_ADMIN_ADDR; email to the $MAIL_NOTE
-  NATS     $NATS_URL
+  NATS     $NATS_URL (TLS; identities in $PKI)
   logs     $LOGS/  (JSON lines; e.g. tail -f $LOGS/routing.log)
 
 Try more with $BIN_DIR/wardctl, after:
   export WARDCTL_INTAKE_URL=$WARDCTL_INTAKE_URL WARDCTL_ROUTING_URL=$WARDCTL_ROUTING_URL WARDCTL_BILLING_URL=$WARDCTL_BILLING_URL WARDCTL_NOTIFICATION_URL=$WARDCTL_NOTIFICATION_URL NATS_URL=$NATS_URL WARDLINE_JWT_SECRET=$SECRET_HINT
+  export WARDCTL_CA_FILE=$WARDCTL_CA_FILE WARDCTL_CLIENT_CERT_FILE=$WARDCTL_CLIENT_CERT_FILE WARDCTL_CLIENT_KEY_FILE=$WARDCTL_CLIENT_KEY_FILE NATS_CA_FILE=$NATS_CA_FILE NATS_NKEY_SEED_FILE=$NATS_NKEY_SEED_FILE
 e.g.
   $BIN_DIR/wardctl --tenant stmarys ticket list
   $BIN_DIR/wardctl --tenant stmarys analyst list

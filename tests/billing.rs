@@ -165,7 +165,7 @@ async fn a_month_for_two_hospitals_matches_the_hand_computed_invoices_and_never_
     let db = TestDb::create("billing").await;
     let billing = start_billing(&db, &nats).await;
     let addr = billing.grpc;
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let js = nats.jetstream().await;
     publish_event(&js, &tenant_created("stmarys", "America/Chicago")).await;
     publish_event(&js, &tenant_created("lakeside", "America/New_York")).await;
     wardline_testkit::eventually(10, "tenants known", || async {
@@ -406,7 +406,7 @@ async fn only_billing_roles_see_billing_data_and_a_tenant_admin_only_their_own()
     let db = TestDb::create("billing").await;
     let billing = start_billing(&db, &nats).await;
     let addr = billing.grpc;
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let js = nats.jetstream().await;
     publish_event(&js, &tenant_created("stmarys", "America/Chicago")).await;
     wardline_testkit::eventually(10, "tenant known", || async {
         let pool = db.pool().await;
@@ -525,7 +525,7 @@ async fn billing_killed_repeatedly_while_10000_tickets_flow_bills_each_exactly_o
     let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut billing = start_billing_process(&db, &nats, grpc, admin, &log);
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let js = nats.jetstream().await;
     publish_event(&js, &tenant_created("stmarys", "America/Chicago")).await;
     create_contract_when_ready(grpc).await;
 
@@ -627,7 +627,7 @@ async fn a_call_that_arrives_before_its_tenant_is_billed_as_soon_as_the_tenant_i
     let nats = TestNats::start();
     let db = TestDb::create("billing").await;
     let billing = start_billing(&db, &nats).await;
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let js = nats.jetstream().await;
     // The call comes first (events are not ordered across aggregates)...
     let (_, call) = ticket_created(
         "stmarys",
@@ -649,5 +649,103 @@ async fn a_call_that_arrives_before_its_tenant_is_billed_as_soon_as_the_tenant_i
         (n == 1).then_some(())
     })
     .await;
+    billing.stop().await;
+}
+
+/// Issue 11's done-when: against nats-server with the shipped permission
+/// layout, neither an anonymous client nor the routing service's own
+/// identity can publish `ticket.created`, so billing meters no forged call;
+/// intake's identity can, and billing meters that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn billing_meters_no_forged_call_because_only_intake_may_publish_ticket_created() {
+    let nats = TestNats::start();
+    let db = TestDb::create("billing").await;
+    let billing = start_billing(&db, &nats).await;
+    let intake =
+        async_nats::jetstream::new(nats.client_as("intake").await.expect("intake signs in"));
+    publish_event(&intake, &tenant_created("stmarys", "America/Chicago")).await;
+    create_contract_when_ready(billing.grpc).await;
+    let at = local("America/Chicago", 2026, 3, 2, 9, 0);
+
+    // No credentials: the server refuses the connection itself.
+    let anonymous = async_nats::ConnectOptions::new()
+        .add_root_certificates(nats.ca_file())
+        .require_tls(true)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(nats.url())
+        .await;
+    let e = anonymous.expect_err("an anonymous client is refused");
+    assert!(
+        format!("{e:?}").to_lowercase().contains("auth"),
+        "refused for its credentials: {e:?}"
+    );
+
+    // Routing's own identity: signed in, but ticket.created is not its event.
+    let routing = nats
+        .config_for("routing")
+        .options("routing")
+        .expect("routing's options")
+        .request_timeout(Some(Duration::from_secs(2)))
+        .connect(nats.url())
+        .await
+        .expect("routing signs in");
+    let routing_js = async_nats::jetstream::new(routing);
+    let (_, forged) = ticket_created("stmarys", 1, at, true, Priority::P1);
+    let subject = wardline_kit::events::subject(&forged).unwrap();
+    assert_eq!(subject, "wardline.events.stmarys.ticket.created");
+    let refused = match routing_js
+        .publish(
+            subject.clone(),
+            prost::Message::encode_to_vec(&forged).into(),
+        )
+        .await
+    {
+        Ok(ack) => ack.await.is_err(),
+        Err(_) => true,
+    };
+    assert!(refused, "routing's identity published {subject}");
+    // Routing's own events still go through (the permission is per kind).
+    let (ticket_id, _) = ticket_created("stmarys", 9, at, true, Priority::P1);
+    let breach = breach("stmarys", &ticket_id, Priority::P1, at);
+    routing_js
+        .publish(
+            wardline_kit::events::subject(&breach).unwrap(),
+            prost::Message::encode_to_vec(&breach).into(),
+        )
+        .await
+        .expect("routing publishes its own sla_breached")
+        .await
+        .expect("and JetStream stores it");
+
+    // The real producer's call, published after the forgeries: once
+    // billing has it, everything before it has been seen too.
+    let (genuine_id, genuine) = ticket_created("stmarys", 2, at, true, Priority::P1);
+    publish_event(&intake, &genuine).await;
+    let pool = db.pool().await;
+    let ids: Vec<uuid::Uuid> =
+        wardline_testkit::eventually(30, "the genuine call metered", || async {
+            let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT ticket_id FROM calls")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            (!ids.is_empty()).then_some(ids)
+        })
+        .await;
+    assert_eq!(
+        ids,
+        vec![uuid::Uuid::parse_str(&genuine_id).unwrap()],
+        "only the genuine call is metered"
+    );
+    let on_stream = wardline_testkit::events::read_all(
+        &nats,
+        "wardline.events.stmarys.ticket.created",
+        Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(
+        on_stream.len(),
+        1,
+        "the forged event never reached the stream"
+    );
     billing.stop().await;
 }

@@ -10,6 +10,7 @@ use wardline_kit::config::Env;
 const LIBRARY_VARIABLES: &[&str] = &[
     "RUST_LOG",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
     "OTEL_SERVICE_NAME",
 ];
 
@@ -132,7 +133,16 @@ fn every_service_with_a_build_is_checked_here() {
     // service before adding it here.
     for name in &built {
         assert!(
-            ["intake", "routing", "billing", "notification", "seed"].contains(&name.as_str()),
+            // pki runs wardline-dev-pki (arguments, no environment).
+            [
+                "intake",
+                "routing",
+                "billing",
+                "notification",
+                "seed",
+                "pki"
+            ]
+            .contains(&name.as_str()),
             "no configuration check for compose service {name}"
         );
     }
@@ -224,8 +234,8 @@ fn ports_health_checks_and_the_seeder_agree_with_the_addresses() {
         let wardctl_url = &seed[&format!("WARDCTL_{prefix}_URL")];
         assert_eq!(
             wardctl_url,
-            &format!("http://{service}:{grpc}"),
-            "the seeder finds {service}"
+            &format!("https://{service}:{grpc}"),
+            "the seeder finds {service}, over TLS"
         );
     }
 }
@@ -659,4 +669,63 @@ fn the_dashboard_uses_only_metrics_the_services_record() {
         }
     }
     assert!(used > 10, "the dashboard queries Wardline's metrics");
+}
+
+/// The NATS configuration Kubernetes runs carries exactly the permission
+/// layout the code generates (and the tests run): the base the shared
+/// pools', the large-tenant overlay the dedicated pools' too.
+#[test]
+fn the_kubernetes_nats_config_is_the_generated_permission_layout() {
+    let data = |file: &str| -> String {
+        let path = deploy_dir().join(file);
+        yaml_documents(&path)
+            .into_iter()
+            .find(|d| d["kind"].as_str() == Some("ConfigMap") && d["metadata"]["name"].as_str() == Some("nats-config"))
+            .unwrap_or_else(|| panic!("{file} has ConfigMap nats-config"))["data"]["permissions.conf"]
+            .as_str()
+            .expect("permissions.conf")
+            .to_owned()
+    };
+    assert_eq!(
+        data("k8s/base/nats.yaml"),
+        wardline_kit::nats::permissions_conf(&[])
+    );
+    assert_eq!(
+        data("k8s/overlays/large-tenant/nats-permissions.yaml"),
+        wardline_kit::nats::permissions_conf(&[
+            ("routing", &["stmarys"]),
+            ("notification", &["stmarys"])
+        ])
+    );
+}
+
+/// Compose runs NATS as it ships: the provisioning step before the
+/// services, every service signed in with its own identity over TLS.
+#[test]
+fn compose_provisions_streams_first_and_services_sign_in_over_tls() {
+    let c = compose();
+    for (name, _, _) in services() {
+        let env = environment(&c, name);
+        assert_eq!(
+            env.get("NATS_URL").map(String::as_str),
+            Some("tls://nats:4222"),
+            "{name}"
+        );
+        assert_eq!(
+            env.get("NATS_NKEY_SEED_FILE").map(String::as_str),
+            Some(format!("/pki/{name}/nats.nk").as_str()),
+            "{name}"
+        );
+        assert!(env.contains_key("NATS_CA_FILE"), "{name}");
+        assert_eq!(
+            depends_on(&c, name).get("provision").map(String::as_str),
+            Some("service_completed_successfully"),
+            "{name} starts after the streams exist"
+        );
+    }
+    let provision = environment(&c, "provision");
+    assert_eq!(
+        provision.get("SERVICE").map(String::as_str),
+        Some("wardline-provision")
+    );
 }

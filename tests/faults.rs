@@ -317,7 +317,7 @@ impl Fleet {
     }
 
     async fn js(&self) -> jetstream::Context {
-        jetstream::new(async_nats::connect(self.nats.url()).await.unwrap())
+        self.nats.jetstream().await
     }
 
     /// Tenant, analysts, contract and a webhook, through the gRPC APIs.
@@ -1129,7 +1129,7 @@ async fn poison_messages_are_dead_lettered_by_every_consumer_and_block_nothing()
 /// Every `ticket.created` intake published so far.
 async fn created_events(fleet: &Fleet, n: usize) -> Vec<wardline_testkit::events::Seen> {
     let seen = wardline_testkit::events::wait_for(
-        &fleet.nats.url(),
+        &fleet.nats,
         &wardline_kit::nats::event_subject(TENANT, "ticket", "created"),
         n,
         60,

@@ -16,6 +16,15 @@ use wardline_testkit::{HttpSink, TestDb, TestNats, TestSmtp};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_tickets_at_a_hundred_a_second_are_created_assigned_billed_and_notified() {
     let nats = TestNats::start();
+    // wardctl takes its NATS identity from the environment, as in a shell:
+    // the operator's (provisioning) identity and the test CA.
+    // SAFETY: nextest runs each test in a process of its own, and nothing
+    // else in this one reads or writes the environment concurrently yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("NATS_NKEY_SEED_FILE", nats.nkey_file("provision"));
+        std::env::set_var("NATS_CA_FILE", nats.ca_file());
+    }
     let intake_db = TestDb::create("load_intake").await;
     let routing_db = TestDb::create("load_routing").await;
     let billing_db = TestDb::create("load_billing").await;

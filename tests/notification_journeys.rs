@@ -170,7 +170,7 @@ async fn the_caller_hears_received_assigned_and_resolved_and_the_canary_never_le
         assert!(r.headers.iter().all(|(_, v)| !v.contains("CANARY")));
     }
     let all = events::read_all(
-        &w.s.nats.url(),
+        &w.s.nats,
         "wardline.events.>",
         std::time::Duration::from_millis(300),
     )

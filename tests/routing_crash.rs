@@ -146,7 +146,7 @@ async fn sigkill_mid_flow_loses_no_timer_and_assigns_nothing_twice() {
             .unwrap();
     let rows: HashMap<String, i64> = rows.into_iter().collect();
     let seen = events::wait_for(
-        &s.nats.url(),
+        &s.nats,
         "wardline.events.stmarys.ticket.assigned",
         rows.values().sum::<i64>() as usize,
         15,

@@ -108,13 +108,7 @@ async fn a_p1_from_a_nurse_about_emar_reaches_the_rn_on_shift_even_if_a_tech_is_
     );
 
     // The events went out once each, with trace context.
-    let seen = events::wait_for(
-        &s.nats.url(),
-        "wardline.events.stmarys.ticket.assigned",
-        1,
-        10,
-    )
-    .await;
+    let seen = events::wait_for(&s.nats, "wardline.events.stmarys.ticket.assigned", 1, 10).await;
     assert_eq!(seen.len(), 1);
     assert!(seen[0].traceparent.is_some());
 }
@@ -322,13 +316,8 @@ async fn an_unacknowledged_assignment_is_rerouted_to_the_next_analyst() {
         first_analyst.current_load, 0,
         "the timed-out assignment freed capacity"
     );
-    let escalations = events::wait_for(
-        &s.nats.url(),
-        "wardline.events.stmarys.ticket.escalated",
-        1,
-        10,
-    )
-    .await;
+    let escalations =
+        events::wait_for(&s.nats, "wardline.events.stmarys.ticket.escalated", 1, 10).await;
     let Some(Payload::TicketEscalated(e)) = &escalations[0].envelope.payload else {
         panic!()
     };
@@ -370,20 +359,15 @@ async fn a_missed_response_target_escalates_to_the_supervisor_and_is_a_breach() 
         .await;
     assert_eq!(shown.escalation_level(), EscalationLevel::Supervisor);
     let breaches = events::wait_for(
-        &s.nats.url(),
+        &s.nats,
         "wardline.events.stmarys.ticket.sla_breached",
         1,
         10,
     )
     .await;
     assert_eq!(breaches.len(), 1);
-    let escalated = events::wait_for(
-        &s.nats.url(),
-        "wardline.events.stmarys.ticket.escalated",
-        1,
-        10,
-    )
-    .await;
+    let escalated =
+        events::wait_for(&s.nats, "wardline.events.stmarys.ticket.escalated", 1, 10).await;
     let Some(Payload::TicketEscalated(e)) = &escalated[0].envelope.payload else {
         panic!()
     };

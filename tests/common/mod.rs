@@ -82,7 +82,6 @@ pub fn service_env(
         (format!("{prefix}_DATABASE_URL"), db.url()),
         (format!("{prefix}_DB_MAX_CONNECTIONS"), "8".into()),
         (format!("{prefix}_RELAY_POLL_MS"), "200".into()),
-        ("NATS_URL".into(), nats.url()),
         (
             "WARDLINE_JWT_SECRET".into(),
             wardline_testkit::SECRET.into(),
@@ -92,6 +91,7 @@ pub fn service_env(
         // not the production 30 s: crash tests converge sooner.
         ("WARDLINE_CONSUMER_ACK_WAIT_MS".into(), "5000".into()),
     ];
+    env.extend(nats.service_env(&prefix.to_lowercase(), extra));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
 }
@@ -174,6 +174,11 @@ pub async fn publish_event_as(
         .expect("publish")
         .await
         .expect("puback");
+}
+
+/// Intake in process from a whole environment (a test's own variables).
+pub async fn start_intake_with(env: Vec<(String, String)>) -> Running {
+    start_in_process!(wardline_intake, env)
 }
 
 pub async fn start_intake(db: &TestDb, nats: &TestNats) -> Running {

@@ -114,21 +114,21 @@ fn rating(n: usize) {
 async fn metering(n: usize) -> anyhow::Result<()> {
     let nats = wardline_testkit::TestNats::start();
     let db = wardline_testkit::TestDb::create("bench_billing").await;
-    let pairs = vec![
+    let mut pairs = nats.service_env("billing", &[]);
+    pairs.extend(vec![
         ("BILLING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("BILLING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("BILLING_DATABASE_URL".to_owned(), db.url()),
-        ("NATS_URL".to_owned(), nats.url()),
         (
             "WARDLINE_JWT_SECRET".to_owned(),
             wardline_testkit::SECRET.to_owned(),
         ),
-    ];
+    ]);
     let config = wardline_billing::Config::from_env(&Env::from_pairs(pairs))?;
     let shutdown = CancellationToken::new();
     let app = wardline_billing::Application::build(config, shutdown.clone()).await?;
     let running = tokio::spawn(app.run_until_stopped());
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await?);
+    let js = nats.jetstream().await;
     let publish = |env: wardline_proto::events::EventEnvelope| {
         let js = js.clone();
         async move {

@@ -85,10 +85,10 @@ impl Application {
         let api = Api::new(self.base.pool.clone());
         let routes = self
             .base
-            .routes(&auth, DEAD_LETTER_READERS)
-            .add(ContractServiceServer::new(api.clone()))
-            .add(UsageServiceServer::new(api.clone()))
-            .add(InvoiceServiceServer::new(api.clone()));
+            .routes(&auth, DEAD_LETTER_READERS)?
+            .serve(ContractServiceServer::new(api.clone()))
+            .serve(UsageServiceServer::new(api.clone()))
+            .serve(InvoiceServiceServer::new(api.clone()));
         self.base.serve_on(self.listeners, routes).await
     }
 }

@@ -91,18 +91,22 @@ async fn publish(js: &async_nats::jetstream::Context, env: &EventEnvelope, msg_i
 async fn each_recorded_call_is_metered_exactly_once_with_its_contract_version_and_hours() {
     let nats = TestNats::start();
     let db = TestDb::create("billing_metered").await;
-    let config = wardline_billing::Config::from_env(&Env::from_pairs(vec![
-        ("BILLING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-        ("BILLING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-        ("BILLING_DATABASE_URL".to_owned(), db.url()),
-        ("BILLING_RELAY_POLL_MS".to_owned(), "200".to_owned()),
-        ("NATS_URL".to_owned(), nats.url()),
-        (
-            "WARDLINE_JWT_SECRET".to_owned(),
-            wardline_testkit::SECRET.to_owned(),
-        ),
-        ("WARDLINE_SHUTDOWN_TIMEOUT_MS".to_owned(), "5000".to_owned()),
-    ]))
+    let config = wardline_billing::Config::from_env(&Env::from_pairs(
+        vec![
+            ("BILLING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            ("BILLING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            ("BILLING_DATABASE_URL".to_owned(), db.url()),
+            ("BILLING_RELAY_POLL_MS".to_owned(), "200".to_owned()),
+            (
+                "WARDLINE_JWT_SECRET".to_owned(),
+                wardline_testkit::SECRET.to_owned(),
+            ),
+            ("WARDLINE_SHUTDOWN_TIMEOUT_MS".to_owned(), "5000".to_owned()),
+        ]
+        .into_iter()
+        .chain(nats.service_env("billing", &[]))
+        .collect::<Vec<_>>(),
+    ))
     .expect("billing accepts the test configuration");
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
@@ -112,7 +116,7 @@ async fn each_recorded_call_is_metered_exactly_once_with_its_contract_version_an
     let grpc = app.grpc_addr();
     let running = tokio::spawn(app.run_until_stopped());
 
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let js = nats.jetstream().await;
     publish(&js, &tenant_created("stmarys"), "tenant-stmarys").await;
     // A contract from 1 March (the example: weekdays 08:00-17:00).
     wardline_testkit::eventually(20, "billing knows the tenant", || async {
@@ -175,7 +179,7 @@ async fn each_recorded_call_is_metered_exactly_once_with_its_contract_version_an
     }
 
     let seen = wardline_testkit::events::wait_for(
-        &nats.url(),
+        &nats,
         "wardline.events.stmarys.call.metered",
         calls.len(),
         20,
@@ -185,7 +189,7 @@ async fn each_recorded_call_is_metered_exactly_once_with_its_contract_version_an
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let seen = {
         let later = wardline_testkit::events::read_all(
-            &nats.url(),
+            &nats,
             "wardline.events.stmarys.call.metered",
             Duration::from_millis(500),
         )

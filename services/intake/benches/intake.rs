@@ -116,7 +116,6 @@ async fn run() {
         ("INTAKE_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
         ("INTAKE_DATABASE_URL", db.url()),
         ("INTAKE_TENANT_RATE", "0".to_owned()),
-        ("NATS_URL", nats.url()),
         ("WARDLINE_JWT_SECRET", wardline_testkit::SECRET.to_owned()),
     ]
     .into_iter()
@@ -125,6 +124,7 @@ async fn run() {
         std::env::vars()
             .filter(|(k, _)| k.starts_with("INTAKE_CREATE_") || k == "INTAKE_DB_MAX_CONNECTIONS"),
     )
+    .chain(nats.service_env("intake", &[]))
     .collect();
     let config = Config::from_env(&Env::from_pairs(pairs)).expect("config");
     let shutdown = CancellationToken::new();
@@ -163,7 +163,7 @@ async fn run() {
     // lock for both sides, so neither can miss the other.
     let book: Arc<Mutex<HashMap<String, Mark>>> = Arc::default();
     let to_event = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
-    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let client = nats.client().await;
     let mut sub = client
         .subscribe("wardline.events.*.ticket.created")
         .await

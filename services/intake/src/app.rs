@@ -68,9 +68,9 @@ impl Application {
         let api = Api::new(self.base.pool.clone(), quota, self.config.writer);
         let routes = self
             .base
-            .routes(&auth, DEAD_LETTER_READERS)
-            .add(TenantServiceServer::new(api.clone()))
-            .add(TicketServiceServer::new(api.clone()));
+            .routes(&auth, DEAD_LETTER_READERS)?
+            .serve(TenantServiceServer::new(api.clone()))
+            .serve(TicketServiceServer::new(api.clone()));
         self.base.serve_on(self.listeners, routes).await
     }
 }

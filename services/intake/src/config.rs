@@ -55,8 +55,12 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c =
-            Config::from_env(&Env::from_pairs([("WARDLINE_JWT_SECRET", "s".repeat(32))])).unwrap();
+        let c = Config::from_env(&Env::from_pairs([
+            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            // The defaults are for a laptop: plaintext, no NATS identity.
+            ("WARDLINE_ENV", "development".to_owned()),
+        ]))
+        .unwrap();
         assert_eq!(c.service.grpc_addr.port(), 50051);
         assert_eq!(c.service.admin_addr.port(), 9101);
         assert_eq!(c.service.relay.batch, 512);

@@ -25,7 +25,6 @@ fn start_intake(
         ("INTAKE_GRPC_ADDR".to_owned(), grpc.to_string()),
         ("INTAKE_ADMIN_ADDR".to_owned(), admin.to_string()),
         ("INTAKE_DATABASE_URL".to_owned(), db.url()),
-        ("NATS_URL".to_owned(), nats.url()),
         (
             "WARDLINE_JWT_SECRET".to_owned(),
             wardline_testkit::SECRET.to_owned(),
@@ -33,6 +32,10 @@ fn start_intake(
         ("INTAKE_RELAY_POLL_MS".to_owned(), "200".to_owned()),
         ("RUST_LOG".to_owned(), "info".to_owned()),
     ];
+    let envs: Vec<(String, String)> = envs
+        .into_iter()
+        .chain(nats.service_env("intake", &[]))
+        .collect();
     ServiceProcess::spawn(Path::new(env!("CARGO_BIN_EXE_wardline-intake")), &envs, log)
 }
 
@@ -95,7 +98,7 @@ async fn sigkill_between_commit_and_publish_loses_no_event_and_duplicates_none()
     nats.restart();
     let mut intake = start_intake(&db, &nats, grpc, admin, &log);
     intake.wait_ready(admin, 60);
-    let seen = events::wait_for(&nats.url(), "wardline.events.stmarys.ticket.created", 5, 20).await;
+    let seen = events::wait_for(&nats, "wardline.events.stmarys.ticket.created", 5, 20).await;
     assert_eq!(
         seen.len(),
         5,
@@ -140,7 +143,7 @@ async fn sigkill_between_commit_and_publish_loses_no_event_and_duplicates_none()
     })
     .await;
     let again = events::read_all(
-        &nats.url(),
+        &nats,
         "wardline.events.stmarys.ticket.created",
         Duration::from_millis(500),
     )

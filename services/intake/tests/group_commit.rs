@@ -57,7 +57,7 @@ async fn concurrent_creates_get_unique_gap_free_numbers_and_one_event_each() {
     assert_eq!(numbers["lakeside"], expected("LKS"));
 
     let seen = events::wait_for(
-        &app.nats_url(),
+        app.nats(),
         "wardline.events.*.ticket.created",
         2 * per_tenant,
         30,

@@ -4,7 +4,6 @@
 
 mod common;
 
-use async_nats::jetstream;
 use common::*;
 use prost::Message;
 use wardline_proto::common::{Priority, TicketStatus};
@@ -17,7 +16,7 @@ use wardline_testkit::eventually;
 
 /// Publishes as routing would (through JetStream, with a message id).
 async fn publish(app: &TestApp, env: &EventEnvelope, msg_id: &str) {
-    let js = jetstream::new(async_nats::connect(app.nats_url()).await.unwrap());
+    let js = app.nats().jetstream().await;
     let subject = wardline_kit::events::subject(env).unwrap();
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", msg_id);
@@ -240,7 +239,7 @@ async fn a_ticket_queued_after_an_unacknowledged_assignment_waits_again() {
 async fn a_poison_event_is_dead_lettered_with_its_reason() {
     let app = spawn_app().await;
     app.create_tenant("stmarys", "STM").await;
-    let js = jetstream::new(async_nats::connect(app.nats_url()).await.unwrap());
+    let js = app.nats().jetstream().await;
     js.publish(
         "wardline.events.stmarys.ticket.assigned",
         "not a protobuf envelope \u{1}\u{2}".into(),

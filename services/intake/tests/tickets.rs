@@ -51,13 +51,7 @@ async fn a_nurse_with_patient_care_blocked_gets_a_p1_ticket_and_one_created_even
         .into_inner();
     assert_eq!(by_number.ticket_id, t.ticket_id);
 
-    let seen = events::wait_for(
-        &app.nats_url(),
-        "wardline.events.stmarys.ticket.created",
-        1,
-        10,
-    )
-    .await;
+    let seen = events::wait_for(app.nats(), "wardline.events.stmarys.ticket.created", 1, 10).await;
     assert_eq!(seen.len(), 1, "exactly one created event");
     let ev = &seen[0];
     assert_eq!(
@@ -143,13 +137,7 @@ async fn a_retry_returns_the_first_ticket_and_another_payload_is_refused() {
         .unwrap()
         .into_inner();
     assert_eq!(all.tickets.len(), 1, "no second ticket");
-    let seen = events::wait_for(
-        &app.nats_url(),
-        "wardline.events.stmarys.ticket.created",
-        1,
-        10,
-    )
-    .await;
+    let seen = events::wait_for(app.nats(), "wardline.events.stmarys.ticket.created", 1, 10).await;
     assert_eq!(seen.len(), 1, "no second event");
 }
 
@@ -514,7 +502,7 @@ async fn the_lifecycle_follows_the_state_machine_and_publishes_each_step() {
     assert_eq!(err.code(), Code::FailedPrecondition);
 
     // Every change published one event, in version order.
-    let seen = events::wait_for(&app.nats_url(), "wardline.events.stmarys.ticket.>", 12, 10).await;
+    let seen = events::wait_for(app.nats(), "wardline.events.stmarys.ticket.>", 12, 10).await;
     let kinds: Vec<(String, u64)> = seen
         .iter()
         .map(|s| {
@@ -644,7 +632,7 @@ async fn notes_stay_in_intake_and_private_notes_are_hidden_from_requesters() {
     assert!(seen_by_nurse.notes[0].public);
 
     let seen = events::wait_for(
-        &app.nats_url(),
+        app.nats(),
         "wardline.events.stmarys.ticket.note_added",
         2,
         10,
@@ -720,7 +708,7 @@ async fn tenants_are_validated_unique_and_listed_for_vendors() {
         .unwrap()
         .into_inner();
     assert_eq!(listed.tenants.len(), 1);
-    let seen = events::wait_for(&app.nats_url(), "wardline.events.stmarys.tenant.>", 2, 10).await;
+    let seen = events::wait_for(app.nats(), "wardline.events.stmarys.tenant.>", 2, 10).await;
     assert_eq!(seen.len(), 2, "created and updated");
 }
 

@@ -164,8 +164,13 @@ impl Env {
 /// Settings every service shares, read from unprefixed variables.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {
-    /// `NATS_URL`: where JetStream lives.
-    pub nats_url: String,
+    /// `WARDLINE_ENV`: `production` (default) or `development`; production
+    /// refuses plaintext hops that leave the machine and anonymous NATS.
+    pub profile: crate::tls::Profile,
+    /// `NATS_URL`, `NATS_NKEY_SEED_FILE`, `NATS_CA_FILE`,
+    /// `NATS_CLIENT_CERT_FILE`, `NATS_CLIENT_KEY_FILE`: where JetStream
+    /// lives and who this service is there.
+    pub nats: crate::nats::NatsConfig,
     /// `WARDLINE_STREAM_REPLICAS`: replicas of the event stream (1, or 3 clustered).
     pub stream_replicas: usize,
     /// `WARDLINE_SHUTDOWN_TIMEOUT_MS`: the most a graceful shutdown may take.
@@ -221,8 +226,27 @@ impl CommonConfig {
                 reason: "set it on the shared pool, WARDLINE_TENANTS on the dedicated one; not both on one replica".into(),
             });
         }
+        let profile = crate::tls::Profile::from_env(env)?;
+        // Spans carry tenant and ticket ids (never free text), still not
+        // for the wire in clear: production exports over TLS unless the
+        // collector is local (a sidecar or node agent).
+        for var in [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ] {
+            if let Some(endpoint) = env.get(var) {
+                crate::tls::require_tls(
+                    profile,
+                    var,
+                    !endpoint.trim().starts_with("http://"),
+                    crate::tls::url_host(endpoint.trim()),
+                    "OTLP export",
+                )?;
+            }
+        }
         Ok(Self {
-            nats_url: env.string("NATS_URL", "nats://127.0.0.1:4222"),
+            profile,
+            nats: crate::nats::NatsConfig::from_env(env, profile)?,
             stream_replicas: replicas,
             shutdown_timeout: env.millis("WARDLINE_SHUTDOWN_TIMEOUT_MS", 20_000)?,
             log_format: env.parse("WARDLINE_LOG_FORMAT", crate::telemetry::LogFormat::Json)?,
@@ -275,8 +299,17 @@ pub struct DbConfig {
 }
 
 impl DbConfig {
-    /// Reads `<prefix>_DATABASE_URL` (with a development default) and the pool size.
-    pub fn from_env(env: &Env, prefix: &str, default_url: &str) -> Result<Self, ConfigError> {
+    /// Reads `<prefix>_DATABASE_URL` (with a development default) and the
+    /// pool size. In production (`profile`) a server that is not local must
+    /// be reached with `sslmode=verify-full` or `verify-ca` (in the URL or
+    /// `PGSSLMODE`): `disable`, `allow`, `prefer` and `require` would let a
+    /// machine in the middle read the PHI that flows to the database.
+    pub fn from_env(
+        env: &Env,
+        prefix: &str,
+        default_url: &str,
+        profile: crate::tls::Profile,
+    ) -> Result<Self, ConfigError> {
         let var = format!("{prefix}_DATABASE_URL");
         let url = env.string(&var, default_url);
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -284,6 +317,31 @@ impl DbConfig {
                 var,
                 reason: "must be a postgres:// URL".into(),
             });
+        }
+        let opts: sqlx::postgres::PgConnectOptions =
+            url.parse().map_err(|e| ConfigError::Invalid {
+                var: var.clone(),
+                reason: format!("not a usable PostgreSQL URL: {e}"),
+            })?;
+        let verified = matches!(
+            opts.get_ssl_mode(),
+            sqlx::postgres::PgSslMode::VerifyFull | sqlx::postgres::PgSslMode::VerifyCa
+        );
+        let host = match opts.get_socket() {
+            Some(socket) => socket.display().to_string(),
+            None => opts.get_host().to_owned(),
+        };
+        if !verified && !crate::tls::is_local_host(&host) {
+            if profile.is_production() {
+                return Err(ConfigError::Invalid {
+                    var,
+                    reason: format!(
+                        "sslmode={} to {host} is not verified TLS; use sslmode=verify-full with sslrootcert=<CA file> (or set WARDLINE_ENV=development)",
+                        format!("{:?}", opts.get_ssl_mode()).to_lowercase()
+                    ),
+                });
+            }
+            tracing::warn!(%var, %host, "PostgreSQL without verified TLS (WARDLINE_ENV=development)");
         }
         Ok(Self {
             url: SecretString::from(url),
@@ -320,6 +378,9 @@ pub struct ServiceConfig {
     pub db: DbConfig,
     /// Shared variables.
     pub common: CommonConfig,
+    /// `<PREFIX>_TLS_CERT_FILE`, `<PREFIX>_TLS_KEY_FILE`,
+    /// `<PREFIX>_TLS_CLIENT_CA_FILE`: the gRPC port's TLS (and mutual TLS).
+    pub tls: Option<crate::tls::ServerTls>,
     /// HS256 key tokens are verified with (at least 32 characters).
     pub jwt_secret: SecretString,
     /// Outbox relay settings.
@@ -341,14 +402,30 @@ impl ServiceConfig {
         let relay = crate::outbox::RelayConfig {
             batch: env.parse(&var("RELAY_BATCH"), 512)?,
             poll: env.millis(&var("RELAY_POLL_MS"), 1000)?,
-            ..crate::outbox::RelayConfig::default()
         };
+        // Malformed values first (they name their variable), then the
+        // shared settings and the production transport rules.
+        let profile = crate::tls::Profile::from_env(env)?;
+        let grpc_addr = env.addr(&var("GRPC_ADDR"), defaults.grpc_addr)?;
+        let admin_addr = env.addr(&var("ADMIN_ADDR"), defaults.admin_addr)?;
+        let db = DbConfig::from_env(env, prefix, defaults.database_url, profile)?;
+        let jwt_secret = env.secret("WARDLINE_JWT_SECRET", 32)?;
+        let tls = crate::tls::ServerTls::from_env(env, prefix)?;
+        let common = CommonConfig::from_env(env)?;
+        crate::tls::require_tls(
+            profile,
+            &var("TLS_CERT_FILE"),
+            tls.is_some() || grpc_addr.ip().is_loopback(),
+            &grpc_addr.ip().to_string(),
+            "the gRPC port",
+        )?;
         Ok(Self {
-            grpc_addr: env.addr(&var("GRPC_ADDR"), defaults.grpc_addr)?,
-            admin_addr: env.addr(&var("ADMIN_ADDR"), defaults.admin_addr)?,
-            db: DbConfig::from_env(env, prefix, defaults.database_url)?,
-            common: CommonConfig::from_env(env)?,
-            jwt_secret: env.secret("WARDLINE_JWT_SECRET", 32)?,
+            grpc_addr,
+            admin_addr,
+            db,
+            tls,
+            common,
+            jwt_secret,
             relay,
             consumer_workers: env.parse(&var("CONSUMER_WORKERS"), 4)?,
             consumer_batch: env.parse(&var("CONSUMER_BATCH"), 64)?,
@@ -385,8 +462,12 @@ mod tests {
         let env = Env::from_pairs([("EMPTY", "  ")]);
         assert_eq!(env.string("EMPTY", "d"), "d");
         assert_eq!(env.parse("NONE", 7u32).unwrap(), 7);
-        let c = CommonConfig::from_env(&env).unwrap();
-        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        let c = CommonConfig::from_env(&Env::from_pairs([
+            ("EMPTY", "  "),
+            ("NATS_NKEY_SEED_FILE", "/seed"),
+        ]))
+        .unwrap();
+        assert_eq!(c.nats.url, "nats://127.0.0.1:4222");
         assert_eq!(c.stream_replicas, 1);
         assert!(c.tenants.is_empty());
     }
@@ -396,12 +477,13 @@ mod tests {
         let d = ServiceDefaults {
             grpc_addr: "0.0.0.0:1",
             admin_addr: "0.0.0.0:2",
-            database_url: "postgres://x/y",
+            database_url: "postgres://x/y?sslmode=verify-full",
         };
         let env = Env::from_pairs([
             ("WARDLINE_JWT_SECRET", "s".repeat(32)),
             ("SVC_CONSUMER_WORKERS", "7".into()),
             ("SVC_GRPC_ADDR", "127.0.0.1:9".into()),
+            ("NATS_NKEY_SEED_FILE", "/seed".into()),
         ]);
         let c = ServiceConfig::from_env(&env, "SVC", d).unwrap();
         assert_eq!(c.grpc_addr.port(), 9);
@@ -419,10 +501,17 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("SVC_RELAY_POLL_MS"));
         assert!(
-            ServiceConfig::from_env(&Env::from_pairs([("X", "y")]), "SVC", d)
-                .unwrap_err()
-                .to_string()
-                .contains("WARDLINE_JWT_SECRET")
+            ServiceConfig::from_env(
+                &Env::from_pairs([
+                    ("WARDLINE_ENV", "development"),
+                    ("SVC_GRPC_ADDR", "127.0.0.1:1")
+                ]),
+                "SVC",
+                d
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("WARDLINE_JWT_SECRET")
         );
     }
 
@@ -442,7 +531,10 @@ mod tests {
 
     #[test]
     fn a_replica_is_dedicated_or_shared_not_both() {
-        let env = Env::from_pairs([("WARDLINE_EXCLUDE_TENANTS", "stmarys,lakeside")]);
+        let env = Env::from_pairs([
+            ("WARDLINE_EXCLUDE_TENANTS", "stmarys,lakeside"),
+            ("WARDLINE_ENV", "development"),
+        ]);
         let c = CommonConfig::from_env(&env).unwrap();
         assert_eq!(c.exclude_tenants, ["stmarys", "lakeside"]);
         let env = Env::from_pairs([
@@ -451,5 +543,101 @@ mod tests {
         ]);
         let e = CommonConfig::from_env(&env).unwrap_err().to_string();
         assert!(e.contains("WARDLINE_EXCLUDE_TENANTS"), "{e}");
+    }
+
+    /// The production profile (the default) refuses, at start-up and naming
+    /// the variable, every hop that would carry data in clear text off the
+    /// machine or sign in to NATS anonymously; development allows them.
+    #[test]
+    fn production_refuses_plaintext_and_anonymous_hops() {
+        let d = ServiceDefaults {
+            grpc_addr: "0.0.0.0:50051",
+            admin_addr: "127.0.0.1:9101",
+            database_url: "postgres://svc@db.example.org/svc?sslmode=verify-full&sslrootcert=/ca.pem",
+        };
+        let secure = [
+            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("NATS_URL", "tls://nats:4222".into()),
+            ("NATS_NKEY_SEED_FILE", "/run/secrets/nats.nk".into()),
+            ("NATS_CA_FILE", "/run/secrets/ca.pem".into()),
+            ("SVC_TLS_CERT_FILE", "/tls.pem".into()),
+            ("SVC_TLS_KEY_FILE", "/tls.key".into()),
+        ];
+        let with = |over: &[(&str, &str)], drop: &[&str]| {
+            let mut pairs: Vec<(String, String)> = secure
+                .iter()
+                .filter(|(k, _)| !drop.contains(k))
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            pairs.extend(over.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            ServiceConfig::from_env(&Env::from_pairs(pairs), "SVC", d)
+        };
+        let c = with(&[], &[]).expect("a secure configuration starts");
+        assert!(c.tls.is_some());
+        for (over, drop, var) in [
+            (
+                vec![(
+                    "SVC_DATABASE_URL",
+                    "postgres://svc@db.example.org/svc?sslmode=disable",
+                )],
+                vec![],
+                "SVC_DATABASE_URL",
+            ),
+            (
+                vec![(
+                    "SVC_DATABASE_URL",
+                    "postgres://svc@db.example.org/svc?sslmode=prefer",
+                )],
+                vec![],
+                "SVC_DATABASE_URL",
+            ),
+            (
+                vec![("SVC_DATABASE_URL", "postgres://svc@db.example.org/svc")],
+                vec![],
+                "SVC_DATABASE_URL",
+            ),
+            (vec![], vec!["NATS_NKEY_SEED_FILE"], "NATS_NKEY_SEED_FILE"),
+            (
+                vec![("NATS_URL", "nats://nats:4222")],
+                vec!["NATS_CA_FILE"],
+                "NATS_URL",
+            ),
+            (
+                vec![],
+                vec!["SVC_TLS_CERT_FILE", "SVC_TLS_KEY_FILE"],
+                "SVC_TLS_CERT_FILE",
+            ),
+        ] {
+            let e = with(&over, &drop).expect_err(var).to_string();
+            assert!(e.contains(var), "{var}: {e}");
+        }
+        // Loopback never leaves the machine: plaintext is fine there.
+        assert!(
+            with(
+                &[
+                    ("SVC_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),
+                    ("SVC_GRPC_ADDR", "127.0.0.1:0")
+                ],
+                &["SVC_TLS_CERT_FILE", "SVC_TLS_KEY_FILE"]
+            )
+            .is_ok()
+        );
+        // Development allows everything (with warnings).
+        assert!(
+            with(
+                &[
+                    ("WARDLINE_ENV", "development"),
+                    ("NATS_URL", "nats://nats:4222"),
+                    ("SVC_DATABASE_URL", "postgres://svc@db/svc?sslmode=disable")
+                ],
+                &[
+                    "NATS_NKEY_SEED_FILE",
+                    "NATS_CA_FILE",
+                    "SVC_TLS_CERT_FILE",
+                    "SVC_TLS_KEY_FILE"
+                ],
+            )
+            .is_ok()
+        );
     }
 }

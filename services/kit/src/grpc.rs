@@ -34,10 +34,25 @@ pub fn router(
         impl tonic_health::pb::health_server::Health,
     >,
 ) -> tonic::transport::server::Router {
-    tonic::transport::Server::builder()
+    router_with_tls(health, None).expect("a server without TLS has nothing to refuse")
+}
+
+/// [`router`] serving TLS when `tls` is given (see
+/// [`crate::service::Base::grpc_router`]).
+pub fn router_with_tls(
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<tonic::transport::server::Router, tonic::transport::Error> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    Ok(builder
         .trace_fn(rpc_span)
         .add_service(health)
-        .add_service(reflection())
+        .add_service(reflection()))
 }
 
 /// The reflection service for every Wardline proto.

@@ -5,7 +5,7 @@
 //! - [`auth`]: bearer JWTs carrying tenant and roles, verified by a tonic interceptor.
 //! - [`db`]: PostgreSQL pool with retries; the kit's and the service's migrations.
 //! - [`dead_letters`]: listing the dead letters every service keeps, for its API.
-//! - [`nats`]: NATS connection, idempotent stream provisioning, subject naming.
+//! - [`nats`]: NATS identities and TLS, stream provisioning, the permission layout, subject naming.
 //! - [`events`]: event envelopes and the payload-to-subject mapping.
 //! - [`outbox`]: the transactional outbox writer and its relay to JetStream.
 //! - [`consumer`]: the durable consumer loop with inbox de-duplication, backoff and dead letters.
@@ -18,6 +18,7 @@
 //! - [`shutdown`] and [`service`]: a service's start-up and ordered, bounded shutdown.
 //! - [`validate`]: small input checks shared by request validation.
 //! - [`sql`]: protobuf enums stored by name (`TEXT` with a `CHECK`).
+//! - [`tls`]: transport security settings and the production profile (`WARDLINE_ENV`).
 
 pub mod admin;
 pub mod api;
@@ -37,5 +38,6 @@ pub mod service;
 pub mod shutdown;
 pub mod sql;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;
 pub mod wakeup;

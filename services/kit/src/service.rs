@@ -1,13 +1,14 @@
 //! The life of a service process, written once for all four.
 //!
 //! [`Base::start`] opens PostgreSQL (with retries), applies migrations,
-//! connects to NATS, provisions the streams, binds both ports and starts the
+//! connects to NATS as the service's identity, waits until the streams exist
+//! (`wardline-provision` creates them), binds both ports and starts the
 //! outbox relay. The service spawns its consumer and background tasks on the
 //! base ([`Base::spawn_consumer`], [`Base::spawn`]), lists its gRPC services
 //! in [`Routes`] (each behind the auth interceptor; health, reflection and
-//! the dead-letter service come with it) and hands them to
-//! [`Base::serve_on`], which runs until the shutdown token is cancelled and
-//! then stops in an order that loses nothing:
+//! the dead-letter service come with it, over TLS when configured) and hands
+//! them to [`Base::serve_on`], which runs until the shutdown token is
+//! cancelled and then stops in an order that loses nothing:
 //!
 //! 1. health turns NOT_SERVING and `/readyz` 503, so balancers stop sending;
 //! 2. the gRPC server stops accepting and finishes in-flight RPCs;
@@ -46,6 +47,12 @@ pub enum StartError {
     /// NATS connection or provisioning.
     #[error(transparent)]
     Nats(#[from] crate::nats::NatsError),
+    /// A certificate file named by a variable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The gRPC server refused the TLS configuration.
+    #[error("gRPC TLS: {0}")]
+    GrpcTls(String),
     /// A port could not be bound.
     #[error("cannot bind {addr}: {source}")]
     Bind {
@@ -91,7 +98,7 @@ pub struct Routes {
 
 impl Routes {
     /// Adds `service` (a generated `...Server`) behind authentication.
-    pub fn add<S>(mut self, service: S) -> Self
+    pub fn serve<S>(mut self, service: S) -> Self
     where
         S: tonic::server::NamedService,
         InterceptedService<S, AuthInterceptor>: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
@@ -133,10 +140,11 @@ pub struct Base {
     tasks: TaskTracker,
     common: CommonConfig,
     purges: Arc<std::sync::Mutex<Vec<crate::housekeeping::Purge>>>,
+    grpc_tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl Base {
-    /// Opens the database (and migrates it), connects to NATS and provisions the streams.
+    /// Opens the database (and migrates it), connects to NATS and waits for the streams.
     pub async fn connect(
         service: &'static str,
         common: &CommonConfig,
@@ -146,9 +154,9 @@ impl Base {
     ) -> Result<Self, StartError> {
         let pool = crate::db::connect(db).await?;
         crate::db::migrate(&pool, migrator).await?;
-        let nats = crate::nats::connect(&common.nats_url, service).await?;
+        let nats = crate::nats::connect(&common.nats, service).await?;
         let js = jetstream::new(nats.clone());
-        crate::nats::provision_streams(&js, common.stream_replicas).await?;
+        crate::nats::wait_for_streams(&js, &shutdown).await;
         Ok(Self {
             service,
             pool,
@@ -159,6 +167,7 @@ impl Base {
             tasks: TaskTracker::new(),
             common: common.clone(),
             purges: Arc::default(),
+            grpc_tls: None,
         })
     }
 
@@ -170,7 +179,16 @@ impl Base {
         migrator: &Migrator,
         shutdown: CancellationToken,
     ) -> Result<(Self, Listeners), StartError> {
-        let base = Self::connect(service, &config.common, &config.db, migrator, shutdown).await?;
+        // Read the certificate files first: a wrong path stops start-up at
+        // once, naming the variable, before anything connects.
+        let grpc_tls = config
+            .tls
+            .as_ref()
+            .map(crate::tls::ServerTls::tonic_config)
+            .transpose()?;
+        let mut base =
+            Self::connect(service, &config.common, &config.db, migrator, shutdown).await?;
+        base.grpc_tls = grpc_tls;
         let listeners = Listeners {
             grpc: Self::bind(config.grpc_addr).await?,
             admin: Self::bind(config.admin_addr).await?,
@@ -203,6 +221,20 @@ impl Base {
         spec.ack_wait = config.common.consumer_ack_wait;
         spec.exclude_tenants = config.common.exclude_tenants.clone();
         spec
+    }
+
+    /// The service's gRPC server ([`crate::grpc::router`]) with its TLS, when
+    /// `<PREFIX>_TLS_CERT_FILE` is set: then plaintext connections are
+    /// refused, and with `<PREFIX>_TLS_CLIENT_CA_FILE` so are clients
+    /// without a certificate from that CA.
+    pub fn grpc_router(
+        &self,
+        health: tonic_health::pb::health_server::HealthServer<
+            impl tonic_health::pb::health_server::Health,
+        >,
+    ) -> Result<tonic::transport::server::Router, StartError> {
+        crate::grpc::router_with_tls(health, self.grpc_tls.clone())
+            .map_err(|e| StartError::GrpcTls(e.to_string()))
     }
 
     /// Spawns a background task that stops when RPCs have stopped.
@@ -246,16 +278,23 @@ impl Base {
 
     /// The gRPC surface of this service: `auth` in front of every service
     /// added, plus health, reflection and the dead-letter service (readable
-    /// by `dead_letter_readers`).
-    pub fn routes(&self, auth: &Authenticator, dead_letter_readers: &'static [Role]) -> Routes {
+    /// by `dead_letter_readers`), over TLS when `<PREFIX>_TLS_CERT_FILE` is
+    /// set ([`Base::grpc_router`]).
+    pub fn routes(
+        &self,
+        auth: &Authenticator,
+        dead_letter_readers: &'static [Role],
+    ) -> Result<Routes, StartError> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        Routes {
-            router: crate::grpc::router(health_service),
+        let routes = Routes {
+            router: self.grpc_router(health_service)?,
             auth: auth.interceptor(),
             health,
             names: Vec::new(),
-        }
-        .add(crate::dead_letters::Service::new(self.pool.clone(), dead_letter_readers).server())
+        };
+        Ok(routes.serve(
+            crate::dead_letters::Service::new(self.pool.clone(), dead_letter_readers).server(),
+        ))
     }
 
     /// Serves `routes` and the admin port on the listeners of

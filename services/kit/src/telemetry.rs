@@ -115,15 +115,57 @@ pub fn tracer_provider(service: &str) -> (SdkTracerProvider, Option<String>) {
     );
     let mut export_error = None;
     if otlp_configured() {
-        match opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build()
-        {
+        let exporter = match otlp_tls() {
+            Ok(Some(tls)) => {
+                use opentelemetry_otlp::WithTonicConfig as _;
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_tls_config(tls)
+                    .build()
+                    .map_err(|e| e.to_string())
+            }
+            Ok(None) => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match exporter {
             Ok(exporter) => builder = builder.with_batch_exporter(exporter),
-            Err(e) => export_error = Some(e.to_string()),
+            Err(e) => export_error = Some(e),
         }
     }
     (builder.build(), export_error)
+}
+
+/// The exporter's TLS from the standard variables: trust
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` (a CA file; the system roots when
+/// unset) and present `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and
+/// `OTEL_EXPORTER_OTLP_CLIENT_KEY` for mutual TLS. `None` when none is set
+/// (an `https://` endpoint then uses the system roots).
+pub fn otlp_tls() -> Result<Option<tonic::transport::ClientTlsConfig>, crate::tls::TlsError> {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    let ca = var("OTEL_EXPORTER_OTLP_CERTIFICATE");
+    let identity =
+        var("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE").zip(var("OTEL_EXPORTER_OTLP_CLIENT_KEY"));
+    if ca.is_none() && identity.is_none() {
+        return Ok(None);
+    }
+    crate::tls::client_tls(
+        ca.as_deref().map(std::path::Path::new),
+        identity.as_ref().map(|(c, k)| {
+            (
+                std::path::Path::new(c.as_str()),
+                std::path::Path::new(k.as_str()),
+            )
+        }),
+        (
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        ),
+    )
+    .map(Some)
 }
 
 /// Installs logging and tracing for `service`. Call once per process; a

@@ -131,12 +131,11 @@ async fn start(pool: PgPool, spec: ConsumerSpec) -> Harness {
 
 /// NATS with the streams, no consumer yet.
 async fn prepare(pool: PgPool) -> Harness {
+    // The server runs the shipped permissions and TLS and has provisioned
+    // the streams; the test's consumer (durable `kit-test`, no service's)
+    // runs as the harness identity.
     let nats = TestNats::start();
-    let client = async_nats::connect(nats.url()).await.expect("test NATS");
-    let js = jetstream::new(client);
-    wardline_kit::nats::provision_streams(&js, 1)
-        .await
-        .expect("streams");
+    let js = nats.jetstream().await;
     Harness {
         _nats: nats,
         pool,

@@ -117,11 +117,11 @@ impl Application {
         );
         let routes = self
             .base
-            .routes(&auth, DEAD_LETTER_READERS)
-            .add(RecipientServiceServer::new(api.clone()))
-            .add(WebhookServiceServer::new(api.clone()))
-            .add(TemplateServiceServer::new(api.clone()))
-            .add(DeliveryServiceServer::new(api.clone()));
+            .routes(&auth, DEAD_LETTER_READERS)?
+            .serve(RecipientServiceServer::new(api.clone()))
+            .serve(WebhookServiceServer::new(api.clone()))
+            .serve(TemplateServiceServer::new(api.clone()))
+            .serve(DeliveryServiceServer::new(api.clone()));
         self.base.serve_on(self.listeners, routes).await
     }
 }

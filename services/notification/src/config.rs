@@ -210,7 +210,11 @@ mod tests {
     use super::*;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let mut all = vec![("WARDLINE_JWT_SECRET".to_owned(), "s".repeat(32))];
+        let mut all = vec![
+            ("WARDLINE_JWT_SECRET".to_owned(), "s".repeat(32)),
+            // The defaults are for a laptop: plaintext, no NATS identity.
+            ("WARDLINE_ENV".to_owned(), "development".to_owned()),
+        ];
         all.extend(
             pairs
                 .iter()

@@ -63,13 +63,8 @@ async fn the_caller_hears_received_and_resolved_by_email_once_each() {
     // Nobody asked for SMS: the caller's default is email only.
     assert!(h.sms.received().is_empty());
     // Each final outcome is published.
-    let outcomes = events::wait_for(
-        &h.nats.url(),
-        "wardline.events.stmarys.delivery.outcome",
-        2,
-        10,
-    )
-    .await;
+    let outcomes =
+        events::wait_for(&h.nats, "wardline.events.stmarys.delivery.outcome", 2, 10).await;
     assert_eq!(outcomes.len(), 2);
     for o in &outcomes {
         let Some(Payload::DeliveryOutcome(p)) = &o.envelope.payload else {

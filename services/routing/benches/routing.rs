@@ -192,12 +192,12 @@ async fn pipeline(rows: &[AnalystRow]) -> anyhow::Result<()> {
         ("ROUTING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("ROUTING_DATABASE_URL".to_owned(), db.url()),
         ("ROUTING_RELAY_POLL_MS".to_owned(), "200".to_owned()),
-        ("NATS_URL".to_owned(), nats.url()),
         (
             "WARDLINE_JWT_SECRET".to_owned(),
             wardline_testkit::SECRET.to_owned(),
         ),
     ];
+    pairs.extend(nats.service_env("routing", &[]));
     // Tuning variables pass through, so their effect can be measured.
     for var in [
         "ROUTING_CONSUMER_WORKERS",
@@ -220,7 +220,7 @@ async fn pipeline(rows: &[AnalystRow]) -> anyhow::Result<()> {
     }
     drop(conn);
 
-    let client = async_nats::connect(nats.url()).await?;
+    let client = nats.client().await;
     let js = async_nats::jetstream::new(client.clone());
     let mut assigned = client
         .subscribe("wardline.events.*.ticket.assigned")

@@ -84,11 +84,11 @@ impl Application {
         let api = Api::new(self.base.pool.clone(), self.wake.clone());
         let routes = self
             .base
-            .routes(&auth, DEAD_LETTER_READERS)
-            .add(AnalystServiceServer::new(api.clone()))
-            .add(RoutingRuleServiceServer::new(api.clone()))
-            .add(QueueServiceServer::new(api.clone()))
-            .add(SlaTargetServiceServer::new(api.clone()));
+            .routes(&auth, DEAD_LETTER_READERS)?
+            .serve(AnalystServiceServer::new(api.clone()))
+            .serve(RoutingRuleServiceServer::new(api.clone()))
+            .serve(QueueServiceServer::new(api.clone()))
+            .serve(SlaTargetServiceServer::new(api.clone()));
         self.base.serve_on(self.listeners, routes).await
     }
 }

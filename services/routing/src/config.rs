@@ -40,12 +40,17 @@ mod tests {
 
     #[test]
     fn defaults_and_errors() {
-        let c =
-            Config::from_env(&Env::from_pairs([("WARDLINE_JWT_SECRET", "s".repeat(32))])).unwrap();
+        let c = Config::from_env(&Env::from_pairs([
+            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            // The defaults are for a laptop: plaintext, no NATS identity.
+            ("WARDLINE_ENV", "development".to_owned()),
+        ]))
+        .unwrap();
         assert_eq!(c.service.grpc_addr.port(), 50052);
         assert_eq!(c.scan_interval, Duration::from_millis(500));
         let e = Config::from_env(&Env::from_pairs([
             ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("WARDLINE_ENV", "development".to_owned()),
             ("ROUTING_SCAN_INTERVAL_MS", "soon".to_owned()),
         ]))
         .unwrap_err();

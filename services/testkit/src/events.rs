@@ -24,11 +24,8 @@ pub struct Seen {
 
 /// Every message currently in the stream on `filter`, read from the start
 /// with an ephemeral ordered consumer. Waits up to `settle` for more.
-pub async fn read_all(nats_url: &str, filter: &str, settle: Duration) -> Vec<Seen> {
-    let client = async_nats::connect(nats_url)
-        .await
-        .expect("connect to test NATS");
-    let js = jetstream::new(client);
+pub async fn read_all(nats: &crate::TestNats, filter: &str, settle: Duration) -> Vec<Seen> {
+    let js = jetstream::new(nats.client().await);
     let stream = js
         .get_stream(wardline_kit::nats::EVENTS_STREAM)
         .await
@@ -63,10 +60,10 @@ pub async fn read_all(nats_url: &str, filter: &str, settle: Duration) -> Vec<See
 
 /// Waits until at least `n` messages are on `filter` (up to `secs`), then
 /// returns all of them (after a short settle, so extra copies show up too).
-pub async fn wait_for(nats_url: &str, filter: &str, n: usize, secs: u64) -> Vec<Seen> {
+pub async fn wait_for(nats: &crate::TestNats, filter: &str, n: usize, secs: u64) -> Vec<Seen> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
-        let seen = read_all(nats_url, filter, Duration::from_millis(300)).await;
+        let seen = read_all(nats, filter, Duration::from_millis(300)).await;
         if seen.len() >= n || tokio::time::Instant::now() > deadline {
             return seen;
         }

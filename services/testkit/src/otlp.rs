@@ -89,29 +89,58 @@ impl TraceService for Sink {
 pub struct TestOtlp {
     addr: SocketAddr,
     sink: Sink,
+    tls: bool,
 }
 
 impl TestOtlp {
     /// Starts listening on a free loopback port.
     pub async fn start() -> Self {
+        Self::serve(None).await
+    }
+
+    /// Starts listening with TLS, presenting `cert` and `key` (PEM files):
+    /// a collector behind TLS, as production runs it.
+    pub async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Self {
+        let identity = tonic::transport::Identity::from_pem(
+            std::fs::read(cert).expect("collector certificate"),
+            std::fs::read(key).expect("collector key"),
+        );
+        Self::serve(Some(
+            tonic::transport::ServerTlsConfig::new().identity(identity),
+        ))
+        .await
+    }
+
+    async fn serve(tls: Option<tonic::transport::ServerTlsConfig>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind OTLP receiver");
         let addr = listener.local_addr().expect("address");
         let sink = Sink::default();
         let service = TraceServiceServer::new(sink.clone());
+        let mut server = tonic::transport::Server::builder();
+        let tls_on = tls.is_some();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls).expect("collector TLS");
+        }
         tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
+            let _ = server
                 .add_service(service)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                 .await;
         });
-        Self { addr, sink }
+        Self {
+            addr,
+            sink,
+            tls: tls_on,
+        }
     }
 
-    /// `http://127.0.0.1:<port>`, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    /// `http://127.0.0.1:<port>` (`https://` for [`Self::start_tls`]), for
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Every span received so far.

@@ -24,6 +24,8 @@ pub struct TestPgCluster {
     bin: PathBuf,
     as_postgres: bool,
     guardian: Option<Child>,
+    /// Server options that turn TLS on (empty without TLS).
+    tls_opts: String,
 }
 
 fn bin_dir() -> PathBuf {
@@ -67,6 +69,17 @@ impl TestPgCluster {
     /// Creates and starts a cluster (trust authentication, superuser
     /// `postgres`, loopback only) and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// [`Self::start`] with `ssl=on`, presenting `cert` and `key` (PEM
+    /// files), and refusing connections without TLS (`hostnossl ... reject`):
+    /// a database as production runs it, for `sslmode=verify-full` tests.
+    pub fn start_tls(cert: &Path, key: &Path) -> Self {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("wardline-pg-")
             .tempdir()
@@ -86,6 +99,7 @@ impl TestPgCluster {
             bin: bin_dir(),
             as_postgres,
             guardian: None,
+            tls_opts: String::new(),
         };
         let data = cluster.data();
         cluster.run(
@@ -102,6 +116,9 @@ impl TestPgCluster {
                 "--no-sync",
             ],
         );
+        if let Some((cert, key)) = tls {
+            cluster.tls_opts = cluster.enable_tls(cert, key);
+        }
         cluster.start_server();
         cluster.guard();
         cluster
@@ -115,6 +132,7 @@ impl TestPgCluster {
             self.port,
             self.dir.path().display()
         );
+        let opts = format!("{opts}{}", self.tls_opts);
         let (data, log) = (self.data(), self.log());
         self.run(
             "pg_ctl",
@@ -135,6 +153,51 @@ impl TestPgCluster {
     /// it accepts connections.
     pub fn start_again(&self) {
         self.start_server();
+    }
+
+    /// Copies the server's certificate and key into the cluster (the key
+    /// owned by the server's user, 0600, as PostgreSQL demands), puts
+    /// `hostnossl ... reject` first in `pg_hba.conf`, and returns the
+    /// server options that turn TLS on.
+    fn enable_tls(&self, cert: &Path, key: &Path) -> String {
+        let (cert_to, key_to) = (
+            self.dir.path().join("server.crt"),
+            self.dir.path().join("server.key"),
+        );
+        std::fs::copy(cert, &cert_to).expect("copy server certificate");
+        std::fs::copy(key, &key_to).expect("copy server key");
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&key_to, std::fs::Permissions::from_mode(0o600))
+                .expect("key mode");
+        }
+        let hba = self.dir.path().join("data").join("pg_hba.conf");
+        let rest = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!("hostnossl all all 0.0.0.0/0 reject\nhostnossl all all ::/0 reject\n{rest}"),
+        )
+        .expect("write pg_hba.conf");
+        if self.as_postgres {
+            for f in [&cert_to, &key_to, &hba] {
+                let ok = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(f)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "cannot hand {f:?} to user postgres");
+            }
+        }
+        format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert_to.display(),
+            key_to.display()
+        )
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres`: a superuser URL.

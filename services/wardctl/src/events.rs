@@ -161,8 +161,7 @@ pub async fn watch(url: &str, filter: &str, wait: Duration) -> Result<EventWatch
 async fn connect(url: &str, wait: Duration) -> Result<async_nats::Client> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let attempt = async_nats::ConnectOptions::new()
-            .name("wardctl")
+        let attempt = crate::grpc::nats_options(url, "wardctl")?
             .connection_timeout(Duration::from_secs(5))
             .connect(url)
             .await;

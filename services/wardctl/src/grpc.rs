@@ -2,6 +2,14 @@
 //! interceptor that puts the bearer token, the tenant and the W3C trace
 //! context on every call.
 //!
+//! Transport security lives here too, for both of wardctl's transports:
+//! `https://` gRPC URLs are verified against `WARDCTL_CA_FILE` (the system
+//! roots when unset) and present `WARDCTL_CLIENT_CERT_FILE` and
+//! `WARDCTL_CLIENT_KEY_FILE` for mutual TLS when both are set; NATS takes
+//! the same variables as the services (`NATS_NKEY_SEED_FILE`,
+//! `NATS_CA_FILE`, `NATS_CLIENT_CERT_FILE`, `NATS_CLIENT_KEY_FILE`; the
+//! operator's identity is the provisioning one).
+//!
 //! A [`Session`] is one channel plus one identity. Each service's clients
 //! are one method each here (intake's on a session connected to intake,
 //! routing's on one connected to routing, billing's on one connected to
@@ -43,18 +51,63 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Channel> {
 }
 
 fn endpoint(url: &str, timeout: Duration) -> Result<Endpoint> {
-    if url.starts_with("https://") {
-        anyhow::bail!(
-            "{url}: wardctl speaks plain HTTP/2 only (use http://, or a TLS-terminating proxy)"
-        );
-    }
-    Ok(Endpoint::from_shared(url.to_owned())
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    endpoint_with(
+        url,
+        timeout,
+        var("WARDCTL_CA_FILE").map(Into::into),
+        var("WARDCTL_CLIENT_CERT_FILE")
+            .zip(var("WARDCTL_CLIENT_KEY_FILE"))
+            .map(|(c, k)| (c.into(), k.into())),
+    )
+}
+
+/// The endpoint of `url`: TLS for `https://` (trusting `ca`, else the
+/// system roots; presenting `identity` for mutual TLS), plaintext HTTP/2
+/// for `http://`.
+pub fn endpoint_with(
+    url: &str,
+    timeout: Duration,
+    ca: Option<std::path::PathBuf>,
+    identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<Endpoint> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| {
-            format!("invalid gRPC URL {url:?} (expected e.g. http://127.0.0.1:50051)")
+            format!("invalid gRPC URL {url:?} (expected e.g. https://127.0.0.1:50051)")
         })?
         .connect_timeout(timeout)
         .timeout(timeout)
-        .tcp_nodelay(true))
+        .tcp_nodelay(true);
+    if url.starts_with("https://") {
+        let tls = wardline_kit::tls::client_tls(
+            ca.as_deref(),
+            identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            (
+                "WARDCTL_CA_FILE",
+                "WARDCTL_CLIENT_CERT_FILE",
+                "WARDCTL_CLIENT_KEY_FILE",
+            ),
+        )?;
+        endpoint = endpoint
+            .tls_config(tls)
+            .with_context(|| format!("TLS settings for {url}"))?;
+    }
+    Ok(endpoint)
+}
+
+/// NATS connection options named `name`, with the identity and TLS of the
+/// `NATS_*` variables (see the module documentation).
+pub fn nats_options(nats_url: &str, name: &str) -> Result<async_nats::ConnectOptions> {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    let cfg = wardline_kit::nats::NatsConfig {
+        url: nats_url.to_owned(),
+        nkey_seed_file: var("NATS_NKEY_SEED_FILE").map(Into::into),
+        ca_file: var("NATS_CA_FILE").map(Into::into),
+        client_cert: var("NATS_CLIENT_CERT_FILE")
+            .zip(var("NATS_CLIENT_KEY_FILE"))
+            .map(|(c, k)| (c.into(), k.into())),
+    };
+    Ok(cfg.options(name)?)
 }
 
 /// Adds `authorization: Bearer <token>`, `x-tenant-id` (when a tenant is
@@ -295,7 +348,15 @@ mod tests {
     #[test]
     fn bad_urls_are_refused_before_connecting() {
         assert!(endpoint("not a url", Duration::from_secs(1)).is_err());
-        assert!(endpoint("https://intake:50051", Duration::from_secs(1)).is_err());
+        assert!(endpoint("https://intake:50051", Duration::from_secs(1)).is_ok());
+        let e = endpoint_with(
+            "https://intake:50051",
+            Duration::from_secs(1),
+            Some("/nonexistent/ca.pem".into()),
+            None,
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("WARDCTL_CA_FILE"), "{e:#}");
         assert!(endpoint("http://127.0.0.1:50051", Duration::from_secs(1)).is_ok());
     }
 }

@@ -182,8 +182,7 @@ pub async fn jetstream(nats_url: &str, duration: Duration) -> Limit {
 }
 
 async fn jetstream_probe(nats_url: &str, duration: Duration) -> Result<f64> {
-    let client = async_nats::ConnectOptions::new()
-        .name("wardline-load-probe")
+    let client = wardctl::grpc::nats_options(nats_url, "wardline-load-probe")?
         .connect(nats_url)
         .await
         .with_context(|| format!("cannot connect to NATS at {nats_url}"))?;

@@ -54,8 +54,7 @@ pub struct Watch {
 impl Watch {
     /// Subscribes to `wardline.events.<tenant>.>` of every tenant.
     pub async fn start(nats_url: &str, tenants: &[String]) -> Result<Self> {
-        let nats = async_nats::ConnectOptions::new()
-            .name("wardline-load")
+        let nats = wardctl::grpc::nats_options(nats_url, "wardline-load")?
             .connect(nats_url)
             .await
             .with_context(|| format!("cannot connect to NATS at {nats_url}"))?;

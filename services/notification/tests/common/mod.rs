@@ -87,12 +87,12 @@ pub fn env(
         ("NOTIFICATION_RETRY_BASE_MS", "50".to_owned()),
         ("NOTIFICATION_RETRY_MAX_MS", "200".to_owned()),
         ("NOTIFICATION_MAX_ATTEMPTS", "4".to_owned()),
-        ("NATS_URL", nats.url()),
         ("WARDLINE_JWT_SECRET", wardline_testkit::SECRET.to_owned()),
         ("WARDLINE_SHUTDOWN_TIMEOUT_MS", "5000".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
+    .chain(nats.service_env("notification", &[]))
     .collect()
 }
 
@@ -116,7 +116,7 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Vec<(String, String)>)) -> Harne
         .expect("notification builds");
     let (grpc, admin) = (app.grpc_addr(), app.admin_addr());
     let handle = Some(tokio::spawn(app.run_until_stopped()));
-    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("NATS"));
+    let js = nats.jetstream().await;
     Harness {
         nats,
         db,
