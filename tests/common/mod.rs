@@ -82,15 +82,12 @@ pub fn service_env(
         (format!("{prefix}_DATABASE_URL"), db.url()),
         (format!("{prefix}_DB_MAX_CONNECTIONS"), "8".into()),
         (format!("{prefix}_RELAY_POLL_MS"), "200".into()),
-        (
-            "WARDLINE_JWT_SECRET".into(),
-            wardline_testkit::SECRET.into(),
-        ),
         ("WARDLINE_SHUTDOWN_TIMEOUT_MS".into(), "5000".into()),
         // A killed service's unacknowledged events come back after 5 s,
         // not the production 30 s: crash tests converge sooner.
         ("WARDLINE_CONSUMER_ACK_WAIT_MS".into(), "5000".into()),
     ];
+    env.extend(wardline_testkit::auth_env());
     env.extend(nats.service_env(&prefix.to_lowercase(), extra));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env

@@ -56,7 +56,8 @@ mod tests {
     #[test]
     fn defaults() {
         let c = Config::from_env(&Env::from_pairs([
-            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
             // The defaults are for a laptop: plaintext, no NATS identity.
             ("WARDLINE_ENV", "development".to_owned()),
         ]))
@@ -74,7 +75,8 @@ mod tests {
             ("INTAKE_DATABASE_URL", "mysql://x"),
         ] {
             let e = Config::from_env(&Env::from_pairs([
-                ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+                ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
                 (var, value.to_owned()),
             ]))
             .unwrap_err();

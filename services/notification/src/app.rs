@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
-use wardline_kit::auth::{Authenticator, Role};
+use wardline_kit::auth::Role;
 use wardline_kit::service::{Base, Listeners};
 use wardline_proto::notification::delivery_service_server::DeliveryServiceServer;
 use wardline_proto::notification::recipient_service_server::RecipientServiceServer;
@@ -109,19 +109,19 @@ impl Application {
     /// Serves until shutdown, then stops in order (the sender finishes the
     /// attempts in flight and records them).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let auth = Authenticator::hs256(&self.config.service.jwt_secret);
         let api = Api::new(
             self.base.pool.clone(),
             self.config.webhook_allow_http,
             self.config.retry,
         );
+        let max = self.base.max_message_bytes();
         let routes = self
             .base
-            .routes(&auth, DEAD_LETTER_READERS)?
-            .serve(RecipientServiceServer::new(api.clone()))
-            .serve(WebhookServiceServer::new(api.clone()))
-            .serve(TemplateServiceServer::new(api.clone()))
-            .serve(DeliveryServiceServer::new(api.clone()));
+            .routes(DEAD_LETTER_READERS)?
+            .serve(RecipientServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .serve(WebhookServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .serve(TemplateServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .serve(DeliveryServiceServer::new(api.clone()).max_decoding_message_size(max));
         self.base.serve_on(self.listeners, routes).await
     }
 }

@@ -41,7 +41,8 @@ mod tests {
     #[test]
     fn defaults_and_errors() {
         let c = Config::from_env(&Env::from_pairs([
-            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
             // The defaults are for a laptop: plaintext, no NATS identity.
             ("WARDLINE_ENV", "development".to_owned()),
         ]))
@@ -49,7 +50,8 @@ mod tests {
         assert_eq!(c.service.grpc_addr.port(), 50052);
         assert_eq!(c.scan_interval, Duration::from_millis(500));
         let e = Config::from_env(&Env::from_pairs([
-            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
             ("WARDLINE_ENV", "development".to_owned()),
             ("ROUTING_SCAN_INTERVAL_MS", "soon".to_owned()),
         ]))

@@ -87,11 +87,11 @@ pub fn env(
         ("NOTIFICATION_RETRY_BASE_MS", "50".to_owned()),
         ("NOTIFICATION_RETRY_MAX_MS", "200".to_owned()),
         ("NOTIFICATION_MAX_ATTEMPTS", "4".to_owned()),
-        ("WARDLINE_JWT_SECRET", wardline_testkit::SECRET.to_owned()),
         ("WARDLINE_SHUTDOWN_TIMEOUT_MS", "5000".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
+    .chain(wardline_testkit::auth_env())
     .chain(nats.service_env("notification", &[]))
     .collect()
 }
