@@ -19,8 +19,10 @@ async fn play(urls: &[(&str, String)]) -> Outcome {
         argv.extend([format!("--{flag}"), url.clone()]);
     }
     argv.extend([
-        "--secret".into(),
-        wardline_testkit::SECRET.into(),
+        "--env".into(),
+        "development".into(),
+        "--issuer-key".into(),
+        wardline_testkit::issuer_key_file(),
         "demo".into(),
     ]);
     let cli = Cli::try_parse_from(&argv).expect("the command line parses");

@@ -68,6 +68,7 @@ pub fn secret() -> SecretString {
 struct Issuer {
     signer: Signer,
     jwks_file: std::path::PathBuf,
+    key_file: std::path::PathBuf,
 }
 
 fn issuer() -> &'static Issuer {
@@ -80,6 +81,7 @@ fn issuer() -> &'static Issuer {
         Issuer {
             signer: issuer.signer().expect("the test issuer's key reads back"),
             jwks_file: issuer.jwks_file(),
+            key_file: issuer.key_file(),
         }
     })
 }
@@ -99,6 +101,12 @@ pub fn auth_env() -> Vec<(String, String)> {
             wardline_kit::auth::settings::DEV_ISSUER.to_owned(),
         ),
     ]
+}
+
+/// The test issuer's private key file, for clients that mint their own
+/// tokens (`wardctl --env development --issuer-key`, `wardline-load`).
+pub fn issuer_key_file() -> String {
+    issuer().key_file.display().to_string()
 }
 
 /// Signs `claims` with the test issuer (for tests that shape a token:

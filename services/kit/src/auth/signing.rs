@@ -74,6 +74,11 @@ pub enum SigningError {
         /// What went wrong.
         reason: String,
     },
+    /// Neither a development issuer key nor a secret was given.
+    #[error(
+        "no development signing key: set WARDLINE_DEV_ISSUER_KEY (the es256.key of `wardctl dev-issuer init`) or WARDLINE_JWT_SECRET"
+    )]
+    NoKey,
     /// Signing itself.
     #[error("cannot sign: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
@@ -107,6 +112,21 @@ impl Signer {
             key,
             jwk: Box::new(jwk),
         })
+    }
+
+    /// The development signer: the issuer key file when given, else the
+    /// HS256 secret.
+    pub fn for_development(
+        issuer_key: Option<&Path>,
+        secret: Option<&SecretString>,
+    ) -> Result<Self, SigningError> {
+        match (issuer_key, secret) {
+            (Some(path), _) => signer_from_file(path),
+            (None, Some(s)) => Ok(Signer::Hs256(SecretString::from(
+                s.expose_secret().to_owned(),
+            ))),
+            (None, None) => Err(SigningError::NoKey),
+        }
     }
 
     /// A fresh ES256 key (PKCS#8 PEM).
