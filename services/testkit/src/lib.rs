@@ -9,6 +9,8 @@
 //!   (the production path: an ES256 issuer's JWKS file, issuer and
 //!   per-service audiences), tokens signed by that issuer, and an
 //!   interceptor for typed clients.
+//! - [`TestIdp`]: a hospital identity provider stand-in: real ES256/RS256
+//!   keys, their JWKS served over HTTP on loopback, tokens signed with them.
 //! - [`build`]: the events producers publish (tenant and ticket created),
 //!   and publishing them as the relay does, for tests playing a producer.
 //! - [`events`]: reading what reached the event stream.
@@ -28,6 +30,7 @@
 pub mod build;
 pub mod events;
 mod http_sink;
+mod idp;
 mod nats;
 mod otlp;
 mod pg;
@@ -36,6 +39,7 @@ mod process;
 mod smtp;
 
 pub use http_sink::{HttpSink, Received};
+pub use idp::{IDP_ISSUER, TestIdp, provider_claims};
 pub use nats::TestNats;
 pub use nats::free_port;
 pub use nats::stable_port;

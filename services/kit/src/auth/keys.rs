@@ -253,7 +253,9 @@ impl KeyStore {
         Ok(Arc::new(Self {
             current: RwLock::new(Arc::new(initial)),
             source,
-            last_read: tokio::sync::Mutex::new(Some(Instant::now())),
+            // The first unknown kid reads at once; later ones wait out
+            // `min_refresh` after the previous read.
+            last_read: tokio::sync::Mutex::new(None),
             min_refresh: config.min_refresh,
         }))
     }
