@@ -304,8 +304,9 @@ fn substitute(var: &str) -> String {
         format!(
             "postgres://{service}:secret-password@db.example.org:5432/{service}?sslmode=verify-full"
         )
+    } else if var == "WARDLINE_JWKS_URL" {
+        "https://login.example.org/tenant/discovery/v2.0/keys".to_owned()
     } else {
-        // 48 characters: long enough for WARDLINE_JWT_SECRET.
         "substituted-secret-0123456789-abcdefghijklmnopqr".to_owned()
     }
 }
@@ -500,7 +501,11 @@ fn every_kubernetes_deployment_sets_only_variables_its_service_reads() {
             grace * 1000 > timeout_ms,
             "{deployment}: terminationGracePeriodSeconds {grace} must exceed WARDLINE_SHUTDOWN_TIMEOUT_MS {timeout_ms}"
         );
-        for v in ["WARDLINE_JWT_SECRET", &format!("{prefix}_DATABASE_URL")] {
+        assert!(
+            !vars.contains_key("WARDLINE_JWT_SECRET"),
+            "{deployment}: production verifies the identity provider's tokens, not a shared secret"
+        );
+        for v in [&format!("{prefix}_DATABASE_URL")] {
             let from_secret = container["env"]
                 .as_sequence()
                 .expect("env")

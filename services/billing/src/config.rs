@@ -5,7 +5,7 @@ use wardline_kit::config::{ConfigError, Env, ServiceConfig, ServiceDefaults};
 /// Defaults of billing's addresses and database.
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     grpc_addr: "0.0.0.0:50053",
-    admin_addr: "0.0.0.0:9103",
+    admin_addr: "127.0.0.1:9103",
     database_url: "postgres://postgres@127.0.0.1:5432/wardline_billing",
 };
 

@@ -43,7 +43,10 @@ fn main() -> Result<()> {
         }
     }
     let pki = wardline_devpki::Pki::at(dir.unwrap_or_else(|| ".wardline/pki".into()));
-    let written = pki.ensure_all(&hosts)?;
+    let mut written = pki.ensure_all(&hosts)?;
+    // The development token issuer: its JWKS is what the services verify
+    // (WARDLINE_JWKS_FILE), its key what wardctl signs with in development.
+    written.extend(wardline_kit::auth::signing::DevIssuer::at(pki.dir().join("issuer")).ensure()?);
     for (component, uid, gid) in &owners {
         pki.chown(component, *uid, *gid)?;
     }

@@ -5,7 +5,7 @@ use wardline_kit::config::{ConfigError, Env, ServiceConfig, ServiceDefaults};
 /// Defaults of intake's addresses and database.
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     grpc_addr: "0.0.0.0:50051",
-    admin_addr: "0.0.0.0:9101",
+    admin_addr: "127.0.0.1:9101",
     database_url: "postgres://postgres@127.0.0.1:5432/wardline_intake",
 };
 

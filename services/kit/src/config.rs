@@ -196,6 +196,12 @@ pub struct CommonConfig {
     /// `WARDLINE_DEAD_LETTER_RETENTION_DAYS` (90): how long the kit's tables
     /// keep finished rows.
     pub retention: crate::housekeeping::Retention,
+    /// `WARDLINE_METRICS_TENANT_LABELS` (false): whether metric labels may
+    /// name tenants (else `_all`); the admin port is unauthenticated.
+    pub metrics_tenant_labels: bool,
+    /// `WARDLINE_READYZ_INTERVAL_MS` (2000): how often `/readyz`'s cached
+    /// state is refreshed.
+    pub readyz_interval: Duration,
 }
 
 impl CommonConfig {
@@ -254,6 +260,8 @@ impl CommonConfig {
             exclude_tenants,
             consumer_ack_wait: env.millis("WARDLINE_CONSUMER_ACK_WAIT_MS", 30_000)?,
             retention: retention(env)?,
+            metrics_tenant_labels: env.parse("WARDLINE_METRICS_TENANT_LABELS", false)?,
+            readyz_interval: env.millis("WARDLINE_READYZ_INTERVAL_MS", 2000)?.max(Duration::from_millis(100)),
         })
     }
 }

@@ -193,6 +193,7 @@ impl Base {
         // The keys next: an unreadable JWKS file stops start-up naming its
         // variable (a JWKS URL that does not answer yet is retried).
         let auth = Authenticator::new(config.auth.clone()).await?;
+        crate::admin::set_tenant_labels(config.common.metrics_tenant_labels);
         let mut base =
             Self::connect(service, &config.common, &config.db, migrator, shutdown).await?;
         base.grpc_tls = grpc_tls;
@@ -337,6 +338,7 @@ impl Base {
             pool: self.pool.clone(),
             nats: self.nats.clone(),
             shutdown: self.shutdown.clone(),
+            interval: self.common.readyz_interval,
         };
         let admin_task = tokio::spawn(crate::admin::serve(admin, readiness, admin_stop.clone()));
         let pool = self.pool.clone();

@@ -59,7 +59,7 @@ pub struct GatewayConfig {
 /// Defaults of notification's addresses and database.
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     grpc_addr: "0.0.0.0:50054",
-    admin_addr: "0.0.0.0:9104",
+    admin_addr: "127.0.0.1:9104",
     database_url: "postgres://postgres@127.0.0.1:5432/wardline_notification",
 };
 

@@ -7,7 +7,7 @@ use wardline_kit::config::{ConfigError, Env, ServiceConfig, ServiceDefaults};
 /// Defaults of routing's addresses and database.
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     grpc_addr: "0.0.0.0:50052",
-    admin_addr: "0.0.0.0:9102",
+    admin_addr: "127.0.0.1:9102",
     database_url: "postgres://postgres@127.0.0.1:5432/wardline_routing",
 };
 
