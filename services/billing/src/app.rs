@@ -61,10 +61,7 @@ impl Application {
         );
         let pool = base.pool.clone();
         base.spawn(move |stop| unbilled_gauge(pool, stop));
-        Ok(Self {
-            base,
-            listeners,
-        })
+        Ok(Self { base, listeners })
     }
 
     /// The bound gRPC address.

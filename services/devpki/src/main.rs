@@ -1,6 +1,7 @@
 //! `wardline-dev-pki [DIR] [--host NAME]...`: makes (once) the development
-//! CA, the TLS certificates and the NATS identities of the demo and compose
-//! under DIR (default `.wardline/pki`). Re-running keeps what exists.
+//! CA, the TLS certificates, the NATS identities and the development token
+//! issuer (`issuer/es256.key` and `issuer/jwks.json`) of the demo and
+//! compose under DIR (default `.wardline/pki`). Re-running keeps what exists.
 //! `--host` adds a host name or IP address to every certificate;
 //! `--chown COMPONENT=UID:GID` hands a component's directory to the user
 //! its container runs as (compose: PostgreSQL reads its key as uid 999).

@@ -76,7 +76,7 @@ mod tests {
         ] {
             let e = Config::from_env(&Env::from_pairs([
                 ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
-            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
+                ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
                 (var, value.to_owned()),
             ]))
             .unwrap_err();

@@ -31,7 +31,12 @@ fn now() -> u64 {
 }
 
 fn valid() -> serde_json::Value {
-    keycloak("wardline-intake", &["wardline-admin", "offline_access"], now(), now() + 300)
+    keycloak(
+        "wardline-intake",
+        &["wardline-admin", "offline_access"],
+        now(),
+        now() + 300,
+    )
 }
 
 /// A token naming `kid` with a made-up signature (verification must not
@@ -104,17 +109,26 @@ async fn tokens_from_the_identity_provider_are_verified_against_its_published_ke
         ("wrong issuer", idp.sign(&es, &wrong_issuer), "issuer"),
         (
             "another service's audience",
-            idp.sign(&rs, &keycloak("wardline-billing", &["wardline-admin"], t, t + 300)),
+            idp.sign(
+                &rs,
+                &keycloak("wardline-billing", &["wardline-admin"], t, t + 300),
+            ),
             "audience",
         ),
         (
             "a lifetime above the maximum",
-            idp.sign(&es, &keycloak("wardline-intake", &["wardline-admin"], t, t + 7200)),
+            idp.sign(
+                &es,
+                &keycloak("wardline-intake", &["wardline-admin"], t, t + 7200),
+            ),
             "lifetime",
         ),
         (
             "expired",
-            idp.sign(&rs, &keycloak("wardline-intake", &["wardline-admin"], t - 600, t - 300)),
+            idp.sign(
+                &rs,
+                &keycloak("wardline-intake", &["wardline-admin"], t - 600, t - 300),
+            ),
             "expired",
         ),
         (
@@ -122,11 +136,15 @@ async fn tokens_from_the_identity_provider_are_verified_against_its_published_ke
             idp.forge_hs256_with_public_key(&rs, &valid()),
             "algorithm",
         ),
-        ("no iat", {
-            let mut c = valid();
-            c.as_object_mut().unwrap().remove("iat");
-            idp.sign(&es, &c)
-        }, "iat"),
+        (
+            "no iat",
+            {
+                let mut c = valid();
+                c.as_object_mut().unwrap().remove("iat");
+                idp.sign(&es, &c)
+            },
+            "iat",
+        ),
     ];
     for (what, token, reason) in refusals {
         let e = call(token).await.expect_err(what);

@@ -126,8 +126,11 @@ async fn check(r: &Readiness) -> Result<(), &'static str> {
     if r.nats.connection_state() != async_nats::connection::State::Connected {
         return Err("nats: not connected");
     }
-    match tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&r.pool))
-        .await
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&r.pool),
+    )
+    .await
     {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => {
@@ -138,9 +141,19 @@ async fn check(r: &Readiness) -> Result<(), &'static str> {
     }
 }
 
-/// Checks `r` every `r.interval` into `verdict` until `stop`.
-async fn refresh(r: Readiness, verdict: Arc<RwLock<Result<(), &'static str>>>, stop: CancellationToken) {
+/// Checks `r` every `r.interval` into `verdict` until `stop` (or shutdown,
+/// after which `/readyz` answers 503 without looking).
+async fn refresh(
+    r: Readiness,
+    verdict: Arc<RwLock<Result<(), &'static str>>>,
+    stop: CancellationToken,
+) {
     loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = r.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(r.interval) => {}
+        }
         let now = check(&r).await;
         let before = std::mem::replace(
             &mut *verdict.write().unwrap_or_else(|e| e.into_inner()),
@@ -152,11 +165,6 @@ async fn refresh(r: Readiness, verdict: Arc<RwLock<Result<(), &'static str>>>, s
                 Err(what) => tracing::warn!(what, "not ready"),
             }
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = r.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(r.interval) => {}
-        }
     }
 }
 
@@ -167,9 +175,15 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     prometheus();
+    // The first verdict before the first answer (the listener is bound,
+    // so early probes wait a moment rather than see a false 503).
+    let first = check(&readiness).await;
+    if let Err(what) = first {
+        tracing::warn!(what, "not ready");
+    }
     let cached = Cached {
         shutdown: readiness.shutdown.clone(),
-        verdict: Arc::new(RwLock::new(Err("starting"))),
+        verdict: Arc::new(RwLock::new(first)),
     };
     tokio::spawn(refresh(readiness, cached.verdict.clone(), stop.clone()));
     let app = Router::new()

@@ -261,7 +261,9 @@ impl CommonConfig {
             consumer_ack_wait: env.millis("WARDLINE_CONSUMER_ACK_WAIT_MS", 30_000)?,
             retention: retention(env)?,
             metrics_tenant_labels: env.parse("WARDLINE_METRICS_TENANT_LABELS", false)?,
-            readyz_interval: env.millis("WARDLINE_READYZ_INTERVAL_MS", 2000)?.max(Duration::from_millis(100)),
+            readyz_interval: env
+                .millis("WARDLINE_READYZ_INTERVAL_MS", 2000)?
+                .max(Duration::from_millis(100)),
         })
     }
 }
@@ -419,8 +421,7 @@ impl ServiceConfig {
         let grpc_addr = env.addr(&var("GRPC_ADDR"), defaults.grpc_addr)?;
         let admin_addr = env.addr(&var("ADMIN_ADDR"), defaults.admin_addr)?;
         let db = DbConfig::from_env(env, prefix, defaults.database_url, profile)?;
-        let auth =
-            crate::auth::AuthConfig::from_env(env, prefix, &prefix.to_lowercase(), profile)?;
+        let auth = crate::auth::AuthConfig::from_env(env, prefix, &prefix.to_lowercase(), profile)?;
         let grpc_limits = crate::grpc::Limits::from_env(env, prefix)?;
         let tls = crate::tls::ServerTls::from_env(env, prefix)?;
         let common = CommonConfig::from_env(env)?;
@@ -507,7 +508,7 @@ mod tests {
         let e = ServiceConfig::from_env(
             &Env::from_pairs([
                 ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
-            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
+                ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
                 ("SVC_RELAY_POLL_MS", "x".into()),
             ]),
             "SVC",

@@ -115,9 +115,7 @@ impl Routes {
         AuthService<S>: Sync,
     {
         self.names.push(S::NAME);
-        self.router = self
-            .router
-            .add_service(self.auth.layer(service));
+        self.router = self.router.add_service(self.auth.layer(service));
         self
     }
 }

@@ -212,7 +212,10 @@ mod tests {
     fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut all = vec![
             ("WARDLINE_JWKS_FILE".to_owned(), "/jwks.json".to_owned()),
-            ("WARDLINE_JWT_ISSUER".to_owned(), "https://idp.example.org".to_owned()),
+            (
+                "WARDLINE_JWT_ISSUER".to_owned(),
+                "https://idp.example.org".to_owned(),
+            ),
             // The defaults are for a laptop: plaintext, no NATS identity.
             ("WARDLINE_ENV".to_owned(), "development".to_owned()),
         ];

@@ -45,16 +45,18 @@ impl TestIdp {
         let app = axum::Router::new()
             .route(
                 "/certs",
-                axum::routing::get(|axum::extract::State(s): axum::extract::State<Arc<State>>| async move {
-                    s.fetches.fetch_add(1, Ordering::SeqCst);
-                    let set = JwkSet {
-                        keys: s.published.lock().expect("jwks lock").clone(),
-                    };
-                    (
-                        [("content-type", "application/json")],
-                        serde_json::to_string(&set).expect("a JWKS serialises"),
-                    )
-                }),
+                axum::routing::get(
+                    |axum::extract::State(s): axum::extract::State<Arc<State>>| async move {
+                        s.fetches.fetch_add(1, Ordering::SeqCst);
+                        let set = JwkSet {
+                            keys: s.published.lock().expect("jwks lock").clone(),
+                        };
+                        (
+                            [("content-type", "application/json")],
+                            serde_json::to_string(&set).expect("a JWKS serialises"),
+                        )
+                    },
+                ),
             )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -93,7 +95,9 @@ impl TestIdp {
         }
         .expect("a generated key loads");
         let mut jwk = Jwk::from_encoding_key(&encoding, alg).expect("a public JWK");
-        let kid = jwk.thumbprint(ThumbprintHash::SHA256).expect("a thumbprint");
+        let kid = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .expect("a thumbprint");
         jwk.common.key_id = Some(kid.clone());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         if alg == Algorithm::RS256 {
@@ -139,7 +143,10 @@ impl TestIdp {
 
     fn with_key<T>(&self, kid: &str, f: impl FnOnce(&Key) -> T) -> T {
         let keys = self.state.keys.lock().expect("keys lock");
-        f(keys.iter().find(|k| k.kid == kid).expect("a key of this provider"))
+        f(keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .expect("a key of this provider"))
     }
 
     /// Signs `claims` (any JSON) with key `kid`, as the provider would.

@@ -81,7 +81,9 @@ fn issuer() -> &'static Issuer {
         let dir = std::env::temp_dir().join(format!("wardline-test-issuer-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let issuer = DevIssuer::at(&dir);
-        issuer.ensure().expect("the test issuer's key and JWKS can be written");
+        issuer
+            .ensure()
+            .expect("the test issuer's key and JWKS can be written");
         Issuer {
             signer: issuer.signer().expect("the test issuer's key reads back"),
             jwks_file: issuer.jwks_file(),

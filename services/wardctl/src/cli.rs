@@ -260,9 +260,11 @@ impl Cli {
             Command::Recipient(_) | Command::Webhook(_) | Command::Delivery(_) => {
                 (Service::Notification, &self.notification_url)
             }
-            Command::Token(_) | Command::DevIssuer(_) | Command::Tenant(_) | Command::Ticket(_) | Command::Demo(_) => {
-                (Service::Intake, &self.intake_url)
-            }
+            Command::Token(_)
+            | Command::DevIssuer(_)
+            | Command::Tenant(_)
+            | Command::Ticket(_)
+            | Command::Demo(_) => (Service::Intake, &self.intake_url),
         }
     }
 }

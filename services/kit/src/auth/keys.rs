@@ -128,7 +128,9 @@ impl KeySet {
         if out.is_empty() {
             return Err(KeyError::Invalid {
                 var,
-                reason: format!("none of its {total} keys is a supported signing key (RS256/384/512, PS256/384/512, ES256/384, EdDSA)"),
+                reason: format!(
+                    "none of its {total} keys is a supported signing key (RS256/384/512, PS256/384/512, ES256/384, EdDSA)"
+                ),
             });
         }
         Ok(out)
@@ -225,10 +227,7 @@ impl KeyStore {
     /// first token and every `refresh`).
     pub async fn open(config: &AuthConfig) -> Result<Arc<Self>, KeyError> {
         let (source, initial) = match &config.keys {
-            KeySource::Secret(s) => (
-                Source::Fixed,
-                KeySet::hs256(s.expose_secret().as_bytes()),
-            ),
+            KeySource::Secret(s) => (Source::Fixed, KeySet::hs256(s.expose_secret().as_bytes())),
             KeySource::JwksFile(path) => {
                 let source = Source::File(path.clone());
                 let set = source.read().await?;
@@ -323,10 +322,12 @@ impl Source {
         match self {
             Source::Fixed => Ok(KeySet::default()),
             Source::File(path) => {
-                let bytes = tokio::fs::read(path).await.map_err(|source| KeyError::File {
-                    path: path.clone(),
-                    source,
-                })?;
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|source| KeyError::File {
+                        path: path.clone(),
+                        source,
+                    })?;
                 KeySet::from_jwks(&bytes, "WARDLINE_JWKS_FILE")
             }
             Source::Url { url, client } => {
@@ -337,7 +338,10 @@ impl Source {
                     .await
                     .map_err(|e| KeyError::Fetch(format!("GET {url}: {e}")))?;
                 if !resp.status().is_success() {
-                    return Err(KeyError::Fetch(format!("GET {url}: HTTP {}", resp.status())));
+                    return Err(KeyError::Fetch(format!(
+                        "GET {url}: HTTP {}",
+                        resp.status()
+                    )));
                 }
                 let mut body = Vec::new();
                 while let Some(chunk) = resp

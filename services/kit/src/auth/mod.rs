@@ -215,7 +215,10 @@ impl Authenticator {
             .and_then(Value::as_str)
             .ok_or_else(|| refused(&format!("missing claim {}", map.tenant)))?;
         if token_tenant != ALL_TENANTS && !crate::validate::is_slug(token_tenant, 2, 32) {
-            return Err(refused(&format!("claim {} is not a tenant slug", map.tenant)));
+            return Err(refused(&format!(
+                "claim {} is not a tenant slug",
+                map.tenant
+            )));
         }
         let roles = match claim(&claims, &map.roles) {
             Some(Value::Array(values)) => map.roles(values.iter().filter_map(Value::as_str)),
@@ -342,7 +345,14 @@ mod tests {
     }
 
     fn token(tenant: &str, roles: &[Role]) -> String {
-        mint(&secret(), "rn.jones", tenant, roles, Duration::from_secs(60)).unwrap()
+        mint(
+            &secret(),
+            "rn.jones",
+            tenant,
+            roles,
+            Duration::from_secs(60),
+        )
+        .unwrap()
     }
 
     #[tokio::test]
@@ -353,7 +363,11 @@ mod tests {
         assert_eq!(c.tenant().unwrap(), "stmarys");
         assert!(!c.all_tenants);
         assert_eq!(
-            auth.verify(&t, Some("stmarys")).await.unwrap().tenant.as_deref(),
+            auth.verify(&t, Some("stmarys"))
+                .await
+                .unwrap()
+                .tenant
+                .as_deref(),
             Some("stmarys")
         );
         let e = auth.verify(&t, Some("other")).await.unwrap_err();
@@ -378,7 +392,14 @@ mod tests {
     async fn bad_tokens_are_unauthenticated() {
         let auth = hs().await;
         let other = SecretString::from("another-secret-that-is-long-enough-0123456789");
-        let t = mint(&other, "x", "stmarys", &[Role::Analyst], Duration::from_secs(60)).unwrap();
+        let t = mint(
+            &other,
+            "x",
+            "stmarys",
+            &[Role::Analyst],
+            Duration::from_secs(60),
+        )
+        .unwrap();
         for bad in [t.as_str(), "garbage"] {
             assert_eq!(
                 auth.verify(bad, None).await.unwrap_err().code(),
@@ -410,7 +431,12 @@ mod tests {
     }
 
     fn claims(ttl: u64) -> Claims {
-        Claims::new("rn.jones", "stmarys", &[Role::Analyst], Duration::from_secs(ttl))
+        Claims::new(
+            "rn.jones",
+            "stmarys",
+            &[Role::Analyst],
+            Duration::from_secs(ttl),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -425,13 +451,19 @@ mod tests {
 
         let mut c = claims(600);
         c.iss = "https://evil.example.org".into();
-        let e = auth.verify(&signer.sign(&c).unwrap(), None).await.unwrap_err();
+        let e = auth
+            .verify(&signer.sign(&c).unwrap(), None)
+            .await
+            .unwrap_err();
         assert!(e.message().contains("issuer"), "{e:?}");
 
         let mut c = claims(600);
         c.exp = c.iat - 120;
         c.iat -= 180;
-        let e = auth.verify(&signer.sign(&c).unwrap(), None).await.unwrap_err();
+        let e = auth
+            .verify(&signer.sign(&c).unwrap(), None)
+            .await
+            .unwrap_err();
         assert!(e.message().contains("expired"), "{e:?}");
 
         // alg confusion: an HS256 token keyed with the public key's bytes,
@@ -443,14 +475,14 @@ mod tests {
         header.kid = Some(kid.clone());
         let public = serde_json::to_vec(&**jwk).unwrap();
         let forged =
-            jsonwebtoken::encode(&header, &claims(600), &EncodingKey::from_secret(&public)).unwrap();
+            jsonwebtoken::encode(&header, &claims(600), &EncodingKey::from_secret(&public))
+                .unwrap();
         let e = auth.verify(&forged, None).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
         assert!(e.message().contains("algorithm"), "{e:?}");
 
         // A key the JWKS does not have.
-        let stranger =
-            Signer::es256_pem(Signer::generate_es256_pem().unwrap().as_bytes()).unwrap();
+        let stranger = Signer::es256_pem(Signer::generate_es256_pem().unwrap().as_bytes()).unwrap();
         let e = auth
             .verify(&stranger.sign(&claims(600)).unwrap(), None)
             .await

@@ -257,7 +257,10 @@ impl AuthConfig {
         }
         let max_secs: u64 = env.parse("WARDLINE_JWT_MAX_LIFETIME_SECS", 5400)?;
         if max_secs == 0 {
-            return Err(invalid("WARDLINE_JWT_MAX_LIFETIME_SECS", "must be at least 1"));
+            return Err(invalid(
+                "WARDLINE_JWT_MAX_LIFETIME_SECS",
+                "must be at least 1",
+            ));
         }
         let mapping = ClaimMapping {
             subject: env.string("WARDLINE_JWT_SUBJECT_CLAIM", "sub"),
@@ -310,10 +313,23 @@ mod tests {
     #[test]
     fn production_needs_an_identity_provider() {
         let secret = "a-long-enough-random-looking-secret-0123456789";
-        let e = read(&[("WARDLINE_JWT_SECRET", secret)]).unwrap_err().to_string();
-        assert!(e.contains("WARDLINE_JWT_SECRET") && e.contains("development"), "{e}");
-        assert!(read(&[("WARDLINE_JWT_SECRET", secret), ("WARDLINE_ENV", "development")]).is_ok());
-        let e = read(&[("WARDLINE_JWKS_FILE", "/jwks.json")]).unwrap_err().to_string();
+        let e = read(&[("WARDLINE_JWT_SECRET", secret)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("WARDLINE_JWT_SECRET") && e.contains("development"),
+            "{e}"
+        );
+        assert!(
+            read(&[
+                ("WARDLINE_JWT_SECRET", secret),
+                ("WARDLINE_ENV", "development")
+            ])
+            .is_ok()
+        );
+        let e = read(&[("WARDLINE_JWKS_FILE", "/jwks.json")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("WARDLINE_JWT_ISSUER"), "{e}");
         let c = read(&[
             ("WARDLINE_JWKS_URL", "https://login.example.org/keys"),
@@ -329,7 +345,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("WARDLINE_JWKS_URL"), "{e}");
-        let e = read(&[("WARDLINE_ENV", "development")]).unwrap_err().to_string();
+        let e = read(&[("WARDLINE_ENV", "development")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("WARDLINE_JWKS_URL"), "{e}");
         let e = read(&[
             ("WARDLINE_JWKS_FILE", "/x"),
@@ -346,7 +364,10 @@ mod tests {
         for s in crate::auth::settings::tests::published() {
             assert!(is_known_secret(s), "{s}");
             let e = read(&[("WARDLINE_JWT_SECRET", s)]).unwrap_err().to_string();
-            assert!(e.contains("WARDLINE_JWT_SECRET") && e.contains("published"), "{e}");
+            assert!(
+                e.contains("WARDLINE_JWT_SECRET") && e.contains("published"),
+                "{e}"
+            );
             assert!(!e.contains(s), "the error must not print the secret");
         }
         assert!(!is_known_secret("something-else-entirely-0123456789abcdef"));
@@ -365,7 +386,10 @@ mod tests {
         let c = read(&[
             ("WARDLINE_JWKS_FILE", "/x"),
             ("WARDLINE_JWT_ISSUER", "i"),
-            ("INTAKE_JWT_AUDIENCE", "api://wardline-intake, wardline-intake"),
+            (
+                "INTAKE_JWT_AUDIENCE",
+                "api://wardline-intake, wardline-intake",
+            ),
             ("WARDLINE_JWT_ROLES_CLAIM", "realm_access.roles"),
             (
                 "WARDLINE_JWT_ROLE_MAP",
@@ -376,7 +400,12 @@ mod tests {
         assert_eq!(c.audiences, ["api://wardline-intake", "wardline-intake"]);
         assert_eq!(c.mapping.roles, "realm_access.roles");
         assert_eq!(
-            c.mapping.roles(["Wardline.Admin", "offline_access", "Wardline.Analyst", "ops"]),
+            c.mapping.roles([
+                "Wardline.Admin",
+                "offline_access",
+                "Wardline.Analyst",
+                "ops"
+            ]),
             [Role::TenantAdmin, Role::Analyst]
         );
         assert!(ClaimMapping::default().roles(["analyst", "Wardline.Admin"]) == [Role::Analyst]);

@@ -88,7 +88,11 @@ impl Context {
             nats_url: cli.nats_url.clone(),
             secret: cli.secret.clone(),
             issuer_key: cli.issuer_key.clone(),
-            development: cli.profile == "development",
+            // The services' own reading of WARDLINE_ENV (one parser).
+            development: wardline_kit::tls::Profile::from_env(
+                &wardline_kit::config::Env::from_pairs([("WARDLINE_ENV", cli.profile.as_str())]),
+            )
+            .is_ok_and(|p| !p.is_production()),
             token: cli.token.clone(),
             client: token_source::ClientCredentials::from_cli(cli),
             tenant: cli.tenant.clone().filter(|t| !t.is_empty()),
@@ -382,13 +386,21 @@ mod tests {
             .admin_token()
             .unwrap_err()
             .to_string();
-        assert!(e.contains("WARDLINE_ENV=development") && e.contains("WARDLINE_TOKEN"), "{e}");
-        let c = ctx(&["--env", "development", "--issuer-key", &key, "tenant", "list"]);
-        let token = c.admin_token().unwrap();
-        let mut cfg = wardline_kit::auth::AuthConfig::hs256(
-            &SecretString::from(SECRET),
-            "wardline-intake",
+        assert!(
+            e.contains("WARDLINE_ENV=development") && e.contains("WARDLINE_TOKEN"),
+            "{e}"
         );
+        let c = ctx(&[
+            "--env",
+            "development",
+            "--issuer-key",
+            &key,
+            "tenant",
+            "list",
+        ]);
+        let token = c.admin_token().unwrap();
+        let mut cfg =
+            wardline_kit::auth::AuthConfig::hs256(&SecretString::from(SECRET), "wardline-intake");
         cfg.keys = wardline_kit::auth::KeySource::JwksFile(issuer.jwks_file());
         let auth = Authenticator::new(cfg).await.unwrap();
         let caller = auth

@@ -41,9 +41,9 @@ pub fn dev_issuer(ctx: &Context, cmd: &DevIssuerCommand) -> Result<()> {
     match cmd {
         DevIssuerCommand::Init { dir } => {
             let issuer = DevIssuer::at(dir);
-            let written = issuer
-                .ensure()
-                .with_context(|| format!("cannot make the development issuer in {}", dir.display()))?;
+            let written = issuer.ensure().with_context(|| {
+                format!("cannot make the development issuer in {}", dir.display())
+            })?;
             if ctx.json {
                 print_json(&json!({
                     "key_file": issuer.key_file(),

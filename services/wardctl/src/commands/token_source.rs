@@ -81,10 +81,9 @@ impl ClientCredentials {
 
     /// Asks the token endpoint for an access token.
     pub async fn fetch(&self, timeout: Duration) -> Result<SecretString> {
-        let url = self
-            .token_url
-            .as_deref()
-            .context("--client-id needs the provider's token endpoint: --token-url or WARDLINE_TOKEN_URL")?;
+        let url = self.token_url.as_deref().context(
+            "--client-id needs the provider's token endpoint: --token-url or WARDLINE_TOKEN_URL",
+        )?;
         let secret = self
             .client_secret
             .as_ref()
@@ -108,13 +107,14 @@ impl ClientCredentials {
             .with_context(|| format!("token request to {url}"))?;
         let status = resp.status();
         let body = resp.bytes().await.context("token response")?;
-        let json: serde_json::Value = serde_json::from_slice(&body).with_context(|| {
-            format!("token endpoint {url} answered HTTP {status} without JSON")
-        })?;
+        let json: serde_json::Value = serde_json::from_slice(&body)
+            .with_context(|| format!("token endpoint {url} answered HTTP {status} without JSON"))?;
         if !status.is_success() {
             // RFC 6749 §5.2: `error` is a code, safe to show; never the body.
             let code = json["error"].as_str().unwrap_or("unknown");
-            bail!("token endpoint {url} refused the client credentials: HTTP {status}, error {code}");
+            bail!(
+                "token endpoint {url} refused the client credentials: HTTP {status}, error {code}"
+            );
         }
         let token = json["access_token"]
             .as_str()
@@ -163,7 +163,11 @@ mod tests {
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
                     let len = head
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap()))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
                         .unwrap_or(0);
                     if body.len() >= len {
                         break;
@@ -204,9 +208,15 @@ mod tests {
         assert_eq!(token.expose_secret(), "eyJ.x.y");
         let request = got.await.unwrap();
         assert!(request.starts_with("POST /oauth2/token"), "{request}");
-        assert!(request.contains("grant_type=client_credentials"), "{request}");
+        assert!(
+            request.contains("grant_type=client_credentials"),
+            "{request}"
+        );
         assert!(request.contains("client_secret=s3cret%26%3D"), "{request}");
-        assert!(request.contains("scope=api%3A%2F%2Fwardline%2F.default"), "{request}");
+        assert!(
+            request.contains("scope=api%3A%2F%2Fwardline%2F.default"),
+            "{request}"
+        );
     }
 
     #[tokio::test]
@@ -221,7 +231,11 @@ mod tests {
         assert!(e.contains("invalid_client") && !e.contains("s3cret"), "{e}");
         let mut c = creds("http://idp.example.org/token".into());
         c.scope = None;
-        let e = c.fetch(Duration::from_secs(5)).await.unwrap_err().to_string();
+        let e = c
+            .fetch(Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("https"), "{e}");
     }
 }
