@@ -114,6 +114,7 @@ impl Application {
             self.base.pool.clone(),
             self.config.webhook_allow_http,
             self.config.retry,
+            self.config.egress.clone(),
         );
         let routes = self
             .base

@@ -1,10 +1,12 @@
 //! Notification's configuration (environment variables, see the README table).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use wardline_kit::config::{ConfigError, Env, ServiceConfig, ServiceDefaults};
 
+use crate::domain::egress::Policy;
 use crate::domain::retry::RetryPolicy;
 
 /// How the SMTP connection is secured.
@@ -77,6 +79,10 @@ pub struct Config {
     pub pager: Option<GatewayConfig>,
     /// `NOTIFICATION_WEBHOOK_ALLOW_HTTP`: accept `http://` endpoints (development only).
     pub webhook_allow_http: bool,
+    /// `NOTIFICATION_EGRESS_ALLOW_HOSTS`: host names and IP addresses that
+    /// outbound HTTP may reach although they are not public (comma-separated;
+    /// default none). Everything else must be a public address.
+    pub egress: Arc<Policy>,
     /// `NOTIFICATION_LINK_BASE_URL`: where ticket links in messages point.
     pub link_base_url: String,
     /// `NOTIFICATION_SEND_TIMEOUT_MS`: one attempt's limit.
@@ -109,16 +115,27 @@ fn invalid(var: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn http_url(env: &Env, var: &str) -> Result<Option<String>, ConfigError> {
-    match env.get(var) {
-        None => Ok(None),
-        Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(Some(u)),
-        Some(_) => Err(invalid(var, "must be an http:// or https:// URL")),
-    }
+/// A gateway URL: http(s), and an IP-literal host must pass the egress
+/// policy (names are checked when connecting).
+fn http_url(env: &Env, var: &str, egress: &Policy) -> Result<Option<String>, ConfigError> {
+    let Some(u) = env.get(var) else {
+        return Ok(None);
+    };
+    let parsed = reqwest::Url::parse(&u)
+        .ok()
+        .filter(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some())
+        .ok_or_else(|| invalid(var, "must be an http:// or https:// URL"))?;
+    crate::channels::egress::check_target(egress, &parsed).map_err(|r| {
+        invalid(
+            var,
+            format!("{r}; add the host to NOTIFICATION_EGRESS_ALLOW_HOSTS to allow it"),
+        )
+    })?;
+    Ok(Some(u))
 }
 
-fn gateway(env: &Env, prefix: &str) -> Result<Option<GatewayConfig>, ConfigError> {
-    let url = http_url(env, &format!("{prefix}_URL"))?;
+fn gateway(env: &Env, prefix: &str, egress: &Policy) -> Result<Option<GatewayConfig>, ConfigError> {
+    let url = http_url(env, &format!("{prefix}_URL"), egress)?;
     let token = env.get(&format!("{prefix}_TOKEN")).map(SecretString::from);
     Ok(url.map(|url| GatewayConfig { url, token }))
 }
@@ -184,12 +201,18 @@ impl Config {
         if !(link_base_url.starts_with("https://") || link_base_url.starts_with("http://")) {
             return Err(invalid("NOTIFICATION_LINK_BASE_URL", "an http(s):// URL"));
         }
+        let egress = Arc::new(Policy::allowing(
+            env.string("NOTIFICATION_EGRESS_ALLOW_HOSTS", "").split(','),
+        ));
+        let sms = gateway(env, "NOTIFICATION_SMS", &egress)?;
+        let pager = gateway(env, "NOTIFICATION_PAGER", &egress)?;
         Ok(Self {
             service,
             smtp,
-            sms: gateway(env, "NOTIFICATION_SMS")?,
-            pager: gateway(env, "NOTIFICATION_PAGER")?,
+            sms,
+            pager,
             webhook_allow_http: env.parse("NOTIFICATION_WEBHOOK_ALLOW_HTTP", false)?,
+            egress,
             link_base_url,
             send_timeout,
             retry,
@@ -232,6 +255,26 @@ mod tests {
         assert!(c.sms.is_none() && c.pager.is_none());
         assert_eq!(c.retry.max_attempts, 8);
         assert!(!c.webhook_allow_http);
+    }
+
+    #[test]
+    fn a_gateway_inside_needs_the_allow_list() {
+        let e = with(&[("NOTIFICATION_SMS_URL", "http://127.0.0.1:9000/sms")]).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("NOTIFICATION_SMS_URL") && msg.contains("public address"),
+            "{msg}"
+        );
+        let c = with(&[
+            ("NOTIFICATION_SMS_URL", "http://127.0.0.1:9000/sms"),
+            (
+                "NOTIFICATION_EGRESS_ALLOW_HOSTS",
+                "127.0.0.1, gateway.internal",
+            ),
+        ])
+        .unwrap();
+        assert!(c.sms.is_some());
+        assert!(c.egress.allows_name("gateway.internal"));
     }
 
     #[test]

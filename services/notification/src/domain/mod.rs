@@ -4,6 +4,7 @@
 //! the contract's enums; no tonic, sqlx or NATS in here.
 
 pub mod audience;
+pub mod egress;
 pub mod retry;
 pub mod signature;
 pub mod template;

@@ -29,6 +29,8 @@ pub struct Api {
     pub(crate) webhook_allow_http: bool,
     /// Attempts a retried delivery gets, for cancelling with a recorded attempt.
     pub(crate) policy: crate::domain::retry::RetryPolicy,
+    /// Where webhooks may point (`NOTIFICATION_EGRESS_ALLOW_HOSTS`).
+    pub(crate) egress: std::sync::Arc<crate::domain::egress::Policy>,
 }
 
 impl Api {
@@ -37,11 +39,13 @@ impl Api {
         pool: PgPool,
         webhook_allow_http: bool,
         policy: crate::domain::retry::RetryPolicy,
+        egress: std::sync::Arc<crate::domain::egress::Policy>,
     ) -> Self {
         Self {
             pool,
             webhook_allow_http,
             policy,
+            egress,
         }
     }
 }

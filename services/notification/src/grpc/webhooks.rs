@@ -62,9 +62,10 @@ fn not_found(id: &str) -> Status {
     Status::not_found(format!("webhook endpoint {id} not found"))
 }
 
-/// Checks an endpoint URL: https (http only when allowed), at most 2048
-/// characters, a host, no credentials, no fragment.
-pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), Status> {
+/// Checks an endpoint URL's form: https (http only when allowed), at most
+/// 2048 characters, a host, no credentials, no fragment. Where it points is
+/// judged by the egress policy ([`crate::channels::egress`]).
+pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<reqwest::Url, Status> {
     if url.is_empty() {
         return Err(invalid("url: required"));
     }
@@ -86,7 +87,7 @@ pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), Status> {
     if parsed.fragment().is_some() {
         return Err(invalid("url: must not have a #fragment"));
     }
-    Ok(())
+    Ok(parsed)
 }
 
 async fn lock(conn: &mut sqlx::PgConnection, tenant: &str, id: Uuid) -> Result<Row, Status> {
@@ -121,7 +122,10 @@ impl WebhookService for Api {
         let tenant = tenant_of(&caller, ADMINS)?;
         let r = req.into_inner();
         require_request_id(&r.request_id)?;
-        check_url(&r.url, self.webhook_allow_http)?;
+        let url = check_url(&r.url, self.webhook_allow_http)?;
+        crate::channels::egress::check_registration(&self.egress, &url)
+            .await
+            .map_err(|refusal| invalid(format!("url: {refusal}")))?;
         if r.event_kinds.is_empty() {
             return Err(invalid("event_kinds: at least one"));
         }
