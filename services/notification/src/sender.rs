@@ -40,7 +40,7 @@ use wardline_proto::events::{DeliveryOutcome, DeliveryStatus};
 
 use crate::channels::{Channels, Outgoing};
 use crate::domain::retry::{Next, RetryPolicy, Verdict};
-use crate::domain::template::{self, Template, Vars};
+use crate::domain::template::{self, Rendered, Template, Vars};
 use crate::domain::{
     AttemptOutcome, DeliveryState, ErrorClass, EventKind, NotificationChannel, channel_label,
     kind_label,
@@ -249,8 +249,7 @@ impl Sender {
         };
         let pairs: BTreeMap<String, String> =
             serde_json::from_value(c.vars.clone()).unwrap_or_default();
-        let message = template::render(&t, &Vars::from_pairs(pairs))
-            .map_err(|_| Verdict::failed(ErrorClass::RenderFailed, 0))?;
+        let message = render_off_runtime(t, Vars::from_pairs(pairs)).await?;
         let mut secrets = Vec::new();
         if channel == NotificationChannel::Webhook {
             let row: Option<EndpointSecrets> = sqlx::query_as(
@@ -502,4 +501,26 @@ pub(crate) async fn finish_attempt(
             })?;
     }
     Ok(next)
+}
+
+/// How long one render may take before the attempt fails with RENDER_FAILED
+/// (the fuel limit ends it well before; this is the backstop).
+const RENDER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Renders on a blocking thread, so a costly tenant template cannot stall
+/// the runtime that sends every other hospital's messages.
+async fn render_off_runtime(t: Template, vars: Vars) -> Result<Rendered, Verdict> {
+    let job = tokio::task::spawn_blocking(move || template::render(&t, &vars));
+    match tokio::time::timeout(RENDER_TIMEOUT, job).await {
+        Ok(Ok(Ok(rendered))) => Ok(rendered),
+        Ok(Ok(Err(e))) => {
+            // The template's own error (never ticket text).
+            tracing::warn!(error = %e, "template did not render");
+            Err(Verdict::failed(ErrorClass::RenderFailed, 0))
+        }
+        Ok(Err(_)) | Err(_) => {
+            tracing::warn!("template render panicked or timed out");
+            Err(Verdict::failed(ErrorClass::RenderFailed, 0))
+        }
+    }
 }
