@@ -480,6 +480,7 @@ pub fn notification_env(
             ("NOTIFICATION_PAGER_URL", &pager_url),
             ("NOTIFICATION_WEBHOOK_ALLOW_HTTP", "true"),
             ("NOTIFICATION_EGRESS_ALLOW_HOSTS", "127.0.0.1"),
+            ("NOTIFICATION_SECRET_KEYS", wardline_testkit::SEALING_KEYS),
             ("NOTIFICATION_SCAN_INTERVAL_MS", "50"),
             ("NOTIFICATION_SEND_TIMEOUT_MS", "2000"),
             ("NOTIFICATION_SENDING_LEASE_MS", "3000"),

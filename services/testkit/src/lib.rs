@@ -47,6 +47,8 @@ use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use wardline_kit::auth::Role;
 
+/// Notification's sealing key list in tests (`NOTIFICATION_SECRET_KEYS`).
+pub const SEALING_KEYS: &str = "test-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// The signing secret every test service and client uses.
 pub const SECRET: &str = "wardline-test-secret-0123456789-abcdefghijklmnop";
 

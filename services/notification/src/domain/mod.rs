@@ -6,6 +6,7 @@
 pub mod audience;
 pub mod egress;
 pub mod retry;
+pub mod sealing;
 pub mod signature;
 pub mod template;
 

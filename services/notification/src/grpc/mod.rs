@@ -9,7 +9,7 @@
 mod deliveries;
 mod recipients;
 mod templates;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use chrono::{DateTime, Utc};
 use prost::Message;
@@ -31,6 +31,8 @@ pub struct Api {
     pub(crate) policy: crate::domain::retry::RetryPolicy,
     /// Where webhooks may point (`NOTIFICATION_EGRESS_ALLOW_HOSTS`).
     pub(crate) egress: std::sync::Arc<crate::domain::egress::Policy>,
+    /// Seals webhook secrets (`NOTIFICATION_SECRET_KEYS`).
+    pub(crate) secret_keys: std::sync::Arc<crate::domain::sealing::Keyring>,
 }
 
 impl Api {
@@ -40,12 +42,14 @@ impl Api {
         webhook_allow_http: bool,
         policy: crate::domain::retry::RetryPolicy,
         egress: std::sync::Arc<crate::domain::egress::Policy>,
+        secret_keys: std::sync::Arc<crate::domain::sealing::Keyring>,
     ) -> Self {
         Self {
             pool,
             webhook_allow_http,
             policy,
             egress,
+            secret_keys,
         }
     }
 }

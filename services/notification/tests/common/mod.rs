@@ -80,6 +80,10 @@ pub fn env(
         // The test's own receivers, and nothing else inside.
         ("NOTIFICATION_EGRESS_ALLOW_HOSTS", "127.0.0.1".to_owned()),
         (
+            "NOTIFICATION_SECRET_KEYS",
+            wardline_testkit::SEALING_KEYS.to_owned(),
+        ),
+        (
             "NOTIFICATION_LINK_BASE_URL",
             "https://desk.example.org".to_owned(),
         ),
