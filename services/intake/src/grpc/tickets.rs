@@ -34,6 +34,9 @@ const TICKET_ROLES: &[Role] = &[
 ];
 const WORK_ROLES: &[Role] = &[Role::Analyst, Role::TenantAdmin, Role::VendorAdmin];
 const MAX_TEXT: usize = 10_000;
+/// The rule of free-text fields, `{}` the field.
+const TEXT_RULE: &str =
+    "{}: 1-10000 characters, not blank, no control characters other than line breaks and tabs";
 
 fn record_ticket(t: &TicketRow) {
     let span = tracing::Span::current();
@@ -115,9 +118,10 @@ fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, S
     if impact == Impact::Unspecified {
         return Err(Status::invalid_argument("impact: required"));
     }
-    let chars = r.description.chars().count();
-    if r.description.trim().is_empty() || chars > MAX_TEXT {
-        return Err(Status::invalid_argument("description: 1-10000 characters"));
+    if !validate::is_free_text(&r.description, MAX_TEXT) {
+        return Err(Status::invalid_argument(
+            TEXT_RULE.replace("{}", "description"),
+        ));
     }
     let given: Category = enum_field(r.category, "category")?;
     let (category, classified) = match given {
@@ -636,9 +640,10 @@ impl TicketService for Api {
         let r = req.into_inner();
         require_request_id(&r.request_id)?;
         let id = parse_ticket_id(&r.ticket_id)?;
-        if r.body.trim().is_empty() || r.body.chars().count() > MAX_TEXT {
-            return Err(Status::invalid_argument("body: 1-10000 characters"));
+        if !validate::is_free_text(&r.body, MAX_TEXT) {
+            return Err(Status::invalid_argument(TEXT_RULE.replace("{}", "body")));
         }
+        self.notes.quota.check(&tenant)?;
         let hash = idempotency::request_hash("AddNote", &r);
         let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
         if let Claim::Replay(bytes) =
@@ -655,6 +660,16 @@ impl TicketService for Api {
             return Err(Status::failed_precondition(
                 "cannot add a note to a ticket that is closed",
             ));
+        }
+        // The ticket row is locked: the count cannot race another AddNote.
+        let notes = storage::count_notes(&mut tx, &tenant, id)
+            .await
+            .map_err(|e| db_status(&e))?;
+        if notes >= self.notes.max_per_ticket {
+            return Err(Status::resource_exhausted(format!(
+                "ticket {}: at most {} notes (INTAKE_MAX_NOTES_PER_TICKET)",
+                row.number, self.notes.max_per_ticket
+            )));
         }
         let note = NoteRow {
             note_id: Uuid::now_v7(),
@@ -710,15 +725,35 @@ impl TicketService for Api {
             .map_err(|e| db_status(&e))?
             .ok_or_else(|| not_found(&r.ticket_id))?;
         drop(conn);
-        let mut notes = storage::list_notes(&self.pool, &tenant, id)
+        let size = match r.page_size {
+            0 => 100,
+            n @ 1..=500 => i64::from(n),
+            _ => return Err(Status::invalid_argument("page_size: at most 500")),
+        };
+        let after = if r.page_token.is_empty() {
+            Uuid::nil()
+        } else {
+            Uuid::parse_str(&r.page_token).map_err(|_| {
+                Status::invalid_argument("page_token: not a token from a previous response")
+            })?
+        };
+        // Requesters see what was written for them, not the analysts' working notes.
+        let only_for = (!caller.has_any(WORK_ROLES)).then_some(caller.subject.as_str());
+        let mut notes = storage::list_notes(&self.pool, &tenant, id, only_for, after, size + 1)
             .await
             .map_err(|e| db_status(&e))?;
-        // Requesters see what was written for them, not the analysts' working notes.
-        if !caller.has_any(WORK_ROLES) {
-            notes.retain(|n| n.public || n.author_id == caller.subject);
-        }
+        let next_page_token = if notes.len() as i64 > size {
+            notes.truncate(size as usize);
+            notes
+                .last()
+                .map(|n| n.note_id.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         Ok(Response::new(ListNotesResponse {
             notes: notes.iter().map(convert::note).collect(),
+            next_page_token,
         }))
     }
 }
