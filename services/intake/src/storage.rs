@@ -371,6 +371,36 @@ pub async fn list_notes(
     .await
 }
 
+/// The free text and caller contact of a ticket, for completing a replayed
+/// response whose stored copy leaves them out.
+pub async fn ticket_text(
+    pool: &PgPool,
+    tenant: &str,
+    ticket: Uuid,
+) -> Result<Option<(String, String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT description, caller_name, caller_email, caller_phone FROM tickets
+          WHERE tenant_id = $1 AND ticket_id = $2",
+    )
+    .bind(tenant)
+    .bind(ticket)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A note's body, for completing a replayed AddNote response.
+pub async fn note_body(
+    pool: &PgPool,
+    tenant: &str,
+    note: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT body FROM notes WHERE tenant_id = $1 AND note_id = $2")
+        .bind(tenant)
+        .bind(note)
+        .fetch_optional(pool)
+        .await
+}
+
 /// How many notes a ticket has.
 pub async fn count_notes(
     conn: &mut PgConnection,

@@ -222,7 +222,8 @@ impl Api {
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, request_id, operation, &hash).await?
         {
-            return decode_replay(&bytes);
+            drop(tx);
+            return self.replay_ticket(&tenant, &bytes).await;
         }
         let mut row = storage::get_ticket(&mut tx, &tenant, TicketKey::Id(id), true)
             .await
@@ -252,12 +253,35 @@ impl Api {
             .await
             .map_err(outbox_status)?;
         let resp = convert::ticket(&row);
-        idempotency::finish(&mut tx, &tenant, request_id, &resp.encode_to_vec())
+        let stored = convert::stored_ticket(&resp).encode_to_vec();
+        idempotency::finish(&mut tx, &tenant, request_id, &stored)
             .await
             .map_err(|e| db_status(&e))?;
         tx.commit().await.map_err(|e| db_status(&e))?;
         tracing::info!(ticket_id = %row.ticket_id, ticket_number = %row.number, version = row.version, operation, "ticket changed");
         Ok(Response::new(resp))
+    }
+
+    /// A stored ticket response (kept without PHI) completed from the
+    /// ticket's row: the same answer the first request got.
+    pub(crate) async fn replay_ticket(
+        &self,
+        tenant: &str,
+        bytes: &[u8],
+    ) -> Result<Response<Ticket>, Status> {
+        let mut t: Ticket = decode_replay(bytes)?.into_inner();
+        let id = parse_ticket_id(&t.ticket_id)?;
+        let (description, name, email, phone) = storage::ticket_text(&self.pool, tenant, id)
+            .await
+            .map_err(|e| db_status(&e))?
+            .ok_or_else(|| not_found(&t.ticket_id))?;
+        t.description = description;
+        if let Some(c) = t.caller.as_mut() {
+            c.name = name;
+            c.email = email;
+            c.phone = phone;
+        }
+        Ok(Response::new(t))
     }
 }
 
@@ -308,7 +332,7 @@ impl TicketService for Api {
             })
             .await?;
         let resp = match created {
-            Created::Replay(bytes) => return decode_replay(&bytes),
+            Created::Replay(bytes) => return self.replay_ticket(&tenant, &bytes).await,
             Created::Ticket(t) => *t,
         };
         let span = tracing::Span::current();
@@ -643,14 +667,24 @@ impl TicketService for Api {
         if !validate::is_free_text(&r.body, MAX_TEXT) {
             return Err(Status::invalid_argument(TEXT_RULE.replace("{}", "body")));
         }
-        self.notes.quota.check(&tenant)?;
         let hash = idempotency::request_hash("AddNote", &r);
         let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, &r.request_id, "AddNote", &hash).await?
         {
-            return decode_replay(&bytes);
+            drop(tx);
+            // Stored without its body (PHI stays in the note's row).
+            let mut note: Note = decode_replay(&bytes)?.into_inner();
+            let note_id = Uuid::parse_str(&note.note_id)
+                .map_err(|_| Status::internal("stored response is unreadable"))?;
+            note.body = storage::note_body(&self.pool, &tenant, note_id)
+                .await
+                .map_err(|e| db_status(&e))?
+                .unwrap_or_default();
+            return Ok(Response::new(note));
         }
+        // A retry above is not a new note: the rate counts new ones.
+        self.notes.quota.check(&tenant)?;
         let mut row = storage::get_ticket(&mut tx, &tenant, TicketKey::Id(id), true)
             .await
             .map_err(|e| db_status(&e))?
@@ -703,7 +737,8 @@ impl TicketService for Api {
             .await
             .map_err(outbox_status)?;
         let resp = convert::note(&note);
-        idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
+        let stored = convert::stored_note(&resp).encode_to_vec();
+        idempotency::finish(&mut tx, &tenant, &r.request_id, &stored)
             .await
             .map_err(|e| db_status(&e))?;
         tx.commit().await.map_err(|e| db_status(&e))?;
