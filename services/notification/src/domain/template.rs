@@ -769,4 +769,43 @@ mod tests {
         assert_eq!(v.pairs().len(), 1);
         assert_eq!(v.get("ticket.number"), Some("STM-1"));
     }
+
+    fn fragment() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "[ -~]{0,12}",
+            Just("{{ ticket.number }}".to_owned()),
+            Just("{{ ticket.url|upper }}".to_owned()),
+            Just("{{ ticket.number|json|json }}".to_owned()),
+            Just("{% for c in ticket.url %}".to_owned()),
+            Just("{% endfor %}".to_owned()),
+            Just("{% if ticket.priority == 'P1' %}".to_owned()),
+            Just("{% endif %}".to_owned()),
+            Just("{{ ".to_owned()),
+            Just(" }}".to_owned()),
+            Just("{% set x = 1 %}".to_owned()),
+            Just("{{ ticket.number ~ ticket.url }}".to_owned()),
+            Just("{{ range(100000) }}".to_owned()),
+            Just("{{ nothing.here }}".to_owned()),
+            Just("{# comment #}".to_owned()),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Hostile templates built from real pieces: refused with a reason
+        /// or rendered within the budget, never a panic.
+        #[test]
+        fn any_template_is_refused_or_rendered_within_the_budget(
+            parts in proptest::collection::vec(fragment(), 0..24),
+        ) {
+            let t = Template { subject: String::new(), body: parts.concat() };
+            if validate(EventKind::TicketReceived, NotificationChannel::Email, &t).is_ok() {
+                let out = render(&t, &Vars::examples(EventKind::TicketReceived));
+                if let Ok(r) = out {
+                    proptest::prop_assert!(r.body.len() <= OUTPUT_MAX);
+                }
+            }
+        }
+    }
 }
