@@ -830,7 +830,7 @@ mod fuzz {
             let r = CreateTicketRequest {
                 request_id,
                 facility_id: facility,
-                caller: with_caller.then(|| wardline_proto::intake::Caller {
+                caller: with_caller.then_some(wardline_proto::intake::Caller {
                     caller_id, name, role, email, phone,
                 }),
                 channel,
