@@ -35,6 +35,8 @@
 #   WARDLINE_SKIP_BUILD   1 skips cargo build (use binaries already in WARDLINE_BIN_DIR)
 #   NOTIFICATION_WEBHOOK_ALLOW_HTTP  default true here (loopback development
 #                         only): wardline-load's webhook receiver is http://127.0.0.1
+#   NOTIFICATION_EGRESS_ALLOW_HOSTS  default 127.0.0.1 here, for that receiver
+#                         (outbound requests go only to public addresses otherwise)
 #   WARDCTL_DEMO_ARGS     extra arguments of `wardctl demo`, e.g. "--scenario my.yaml"
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -213,10 +215,12 @@ if [[ -z "${NOTIFICATION_SMTP_HOST:-}" ]]; then
     DEMO_MAIL_ARGS=(--mail-dir "$STATE/mail")
 fi
 
-# http:// webhooks are allowed on this development machine so that
-# wardline-load's receiver on 127.0.0.1 can time notifications.
+# http:// webhooks to 127.0.0.1 are allowed on this development machine so
+# that wardline-load's receiver there can time notifications.
 start_service notification "$NOTIFICATION_ADMIN_ADDR" "$NOTIFICATION_GRPC_ADDR" \
     NOTIFICATION_WEBHOOK_ALLOW_HTTP="${NOTIFICATION_WEBHOOK_ALLOW_HTTP:-true}" \
+    NOTIFICATION_EGRESS_ALLOW_HOSTS="${NOTIFICATION_EGRESS_ALLOW_HOSTS:-127.0.0.1}" \
+    NOTIFICATION_SECRET_KEYS_FILE="$PKI/notification/secret-keys" \
     NOTIFICATION_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$NOTIFICATION_DB" \
     NOTIFICATION_GRPC_ADDR="$NOTIFICATION_GRPC_ADDR" \
     NOTIFICATION_ADMIN_ADDR="$NOTIFICATION_ADMIN_ADDR"

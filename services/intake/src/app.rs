@@ -64,7 +64,16 @@ impl Application {
             self.config.tenant_burst,
             "tickets",
         );
-        let api = Api::new(self.base.pool.clone(), quota, self.config.writer);
+        let api = Api::new(self.base.pool.clone(), quota, self.config.writer).with_note_limits(
+            crate::grpc::NoteLimits {
+                quota: wardline_kit::quota::TenantQuota::new(
+                    self.config.note_rate.0,
+                    self.config.note_rate.1,
+                    "notes",
+                ),
+                max_per_ticket: self.config.max_notes_per_ticket,
+            },
+        );
         let max = self.base.max_message_bytes();
         let routes = self
             .base

@@ -26,6 +26,12 @@ pub struct Config {
     /// default 256) and `INTAKE_CREATE_CONCURRENCY` (create transactions in
     /// flight at once, default 4): the group commit of CreateTicket.
     pub writer: crate::create::WriterConfig,
+    /// `INTAKE_NOTE_RATE` (notes per second one tenant may add through this
+    /// replica, default 50; 0 = unlimited), `INTAKE_NOTE_BURST` (default 100).
+    pub note_rate: (u32, u32),
+    /// `INTAKE_MAX_NOTES_PER_TICKET`: AddNote beyond it is RESOURCE_EXHAUSTED
+    /// (default 500).
+    pub max_notes_per_ticket: i64,
 }
 
 impl Config {
@@ -39,6 +45,11 @@ impl Config {
                 max_batch: env.parse("INTAKE_CREATE_MAX_BATCH", 256)?,
                 concurrency: env.parse("INTAKE_CREATE_CONCURRENCY", 4)?,
             },
+            note_rate: (
+                env.parse("INTAKE_NOTE_RATE", 50)?,
+                env.parse("INTAKE_NOTE_BURST", 100)?,
+            ),
+            max_notes_per_ticket: env.parse("INTAKE_MAX_NOTES_PER_TICKET", 500)?,
         })
     }
 }

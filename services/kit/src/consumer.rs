@@ -1170,4 +1170,43 @@ mod tests {
         no_payload.payload = None;
         assert!(decode(&no_payload.encode_to_vec(), "stmarys").is_err());
     }
+
+    proptest::proptest! {
+        /// Any bytes on a subject: an envelope or a reason, never a panic,
+        /// and never an envelope of another tenant than the subject's.
+        #[test]
+        fn the_decoder_takes_any_bytes(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            tenant in "[a-z]{2,8}",
+        ) {
+            if let Ok((env, _)) = decode(&bytes, &tenant) {
+                proptest::prop_assert_eq!(env.tenant_id, tenant);
+                proptest::prop_assert!(env.payload.is_some());
+            }
+        }
+
+        /// A real envelope with bytes flipped or cut: still no panic.
+        #[test]
+        fn a_damaged_envelope_is_refused_or_intact(
+            flips in proptest::collection::vec((0usize..400, proptest::prelude::any::<u8>()), 0..8),
+            cut in 0usize..400,
+        ) {
+            let env = crate::events::envelope(
+                "test",
+                "stmarys",
+                "t1",
+                1,
+                wardline_proto::events::event_envelope::Payload::TicketCreated(Default::default()),
+            );
+            let mut bytes = env.encode_to_vec();
+            let len = bytes.len().max(1);
+            for (i, b) in flips {
+                if let Some(x) = bytes.get_mut(i % len) {
+                    *x ^= b;
+                }
+            }
+            bytes.truncate(cut.max(1));
+            let _ = decode(&bytes, "stmarys");
+        }
+    }
 }

@@ -32,6 +32,7 @@ pub struct Application {
     base: Base,
     config: Config,
     listeners: Listeners,
+    secret_keys: Arc<crate::domain::sealing::Keyring>,
 }
 
 /// The consumer's filter: the kinds notification tells people about, for
@@ -55,6 +56,8 @@ impl Application {
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let channels = Channels::from_config(&config)?;
         let (base, listeners) = Base::start(SERVICE, &config.service, &MIGRATOR, shutdown).await?;
+        let secret_keys = config.secret_keys.load()?;
+        crate::grpc::webhooks::seal_at_rest(&base.pool, &secret_keys).await?;
         let mut spec = base.consumer_spec(&config.service, CONSUMED);
         spec.filter_subjects = filter_subjects(&config.service.common.tenants);
         // Events that came early (an assignment before the directory entry
@@ -87,12 +90,14 @@ impl Application {
                 policy: config.retry,
                 scan_interval: config.scan_interval,
             },
+            secret_keys.clone(),
         ));
         base.spawn(move |stop| sender.run(stop));
         Ok(Self {
             base,
             config,
             listeners,
+            secret_keys,
         })
     }
 
@@ -113,6 +118,8 @@ impl Application {
             self.base.pool.clone(),
             self.config.webhook_allow_http,
             self.config.retry,
+            self.config.egress.clone(),
+            self.secret_keys.clone(),
         );
         let max = self.base.max_message_bytes();
         let routes = self

@@ -57,6 +57,9 @@ use tonic::service::Interceptor;
 use wardline_kit::auth::Role;
 use wardline_kit::auth::signing::{Claims, DevIssuer, Signer};
 
+/// Notification's sealing key list in tests (`NOTIFICATION_SECRET_KEYS`).
+pub const SEALING_KEYS: &str = "test-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 /// An HS256 secret, for the tests of the development-only HS256 path
 /// (with `WARDLINE_ENV=development`). Published in the repository, so
 /// refused in production (`wardline_kit::auth::settings::KNOWN_SECRET_SHA256`).
