@@ -723,6 +723,42 @@ async fn hostile_text_is_refused_by_field_and_notes_are_paged_and_capped() {
 }
 
 #[tokio::test]
+async fn a_tenant_over_its_write_quota_is_told_to_wait_and_can_still_read() {
+    let nats = wardline_testkit::TestNats::start();
+    let db = wardline_testkit::TestDb::create("intake").await;
+    let app = start_with(
+        nats,
+        db,
+        &[
+            ("WARDLINE_TENANT_WRITE_RATE", "1"),
+            ("WARDLINE_TENANT_WRITE_BURST", "2"),
+        ],
+    )
+    .await;
+    // The vendor's CreateTenant counts against "*", not the hospital.
+    app.create_tenant("stmarys", "STM").await;
+    let mut nurse = app.tickets(&nurse_token("stmarys"));
+    let t = nurse
+        .create_ticket(nurse_ticket("w1"))
+        .await
+        .unwrap()
+        .into_inner();
+    nurse.create_ticket(nurse_ticket("w2")).await.unwrap();
+    let e = nurse.create_ticket(nurse_ticket("w3")).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+    // Reads are not changes.
+    for _ in 0..5 {
+        nurse
+            .get_ticket(GetTicketRequest {
+                ticket_id: t.ticket_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
 async fn tenants_are_validated_unique_and_listed_for_vendors() {
     let app = spawn_app().await;
     app.create_tenant("stmarys", "STM").await;

@@ -114,6 +114,18 @@ pub struct Authenticator {
 struct AuthInner {
     config: AuthConfig,
     keys: Arc<keys::KeyStore>,
+    /// Mutating RPCs per tenant ([`AuthConfig::write_rate`]).
+    writes: crate::quota::TenantQuota,
+}
+
+/// True for an RPC that changes something: every method but the reads
+/// (`Get*`, `List*`, `Watch*`, `Search*`, `Preview*`, `Check*`). `path` is
+/// the gRPC path, `/<package>.<Service>/<Method>`.
+pub fn is_mutating(path: &str) -> bool {
+    let method = path.rsplit('/').next().unwrap_or_default();
+    !["Get", "List", "Watch", "Search", "Preview", "Check"]
+        .iter()
+        .any(|read| method.starts_with(read))
 }
 
 fn refused(reason: &str) -> Status {
@@ -152,8 +164,14 @@ impl Authenticator {
     pub async fn new(config: AuthConfig) -> Result<Self, keys::KeyError> {
         let keys = keys::KeyStore::open(&config).await?;
         keys.spawn_refresh(config.refresh);
+        let writes =
+            crate::quota::TenantQuota::new(config.write_rate.0, config.write_rate.1, "changes");
         Ok(Self {
-            inner: Arc::new(AuthInner { config, keys }),
+            inner: Arc::new(AuthInner {
+                config,
+                keys,
+                writes,
+            }),
         })
     }
 
@@ -316,6 +334,14 @@ where
         Box::pin(async move {
             match auth.authenticate(req.headers()).await {
                 Ok(caller) => {
+                    // One noisy tenant must not take every service's write
+                    // capacity: the per-tenant quota of mutating RPCs.
+                    if is_mutating(req.uri().path()) {
+                        let key = caller.tenant.as_deref().unwrap_or(ALL_TENANTS);
+                        if let Err(status) = auth.inner.writes.check(key) {
+                            return Ok(status.into_http());
+                        }
+                    }
                     req.extensions_mut().insert(caller);
                     inner.call(req).await
                 }
@@ -333,6 +359,24 @@ impl<S: tonic::server::NamedService> tonic::server::NamedService for AuthService
 mod tests {
     use super::*;
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    #[test]
+    fn reads_are_told_from_changes_by_method() {
+        for read in [
+            "/wardline.intake.v1.TicketService/GetTicket",
+            "/wardline.intake.v1.TicketService/ListNotes",
+            "/wardline.routing.v1.QueueService/GetQueue",
+        ] {
+            assert!(!is_mutating(read), "{read}");
+        }
+        for write in [
+            "/wardline.intake.v1.TicketService/CreateTicket",
+            "/wardline.intake.v1.TicketService/AddNote",
+            "/wardline.common.v1.EventDeadLetterService/RetryDeadLetter",
+        ] {
+            assert!(is_mutating(write), "{write}");
+        }
+    }
     use secrecy::SecretString;
     use std::time::Duration;
 

@@ -140,6 +140,11 @@ pub struct AuthConfig {
     /// `WARDLINE_JWKS_CA_FILE`: a CA to trust (besides the system's) for
     /// the JWKS URL, for a provider behind the hospital's own CA.
     pub jwks_ca_file: Option<PathBuf>,
+    /// `WARDLINE_TENANT_WRITE_RATE` (500) and `WARDLINE_TENANT_WRITE_BURST`
+    /// (1000): mutating RPCs per second one tenant may make through this
+    /// replica, every service and method together (0 turns it off); over
+    /// it, RESOURCE_EXHAUSTED with the time to wait.
+    pub write_rate: (u32, u32),
 }
 
 fn invalid(var: &str, reason: impl Into<String>) -> ConfigError {
@@ -280,6 +285,10 @@ impl AuthConfig {
             refresh: Duration::from_secs(refresh.max(1)),
             min_refresh: Duration::from_secs(min_refresh),
             jwks_ca_file: env.get("WARDLINE_JWKS_CA_FILE").map(PathBuf::from),
+            write_rate: (
+                env.parse("WARDLINE_TENANT_WRITE_RATE", 500)?,
+                env.parse("WARDLINE_TENANT_WRITE_BURST", 1000)?,
+            ),
         })
     }
 
@@ -296,6 +305,7 @@ impl AuthConfig {
             refresh: Duration::from_secs(900),
             min_refresh: Duration::from_secs(30),
             jwks_ca_file: None,
+            write_rate: (500, 1000),
         }
     }
 }
