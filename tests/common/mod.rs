@@ -202,11 +202,23 @@ pub struct Stack {
 }
 
 pub async fn spawn_stack() -> Stack {
+    spawn_stack_with(&[]).await
+}
+
+/// [`spawn_stack`] with routing's variables `routing_vars` replaced.
+pub async fn spawn_stack_with(routing_vars: &[(&str, &str)]) -> Stack {
     let nats = TestNats::start();
     let intake_db = TestDb::create("intake").await;
     let routing_db = TestDb::create("routing").await;
     let intake = start_intake(&intake_db, &nats).await;
-    let routing = start_routing(&routing_db, &nats).await;
+    let mut env = routing_env(&routing_db, &nats);
+    env.retain(|(k, _)| !routing_vars.iter().any(|(r, _)| r == k));
+    env.extend(
+        routing_vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let routing = start_in_process!(wardline_routing, env);
     let routing_grpc = routing.grpc;
     Stack {
         nats,

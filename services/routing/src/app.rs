@@ -45,7 +45,6 @@ impl Application {
         base.spawn_consumer(
             base.consumer_spec(&config.service, CONSUMED),
             Arc::new(TicketEvents {
-                wake: wake.clone(),
                 cache: cache.clone(),
             }),
         );

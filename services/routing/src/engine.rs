@@ -18,6 +18,11 @@
 //!   skips the rest, so any subset in any order converges.
 //! - Routing's own ticket events are numbered per ticket (`routing_seq`) so
 //!   intake can apply them in order too.
+//! - **The queue keeps its order.** Capacity freed by an event or a timer is
+//!   handed to the head of that analyst's eligible queue in the same
+//!   transaction ([`hand_over`]); the periodic [`drain`] judges a whole pass
+//!   with the loads it read at the start, so a slot freed while it runs is
+//!   never given to whichever ticket it happens to evaluate next.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -241,15 +246,18 @@ async fn publish(
 }
 
 /// Frees the assignee's capacity and ends their live assignment with `end`.
+/// Returns the analyst whose capacity was freed, if any: the caller hands
+/// that slot to the head of their queue ([`hand_over`]) in this transaction.
 async fn release(
     conn: &mut PgConnection,
     t: &mut TicketRow,
     end: AssignmentState,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<String>, sqlx::Error> {
     if t.assignee.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    if matches!(t.state, state::ASSIGNED | state::ACKNOWLEDGED) {
+    let held = matches!(t.state, state::ASSIGNED | state::ACKNOWLEDGED);
+    if held {
         sqlx::query(
             "UPDATE analysts SET current_load = GREATEST(current_load - 1, 0),
                     idle_since = CASE WHEN current_load <= 1 THEN now() ELSE idle_since END
@@ -265,7 +273,7 @@ async fn release(
         .execute(&mut *conn)
         .await?;
     t.previous_analyst_id = std::mem::take(&mut t.assignee);
-    Ok(())
+    Ok(held.then(|| t.previous_analyst_id.clone()))
 }
 
 /// The result of trying to route a ticket.
@@ -334,11 +342,15 @@ fn explanation(
 /// assigning to right now (no waiting on the hot, best-ranked rows); only
 /// when that finds nobody, one by one in rank order, waiting for the locks,
 /// so a ticket is never queued just because its analysts were busy being
-/// assigned elsewhere.
+/// assigned elsewhere. Without `wait` (queue hand-over and drain, which hold
+/// locks on queued tickets) that second pass is skipped: a transaction that
+/// holds queued tickets never waits for an analyst's row, so it cannot
+/// deadlock with one that holds the analyst and waits for the queue.
 async fn take_capacity(
     conn: &mut PgConnection,
     ticket: Uuid,
     ranked: &[&str],
+    wait: bool,
 ) -> Result<Option<(String, i64)>, sqlx::Error> {
     if ranked.is_empty() {
         return Ok(None);
@@ -360,7 +372,7 @@ async fn take_capacity(
     .bind(ticket)
     .fetch_optional(&mut *conn)
     .await?;
-    if picked.is_some() {
+    if picked.is_some() || !wait {
         return Ok(picked);
     }
     for id in ranked {
@@ -389,8 +401,35 @@ pub async fn route(
     trigger: DecisionTrigger,
     policy: &mut Policy,
 ) -> Result<Routed, sqlx::Error> {
-    let routed = decide_and_write(conn, t, trigger, policy, false).await?;
+    let routed = decide_and_write(conn, t, trigger, policy, Write::Update { wait: true }).await?;
     Ok(routed.expect("an update always writes"))
+}
+
+/// [`route`] for a queued ticket the caller holds locked with other queued
+/// tickets: never waits for an analyst's row (see [`take_capacity`]).
+async fn route_queued(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    policy: &mut Policy,
+) -> Result<Routed, sqlx::Error> {
+    let routed = decide_and_write(
+        conn,
+        t,
+        DecisionTrigger::QueueDrain,
+        policy,
+        Write::Update { wait: false },
+    )
+    .await?;
+    Ok(routed.expect("an update always writes"))
+}
+
+/// How [`decide_and_write`] stores its outcome.
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    /// The ticket is new: one `INSERT` with the outcome.
+    Insert,
+    /// The ticket is stored and locked; `wait` as in [`take_capacity`].
+    Update { wait: bool },
 }
 
 /// [`route`] for a ticket not yet stored: the ticket, its SLA timers and
@@ -401,7 +440,14 @@ async fn route_new(
     t: &mut TicketRow,
     policy: &mut Policy,
 ) -> Result<Option<Routed>, sqlx::Error> {
-    decide_and_write(conn, t, DecisionTrigger::TicketCreated, policy, true).await
+    decide_and_write(
+        conn,
+        t,
+        DecisionTrigger::TicketCreated,
+        policy,
+        Write::Insert,
+    )
+    .await
 }
 
 /// A ticket first seen, its SLA timers, and its assignment with the
@@ -477,28 +523,36 @@ async fn insert_routed(
     Ok(inserted == 1)
 }
 
-async fn decide_and_write(
-    conn: &mut PgConnection,
-    t: &mut TicketRow,
-    trigger: DecisionTrigger,
-    policy: &mut Policy,
-    new: bool,
-) -> Result<Option<Routed>, sqlx::Error> {
-    let now = Utc::now();
-    let category = Category::try_from(i32::from(t.category)).unwrap_or(Category::Other);
-    let facts = TicketFacts {
+/// What the decision needs to know about a ticket.
+fn facts_of(t: &TicketRow) -> TicketFacts {
+    TicketFacts {
         tenant_id: t.tenant_id.clone(),
         facility_id: t.facility_id.clone(),
         caller_role: CallerRole::try_from(i32::from(t.caller_role))
             .unwrap_or(CallerRole::NonClinical),
         previous_analyst: Some(t.previous_analyst_id.clone()).filter(|p| !p.is_empty()),
         excluded: t.excluded_analysts.clone(),
+    }
+}
+
+async fn decide_and_write(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    trigger: DecisionTrigger,
+    policy: &mut Policy,
+    write: Write,
+) -> Result<Option<Routed>, sqlx::Error> {
+    let now = Utc::now();
+    let (new, wait) = match write {
+        Write::Insert => (true, true),
+        Write::Update { wait } => (false, wait),
     };
+    let category = Category::try_from(i32::from(t.category)).unwrap_or(Category::Other);
     let rule = policy.rule(category).into_owned();
-    let d = decision::decide(&facts, &rule, &policy.analysts, now);
+    let d = decision::decide(&facts_of(t), &rule, &policy.analysts, now);
     metrics::counter!("wardline_routing_decisions_total").increment(1);
     let ranked: Vec<&str> = d.ranked().map(|v| v.analyst_id.as_str()).collect();
-    if let Some((chosen, attempt)) = take_capacity(conn, t.ticket_id, &ranked).await? {
+    if let Some((chosen, attempt)) = take_capacity(conn, t.ticket_id, &ranked, wait).await? {
         policy.took(&chosen);
         let a = NewAssignment {
             id: Uuid::now_v7(),
@@ -590,10 +644,9 @@ pub const CONSUMED: &[&str] = &[
     "ticket.transferred",
 ];
 
-/// Applies intake's ticket events.
+/// Applies intake's ticket events. Capacity an event frees is handed to the
+/// head of the analyst's queue in the event's own transaction ([`hand_over`]).
 pub struct TicketEvents {
-    /// Woken when capacity frees, so queued tickets are assigned at once.
-    pub wake: Arc<Notify>,
     /// Rules, targets and analysts per tenant.
     pub cache: Arc<PolicyCache>,
 }
@@ -781,7 +834,7 @@ impl TicketEvents {
         t.category = snap.category as i16;
         t.clinical_category = snap.clinical_category;
         t.priority = Priority::try_from(snap.priority).unwrap_or(Priority::P3) as i16;
-        let mut freed = false;
+        let mut freed = None;
         match payload {
             Payload::TicketCreated(_) if fresh => {
                 let p = policy_for(&self.cache, conn, tenant, &mut policy).await?;
@@ -789,7 +842,7 @@ impl TicketEvents {
                 return Ok(());
             }
             Payload::TicketReopened(p) => {
-                release(conn, &mut t, AssignmentState::Completed).await?;
+                freed = release(conn, &mut t, AssignmentState::Completed).await?;
                 if !p.previous_analyst_id.is_empty() {
                     t.previous_analyst_id = p.previous_analyst_id.clone();
                 }
@@ -804,10 +857,13 @@ impl TicketEvents {
                 t.state = state::WAITING;
                 t.queued_at = None;
                 route(conn, &mut t, DecisionTrigger::TicketReopened, p).await?;
+                if let Some(analyst) = freed {
+                    hand_over(conn, &self.cache, &analyst).await?;
+                }
                 return Ok(());
             }
             Payload::TicketTransferred(p) => {
-                release(conn, &mut t, AssignmentState::Transferred).await?;
+                freed = release(conn, &mut t, AssignmentState::Transferred).await?;
                 if !p.from_analyst_id.is_empty()
                     && !t.excluded_analysts.contains(&p.from_analyst_id)
                 {
@@ -818,7 +874,6 @@ impl TicketEvents {
                 t.queued_at = None;
                 let p = policy_for(&self.cache, conn, tenant, &mut policy).await?;
                 route(conn, &mut t, DecisionTrigger::TicketTransferred, p).await?;
-                freed = true;
             }
             Payload::TicketAcknowledged(p) => {
                 let now = Utc::now();
@@ -833,7 +888,7 @@ impl TicketEvents {
                 } else if t.state != state::ACKNOWLEDGED || t.assignee != p.analyst_id {
                     // Someone took the ticket directly (the analyst who answered
                     // the phone): it counts against their capacity from now on.
-                    release(conn, &mut t, AssignmentState::Transferred).await?;
+                    freed = release(conn, &mut t, AssignmentState::Transferred).await?;
                     sqlx::query(
                         "UPDATE analysts SET current_load = current_load + 1 WHERE analyst_id = $1",
                     )
@@ -855,7 +910,7 @@ impl TicketEvents {
                 if t.responded_at.is_none() {
                     t.responded_at = Some(Utc::now());
                 }
-                release(conn, &mut t, AssignmentState::Completed).await?;
+                freed = release(conn, &mut t, AssignmentState::Completed).await?;
                 t.state = state::DONE;
                 t.queued_at = None;
                 cancel_timers(
@@ -864,27 +919,124 @@ impl TicketEvents {
                     &[timer::ACK, timer::RESPONSE, timer::RESOLUTION],
                 )
                 .await?;
-                freed = true;
             }
             _ => {}
         }
         save_ticket(conn, &t).await?;
-        if freed {
-            self.wake.notify_one();
+        if let Some(analyst) = freed {
+            hand_over(conn, &self.cache, &analyst).await?;
         }
         Ok(())
     }
 }
 
+// ------------------------------------------------------------------ hand-over
+
+/// Waiting tickets an analyst may serve (tenants they cover, directly or by
+/// `'*'`), in queue order after `$2..$4`, locked. A plain `FOR UPDATE`
+/// (waiting, not skipping): two transactions handing over at once take the
+/// queue head in turn, and the second, once the first commits, sees what the
+/// first assigned (a row no longer waiting fails the recheck and the next
+/// one is locked instead). Every hand-over locks queued tickets in this one
+/// order, so hand-overs never deadlock with each other.
+const QUEUE_OF_ANALYST: &str = "SELECT t.ticket_id, t.tenant_id, t.number, t.facility_id, t.category,
+        t.clinical_category, t.caller_role, t.priority, t.ticket_version, t.routing_seq, t.state, t.assignee,
+        t.previous_analyst_id, t.excluded_analysts, t.queued_at, t.queue_reason, t.escalation_level, t.created_at,
+        t.response_due, t.resolution_due, t.responded_at
+   FROM tickets t
+  WHERE t.state = 1 AND (t.priority, t.created_at, t.ticket_id) > ($2, $3, $4)
+    AND EXISTS (SELECT 1 FROM analyst_coverage c WHERE c.analyst_id = $1 AND c.tenant_id IN (t.tenant_id, '*'))
+  ORDER BY t.priority, t.created_at, t.ticket_id
+  LIMIT 4
+    FOR UPDATE OF t";
+
+/// Whether `analyst` is among the eligible candidates for `t` under `policy`
+/// (capacity included, as read live with the policy).
+fn eligible_for(t: &TicketRow, policy: &Policy, analyst: &str, now: DateTime<Utc>) -> bool {
+    let category = Category::try_from(i32::from(t.category)).unwrap_or(Category::Other);
+    let d = decision::decide(&facts_of(t), &policy.rule(category), &policy.analysts, now);
+    d.ranked().any(|v| v.analyst_id == analyst)
+}
+
+/// Whether `analyst` still has a free slot in `policy`'s live view.
+fn has_room(policy: &Policy, analyst: &str) -> bool {
+    policy
+        .analysts
+        .iter()
+        .any(|a| a.analyst_id == analyst && a.current_load < a.max_concurrent)
+}
+
+/// Hands the capacity just freed by `analyst` (in this transaction) to the
+/// head of their eligible queue: waiting tickets in queue order (priority,
+/// then age) across the tenants they cover; the first one they are eligible
+/// for is routed (to the best-ranked analyst with room, which is normally
+/// them), and so on while they have room. So a freed slot never goes to a
+/// P2 while a P1 they could take waits, and never waits for the periodic
+/// drain. Returns how many tickets were assigned.
+pub async fn hand_over(
+    conn: &mut PgConnection,
+    cache: &PolicyCache,
+    analyst: &str,
+) -> Result<usize, sqlx::Error> {
+    let mut policies: HashMap<String, Policy> = HashMap::new();
+    let mut after = (0i16, DateTime::<Utc>::UNIX_EPOCH, Uuid::nil());
+    let mut assigned = 0;
+    loop {
+        let page: Vec<TicketRow> = sqlx::query_as(QUEUE_OF_ANALYST)
+            .bind(analyst)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(after.2)
+            .fetch_all(&mut *conn)
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(assigned);
+        };
+        after = (last.priority, last.created_at, last.ticket_id);
+        for mut t in page {
+            // Read after the locks above: a hand-over that committed while
+            // this one waited is seen (its assignments, its loads).
+            let policy = match policies.entry(t.tenant_id.clone()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(cache.policy(conn, &t.tenant_id).await?),
+            };
+            if !has_room(policy, analyst) {
+                return Ok(assigned);
+            }
+            if !eligible_for(&t, policy, analyst, Utc::now()) {
+                continue;
+            }
+            if let Routed::Assigned(who) = route_queued(conn, &mut t, policy).await? {
+                assigned += 1;
+                // Other tenants' views learn of the slot just taken (an
+                // analyst covering several tenants is in each of them).
+                for (tenant, p) in policies.iter_mut() {
+                    if *tenant != t.tenant_id {
+                        p.took(&who);
+                    }
+                }
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------ queue
 
-/// Tries to assign waiting tickets (P1 first, then oldest), page by page.
-/// Returns how many were assigned. Rows locked by another replica are skipped.
-/// A page is one transaction; each tenant's policy is read once per page
-/// (the loads this page takes are counted in as it goes).
+/// Tries to assign waiting tickets (P1 first, then oldest), page by page:
+/// what capacity freed outside a hand-over (an analyst available again, a
+/// shift starting, a directory change) goes to. Returns how many were
+/// assigned. Rows locked by another replica are skipped.
+///
+/// Each tenant's policy (with the analysts' live loads) is read once per
+/// pass, on first use, and kept across the pass's pages (the loads this
+/// pass takes are counted in as it goes). So an analyst the pass saw full
+/// stays full for it: a slot freed while it runs goes to the queue head by
+/// the freeing transaction's hand-over or by the next pass (the wake-up),
+/// never to whichever ticket this pass happens to evaluate next.
 pub async fn drain(pool: &PgPool, cache: &PolicyCache) -> Result<usize, sqlx::Error> {
     let mut assigned = 0;
     let mut after: Option<(i16, DateTime<Utc>, Uuid)> = None;
+    let mut policies: HashMap<String, Policy> = HashMap::new();
     for _ in 0..50 {
         let mut tx = pool.begin().await?;
         let (p, c, i) = after.unwrap_or((0, DateTime::<Utc>::UNIX_EPOCH, Uuid::nil()));
@@ -901,16 +1053,18 @@ pub async fn drain(pool: &PgPool, cache: &PolicyCache) -> Result<usize, sqlx::Er
         let Some(last) = rows.last() else { break };
         after = Some((last.priority, last.created_at, last.ticket_id));
         let n = rows.len();
-        let mut policies: HashMap<String, Policy> = HashMap::new();
         for mut t in rows {
             let policy = match policies.entry(t.tenant_id.clone()) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert(cache.policy(&mut tx, &t.tenant_id).await?),
             };
-            if let Routed::Assigned(_) =
-                route(&mut tx, &mut t, DecisionTrigger::QueueDrain, policy).await?
-            {
+            if let Routed::Assigned(who) = route_queued(&mut tx, &mut t, policy).await? {
                 assigned += 1;
+                for (tenant, p) in policies.iter_mut() {
+                    if *tenant != t.tenant_id {
+                        p.took(&who);
+                    }
+                }
             }
         }
         tx.commit().await?;
@@ -1042,6 +1196,10 @@ async fn ack_timeout(
     t.queued_at = None;
     let mut policy = cache.policy(conn, &t.tenant_id).await?;
     route(conn, t, DecisionTrigger::AckTimeout, &mut policy).await?;
+    // The ticket is saved by the caller; until then it is not waiting, so
+    // the hand-over below cannot pick it back up for the analyst excluded from it.
+    save_ticket(conn, t).await?;
+    hand_over(conn, cache, &timed_out).await?;
     Ok(())
 }
 

@@ -117,7 +117,6 @@ impl Setup {
             .expect("migrate");
         let replica = || {
             Arc::new(TicketEvents {
-                wake: Arc::new(Notify::new()),
                 cache: Arc::new(PolicyCache::new()),
             })
         };
