@@ -23,7 +23,7 @@ use wardline_proto::routing as pb;
 use wardline_proto::routing::analyst_service_server::AnalystService;
 use wardline_proto::routing::queue_service_server::QueueService;
 use wardline_routing::cache::PolicyCache;
-use wardline_routing::engine::TicketEvents;
+use wardline_routing::events::TicketEvents;
 use wardline_routing::grpc::Api;
 use wardline_testkit::TestDb;
 
@@ -283,7 +283,7 @@ async fn concurrent_resolutions_serve_each_analysts_queue_in_order() {
         let cache = Arc::new(PolicyCache::new());
         tokio::spawn(async move {
             while !stop.is_cancelled() {
-                wardline_routing::engine::drain(&pool, &cache)
+                wardline_routing::queue::drain(&pool, &cache)
                     .await
                     .expect("drain");
             }

@@ -21,7 +21,7 @@ use wardline_proto::routing::sla_target_service_server::SlaTargetService;
 use wardline_testkit::TestDb;
 
 use super::PolicyCache;
-use crate::engine::TicketEvents;
+use crate::events::TicketEvents;
 use crate::grpc::Api;
 
 const TENANT: &str = "stmarys";

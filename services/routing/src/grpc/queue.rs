@@ -15,7 +15,7 @@ use wardline_proto::routing::{
 };
 
 use super::Api;
-use crate::engine::TicketRow;
+use crate::store::tickets::TicketRow;
 
 const READERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin, Role::Analyst];
 

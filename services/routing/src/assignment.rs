@@ -1,0 +1,292 @@
+//! Assigning one ticket: the decision over the tenant's policy, the
+//! capacity taken atomically from the best-ranked analyst who still has
+//! some (so replicas never over-assign), the assignment with its recorded
+//! explanation, or the queue when nobody qualifies.
+
+use chrono::{DateTime, Utc};
+use prost::Message;
+use sqlx::PgConnection;
+use uuid::Uuid;
+use wardline_kit::events::{envelope, timestamp};
+use wardline_proto::common::{CallerRole, Category};
+use wardline_proto::events::event_envelope::Payload;
+use wardline_proto::events::{TicketAssigned, TicketQueued};
+use wardline_proto::routing::{AssignmentExplanation, AssignmentState, Candidate, DecisionTrigger};
+
+use crate::cache::Policy;
+use crate::domain::decision::{self, Decision, TicketFacts};
+use crate::policy;
+use crate::store::assignments::{self, NewAssignment};
+use crate::store::tickets::{self, TicketRow, state};
+
+/// Publishes one of routing's events about `t` (next routing sequence).
+pub(crate) async fn publish(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    payload: Payload,
+) -> Result<(), sqlx::Error> {
+    t.routing_seq += 1;
+    let env = envelope(
+        "routing",
+        &t.tenant_id,
+        &t.ticket_id.to_string(),
+        t.routing_seq as u64,
+        payload,
+    );
+    wardline_kit::outbox::enqueue(conn, &env)
+        .await
+        .map_err(|e| match e {
+            wardline_kit::outbox::OutboxError::Db(e) => e,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })
+}
+
+/// Frees the assignee's capacity and ends their live assignment with `end`.
+/// Returns the analyst whose capacity was freed, if any: the caller hands
+/// that slot to the head of their queue ([`crate::queue::hand_over`]) in
+/// this transaction.
+pub(crate) async fn release(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    end: AssignmentState,
+) -> Result<Option<String>, sqlx::Error> {
+    if t.assignee.is_empty() {
+        return Ok(None);
+    }
+    let held = matches!(t.state, state::ASSIGNED | state::ACKNOWLEDGED);
+    if held {
+        assignments::free_slot(conn, &t.assignee).await?;
+    }
+    assignments::end_live(conn, t.ticket_id, end).await?;
+    t.previous_analyst_id = std::mem::take(&mut t.assignee);
+    Ok(held.then(|| t.previous_analyst_id.clone()))
+}
+
+/// The result of trying to route a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routed {
+    /// Assigned to this analyst.
+    Assigned(String),
+    /// Nobody eligible; waiting with this reason.
+    Queued(&'static str),
+}
+
+fn explanation(
+    t: &TicketRow,
+    rule: &crate::domain::rules::Rule,
+    d: &Decision,
+    chosen: &str,
+    now: DateTime<Utc>,
+) -> AssignmentExplanation {
+    AssignmentExplanation {
+        assignment: None,
+        decided_at: Some(timestamp(now)),
+        facility_id: t.facility_id.clone(),
+        caller_role: i32::from(t.caller_role),
+        clinical_category: t.clinical_category,
+        rule: Some(policy::rule_to_proto(rule)),
+        credential_required: d.credential_required,
+        previous_analyst_id: t.previous_analyst_id.clone(),
+        ranking_order: decision::RANKING_ORDER.iter().map(|k| *k as i32).collect(),
+        candidates: d
+            .verdicts
+            .iter()
+            .map(|v| Candidate {
+                analyst_id: v.analyst_id.clone(),
+                eligible: v.eligible,
+                reasons: v.reasons.iter().map(|r| *r as i32).collect(),
+                skill_gaps: v.skill_gaps.iter().map(|m| *m as i32).collect(),
+                skill_level: v.skill_level,
+                current_load: v.current_load,
+                max_concurrent_tickets: v.max_concurrent,
+                idle_since: Some(timestamp(v.idle_since)),
+                previous_analyst: v.previous_analyst,
+                rank: v.rank,
+                availability: v.availability as i32,
+            })
+            .collect(),
+        chosen_analyst_id: chosen.to_owned(),
+        queued_seconds: t
+            .queued_at
+            .map(|q| (now - q).num_seconds().max(0) as u64)
+            .unwrap_or(0),
+        escalation_level: i32::from(t.escalation_level),
+    }
+}
+
+/// Decides and records: assigns the best analyst who still has capacity,
+/// or queues the ticket. The ticket row must be locked by the caller;
+/// `policy` is the tenant's (see [`crate::cache`]).
+pub async fn route(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    trigger: DecisionTrigger,
+    policy: &mut Policy,
+) -> Result<Routed, sqlx::Error> {
+    let routed = decide_and_write(conn, t, trigger, policy, Write::Update { wait: true }).await?;
+    Ok(routed.expect("an update always writes"))
+}
+
+/// [`route`] for a queued ticket the caller holds locked with other queued
+/// tickets: never waits for an analyst's row (see [`take_capacity`]).
+pub(crate) async fn route_queued(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    policy: &mut Policy,
+) -> Result<Routed, sqlx::Error> {
+    let routed = decide_and_write(
+        conn,
+        t,
+        DecisionTrigger::QueueDrain,
+        policy,
+        Write::Update { wait: false },
+    )
+    .await?;
+    Ok(routed.expect("an update always writes"))
+}
+
+/// How [`decide_and_write`] stores its outcome.
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    /// The ticket is new: one `INSERT` with the outcome.
+    Insert,
+    /// The ticket is stored and locked; `wait` as in [`take_capacity`].
+    Update { wait: bool },
+}
+
+/// [`route`] for a ticket not yet stored: the ticket, its SLA timers and
+/// the outcome are written by one `INSERT`. `None` when the ticket was
+/// inserted meanwhile by a concurrent event (the caller rolls back).
+pub(crate) async fn route_new(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    policy: &mut Policy,
+) -> Result<Option<Routed>, sqlx::Error> {
+    decide_and_write(
+        conn,
+        t,
+        DecisionTrigger::TicketCreated,
+        policy,
+        Write::Insert,
+    )
+    .await
+}
+
+/// What the decision needs to know about a ticket.
+pub(crate) fn facts_of(t: &TicketRow) -> TicketFacts {
+    TicketFacts {
+        tenant_id: t.tenant_id.clone(),
+        facility_id: t.facility_id.clone(),
+        caller_role: CallerRole::try_from(i32::from(t.caller_role))
+            .unwrap_or(CallerRole::NonClinical),
+        previous_analyst: Some(t.previous_analyst_id.clone()).filter(|p| !p.is_empty()),
+        excluded: t.excluded_analysts.clone(),
+    }
+}
+
+async fn decide_and_write(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    trigger: DecisionTrigger,
+    policy: &mut Policy,
+    write: Write,
+) -> Result<Option<Routed>, sqlx::Error> {
+    let now = Utc::now();
+    let (new, wait) = match write {
+        Write::Insert => (true, true),
+        Write::Update { wait } => (false, wait),
+    };
+    let category = Category::try_from(i32::from(t.category)).unwrap_or(Category::Other);
+    let rule = policy.rule(category).into_owned();
+    let d = decision::decide(&facts_of(t), &rule, &policy.analysts, now);
+    metrics::counter!("wardline_routing_decisions_total").increment(1);
+    let ranked: Vec<&str> = d.ranked().map(|v| v.analyst_id.as_str()).collect();
+    let Some((chosen, attempt)) =
+        assignments::take_capacity(conn, t.ticket_id, &ranked, wait).await?
+    else {
+        return queue(conn, t, d.queue_reason(), new, now).await;
+    };
+    policy.took(&chosen);
+    let a = NewAssignment {
+        id: Uuid::now_v7(),
+        explanation: explanation(t, &rule, &d, &chosen, now).encode_to_vec(),
+        analyst: chosen,
+        attempt: attempt as i32,
+        trigger,
+        at: now,
+        ack_deadline: policy.targets().ack_deadline(now),
+    };
+    assign(conn, t, a, new).await
+}
+
+/// Records assignment `a` of `t` (inserting the ticket when `new`) and
+/// publishes `ticket.assigned`.
+async fn assign(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    a: NewAssignment,
+    new: bool,
+) -> Result<Option<Routed>, sqlx::Error> {
+    t.state = state::ASSIGNED;
+    t.assignee = a.analyst.clone();
+    t.queued_at = None;
+    t.queue_reason.clear();
+    let payload = Payload::TicketAssigned(TicketAssigned {
+        ticket_id: t.ticket_id.to_string(),
+        number: t.number.clone(),
+        assignment_id: a.id.to_string(),
+        analyst_id: a.analyst.clone(),
+        priority: i32::from(t.priority),
+        ack_deadline: Some(timestamp(a.ack_deadline)),
+        attempt: a.attempt as u32,
+        ticket_version: t.ticket_version as u64,
+    });
+    publish(conn, t, payload).await?;
+    if new {
+        if !tickets::insert_routed(conn, t, Some(&a)).await? {
+            return Ok(None);
+        }
+    } else {
+        // The assignment, its acknowledgement timer and the ticket in one statement.
+        assignments::save_assigned(conn, t, &a).await?;
+    }
+    metrics::histogram!("wardline_routing_time_to_assign_seconds", "priority" => t.label())
+        .record((a.at - t.created_at).num_milliseconds().max(0) as f64 / 1000.0);
+    tracing::info!(ticket_id = %t.ticket_id, analyst_id = %a.analyst, assignment_id = %a.id, "ticket assigned");
+    Ok(Some(Routed::Assigned(a.analyst)))
+}
+
+/// Leaves `t` waiting (inserting it when `new`); publishes `ticket.queued`
+/// when it was not waiting already.
+async fn queue(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    reason: &'static str,
+    new: bool,
+    now: DateTime<Utc>,
+) -> Result<Option<Routed>, sqlx::Error> {
+    let newly_queued = t.state != state::WAITING || t.queued_at.is_none();
+    t.state = state::WAITING;
+    t.assignee.clear();
+    if newly_queued {
+        t.queued_at = Some(now);
+        t.queue_reason = reason.to_owned();
+        let payload = Payload::TicketQueued(TicketQueued {
+            ticket_id: t.ticket_id.to_string(),
+            number: t.number.clone(),
+            priority: i32::from(t.priority),
+            reason_code: reason.to_owned(),
+            ticket_version: t.ticket_version as u64,
+        });
+        publish(conn, t, payload).await?;
+        tracing::info!(ticket_id = %t.ticket_id, reason, "ticket queued");
+    }
+    if new {
+        if !tickets::insert_routed(conn, t, None).await? {
+            return Ok(None);
+        }
+    } else {
+        tickets::save(conn, t).await?;
+    }
+    Ok(Some(Routed::Queued(reason)))
+}

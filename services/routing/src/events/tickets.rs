@@ -1,0 +1,303 @@
+//! Intake's ticket events: a new ticket is routed, an acknowledgement
+//! confirms (or takes over) an assignment, a resolution or close frees the
+//! analyst's slot and hands it to their queue, a reopen or transfer routes
+//! the ticket again.
+//!
+//! Order-tolerant: every event carries a full snapshot and the ticket
+//! version; routing applies what is newer than what it holds and skips the
+//! rest, so any subset in any order converges.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use sqlx::PgConnection;
+use tracing::Instrument as _;
+use uuid::Uuid;
+use wardline_kit::consumer::{Batch, EventHandler, HandleError, Incoming};
+use wardline_proto::common::Priority;
+use wardline_proto::events::event_envelope::Payload;
+use wardline_proto::events::{TicketReopened, TicketSnapshot, TicketTransferred};
+use wardline_proto::routing::{AssignmentState, DecisionTrigger};
+
+use crate::assignment::{release, route, route_new};
+use crate::cache::{Policy, PolicyCache};
+use crate::domain::sla::Targets;
+use crate::queue::hand_over;
+use crate::store::assignments;
+use crate::store::tickets::{self, TicketRow, state};
+use crate::store::timers::{self, timer};
+
+/// Applies intake's ticket events. Capacity an event frees is handed to the
+/// head of the analyst's queue in the event's own transaction
+/// ([`crate::queue::hand_over`]).
+pub struct TicketEvents {
+    /// Rules, targets and analysts per tenant.
+    pub cache: Arc<PolicyCache>,
+}
+
+/// Routing's view of a ticket first seen in `snap` (not stored).
+fn new_ticket(
+    tenant: &str,
+    snap: &TicketSnapshot,
+    version: i64,
+    targets: &Targets,
+) -> Result<TicketRow, HandleError> {
+    let id = Uuid::parse_str(&snap.ticket_id)
+        .map_err(|_| HandleError::Poison("ticket_id is not a UUID".into()))?;
+    let created = snap
+        .created_at
+        .as_ref()
+        .and_then(wardline_kit::events::from_timestamp)
+        .ok_or_else(|| HandleError::Poison("snapshot without created_at".into()))?;
+    let priority = Priority::try_from(snap.priority).unwrap_or(Priority::P3);
+    Ok(TicketRow {
+        ticket_id: id,
+        tenant_id: tenant.to_owned(),
+        number: snap.number.clone(),
+        facility_id: snap.facility_id.clone(),
+        category: snap.category as i16,
+        clinical_category: snap.clinical_category,
+        caller_role: snap.caller_role as i16,
+        priority: priority as i16,
+        ticket_version: version,
+        routing_seq: 0,
+        state: state::WAITING,
+        assignee: String::new(),
+        previous_analyst_id: String::new(),
+        excluded_analysts: Vec::new(),
+        queued_at: None,
+        queue_reason: String::new(),
+        escalation_level: 0,
+        created_at: created,
+        response_due: targets.response_due(priority, created),
+        resolution_due: targets.resolution_due(priority, created),
+        responded_at: None,
+    })
+}
+
+/// The tenant's policy for this transaction, loaded on first use.
+async fn policy_for<'p>(
+    cache: &PolicyCache,
+    conn: &mut PgConnection,
+    tenant: &str,
+    slot: &'p mut Option<Policy>,
+) -> Result<&'p mut Policy, sqlx::Error> {
+    if slot.is_none() {
+        *slot = Some(cache.policy(conn, tenant).await?);
+    }
+    Ok(slot.as_mut().expect("loaded above"))
+}
+
+impl EventHandler for TicketEvents {
+    async fn handle(&self, batch: &mut Batch<'_>, events: &[Incoming]) -> Result<(), HandleError> {
+        // One event at a time, each in its own span (so what it publishes
+        // continues its trace), inside the batch's transaction.
+        for event in events {
+            self.apply(batch.conn(), event)
+                .instrument(event.span.clone())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl TicketEvents {
+    /// Applies one event: a creation is routed before anything is stored;
+    /// any other event is applied to the locked ticket when it is newer
+    /// than what routing holds (older ones are skipped).
+    async fn apply(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+        let env = &event.envelope;
+        let payload = env
+            .payload
+            .as_ref()
+            .ok_or_else(|| HandleError::Poison("no payload".into()))?;
+        let Some(snap) = wardline_kit::events::ticket_snapshot(payload) else {
+            return Ok(());
+        };
+        let id = Uuid::parse_str(&snap.ticket_id)
+            .map_err(|_| HandleError::Poison("ticket_id is not a UUID".into()))?;
+        let version = env.aggregate_version as i64;
+        tracing::Span::current().record("event_kind", wardline_kit::events::kind(payload).1);
+        let mut cx = Cx {
+            cache: &self.cache,
+            tenant: env.tenant_id.as_str(),
+            policy: None,
+        };
+        // A creation is nearly always the ticket's first event: decide before
+        // anything is stored, and store the ticket with the outcome in one
+        // statement. Otherwise lock what is there and apply the event to it.
+        if let Payload::TicketCreated(_) = payload {
+            let mut p = self.cache.policy_for_ticket(conn, cx.tenant, id).await?;
+            if !p.ticket_known {
+                let mut t = new_ticket(cx.tenant, snap, version, p.targets())?;
+                return match route_new(conn, &mut t, &mut p).await? {
+                    Some(_) => Ok(()),
+                    // Stored meanwhile by a concurrent event of the same ticket:
+                    // roll back; the redelivery finds it and applies this event to it.
+                    None => Err(HandleError::Retry(
+                        "ticket stored concurrently by another of its events".into(),
+                    )),
+                };
+            }
+            cx.policy = Some(p);
+        }
+        let Some((mut t, fresh)) = lock_or_insert(conn, &mut cx, snap, id, version).await? else {
+            return Ok(());
+        };
+        t.ticket_version = version;
+        t.number = snap.number.clone();
+        t.facility_id = snap.facility_id.clone();
+        t.category = snap.category as i16;
+        t.clinical_category = snap.clinical_category;
+        t.priority = Priority::try_from(snap.priority).unwrap_or(Priority::P3) as i16;
+        let freed = match payload {
+            Payload::TicketCreated(_) if fresh => {
+                let policy = cx.policy(conn).await?;
+                route(conn, &mut t, DecisionTrigger::TicketCreated, policy).await?;
+                return Ok(());
+            }
+            Payload::TicketReopened(p) => reopened(conn, &mut cx, &mut t, p).await?,
+            Payload::TicketTransferred(p) => transferred(conn, &mut cx, &mut t, p).await?,
+            Payload::TicketAcknowledged(p) => acknowledged(conn, &mut t, &p.analyst_id).await?,
+            Payload::TicketResolved(_) | Payload::TicketClosed(_) if t.state != state::DONE => {
+                done(conn, &mut t).await?
+            }
+            _ => None,
+        };
+        tickets::save(conn, &t).await?;
+        if let Some(analyst) = freed {
+            hand_over(conn, &self.cache, &analyst).await?;
+        }
+        Ok(())
+    }
+}
+
+/// One event's context: the tenant, and its policy once loaded.
+struct Cx<'a> {
+    cache: &'a PolicyCache,
+    tenant: &'a str,
+    policy: Option<Policy>,
+}
+
+impl Cx<'_> {
+    async fn policy(&mut self, conn: &mut PgConnection) -> Result<&mut Policy, sqlx::Error> {
+        policy_for(self.cache, conn, self.tenant, &mut self.policy).await
+    }
+}
+
+/// The ticket locked, with whether it was just inserted; `None` when the
+/// event is not newer than what routing holds (skipped).
+async fn lock_or_insert(
+    conn: &mut PgConnection,
+    cx: &mut Cx<'_>,
+    snap: &TicketSnapshot,
+    id: Uuid,
+    version: i64,
+) -> Result<Option<(TicketRow, bool)>, HandleError> {
+    loop {
+        match tickets::lock(conn, id, false).await? {
+            Some(t) if version <= t.ticket_version => {
+                tracing::debug!(
+                    version,
+                    held = t.ticket_version,
+                    "stale ticket event skipped"
+                );
+                return Ok(None);
+            }
+            Some(t) => return Ok(Some((t, false))),
+            None => {
+                let targets = cx.policy(conn).await?.targets().clone();
+                let t = new_ticket(cx.tenant, snap, version, &targets)?;
+                if tickets::insert_new(conn, &t).await? {
+                    return Ok(Some((t, true)));
+                }
+                // Inserted by a concurrent event meanwhile (committed now): lock it.
+            }
+        }
+    }
+}
+
+/// A reopened ticket: new SLA clocks from now, routed again (its previous
+/// analyst preferred). Saved by the routing. Returns the analyst freed.
+async fn reopened(
+    conn: &mut PgConnection,
+    cx: &mut Cx<'_>,
+    t: &mut TicketRow,
+    p: &TicketReopened,
+) -> Result<Option<String>, sqlx::Error> {
+    let freed = release(conn, t, AssignmentState::Completed).await?;
+    if !p.previous_analyst_id.is_empty() {
+        t.previous_analyst_id = p.previous_analyst_id.clone();
+    }
+    let policy = cx.policy(conn).await?;
+    let now = Utc::now();
+    t.responded_at = None;
+    t.response_due = policy.targets().response_due(t.priority(), now);
+    t.resolution_due = policy.targets().resolution_due(t.priority(), now);
+    timers::set(conn, t, timer::RESPONSE, t.response_due, None).await?;
+    timers::set(conn, t, timer::RESOLUTION, t.resolution_due, None).await?;
+    t.state = state::WAITING;
+    t.queued_at = None;
+    route(conn, t, DecisionTrigger::TicketReopened, policy).await?;
+    Ok(freed)
+}
+
+/// Handed back by its analyst: routed again, never to them.
+async fn transferred(
+    conn: &mut PgConnection,
+    cx: &mut Cx<'_>,
+    t: &mut TicketRow,
+    p: &TicketTransferred,
+) -> Result<Option<String>, sqlx::Error> {
+    let freed = release(conn, t, AssignmentState::Transferred).await?;
+    if !p.from_analyst_id.is_empty() && !t.excluded_analysts.contains(&p.from_analyst_id) {
+        t.excluded_analysts.push(p.from_analyst_id.clone());
+    }
+    timers::cancel(conn, t.ticket_id, &[timer::ACK]).await?;
+    t.state = state::WAITING;
+    t.queued_at = None;
+    let policy = cx.policy(conn).await?;
+    route(conn, t, DecisionTrigger::TicketTransferred, policy).await?;
+    Ok(freed)
+}
+
+/// Acknowledged by `analyst`: the assignment is confirmed, or, when someone
+/// else took the ticket directly (the analyst who answered the phone), it
+/// counts against their capacity from now on and the assignee's is freed.
+async fn acknowledged(
+    conn: &mut PgConnection,
+    t: &mut TicketRow,
+    analyst: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let now = Utc::now();
+    let mut freed = None;
+    if t.assignee == analyst && t.state == state::ASSIGNED {
+        assignments::acknowledge(conn, t.ticket_id).await?;
+    } else if t.state != state::ACKNOWLEDGED || t.assignee != analyst {
+        freed = release(conn, t, AssignmentState::Transferred).await?;
+        assignments::take_directly(conn, analyst).await?;
+        t.assignee = analyst.to_owned();
+    }
+    t.state = state::ACKNOWLEDGED;
+    t.queued_at = None;
+    if t.responded_at.is_none() {
+        t.responded_at = Some(now);
+        metrics::histogram!("wardline_routing_time_to_acknowledge_seconds", "priority" => t.label())
+            .record((now - t.created_at).num_milliseconds().max(0) as f64 / 1000.0);
+    }
+    timers::cancel(conn, t.ticket_id, &[timer::ACK, timer::RESPONSE]).await?;
+    Ok(freed)
+}
+
+/// Resolved or closed: the analyst's slot frees, every clock stops.
+async fn done(conn: &mut PgConnection, t: &mut TicketRow) -> Result<Option<String>, sqlx::Error> {
+    if t.responded_at.is_none() {
+        t.responded_at = Some(Utc::now());
+    }
+    let freed = release(conn, t, AssignmentState::Completed).await?;
+    t.state = state::DONE;
+    t.queued_at = None;
+    let all = [timer::ACK, timer::RESPONSE, timer::RESOLUTION];
+    timers::cancel(conn, t.ticket_id, &all).await?;
+    Ok(freed)
+}

@@ -1,0 +1,300 @@
+//! Routing's view of tickets (ids and codes only, from intake's
+//! snapshots), and the queue: the tickets waiting, in queue order
+//! (priority, then creation, then id).
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+use wardline_proto::common::Priority;
+use wardline_proto::routing::AssignmentState;
+
+use super::timers::timer;
+
+/// Routing's ticket states.
+pub mod state {
+    /// Waiting in the tenant's queue.
+    pub const WAITING: i16 = 1;
+    /// Assigned, not yet acknowledged.
+    pub const ASSIGNED: i16 = 2;
+    /// Acknowledged by the analyst (being worked).
+    pub const ACKNOWLEDGED: i16 = 3;
+    /// Resolved or closed.
+    pub const DONE: i16 = 4;
+}
+
+/// Routing's view of a ticket.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TicketRow {
+    pub ticket_id: Uuid,
+    pub tenant_id: String,
+    pub number: String,
+    pub facility_id: String,
+    pub category: i16,
+    pub clinical_category: bool,
+    pub caller_role: i16,
+    pub priority: i16,
+    pub ticket_version: i64,
+    pub routing_seq: i64,
+    pub state: i16,
+    pub assignee: String,
+    pub previous_analyst_id: String,
+    pub excluded_analysts: Vec<String>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub queue_reason: String,
+    pub escalation_level: i16,
+    pub created_at: DateTime<Utc>,
+    pub response_due: DateTime<Utc>,
+    pub resolution_due: DateTime<Utc>,
+    pub responded_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) const TICKET_COLUMNS: &str = "ticket_id, tenant_id, number, facility_id, category, clinical_category, caller_role,
+    priority, ticket_version, routing_seq, state, assignee, previous_analyst_id, excluded_analysts, queued_at,
+    queue_reason, escalation_level, created_at, response_due, resolution_due, responded_at";
+
+impl TicketRow {
+    pub fn priority(&self) -> Priority {
+        Priority::try_from(i32::from(self.priority)).unwrap_or(Priority::P3)
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self.priority {
+            1 => "P1",
+            2 => "P2",
+            3 => "P3",
+            _ => "P4",
+        }
+    }
+}
+
+/// Locks and returns a ticket.
+pub async fn lock(
+    conn: &mut PgConnection,
+    id: Uuid,
+    skip_locked: bool,
+) -> Result<Option<TicketRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets WHERE ticket_id = $1 FOR UPDATE{}",
+        if skip_locked { " SKIP LOCKED" } else { "" }
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Writes every mutable column of a ticket (`$1`..`$19`, see [`bind_ticket`]).
+pub(crate) const SAVE_TICKET: &str = "UPDATE tickets SET number = $2, facility_id = $3, category = $4, clinical_category = $5,
+        caller_role = $6, priority = $7, ticket_version = $8, routing_seq = $9, state = $10, assignee = $11,
+        previous_analyst_id = $12, excluded_analysts = $13, queued_at = $14, queue_reason = $15,
+        escalation_level = $16, response_due = $17, resolution_due = $18, responded_at = $19, updated_at = now()
+  WHERE ticket_id = $1";
+
+pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the ticket's columns as `$1`..`$19` of [`SAVE_TICKET`].
+pub(crate) fn bind_ticket<'q>(q: PgQuery<'q>, t: &'q TicketRow) -> PgQuery<'q> {
+    q.bind(t.ticket_id)
+        .bind(&t.number)
+        .bind(&t.facility_id)
+        .bind(t.category)
+        .bind(t.clinical_category)
+        .bind(t.caller_role)
+        .bind(t.priority)
+        .bind(t.ticket_version)
+        .bind(t.routing_seq)
+        .bind(t.state)
+        .bind(&t.assignee)
+        .bind(&t.previous_analyst_id)
+        .bind(&t.excluded_analysts)
+        .bind(t.queued_at)
+        .bind(&t.queue_reason)
+        .bind(t.escalation_level)
+        .bind(t.response_due)
+        .bind(t.resolution_due)
+        .bind(t.responded_at)
+}
+
+pub async fn save(conn: &mut PgConnection, t: &TicketRow) -> Result<(), sqlx::Error> {
+    bind_ticket(sqlx::query(SAVE_TICKET), t)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A ticket first seen, its SLA timers, and its assignment with the
+/// acknowledgement timer when it has one (`$18` not null): one statement.
+/// Foreign keys are checked at the end of the statement, when the ticket
+/// row exists. Returns 0 rows inserted when the ticket existed.
+const INSERT_ROUTED: &str = "WITH ins AS (
+        INSERT INTO tickets (ticket_id, tenant_id, number, facility_id, category, clinical_category, caller_role,
+            priority, ticket_version, routing_seq, state, assignee, queued_at, queue_reason, created_at,
+            response_due, resolution_due)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        ON CONFLICT (ticket_id) DO NOTHING
+        RETURNING ticket_id),
+     tmr AS (
+        INSERT INTO timers (ticket_id, kind, tenant_id, due_at, assignment_id)
+        SELECT ins.ticket_id, d.kind, $2, d.due_at, d.assignment_id
+          FROM ins, (VALUES ($25::smallint, $16::timestamptz, NULL::uuid),
+                            ($26::smallint, $17::timestamptz, NULL::uuid),
+                            ($27::smallint, $21::timestamptz, $18::uuid)) AS d(kind, due_at, assignment_id)
+         WHERE d.due_at IS NOT NULL),
+     asg AS (
+        INSERT INTO assignments (assignment_id, ticket_id, tenant_id, analyst_id, attempt, state, trigger,
+            assigned_at, ack_deadline, ticket_version, explanation)
+        SELECT $18, ins.ticket_id, $2, $12, $19, $20, $22, $23, $21, $9, $24 FROM ins WHERE $18::uuid IS NOT NULL)
+  SELECT count(*) FROM ins";
+
+pub async fn insert_routed(
+    conn: &mut PgConnection,
+    t: &TicketRow,
+    a: Option<&super::assignments::NewAssignment>,
+) -> Result<bool, sqlx::Error> {
+    let inserted: i64 = sqlx::query_scalar(INSERT_ROUTED)
+        .bind(t.ticket_id)
+        .bind(&t.tenant_id)
+        .bind(&t.number)
+        .bind(&t.facility_id)
+        .bind(t.category)
+        .bind(t.clinical_category)
+        .bind(t.caller_role)
+        .bind(t.priority)
+        .bind(t.ticket_version)
+        .bind(t.routing_seq)
+        .bind(t.state)
+        .bind(&t.assignee)
+        .bind(t.queued_at)
+        .bind(&t.queue_reason)
+        .bind(t.created_at)
+        .bind(t.response_due)
+        .bind(t.resolution_due)
+        .bind(a.map(|a| a.id))
+        .bind(a.map(|a| a.attempt))
+        .bind(AssignmentState::PendingAck as i16)
+        .bind(a.map(|a| a.ack_deadline))
+        .bind(a.map_or(0, |a| a.trigger as i16))
+        .bind(a.map(|a| a.at))
+        .bind(a.map(|a| a.explanation.as_slice()))
+        .bind(timer::RESPONSE)
+        .bind(timer::RESOLUTION)
+        .bind(timer::ACK)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Waiting tickets an analyst may serve (tenants they cover, directly or by
+/// `'*'`), in queue order after `$2..$4`, locked. A plain `FOR UPDATE`
+/// (waiting, not skipping): two transactions handing over at once take the
+/// queue head in turn, and the second, once the first commits, sees what the
+/// first assigned (a row no longer waiting fails the recheck and the next
+/// one is locked instead). Every hand-over locks queued tickets in this one
+/// order, so hand-overs never deadlock with each other.
+const QUEUE_OF_ANALYST: &str = "SELECT t.ticket_id, t.tenant_id, t.number, t.facility_id, t.category,
+        t.clinical_category, t.caller_role, t.priority, t.ticket_version, t.routing_seq, t.state, t.assignee,
+        t.previous_analyst_id, t.excluded_analysts, t.queued_at, t.queue_reason, t.escalation_level, t.created_at,
+        t.response_due, t.resolution_due, t.responded_at
+   FROM tickets t
+  WHERE t.state = 1 AND (t.priority, t.created_at, t.ticket_id) > ($2, $3, $4)
+    AND EXISTS (SELECT 1 FROM analyst_coverage c WHERE c.analyst_id = $1 AND c.tenant_id IN (t.tenant_id, '*'))
+  ORDER BY t.priority, t.created_at, t.ticket_id
+  LIMIT 4
+    FOR UPDATE OF t";
+
+/// The next few queued tickets `analyst` may serve after `after` in queue
+/// order, locked (see [`QUEUE_OF_ANALYST`]).
+pub async fn queue_of_analyst(
+    conn: &mut PgConnection,
+    analyst: &str,
+    after: QueueKey,
+) -> Result<Vec<TicketRow>, sqlx::Error> {
+    sqlx::query_as(QUEUE_OF_ANALYST)
+        .bind(analyst)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(after.2)
+        .fetch_all(conn)
+        .await
+}
+
+/// A position in the queue: priority, creation, id.
+pub type QueueKey = (i16, DateTime<Utc>, Uuid);
+
+/// The start of the queue.
+pub const QUEUE_START: QueueKey = (0, DateTime::<Utc>::UNIX_EPOCH, Uuid::nil());
+
+impl TicketRow {
+    /// This ticket's position in the queue.
+    pub fn queue_key(&self) -> QueueKey {
+        (self.priority, self.created_at, self.ticket_id)
+    }
+}
+
+/// Up to `limit` queued tickets of any tenant after `after`, locked,
+/// skipping those another transaction holds (the periodic drain).
+pub async fn queue_page(
+    conn: &mut PgConnection,
+    after: QueueKey,
+    limit: i64,
+) -> Result<Vec<TicketRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets WHERE state = 1 AND (priority, created_at, ticket_id) > ($1, $2, $3)
+          ORDER BY priority, created_at, ticket_id LIMIT $4 FOR UPDATE SKIP LOCKED"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(after.0)
+        .bind(after.1)
+        .bind(after.2)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+/// Queued tickets per tenant and priority.
+pub async fn queue_depths(pool: &PgPool) -> Result<Vec<(String, i16, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT tenant_id, priority, count(*) FROM tickets WHERE state = 1 GROUP BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Inserts a ticket first seen (not routed yet) with its SLA timers, in one
+/// statement; `false` when it exists already (another event of it got there
+/// first). The timers reference the ticket; foreign keys are checked at the
+/// end of the statement, when the ticket row exists.
+pub async fn insert_new(conn: &mut PgConnection, t: &TicketRow) -> Result<bool, sqlx::Error> {
+    let inserted: i64 = sqlx::query_scalar(
+        "WITH ins AS (
+             INSERT INTO tickets (ticket_id, tenant_id, number, facility_id, category, clinical_category, caller_role,
+                 priority, ticket_version, state, created_at, response_due, resolution_due)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (ticket_id) DO NOTHING
+             RETURNING ticket_id, tenant_id),
+         tmr AS (
+             INSERT INTO timers (ticket_id, kind, tenant_id, due_at)
+             SELECT ins.ticket_id, d.kind, ins.tenant_id, d.due_at
+               FROM ins, (VALUES ($14::smallint, $12::timestamptz), ($15::smallint, $13::timestamptz)) AS d(kind, due_at)
+             ON CONFLICT (ticket_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at, assignment_id = NULL)
+         SELECT count(*) FROM ins",
+    )
+    .bind(t.ticket_id)
+    .bind(&t.tenant_id)
+    .bind(&t.number)
+    .bind(&t.facility_id)
+    .bind(t.category)
+    .bind(t.clinical_category)
+    .bind(t.caller_role)
+    .bind(t.priority)
+    .bind(t.ticket_version)
+    .bind(t.state)
+    .bind(t.created_at)
+    .bind(t.response_due)
+    .bind(t.resolution_due)
+    .bind(timer::RESPONSE)
+    .bind(timer::RESOLUTION)
+    .fetch_one(conn)
+    .await?;
+    Ok(inserted == 1)
+}
