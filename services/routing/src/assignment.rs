@@ -10,7 +10,7 @@ use uuid::Uuid;
 use wardline_kit::events::{envelope, timestamp};
 use wardline_proto::common::{CallerRole, Category};
 use wardline_proto::events::event_envelope::Payload;
-use wardline_proto::events::{TicketAssigned, TicketQueued};
+use wardline_proto::events::{EventEnvelope, TicketAssigned, TicketQueued};
 use wardline_proto::routing::{AssignmentExplanation, AssignmentState, Candidate, DecisionTrigger};
 
 use crate::cache::Policy;
@@ -19,20 +19,25 @@ use crate::policy;
 use crate::store::assignments::{self, NewAssignment};
 use crate::store::tickets::{self, TicketRow, state};
 
+/// One of routing's events about `t`, numbered with its next routing sequence.
+pub(crate) fn next_event(t: &mut TicketRow, payload: Payload) -> EventEnvelope {
+    t.routing_seq += 1;
+    envelope(
+        "routing",
+        &t.tenant_id,
+        &t.ticket_id.to_string(),
+        t.routing_seq as u64,
+        payload,
+    )
+}
+
 /// Publishes one of routing's events about `t` (next routing sequence).
 pub(crate) async fn publish(
     conn: &mut PgConnection,
     t: &mut TicketRow,
     payload: Payload,
 ) -> Result<(), sqlx::Error> {
-    t.routing_seq += 1;
-    let env = envelope(
-        "routing",
-        &t.tenant_id,
-        &t.ticket_id.to_string(),
-        t.routing_seq as u64,
-        payload,
-    );
+    let env = next_event(t, payload);
     wardline_kit::outbox::enqueue(conn, &env)
         .await
         .map_err(|e| match e {
@@ -71,7 +76,7 @@ pub enum Routed {
     Queued(&'static str),
 }
 
-fn explanation(
+pub(crate) fn explanation(
     t: &TicketRow,
     rule: &crate::domain::rules::Rule,
     d: &Decision,
@@ -227,20 +232,7 @@ async fn assign(
     a: NewAssignment,
     new: bool,
 ) -> Result<Option<Routed>, sqlx::Error> {
-    t.state = state::ASSIGNED;
-    t.assignee = a.analyst.clone();
-    t.queued_at = None;
-    t.queue_reason.clear();
-    let payload = Payload::TicketAssigned(TicketAssigned {
-        ticket_id: t.ticket_id.to_string(),
-        number: t.number.clone(),
-        assignment_id: a.id.to_string(),
-        analyst_id: a.analyst.clone(),
-        priority: i32::from(t.priority),
-        ack_deadline: Some(timestamp(a.ack_deadline)),
-        attempt: a.attempt as u32,
-        ticket_version: t.ticket_version as u64,
-    });
+    let payload = mark_assigned(t, &a);
     publish(conn, t, payload).await?;
     if new {
         if !tickets::insert_routed(conn, t, Some(&a)).await? {
@@ -250,10 +242,53 @@ async fn assign(
         // The assignment, its acknowledgement timer and the ticket in one statement.
         assignments::save_assigned(conn, t, &a).await?;
     }
+    Ok(Some(Routed::Assigned(a.analyst)))
+}
+
+/// `t` as assigned by `a`, and the `ticket.assigned` to publish.
+pub(crate) fn mark_assigned(t: &mut TicketRow, a: &NewAssignment) -> Payload {
+    t.state = state::ASSIGNED;
+    t.assignee = a.analyst.clone();
+    t.queued_at = None;
+    t.queue_reason.clear();
     metrics::histogram!("wardline_routing_time_to_assign_seconds", "priority" => t.label())
         .record((a.at - t.created_at).num_milliseconds().max(0) as f64 / 1000.0);
     tracing::info!(ticket_id = %t.ticket_id, analyst_id = %a.analyst, assignment_id = %a.id, "ticket assigned");
-    Ok(Some(Routed::Assigned(a.analyst)))
+    Payload::TicketAssigned(TicketAssigned {
+        ticket_id: t.ticket_id.to_string(),
+        number: t.number.clone(),
+        assignment_id: a.id.to_string(),
+        analyst_id: a.analyst.clone(),
+        priority: i32::from(t.priority),
+        ack_deadline: Some(timestamp(a.ack_deadline)),
+        attempt: a.attempt as u32,
+        ticket_version: t.ticket_version as u64,
+    })
+}
+
+/// `t` as waiting, and the `ticket.queued` to publish when it was not
+/// waiting already.
+pub(crate) fn mark_queued(
+    t: &mut TicketRow,
+    reason: &'static str,
+    now: DateTime<Utc>,
+) -> Option<Payload> {
+    let newly_queued = t.state != state::WAITING || t.queued_at.is_none();
+    t.state = state::WAITING;
+    t.assignee.clear();
+    if !newly_queued {
+        return None;
+    }
+    t.queued_at = Some(now);
+    t.queue_reason = reason.to_owned();
+    tracing::info!(ticket_id = %t.ticket_id, reason, "ticket queued");
+    Some(Payload::TicketQueued(TicketQueued {
+        ticket_id: t.ticket_id.to_string(),
+        number: t.number.clone(),
+        priority: i32::from(t.priority),
+        reason_code: reason.to_owned(),
+        ticket_version: t.ticket_version as u64,
+    }))
 }
 
 /// Leaves `t` waiting (inserting it when `new`); publishes `ticket.queued`
@@ -265,21 +300,8 @@ async fn queue(
     new: bool,
     now: DateTime<Utc>,
 ) -> Result<Option<Routed>, sqlx::Error> {
-    let newly_queued = t.state != state::WAITING || t.queued_at.is_none();
-    t.state = state::WAITING;
-    t.assignee.clear();
-    if newly_queued {
-        t.queued_at = Some(now);
-        t.queue_reason = reason.to_owned();
-        let payload = Payload::TicketQueued(TicketQueued {
-            ticket_id: t.ticket_id.to_string(),
-            number: t.number.clone(),
-            priority: i32::from(t.priority),
-            reason_code: reason.to_owned(),
-            ticket_version: t.ticket_version as u64,
-        });
+    if let Some(payload) = mark_queued(t, reason, now) {
         publish(conn, t, payload).await?;
-        tracing::info!(ticket_id = %t.ticket_id, reason, "ticket queued");
     }
     if new {
         if !tickets::insert_routed(conn, t, None).await? {
@@ -289,4 +311,89 @@ async fn queue(
         tickets::save(conn, t).await?;
     }
     Ok(Some(Routed::Queued(reason)))
+}
+
+/// What [`route_new_batch`] did with a batch.
+pub(crate) struct BatchRouted {
+    /// `ticket.assigned` or `ticket.queued` of the stored tickets, with
+    /// their position in the batch (the cause to publish them for).
+    pub events: Vec<(usize, EventEnvelope)>,
+    /// Tickets left to route one by one, with their position in the batch.
+    pub one_by_one: Vec<(usize, TicketRow)>,
+}
+
+/// Routes a batch of one tenant's new tickets, in order, over one live read
+/// (`policy`, whose loads count in the batch's own picks as it goes): the
+/// slots of all of them are taken in one conditional `UPDATE`
+/// ([`assignments::take_many`]) and the tickets, timers and assignments
+/// written in one `INSERT` ([`tickets::insert_routed_many`]). A ticket whose
+/// pick was not granted (another replica filled that analyst meanwhile) is
+/// returned unwritten, for [`route_new`] one by one. `spans[i]` is the span
+/// of ticket `i`'s event. `None` when a ticket was stored meanwhile by a
+/// concurrent event (the caller rolls back).
+pub(crate) async fn route_new_batch(
+    conn: &mut PgConnection,
+    policy: &mut Policy,
+    batch: Vec<TicketRow>,
+    spans: &[tracing::Span],
+) -> Result<Option<BatchRouted>, sqlx::Error> {
+    let now = Utc::now();
+    let mut picks = Vec::with_capacity(batch.len());
+    let mut wants: Vec<(String, i32)> = Vec::new();
+    for t in &batch {
+        let category = Category::try_from(i32::from(t.category)).unwrap_or(Category::Other);
+        let rule = policy.rule(category).into_owned();
+        let d = decision::decide(&facts_of(t), &rule, &policy.analysts, now);
+        metrics::counter!("wardline_routing_decisions_total").increment(1);
+        let chosen = d.ranked().next().map(|v| v.analyst_id.clone());
+        if let Some(c) = &chosen {
+            policy.took(c);
+            match wants.iter_mut().find(|(a, _)| a == c) {
+                Some((_, n)) => *n += 1,
+                None => wants.push((c.clone(), 1)),
+            }
+        }
+        picks.push((rule, d, chosen));
+    }
+    let granted = if wants.is_empty() {
+        Vec::new()
+    } else {
+        assignments::take_many(conn, &wants).await?
+    };
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut events = Vec::with_capacity(batch.len());
+    let mut one_by_one = Vec::new();
+    for (i, (mut t, (rule, d, chosen))) in batch.into_iter().zip(picks).enumerate() {
+        let _span = spans[i].enter();
+        let (assignment, payload) = match chosen {
+            Some(c) if granted.contains(&c) => {
+                let a = NewAssignment {
+                    id: Uuid::now_v7(),
+                    explanation: explanation(&t, &rule, &d, &c, now).encode_to_vec(),
+                    analyst: c,
+                    attempt: 1,
+                    trigger: DecisionTrigger::TicketCreated,
+                    at: now,
+                    ack_deadline: policy.targets().ack_deadline(now),
+                };
+                let payload = mark_assigned(&mut t, &a);
+                (Some(a), payload)
+            }
+            Some(_) => {
+                one_by_one.push((i, t));
+                continue;
+            }
+            None => {
+                let payload = mark_queued(&mut t, d.queue_reason(), now)
+                    .expect("a new ticket was not waiting");
+                (None, payload)
+            }
+        };
+        events.push((i, next_event(&mut t, payload)));
+        rows.push((t, assignment));
+    }
+    if !rows.is_empty() && tickets::insert_routed_many(conn, &rows).await? < rows.len() as i64 {
+        return Ok(None);
+    }
+    Ok(Some(BatchRouted { events, one_by_one }))
 }

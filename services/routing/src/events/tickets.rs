@@ -7,6 +7,7 @@
 //! version; routing applies what is newer than what it holds and skips the
 //! rest, so any subset in any order converges.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -19,7 +20,7 @@ use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{TicketReopened, TicketSnapshot, TicketTransferred};
 use wardline_proto::routing::{AssignmentState, DecisionTrigger};
 
-use crate::assignment::{release, route, route_new};
+use crate::assignment::{release, route, route_new, route_new_batch};
 use crate::cache::{Policy, PolicyCache};
 use crate::domain::sla::Targets;
 use crate::queue::hand_over;
@@ -89,19 +90,123 @@ async fn policy_for<'p>(
 }
 
 impl EventHandler for TicketEvents {
+    /// New tickets (creations of tickets routing does not hold) are decided
+    /// together over one live read ([`route_new_batch`]); every other event
+    /// is applied on its own, in stream order, each in its own span (so
+    /// what it publishes continues its trace). A run of new tickets is
+    /// routed before the next other event is applied, so the result is that
+    /// of applying the events one after another.
     async fn handle(&self, batch: &mut Batch<'_>, events: &[Incoming]) -> Result<(), HandleError> {
-        // One event at a time, each in its own span (so what it publishes
-        // continues its trace), inside the batch's transaction.
-        for event in events {
+        let creations: Vec<Uuid> = events.iter().filter_map(creation_of).collect();
+        let mut run = Run::default();
+        if creations.len() > 1 {
+            let tenant = batch.tenant().to_owned();
+            let p = self
+                .cache
+                .policy_for_tickets(batch.conn(), &tenant, &creations)
+                .await?;
+            run.known.extend(p.known_tickets.iter().copied());
+            run.policy = Some(p);
+        }
+        for (i, event) in events.iter().enumerate() {
+            if creations.len() > 1
+                && let Some(id) = creation_of(event)
+                && !run.known.contains(&id)
+                && run.ids.insert(id)
+            {
+                run.events.push(i);
+                continue;
+            }
+            self.route_run(batch, events, &mut run).await?;
             self.apply(batch.conn(), event)
                 .instrument(event.span.clone())
                 .await?;
+            // What this event changed (loads, the ticket stored) is read
+            // again by the next run.
+            run.policy = None;
+            if let Some(id) = ticket_of(event) {
+                run.known.insert(id);
+            }
         }
-        Ok(())
+        self.route_run(batch, events, &mut run).await
     }
 }
 
+/// New tickets of a batch waiting to be routed together.
+#[derive(Default)]
+struct Run {
+    /// Positions of their creations in the batch.
+    events: Vec<usize>,
+    /// Their ticket ids.
+    ids: HashSet<Uuid>,
+    /// Tickets stored before the run (never new).
+    known: HashSet<Uuid>,
+    /// The tenant's policy, when read since the last event applied.
+    policy: Option<Policy>,
+}
+
+/// The ticket of a `ticket.created`.
+fn creation_of(event: &Incoming) -> Option<Uuid> {
+    match event.envelope.payload.as_ref()? {
+        Payload::TicketCreated(_) => ticket_of(event),
+        _ => None,
+    }
+}
+
+/// The ticket an event is about.
+fn ticket_of(event: &Incoming) -> Option<Uuid> {
+    let snap = wardline_kit::events::ticket_snapshot(event.envelope.payload.as_ref()?)?;
+    Uuid::parse_str(&snap.ticket_id).ok()
+}
+
 impl TicketEvents {
+    /// Routes the run of new tickets collected so far, and empties it.
+    async fn route_run(
+        &self,
+        batch: &mut Batch<'_>,
+        events: &[Incoming],
+        run: &mut Run,
+    ) -> Result<(), HandleError> {
+        if run.events.is_empty() {
+            return Ok(());
+        }
+        let tenant = batch.tenant().to_owned();
+        let mut policy = match run.policy.take() {
+            Some(p) => p,
+            None => self.cache.policy(batch.conn(), &tenant).await?,
+        };
+        let mut tickets = Vec::with_capacity(run.events.len());
+        let mut spans = Vec::with_capacity(run.events.len());
+        for &i in &run.events {
+            let (env, span) = (&events[i].envelope, &events[i].span);
+            span.record("event_kind", "ticket.created");
+            let snap = env
+                .payload
+                .as_ref()
+                .and_then(wardline_kit::events::ticket_snapshot)
+                .ok_or_else(|| HandleError::Poison("no snapshot".into()))?;
+            let version = env.aggregate_version as i64;
+            tickets.push(new_ticket(&tenant, snap, version, policy.targets())?);
+            spans.push(span.clone());
+        }
+        let routed = route_new_batch(batch.conn(), &mut policy, tickets, &spans)
+            .await?
+            .ok_or_else(stored_concurrently)?;
+        for (i, event) in routed.events {
+            batch.publish(&events[run.events[i]], event);
+        }
+        for (i, mut t) in routed.one_by_one {
+            let mut fresh = self.cache.policy(batch.conn(), &tenant).await?;
+            route_new(batch.conn(), &mut t, &mut fresh)
+                .instrument(spans[i].clone())
+                .await?
+                .ok_or_else(stored_concurrently)?;
+        }
+        run.known.extend(run.ids.drain());
+        run.events.clear();
+        Ok(())
+    }
+
     /// Applies one event: a creation is routed before anything is stored;
     /// any other event is applied to the locked ticket when it is newer
     /// than what routing holds (older ones are skipped).
@@ -130,14 +235,10 @@ impl TicketEvents {
             let mut p = self.cache.policy_for_ticket(conn, cx.tenant, id).await?;
             if !p.ticket_known {
                 let mut t = new_ticket(cx.tenant, snap, version, p.targets())?;
-                return match route_new(conn, &mut t, &mut p).await? {
-                    Some(_) => Ok(()),
-                    // Stored meanwhile by a concurrent event of the same ticket:
-                    // roll back; the redelivery finds it and applies this event to it.
-                    None => Err(HandleError::Retry(
-                        "ticket stored concurrently by another of its events".into(),
-                    )),
-                };
+                route_new(conn, &mut t, &mut p)
+                    .await?
+                    .ok_or_else(stored_concurrently)?;
+                return Ok(());
             }
             cx.policy = Some(p);
         }
@@ -170,6 +271,12 @@ impl TicketEvents {
         }
         Ok(())
     }
+}
+
+/// A new ticket was stored meanwhile by a concurrent event of the same
+/// ticket: roll back; the redelivery finds it and applies the event to it.
+fn stored_concurrently() -> HandleError {
+    HandleError::Retry("ticket stored concurrently by another of its events".into())
 }
 
 /// One event's context: the tenant, and its policy once loaded.

@@ -199,3 +199,30 @@ pub async fn escalation_target(
     .fetch_optional(conn)
     .await
 }
+
+/// Takes `n` slots of each analyst in `wants` (id, n) at once, for a batch
+/// of new tickets; returns the analysts granted. The same guard as
+/// [`take_capacity`], for all of them in one statement: the rows are locked
+/// in id order, skipping those another transaction holds, and an analyst
+/// whose free capacity (as committed now) is short of `n` is not touched;
+/// the caller routes those tickets one by one instead.
+pub async fn take_many(
+    conn: &mut PgConnection,
+    wants: &[(String, i32)],
+) -> Result<Vec<String>, sqlx::Error> {
+    let (ids, counts): (Vec<&str>, Vec<i32>) = wants.iter().map(|(a, n)| (a.as_str(), *n)).unzip();
+    sqlx::query_scalar(
+        "WITH want AS (SELECT * FROM UNNEST($1::text[], $2::int[]) AS w(id, n)),
+              locked AS MATERIALIZED (
+                SELECT x.analyst_id FROM analysts x JOIN want ON want.id = x.analyst_id
+                 ORDER BY x.analyst_id FOR UPDATE OF x SKIP LOCKED)
+         UPDATE analysts a SET current_load = a.current_load + want.n
+           FROM want JOIN locked ON locked.analyst_id = want.id
+          WHERE a.analyst_id = want.id AND a.current_load + want.n <= a.max_concurrent AND a.availability = 1
+         RETURNING a.analyst_id",
+    )
+    .bind(ids)
+    .bind(counts)
+    .fetch_all(conn)
+    .await
+}

@@ -298,3 +298,81 @@ pub async fn insert_new(conn: &mut PgConnection, t: &TicketRow) -> Result<bool, 
     .await?;
     Ok(inserted == 1)
 }
+
+/// Tickets first seen, decided together: each with its SLA timers and, when
+/// assigned, its assignment and acknowledgement timer, in one statement
+/// (foreign keys are checked at its end). Returns how many tickets were
+/// inserted: fewer than given when one was stored meanwhile by a concurrent
+/// event (the caller rolls back).
+pub async fn insert_routed_many(
+    conn: &mut PgConnection,
+    rows: &[(TicketRow, Option<super::assignments::NewAssignment>)],
+) -> Result<i64, sqlx::Error> {
+    let col = |f: fn(&TicketRow) -> String| rows.iter().map(|(t, _)| f(t)).collect::<Vec<_>>();
+    let small = |f: fn(&TicketRow) -> i16| rows.iter().map(|(t, _)| f(t)).collect::<Vec<_>>();
+    let at = |f: fn(&TicketRow) -> Option<DateTime<Utc>>| {
+        rows.iter().map(|(t, _)| f(t)).collect::<Vec<_>>()
+    };
+    let asg: Vec<(&TicketRow, &super::assignments::NewAssignment)> = rows
+        .iter()
+        .filter_map(|(t, a)| a.as_ref().map(|a| (t, a)))
+        .collect();
+    sqlx::query_scalar(
+        "WITH ins AS (
+            INSERT INTO tickets (ticket_id, tenant_id, number, facility_id, category, clinical_category, caller_role,
+                priority, ticket_version, routing_seq, state, assignee, queued_at, queue_reason, created_at,
+                response_due, resolution_due)
+            SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::bool[],
+                $7::smallint[], $8::smallint[], $9::bigint[], $10::bigint[], $11::smallint[], $12::text[],
+                $13::timestamptz[], $14::text[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[])
+            ON CONFLICT (ticket_id) DO NOTHING
+            RETURNING ticket_id, tenant_id, ticket_version, response_due, resolution_due),
+         asg AS (
+            INSERT INTO assignments (assignment_id, ticket_id, tenant_id, analyst_id, attempt, state, trigger,
+                assigned_at, ack_deadline, ticket_version, explanation)
+            SELECT a.id, ins.ticket_id, ins.tenant_id, a.analyst, 1, $24, $25, a.at, a.ack_deadline,
+                   ins.ticket_version, a.explanation
+              FROM UNNEST($18::uuid[], $19::uuid[], $20::text[], $21::timestamptz[], $22::timestamptz[], $23::bytea[])
+                   AS a(id, ticket_id, analyst, at, ack_deadline, explanation)
+              JOIN ins USING (ticket_id)
+            RETURNING assignment_id, ticket_id, tenant_id, ack_deadline),
+         tmr AS (
+            INSERT INTO timers (ticket_id, kind, tenant_id, due_at, assignment_id)
+            SELECT ins.ticket_id, d.kind, ins.tenant_id, d.due_at, NULL::uuid
+              FROM ins, LATERAL (VALUES ($26::smallint, ins.response_due), ($27::smallint, ins.resolution_due))
+                   AS d(kind, due_at)
+            UNION ALL
+            SELECT asg.ticket_id, $28::smallint, asg.tenant_id, asg.ack_deadline, asg.assignment_id FROM asg)
+         SELECT count(*) FROM ins",
+    )
+    .bind(rows.iter().map(|(t, _)| t.ticket_id).collect::<Vec<_>>())
+    .bind(col(|t| t.tenant_id.clone()))
+    .bind(col(|t| t.number.clone()))
+    .bind(col(|t| t.facility_id.clone()))
+    .bind(small(|t| t.category))
+    .bind(rows.iter().map(|(t, _)| t.clinical_category).collect::<Vec<_>>())
+    .bind(small(|t| t.caller_role))
+    .bind(small(|t| t.priority))
+    .bind(rows.iter().map(|(t, _)| t.ticket_version).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(t, _)| t.routing_seq).collect::<Vec<_>>())
+    .bind(small(|t| t.state))
+    .bind(col(|t| t.assignee.clone()))
+    .bind(at(|t| t.queued_at))
+    .bind(col(|t| t.queue_reason.clone()))
+    .bind(at(|t| Some(t.created_at)))
+    .bind(at(|t| Some(t.response_due)))
+    .bind(at(|t| Some(t.resolution_due)))
+    .bind(asg.iter().map(|(_, a)| a.id).collect::<Vec<_>>())
+    .bind(asg.iter().map(|(t, _)| t.ticket_id).collect::<Vec<_>>())
+    .bind(asg.iter().map(|(_, a)| a.analyst.as_str()).collect::<Vec<_>>())
+    .bind(asg.iter().map(|(_, a)| a.at).collect::<Vec<_>>())
+    .bind(asg.iter().map(|(_, a)| a.ack_deadline).collect::<Vec<_>>())
+    .bind(asg.iter().map(|(_, a)| a.explanation.as_slice()).collect::<Vec<_>>())
+    .bind(AssignmentState::PendingAck as i16)
+    .bind(wardline_proto::routing::DecisionTrigger::TicketCreated as i16)
+    .bind(timer::RESPONSE)
+    .bind(timer::RESOLUTION)
+    .bind(timer::ACK)
+    .fetch_one(conn)
+    .await
+}
