@@ -310,7 +310,7 @@ async fn an_unacknowledged_assignment_is_rerouted_to_the_next_analyst() {
         "higher skill level first"
     );
 
-    s.expire_timer(&t.ticket_id, 1).await; // the acknowledgement deadline passes
+    s.expire_timer(&t.ticket_id, "ack").await; // the acknowledgement deadline passes
     s.ticket_until("stmarys", &t.ticket_id, "re-route", |t| {
         t.assignee_analyst_id == "an.second"
     })
@@ -377,7 +377,7 @@ async fn a_missed_response_target_escalates_to_the_supervisor_and_is_a_breach() 
         .into_inner();
     s.ticket_until("stmarys", &t.ticket_id, "queued", |t| t.queued)
         .await;
-    s.expire_timer(&t.ticket_id, 2).await; // the response target passes
+    s.expire_timer(&t.ticket_id, "response").await; // the response target passes
     let shown = s
         .ticket_until("stmarys", &t.ticket_id, "breach on the ticket", |t| {
             !t.breached_targets.is_empty()
@@ -444,10 +444,12 @@ async fn two_routing_replicas_under_concurrent_load_keep_every_analyst_within_ca
     // 4 analysts x 2 = 8 assigned, 12 queued; wait until routing has seen all.
     let pool = s.routing_db.pool().await;
     wardline_testkit::eventually(20, "all tickets routed", || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE state IN (1, 2)")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tickets WHERE state IN ('waiting', 'assigned')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         (n == 20).then_some(())
     })
     .await;
@@ -462,7 +464,7 @@ async fn two_routing_replicas_under_concurrent_load_keep_every_analyst_within_ca
         assert_eq!(*load, 2, "{id} is filled to capacity");
     }
     let live: Vec<(String, i64)> =
-        sqlx::query_as("SELECT analyst_id, count(*) FROM assignments WHERE state IN (1, 2) GROUP BY analyst_id ORDER BY 1")
+        sqlx::query_as("SELECT analyst_id, count(*) FROM assignments WHERE state IN ('pending-ack', 'acknowledged') GROUP BY analyst_id ORDER BY 1")
             .fetch_all(&pool)
             .await
             .unwrap();

@@ -349,7 +349,7 @@ impl Stack {
     }
 
     /// Moves a routing timer's deadline to now (the clock "runs out").
-    pub async fn expire_timer(&self, ticket_id: &str, kind: i16) {
+    pub async fn expire_timer(&self, ticket_id: &str, kind: &str) {
         let pool = self.routing_db.pool().await;
         let n = sqlx::query("UPDATE timers SET due_at = now() - interval '1 second' WHERE ticket_id = $1::uuid AND kind = $2")
             .bind(ticket_id)

@@ -118,7 +118,7 @@ async fn apply(pool: &PgPool, routing: &TicketEvents, events: &[Incoming]) {
 }
 
 /// (ticket number, state, assignee) of every ticket, and each analyst's load.
-async fn outcome(pool: &PgPool) -> (Vec<(String, i16, String)>, Vec<(String, i32)>) {
+async fn outcome(pool: &PgPool) -> (Vec<(String, String, String)>, Vec<(String, i32)>) {
     let tickets = sqlx::query_as("SELECT number, state, assignee FROM tickets ORDER BY number")
         .fetch_all(pool)
         .await
@@ -168,7 +168,7 @@ async fn a_batch_of_new_tickets_ends_as_one_event_after_another_would() {
         }
     };
     assert_eq!(
-        count("SELECT count(*) FROM timers WHERE kind IN (2, 3)").await,
+        count("SELECT count(*) FROM timers WHERE kind IN ('response', 'resolution')").await,
         10 * 2 - 2
     );
     for sql in [
@@ -178,5 +178,33 @@ async fn a_batch_of_new_tickets_ends_as_one_event_after_another_would() {
     ] {
         let single: i64 = sqlx::query_scalar(sql).fetch_one(&single).await.unwrap();
         assert_eq!(count(sql).await, single, "{sql}");
+    }
+}
+
+/// The names routing stores for proto enums are the proto's labels, all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_enum_labels_are_the_protos() {
+    use wardline_kit::sql::check_list;
+    let (_db, pool, _) = setup("rt_labels").await;
+    for (constraint, labels) in [
+        (
+            "assignments_state_named",
+            check_list::<pb::AssignmentState>(),
+        ),
+        (
+            "assignments_trigger_named",
+            check_list::<pb::DecisionTrigger>(),
+        ),
+    ] {
+        let def: String = sqlx::query_scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = $1",
+        )
+        .bind(constraint)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let stored: Vec<&str> = def.split('\'').skip(1).step_by(2).collect();
+        let proto: Vec<&str> = labels.split(", ").map(|l| l.trim_matches('\'')).collect();
+        assert_eq!(stored, proto, "{constraint}: {def}");
     }
 }

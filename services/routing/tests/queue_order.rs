@@ -153,13 +153,13 @@ impl Hospital {
 
     /// Who holds the ticket now (`None` while it waits).
     async fn assignee(&self, t: &Ticket) -> Option<String> {
-        let (state, assignee): (i16, String) =
+        let (state, assignee): (String, String) =
             sqlx::query_as("SELECT state, assignee FROM tickets WHERE ticket_id = $1")
                 .bind(t.id)
                 .fetch_one(&self.pool)
                 .await
                 .unwrap();
-        (state != 1).then_some(assignee)
+        (state != "waiting").then_some(assignee)
     }
 
     /// Ticket ids in GetQueue's order.

@@ -8,10 +8,12 @@ use uuid::Uuid;
 use wardline_kit::auth::{Caller, Role};
 use wardline_kit::events::{from_timestamp, timestamp};
 use wardline_kit::grpc::db_status;
+use wardline_kit::sql::Named;
 use wardline_proto::routing::queue_service_server::QueueService;
 use wardline_proto::routing::{
-    Assignment, AssignmentExplanation, ExplainAssignmentRequest, GetQueueRequest, GetQueueResponse,
-    ListAssignmentsRequest, ListAssignmentsResponse, PriorityCount, QueuedTicket,
+    Assignment, AssignmentExplanation, AssignmentState, DecisionTrigger, ExplainAssignmentRequest,
+    GetQueueRequest, GetQueueResponse, ListAssignmentsRequest, ListAssignmentsResponse,
+    PriorityCount, QueuedTicket,
 };
 
 use super::Api;
@@ -35,9 +37,9 @@ struct AssignmentRow {
     analyst_id: String,
     priority: i16,
     category: i16,
-    state: i16,
+    state: Named<AssignmentState>,
     attempt: i32,
-    trigger: i16,
+    trigger: Named<DecisionTrigger>,
     assigned_at: DateTime<Utc>,
     ack_deadline: DateTime<Utc>,
     acknowledged_at: Option<DateTime<Utc>>,
@@ -57,9 +59,9 @@ fn assignment(r: &AssignmentRow) -> Assignment {
         analyst_id: r.analyst_id.clone(),
         priority: i32::from(r.priority),
         category: i32::from(r.category),
-        state: i32::from(r.state),
+        state: r.state.get() as i32,
         attempt: r.attempt as u32,
-        trigger: i32::from(r.trigger),
+        trigger: r.trigger.get() as i32,
         assigned_at: Some(timestamp(r.assigned_at)),
         ack_deadline: Some(timestamp(r.ack_deadline)),
         acknowledged_at: r.acknowledged_at.map(timestamp),
@@ -104,7 +106,7 @@ impl QueueService for Api {
         let sql = "SELECT ticket_id, tenant_id, number, facility_id, category, clinical_category, caller_role,
             priority, ticket_version, routing_seq, state, assignee, previous_analyst_id, excluded_analysts, queued_at,
             queue_reason, escalation_level, created_at, response_due, resolution_due, responded_at
-            FROM tickets WHERE tenant_id = $1 AND state = 1 AND (cardinality($2::smallint[]) = 0 OR priority = ANY($2))
+            FROM tickets WHERE tenant_id = $1 AND state = 'waiting' AND (cardinality($2::smallint[]) = 0 OR priority = ANY($2))
             ORDER BY priority, created_at, ticket_id OFFSET $3 LIMIT $4";
         let rows: Vec<TicketRow> = sqlx::query_as(sql)
             .bind(&tenant)
@@ -139,7 +141,7 @@ impl QueueService for Api {
             })
             .collect();
         let counts: Vec<(i16, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT priority, count(*), min(queued_at) FROM tickets WHERE tenant_id = $1 AND state = 1 GROUP BY priority ORDER BY priority",
+            "SELECT priority, count(*), min(queued_at) FROM tickets WHERE tenant_id = $1 AND state = 'waiting' GROUP BY priority ORDER BY priority",
         )
         .bind(&tenant)
         .fetch_all(&self.pool)
@@ -197,7 +199,7 @@ impl QueueService for Api {
         for (i, s) in r.states.iter().enumerate() {
             match wardline_proto::routing::AssignmentState::try_from(*s) {
                 Ok(s) if s != wardline_proto::routing::AssignmentState::Unspecified => {
-                    states.push(s as i16)
+                    states.push(Named(s))
                 }
                 _ => {
                     return Err(Status::invalid_argument(format!(
@@ -216,7 +218,7 @@ impl QueueService for Api {
         let sql = format!(
             "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.assignment_id < $2
                AND ($3 = '' OR a.analyst_id = $3) AND ($4::uuid IS NULL OR a.ticket_id = $4)
-               AND (cardinality($5::smallint[]) = 0 OR a.state = ANY($5))
+               AND (cardinality($5::text[]) = 0 OR a.state = ANY($5))
                AND ($6::timestamptz IS NULL OR a.assigned_at >= $6) AND ($7::timestamptz IS NULL OR a.assigned_at < $7)
              ORDER BY a.assignment_id DESC LIMIT $8"
         );

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
+use wardline_kit::sql::Named;
 use wardline_proto::routing::{AssignmentState, DecisionTrigger};
 
 use super::tickets::{TicketRow, bind_ticket};
@@ -112,8 +113,8 @@ pub async fn save_assigned(
         .bind(a.id)
         .bind(&a.analyst)
         .bind(a.attempt)
-        .bind(AssignmentState::PendingAck as i16)
-        .bind(a.trigger as i16)
+        .bind(Named(AssignmentState::PendingAck))
+        .bind(Named(a.trigger))
         .bind(a.at)
         .bind(a.ack_deadline)
         .bind(&a.explanation)
@@ -154,9 +155,9 @@ pub async fn end_live(
     ticket: Uuid,
     end: AssignmentState,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE assignments SET state = $2, ended_at = now() WHERE ticket_id = $1 AND state IN (1, 2)")
+    sqlx::query("UPDATE assignments SET state = $2, ended_at = now() WHERE ticket_id = $1 AND state IN ('pending-ack', 'acknowledged')")
         .bind(ticket)
-        .bind(end as i16)
+        .bind(Named(end))
         .execute(conn)
         .await?;
     Ok(())
@@ -165,10 +166,10 @@ pub async fn end_live(
 /// Marks the ticket's pending assignment acknowledged.
 pub async fn acknowledge(conn: &mut PgConnection, ticket: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE assignments SET state = $2, acknowledged_at = now() WHERE ticket_id = $1 AND state = 1",
+        "UPDATE assignments SET state = $2, acknowledged_at = now() WHERE ticket_id = $1 AND state = 'pending-ack'",
     )
     .bind(ticket)
-    .bind(AssignmentState::Acknowledged as i16)
+    .bind(Named(AssignmentState::Acknowledged))
     .execute(conn)
     .await?;
     Ok(())
@@ -176,10 +177,12 @@ pub async fn acknowledge(conn: &mut PgConnection, ticket: Uuid) -> Result<(), sq
 
 /// The ticket's assignment waiting for acknowledgement, if any.
 pub async fn pending(conn: &mut PgConnection, ticket: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT assignment_id FROM assignments WHERE ticket_id = $1 AND state = 1")
-        .bind(ticket)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_scalar(
+        "SELECT assignment_id FROM assignments WHERE ticket_id = $1 AND state = 'pending-ack'",
+    )
+    .bind(ticket)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Who an escalation of a `tenant` ticket goes to: a supervisor covering

@@ -5,21 +5,37 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
+use wardline_kit::sql::Named;
 use wardline_proto::common::Priority;
 use wardline_proto::routing::AssignmentState;
 
 use super::timers::timer;
 
-/// Routing's ticket states.
-pub mod state {
+/// Routing's ticket states, stored by name (`'waiting'` …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "kebab-case")]
+pub enum TicketState {
     /// Waiting in the tenant's queue.
-    pub const WAITING: i16 = 1;
+    Waiting,
     /// Assigned, not yet acknowledged.
-    pub const ASSIGNED: i16 = 2;
+    Assigned,
     /// Acknowledged by the analyst (being worked).
-    pub const ACKNOWLEDGED: i16 = 3;
+    Acknowledged,
     /// Resolved or closed.
-    pub const DONE: i16 = 4;
+    Done,
+}
+
+/// [`TicketState`]'s values under the names the engine matches on.
+pub mod state {
+    use super::TicketState;
+    /// Waiting in the tenant's queue.
+    pub const WAITING: TicketState = TicketState::Waiting;
+    /// Assigned, not yet acknowledged.
+    pub const ASSIGNED: TicketState = TicketState::Assigned;
+    /// Acknowledged by the analyst (being worked).
+    pub const ACKNOWLEDGED: TicketState = TicketState::Acknowledged;
+    /// Resolved or closed.
+    pub const DONE: TicketState = TicketState::Done;
 }
 
 /// Routing's view of a ticket.
@@ -35,7 +51,7 @@ pub struct TicketRow {
     pub priority: i16,
     pub ticket_version: i64,
     pub routing_seq: i64,
-    pub state: i16,
+    pub state: TicketState,
     pub assignee: String,
     pub previous_analyst_id: String,
     pub excluded_analysts: Vec<String>,
@@ -136,9 +152,9 @@ const INSERT_ROUTED: &str = "WITH ins AS (
      tmr AS (
         INSERT INTO timers (ticket_id, kind, tenant_id, due_at, assignment_id)
         SELECT ins.ticket_id, d.kind, $2, d.due_at, d.assignment_id
-          FROM ins, (VALUES ($25::smallint, $16::timestamptz, NULL::uuid),
-                            ($26::smallint, $17::timestamptz, NULL::uuid),
-                            ($27::smallint, $21::timestamptz, $18::uuid)) AS d(kind, due_at, assignment_id)
+          FROM ins, (VALUES ($25::text, $16::timestamptz, NULL::uuid),
+                            ($26::text, $17::timestamptz, NULL::uuid),
+                            ($27::text, $21::timestamptz, $18::uuid)) AS d(kind, due_at, assignment_id)
          WHERE d.due_at IS NOT NULL),
      asg AS (
         INSERT INTO assignments (assignment_id, ticket_id, tenant_id, analyst_id, attempt, state, trigger,
@@ -171,9 +187,9 @@ pub async fn insert_routed(
         .bind(t.resolution_due)
         .bind(a.map(|a| a.id))
         .bind(a.map(|a| a.attempt))
-        .bind(AssignmentState::PendingAck as i16)
+        .bind(Named(AssignmentState::PendingAck))
         .bind(a.map(|a| a.ack_deadline))
-        .bind(a.map_or(0, |a| a.trigger as i16))
+        .bind(a.map(|a| Named(a.trigger)))
         .bind(a.map(|a| a.at))
         .bind(a.map(|a| a.explanation.as_slice()))
         .bind(timer::RESPONSE)
@@ -196,7 +212,7 @@ const QUEUE_OF_ANALYST: &str = "SELECT t.ticket_id, t.tenant_id, t.number, t.fac
         t.previous_analyst_id, t.excluded_analysts, t.queued_at, t.queue_reason, t.escalation_level, t.created_at,
         t.response_due, t.resolution_due, t.responded_at
    FROM tickets t
-  WHERE t.state = 1 AND (t.priority, t.created_at, t.ticket_id) > ($2, $3, $4)
+  WHERE t.state = 'waiting' AND (t.priority, t.created_at, t.ticket_id) > ($2, $3, $4)
     AND EXISTS (SELECT 1 FROM analyst_coverage c WHERE c.analyst_id = $1 AND c.tenant_id IN (t.tenant_id, '*'))
   ORDER BY t.priority, t.created_at, t.ticket_id
   LIMIT 4
@@ -239,7 +255,7 @@ pub async fn queue_page(
     limit: i64,
 ) -> Result<Vec<TicketRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT {TICKET_COLUMNS} FROM tickets WHERE state = 1 AND (priority, created_at, ticket_id) > ($1, $2, $3)
+        "SELECT {TICKET_COLUMNS} FROM tickets WHERE state = 'waiting' AND (priority, created_at, ticket_id) > ($1, $2, $3)
           ORDER BY priority, created_at, ticket_id LIMIT $4 FOR UPDATE SKIP LOCKED"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -254,7 +270,7 @@ pub async fn queue_page(
 /// Queued tickets per tenant and priority.
 pub async fn queue_depths(pool: &PgPool) -> Result<Vec<(String, i16, i64)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT tenant_id, priority, count(*) FROM tickets WHERE state = 1 GROUP BY 1, 2",
+        "SELECT tenant_id, priority, count(*) FROM tickets WHERE state = 'waiting' GROUP BY 1, 2",
     )
     .fetch_all(pool)
     .await
@@ -275,7 +291,7 @@ pub async fn insert_new(conn: &mut PgConnection, t: &TicketRow) -> Result<bool, 
          tmr AS (
              INSERT INTO timers (ticket_id, kind, tenant_id, due_at)
              SELECT ins.ticket_id, d.kind, ins.tenant_id, d.due_at
-               FROM ins, (VALUES ($14::smallint, $12::timestamptz), ($15::smallint, $13::timestamptz)) AS d(kind, due_at)
+               FROM ins, (VALUES ($14::text, $12::timestamptz), ($15::text, $13::timestamptz)) AS d(kind, due_at)
              ON CONFLICT (ticket_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at, assignment_id = NULL)
          SELECT count(*) FROM ins",
     )
@@ -323,7 +339,7 @@ pub async fn insert_routed_many(
                 priority, ticket_version, routing_seq, state, assignee, queued_at, queue_reason, created_at,
                 response_due, resolution_due)
             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::bool[],
-                $7::smallint[], $8::smallint[], $9::bigint[], $10::bigint[], $11::smallint[], $12::text[],
+                $7::smallint[], $8::smallint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[],
                 $13::timestamptz[], $14::text[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[])
             ON CONFLICT (ticket_id) DO NOTHING
             RETURNING ticket_id, tenant_id, ticket_version, response_due, resolution_due),
@@ -339,10 +355,10 @@ pub async fn insert_routed_many(
          tmr AS (
             INSERT INTO timers (ticket_id, kind, tenant_id, due_at, assignment_id)
             SELECT ins.ticket_id, d.kind, ins.tenant_id, d.due_at, NULL::uuid
-              FROM ins, LATERAL (VALUES ($26::smallint, ins.response_due), ($27::smallint, ins.resolution_due))
+              FROM ins, LATERAL (VALUES ($26::text, ins.response_due), ($27::text, ins.resolution_due))
                    AS d(kind, due_at)
             UNION ALL
-            SELECT asg.ticket_id, $28::smallint, asg.tenant_id, asg.ack_deadline, asg.assignment_id FROM asg)
+            SELECT asg.ticket_id, $28::text, asg.tenant_id, asg.ack_deadline, asg.assignment_id FROM asg)
          SELECT count(*) FROM ins",
     )
     .bind(rows.iter().map(|(t, _)| t.ticket_id).collect::<Vec<_>>())
@@ -355,7 +371,7 @@ pub async fn insert_routed_many(
     .bind(small(|t| t.priority))
     .bind(rows.iter().map(|(t, _)| t.ticket_version).collect::<Vec<_>>())
     .bind(rows.iter().map(|(t, _)| t.routing_seq).collect::<Vec<_>>())
-    .bind(small(|t| t.state))
+    .bind(rows.iter().map(|(t, _)| t.state).collect::<Vec<_>>())
     .bind(col(|t| t.assignee.clone()))
     .bind(at(|t| t.queued_at))
     .bind(col(|t| t.queue_reason.clone()))
@@ -368,8 +384,8 @@ pub async fn insert_routed_many(
     .bind(asg.iter().map(|(_, a)| a.at).collect::<Vec<_>>())
     .bind(asg.iter().map(|(_, a)| a.ack_deadline).collect::<Vec<_>>())
     .bind(asg.iter().map(|(_, a)| a.explanation.as_slice()).collect::<Vec<_>>())
-    .bind(AssignmentState::PendingAck as i16)
-    .bind(wardline_proto::routing::DecisionTrigger::TicketCreated as i16)
+    .bind(Named(AssignmentState::PendingAck))
+    .bind(Named(wardline_proto::routing::DecisionTrigger::TicketCreated))
     .bind(timer::RESPONSE)
     .bind(timer::RESOLUTION)
     .bind(timer::ACK)

@@ -8,21 +8,34 @@ use uuid::Uuid;
 
 use super::tickets::TicketRow;
 
-/// Timer kinds.
-pub mod timer {
+/// Timer kinds, stored by name (`'ack'` …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "kebab-case")]
+pub enum TimerKind {
     /// The assigned analyst must acknowledge.
-    pub const ACK: i16 = 1;
+    Ack,
     /// The response target.
-    pub const RESPONSE: i16 = 2;
+    Response,
     /// The resolution target.
-    pub const RESOLUTION: i16 = 3;
+    Resolution,
+}
+
+/// [`TimerKind`]'s values under the names the engine matches on.
+pub mod timer {
+    use super::TimerKind;
+    /// The assigned analyst must acknowledge.
+    pub const ACK: TimerKind = TimerKind::Ack;
+    /// The response target.
+    pub const RESPONSE: TimerKind = TimerKind::Response;
+    /// The resolution target.
+    pub const RESOLUTION: TimerKind = TimerKind::Resolution;
 }
 
 /// Sets (or moves) the ticket's timer of `kind`.
 pub async fn set(
     conn: &mut PgConnection,
     t: &TicketRow,
-    kind: i16,
+    kind: TimerKind,
     due: DateTime<Utc>,
     assignment: Option<Uuid>,
 ) -> Result<(), sqlx::Error> {
@@ -44,7 +57,7 @@ pub async fn set(
 pub async fn cancel(
     conn: &mut PgConnection,
     ticket: Uuid,
-    kinds: &[i16],
+    kinds: &[TimerKind],
 ) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM timers WHERE ticket_id = $1 AND kind = ANY($2)")
         .bind(ticket)
@@ -58,7 +71,7 @@ pub async fn cancel(
 #[derive(sqlx::FromRow)]
 pub struct DueTimer {
     pub ticket_id: Uuid,
-    pub kind: i16,
+    pub kind: TimerKind,
     pub assignment_id: Option<Uuid>,
     pub due_at: DateTime<Utc>,
 }
@@ -74,7 +87,11 @@ pub async fn due(conn: &mut PgConnection) -> Result<Vec<DueTimer>, sqlx::Error> 
 }
 
 /// Deletes a timer (it fired).
-pub async fn delete(conn: &mut PgConnection, ticket: Uuid, kind: i16) -> Result<(), sqlx::Error> {
+pub async fn delete(
+    conn: &mut PgConnection,
+    ticket: Uuid,
+    kind: TimerKind,
+) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM timers WHERE ticket_id = $1 AND kind = $2")
         .bind(ticket)
         .bind(kind)
