@@ -2,74 +2,30 @@
 //! update, one insert) with the same outcome as one event after another.
 //! Real PostgreSQL; the handler is driven as the consumer loop drives it.
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use sqlx::PgPool;
-use tokio::sync::Notify;
-use tonic::Request;
 use uuid::Uuid;
-use wardline_kit::auth::{Caller, Role};
 use wardline_kit::consumer::Incoming;
 use wardline_kit::events::{envelope, timestamp};
 use wardline_proto::common::{CallerRole, Category, Priority, TicketStatus};
 use wardline_proto::events::event_envelope::Payload;
-use wardline_proto::events::{Availability, TicketAcknowledged, TicketCreated, TicketSnapshot};
+use wardline_proto::events::{TicketAcknowledged, TicketCreated, TicketSnapshot};
 use wardline_proto::routing as pb;
-use wardline_proto::routing::analyst_service_server::AnalystService;
-use wardline_routing::cache::PolicyCache;
 use wardline_routing::events::TicketEvents;
-use wardline_routing::grpc::Api;
 use wardline_testkit::TestDb;
 
-const TENANT: &str = "stmarys";
+use common::{TENANT, analyst, apply, routing};
 
-fn req<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.extensions_mut().insert(Caller {
-        subject: "boss".into(),
-        tenant: Some(TENANT.into()),
-        all_tenants: false,
-        roles: vec![Role::TenantAdmin],
-    });
-    r
-}
-
-async fn setup(prefix: &str) -> (TestDb, PgPool, TicketEvents) {
-    let db = TestDb::create(prefix).await;
-    let pool = db.pool().await;
-    wardline_kit::db::migrate(&pool, &wardline_routing::MIGRATOR)
-        .await
-        .expect("migrate");
-    let api = Api::new(pool.clone(), Arc::new(Notify::new()));
+async fn setup(prefix: &str) -> (TestDb, PgPool, Arc<TicketEvents>) {
+    let (db, pool, api, handler) = routing(prefix).await;
     for (id, level) in [("an.a", 5), ("an.b", 3), ("an.c", 1)] {
-        api.upsert_analyst(req(pb::UpsertAnalystRequest {
-            request_id: Uuid::now_v7().to_string(),
-            analyst: Some(pb::Analyst {
-                analyst_id: id.into(),
-                name: id.into(),
-                time_zone: "UTC".into(),
-                coverage: vec![pb::TenantCoverage {
-                    tenant_id: TENANT.into(),
-                    facility_ids: vec![],
-                }],
-                skills: vec![pb::Skill {
-                    module: pb::SkillModule::Printing as i32,
-                    level,
-                }],
-                max_concurrent_tickets: 2,
-                availability: Availability::Available as i32,
-                ..Default::default()
-            }),
-            expected_version: 0,
-        }))
-        .await
-        .expect("analyst upserted");
+        analyst(&api, id, pb::SkillModule::Printing, level, 2).await;
     }
-    let routing = TicketEvents {
-        cache: Arc::new(PolicyCache::new()),
-    };
-    (db, pool, routing)
+    (db, pool, handler)
 }
 
 fn snapshot(id: Uuid, n: usize) -> TicketSnapshot {
@@ -107,14 +63,6 @@ fn acknowledged(id: Uuid, n: usize, analyst: &str) -> Incoming {
         analyst_id: analyst.into(),
     });
     Incoming::new(envelope("intake", TENANT, &id.to_string(), 2, payload), 1)
-}
-
-async fn apply(pool: &PgPool, routing: &TicketEvents, events: &[Incoming]) {
-    let mut tx = pool.begin().await.unwrap();
-    wardline_kit::consumer::apply_with(routing, &mut tx, events)
-        .await
-        .expect("handled");
-    tx.commit().await.unwrap();
 }
 
 /// (ticket number, state, assignee) of every ticket, and each analyst's load.
@@ -206,5 +154,37 @@ async fn stored_enum_labels_are_the_protos() {
         let stored: Vec<&str> = def.split('\'').skip(1).step_by(2).collect();
         let proto: Vec<&str> = labels.split(", ").map(|l| l.trim_matches('\'')).collect();
         assert_eq!(stored, proto, "{constraint}: {def}");
+    }
+}
+
+/// Two replicas route batches over the same analysts at the same moment:
+/// whichever loses a pick routes those tickets one by one; nobody ends over
+/// capacity and every ticket is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_batches_never_over_assign() {
+    let (_db, pool, first) = setup("rt_batch_race").await;
+    let second = Arc::new(TicketEvents {
+        cache: Arc::new(wardline_routing::cache::PolicyCache::new()),
+    });
+    for round in 0..3 {
+        let tasks: Vec<_> = [first.clone(), second.clone()]
+            .into_iter()
+            .map(|handler| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let events: Vec<Incoming> =
+                        (0..8).map(|n| created(Uuid::now_v7(), n)).collect();
+                    apply(&pool, &handler, &events).await;
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("batch applied");
+        }
+        let (tickets, loads) = outcome(&pool).await;
+        assert_eq!(tickets.len(), 16 * (round + 1));
+        let assigned = tickets.iter().filter(|(_, _, a)| !a.is_empty()).count();
+        assert_eq!(assigned, 6, "round {round}: three analysts of capacity two");
+        assert!(loads.iter().all(|(_, l)| *l == 2), "{loads:?}");
     }
 }

@@ -6,43 +6,26 @@
 //! the consumer loop does (one transaction per delivery). No drainer runs,
 //! so whatever is assigned was assigned by the freeing transaction itself.
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgPool;
-use tokio::sync::Notify;
-use tonic::Request;
 use uuid::Uuid;
-use wardline_kit::auth::{Caller, Role};
 use wardline_kit::consumer::Incoming;
 use wardline_kit::events::{envelope, timestamp};
 use wardline_proto::common::{CallerRole, Category, Priority, TicketStatus};
 use wardline_proto::events::event_envelope::Payload;
-use wardline_proto::events::{Availability, TicketCreated, TicketResolved, TicketSnapshot};
+use wardline_proto::events::{TicketCreated, TicketResolved, TicketSnapshot};
 use wardline_proto::routing as pb;
-use wardline_proto::routing::analyst_service_server::AnalystService;
 use wardline_proto::routing::queue_service_server::QueueService;
 use wardline_routing::cache::PolicyCache;
 use wardline_routing::events::TicketEvents;
 use wardline_routing::grpc::Api;
 use wardline_testkit::TestDb;
 
-const TENANT: &str = "stmarys";
-
-fn admin() -> Caller {
-    Caller {
-        subject: "boss".into(),
-        tenant: Some(TENANT.into()),
-        all_tenants: false,
-        roles: vec![Role::TenantAdmin],
-    }
-}
-
-fn req<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.extensions_mut().insert(admin());
-    r
-}
+use common::{TENANT, analyst, apply, req, routing};
 
 /// A ticket as intake describes it.
 #[derive(Clone)]
@@ -87,16 +70,10 @@ struct Hospital {
 
 impl Hospital {
     async fn new(prefix: &str) -> Self {
-        let db = TestDb::create(prefix).await;
-        let pool = db.pool().await;
-        wardline_kit::db::migrate(&pool, &wardline_routing::MIGRATOR)
-            .await
-            .expect("migrate");
+        let (db, pool, api, routing) = routing(prefix).await;
         Self {
-            api: Api::new(pool.clone(), Arc::new(Notify::new())),
-            routing: Arc::new(TicketEvents {
-                cache: Arc::new(PolicyCache::new()),
-            }),
+            api,
+            routing,
             _db: db,
             pool,
             n: 0,
@@ -105,29 +82,7 @@ impl Hospital {
     }
 
     async fn analyst(&self, id: &str, module: pb::SkillModule, capacity: u32) {
-        self.api
-            .upsert_analyst(req(pb::UpsertAnalystRequest {
-                request_id: Uuid::now_v7().to_string(),
-                analyst: Some(pb::Analyst {
-                    analyst_id: id.into(),
-                    name: id.into(),
-                    time_zone: "UTC".into(),
-                    coverage: vec![pb::TenantCoverage {
-                        tenant_id: TENANT.into(),
-                        facility_ids: vec![],
-                    }],
-                    skills: vec![pb::Skill {
-                        module: module as i32,
-                        level: 3,
-                    }],
-                    max_concurrent_tickets: capacity,
-                    availability: Availability::Available as i32,
-                    ..Default::default()
-                }),
-                expected_version: 0,
-            }))
-            .await
-            .expect("analyst upserted");
+        analyst(&self.api, id, module, 3, capacity).await;
     }
 
     /// Intake's `ticket.created`, delivered; each ticket one minute younger
@@ -179,12 +134,7 @@ impl Hospital {
 /// One delivery, as the consumer loop applies it: one transaction.
 async fn deliver(pool: &PgPool, routing: &TicketEvents, t: &Ticket, payload: Payload) {
     let env = envelope("intake", TENANT, &t.id.to_string(), t.version, payload);
-    let incoming = Incoming::new(env, 1);
-    let mut tx = pool.begin().await.unwrap();
-    wardline_kit::consumer::apply_with(routing, &mut tx, std::slice::from_ref(&incoming))
-        .await
-        .expect("handled");
-    tx.commit().await.unwrap();
+    apply(pool, routing, &[Incoming::new(env, 1)]).await;
 }
 
 /// Intake's `ticket.resolved` of `t` by `analyst`.

@@ -195,9 +195,15 @@ impl TicketEvents {
         for (i, event) in routed.events {
             batch.publish(&events[run.events[i]], event);
         }
+        // Picks another replica filled meanwhile: one fresh read for all of
+        // them, then one by one (waiting for the analysts' rows).
+        let mut fresh = None;
         for (i, mut t) in routed.one_by_one {
-            let mut fresh = self.cache.policy(batch.conn(), &tenant).await?;
-            route_new(batch.conn(), &mut t, &mut fresh)
+            let fresh = match &mut fresh {
+                Some(p) => p,
+                None => fresh.insert(self.cache.policy(batch.conn(), &tenant).await?),
+            };
+            route_new(batch.conn(), &mut t, fresh)
                 .instrument(spans[i].clone())
                 .await?
                 .ok_or_else(stored_concurrently)?;
