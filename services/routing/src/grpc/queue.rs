@@ -17,7 +17,7 @@ use wardline_proto::routing::{
 };
 
 use super::Api;
-use crate::store::tickets::TicketRow;
+use crate::store::tickets::{self, TicketRow};
 
 const READERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin, Role::Analyst];
 
@@ -70,6 +70,28 @@ fn assignment(r: &AssignmentRow) -> Assignment {
     }
 }
 
+/// A waiting ticket at `position` in the queue, as GetQueue shows it.
+fn queued_ticket(t: &TicketRow, position: i64, now: DateTime<Utc>) -> QueuedTicket {
+    QueuedTicket {
+        position: position as u32,
+        ticket_id: t.ticket_id.to_string(),
+        number: t.number.clone(),
+        facility_id: t.facility_id.clone(),
+        priority: i32::from(t.priority),
+        category: i32::from(t.category),
+        caller_role: i32::from(t.caller_role),
+        created_at: Some(timestamp(t.created_at)),
+        queued_at: t.queued_at.map(timestamp),
+        waiting_seconds: t
+            .queued_at
+            .map(|q| (now - q).num_seconds().max(0) as u64)
+            .unwrap_or(0),
+        reason_code: t.queue_reason.clone(),
+        response_deadline: Some(timestamp(t.response_due)),
+        ticket_version: t.ticket_version as u64,
+    }
+}
+
 #[tonic::async_trait]
 impl QueueService for Api {
     async fn get_queue(
@@ -103,17 +125,7 @@ impl QueueService for Api {
             }
         }
         let now = Utc::now();
-        let sql = "SELECT ticket_id, tenant_id, number, facility_id, category, clinical_category, caller_role,
-            priority, ticket_version, routing_seq, state, assignee, previous_analyst_id, excluded_analysts, queued_at,
-            queue_reason, escalation_level, created_at, response_due, resolution_due, responded_at
-            FROM tickets WHERE tenant_id = $1 AND state = 'waiting' AND (cardinality($2::smallint[]) = 0 OR priority = ANY($2))
-            ORDER BY priority, created_at, ticket_id OFFSET $3 LIMIT $4";
-        let rows: Vec<TicketRow> = sqlx::query_as(sql)
-            .bind(&tenant)
-            .bind(&priorities)
-            .bind(offset)
-            .bind(size + 1)
-            .fetch_all(&self.pool)
+        let rows = tickets::queued(&self.pool, &tenant, &priorities, offset, size + 1)
             .await
             .map_err(|e| db_status(&e))?;
         let more = rows.len() as i64 > size;
@@ -121,32 +133,11 @@ impl QueueService for Api {
             .iter()
             .take(size as usize)
             .enumerate()
-            .map(|(i, t)| QueuedTicket {
-                position: (offset + i as i64 + 1) as u32,
-                ticket_id: t.ticket_id.to_string(),
-                number: t.number.clone(),
-                facility_id: t.facility_id.clone(),
-                priority: i32::from(t.priority),
-                category: i32::from(t.category),
-                caller_role: i32::from(t.caller_role),
-                created_at: Some(timestamp(t.created_at)),
-                queued_at: t.queued_at.map(timestamp),
-                waiting_seconds: t
-                    .queued_at
-                    .map(|q| (now - q).num_seconds().max(0) as u64)
-                    .unwrap_or(0),
-                reason_code: t.queue_reason.clone(),
-                response_deadline: Some(timestamp(t.response_due)),
-                ticket_version: t.ticket_version as u64,
-            })
+            .map(|(i, t)| queued_ticket(t, offset + i as i64 + 1, now))
             .collect();
-        let counts: Vec<(i16, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT priority, count(*), min(queued_at) FROM tickets WHERE tenant_id = $1 AND state = 'waiting' GROUP BY priority ORDER BY priority",
-        )
-        .bind(&tenant)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| db_status(&e))?;
+        let counts = tickets::queue_counts(&self.pool, &tenant)
+            .await
+            .map_err(|e| db_status(&e))?;
         let depth = counts.iter().map(|(_, n, _)| *n).sum::<i64>() as u32;
         Ok(Response::new(GetQueueResponse {
             tenant_id: tenant,

@@ -267,6 +267,44 @@ pub async fn queue_page(
         .await
 }
 
+/// A tenant's waiting tickets in queue order (only `priorities` unless
+/// empty), `limit` from `offset`: GetQueue's page.
+pub async fn queued(
+    pool: &PgPool,
+    tenant: &str,
+    priorities: &[i16],
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<TicketRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets
+          WHERE tenant_id = $1 AND state = 'waiting' AND (cardinality($2::smallint[]) = 0 OR priority = ANY($2))
+          ORDER BY priority, created_at, ticket_id OFFSET $3 LIMIT $4"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(priorities)
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
+/// A tenant's waiting tickets per priority: how many, and since when the
+/// oldest waits.
+pub async fn queue_counts(
+    pool: &PgPool,
+    tenant: &str,
+) -> Result<Vec<(i16, i64, Option<DateTime<Utc>>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT priority, count(*), min(queued_at) FROM tickets WHERE tenant_id = $1 AND state = 'waiting'
+          GROUP BY priority ORDER BY priority",
+    )
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}
+
 /// Queued tickets per tenant and priority.
 pub async fn queue_depths(pool: &PgPool) -> Result<Vec<(String, i16, i64)>, sqlx::Error> {
     sqlx::query_as(
