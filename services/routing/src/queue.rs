@@ -33,13 +33,23 @@ fn has_room(policy: &Policy, analyst: &str) -> bool {
         .any(|a| a.analyst_id == analyst && a.current_load < a.max_concurrent)
 }
 
+/// How many waiting tickets a hand-over reads at a time, and at most in all:
+/// a slot no ticket among the first [`HAND_OVER_PAGES`] pages fits is left
+/// to the periodic drain, so a resolution never reads a whole long queue.
+const HAND_OVER_PAGE: i64 = 64;
+/// See [`HAND_OVER_PAGE`].
+const HAND_OVER_PAGES: usize = 16;
+
 /// Hands the capacity just freed by `analyst` (in this transaction) to the
 /// head of their eligible queue: waiting tickets in queue order (priority,
 /// then age) across the tenants they cover; the first one they are eligible
-/// for is routed (to the best-ranked analyst with room, which is normally
-/// them), and so on while they have room. So a freed slot never goes to a
-/// P2 while a P1 they could take waits, and never waits for the periodic
-/// drain. Returns how many tickets were assigned.
+/// for is locked and routed (to the best-ranked analyst with room, which is
+/// normally them), and so on while they have room. So a freed slot never
+/// goes to a P2 while a P1 they could take waits, and never waits for the
+/// periodic drain. Only the tickets taken are locked (waiting for a lock
+/// another hand-over holds, then checking the ticket still waits), so
+/// concurrent hand-overs take the head in turn. Returns how many tickets
+/// were assigned.
 pub async fn hand_over(
     conn: &mut PgConnection,
     cache: &PolicyCache,
@@ -48,22 +58,28 @@ pub async fn hand_over(
     let mut policies: HashMap<String, Policy> = HashMap::new();
     let mut after = QUEUE_START;
     let mut assigned = 0;
-    loop {
-        let page = tickets::queue_of_analyst(conn, analyst, after).await?;
+    for _ in 0..HAND_OVER_PAGES {
+        let page = tickets::queue_of_analyst(conn, analyst, after, HAND_OVER_PAGE).await?;
         let Some(last) = page.last() else {
-            return Ok(assigned);
+            break;
         };
         after = last.queue_key();
-        for mut t in page {
-            // Read after the locks above: a hand-over that committed while
-            // this one waited is seen (its assignments, its loads).
-            let policy = match policies.entry(t.tenant_id.clone()) {
+        let last_page = (page.len() as i64) < HAND_OVER_PAGE;
+        for seen in page {
+            let policy = match policies.entry(seen.tenant_id.clone()) {
                 Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(cache.policy(conn, &t.tenant_id).await?),
+                Entry::Vacant(e) => e.insert(cache.policy(conn, &seen.tenant_id).await?),
             };
             if !has_room(policy, analyst) {
                 return Ok(assigned);
             }
+            if !eligible_for(&seen, policy, analyst, Utc::now()) {
+                continue;
+            }
+            // Taken meanwhile, or changed so that it no longer fits: next.
+            let Some(mut t) = tickets::lock_waiting(conn, seen.ticket_id).await? else {
+                continue;
+            };
             if !eligible_for(&t, policy, analyst, Utc::now()) {
                 continue;
             }
@@ -78,7 +94,11 @@ pub async fn hand_over(
                 }
             }
         }
+        if last_page {
+            break;
+        }
     }
+    Ok(assigned)
 }
 
 /// Tries to assign waiting tickets (P1 first, then oldest), page by page:

@@ -201,12 +201,8 @@ pub async fn insert_routed(
 }
 
 /// Waiting tickets an analyst may serve (tenants they cover, directly or by
-/// `'*'`), in queue order after `$2..$4`, locked. A plain `FOR UPDATE`
-/// (waiting, not skipping): two transactions handing over at once take the
-/// queue head in turn, and the second, once the first commits, sees what the
-/// first assigned (a row no longer waiting fails the recheck and the next
-/// one is locked instead). Every hand-over locks queued tickets in this one
-/// order, so hand-overs never deadlock with each other.
+/// `'*'`), in queue order after `$2..$4`, at most `$5`; not locked (the
+/// hand-over locks the one it takes, [`lock_waiting`]).
 const QUEUE_OF_ANALYST: &str = "SELECT t.ticket_id, t.tenant_id, t.number, t.facility_id, t.category,
         t.clinical_category, t.caller_role, t.priority, t.ticket_version, t.routing_seq, t.state, t.assignee,
         t.previous_analyst_id, t.excluded_analysts, t.queued_at, t.queue_reason, t.escalation_level, t.created_at,
@@ -215,22 +211,40 @@ const QUEUE_OF_ANALYST: &str = "SELECT t.ticket_id, t.tenant_id, t.number, t.fac
   WHERE t.state = 'waiting' AND (t.priority, t.created_at, t.ticket_id) > ($2, $3, $4)
     AND EXISTS (SELECT 1 FROM analyst_coverage c WHERE c.analyst_id = $1 AND c.tenant_id IN (t.tenant_id, '*'))
   ORDER BY t.priority, t.created_at, t.ticket_id
-  LIMIT 4
-    FOR UPDATE OF t";
+  LIMIT $5";
 
-/// The next few queued tickets `analyst` may serve after `after` in queue
-/// order, locked (see [`QUEUE_OF_ANALYST`]).
+/// Up to `limit` waiting tickets `analyst` may serve after `after` in queue
+/// order (see [`QUEUE_OF_ANALYST`]).
 pub async fn queue_of_analyst(
     conn: &mut PgConnection,
     analyst: &str,
     after: QueueKey,
+    limit: i64,
 ) -> Result<Vec<TicketRow>, sqlx::Error> {
     sqlx::query_as(QUEUE_OF_ANALYST)
         .bind(analyst)
         .bind(after.0)
         .bind(after.1)
         .bind(after.2)
+        .bind(limit)
         .fetch_all(conn)
+        .await
+}
+
+/// Locks a ticket if it is still waiting. A plain `FOR UPDATE` (waiting,
+/// not skipping): two hand-overs after the same queue head take it in turn,
+/// and the second, once the first commits, finds it no longer waiting (the
+/// row is checked again after the wait) and goes on to the next one.
+pub async fn lock_waiting(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<TicketRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets WHERE ticket_id = $1 AND state = 'waiting' FOR UPDATE"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
         .await
 }
 
