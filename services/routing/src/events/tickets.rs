@@ -91,7 +91,7 @@ async fn policy_for<'p>(
 
 impl EventHandler for TicketEvents {
     /// New tickets (creations of tickets routing does not hold) are decided
-    /// together over one live read ([`route_new_batch`]); every other event
+    /// together over one live read (`assignment::route_new_batch`); every other event
     /// is applied on its own, in stream order, each in its own span (so
     /// what it publishes continues its trace). A run of new tickets is
     /// routed before the next other event is applied, so the result is that

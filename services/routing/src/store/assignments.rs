@@ -103,7 +103,7 @@ pub async fn take_capacity(
 }
 
 /// Writes the ticket, its new assignment `a` and the acknowledgement timer
-/// in one statement ([`SAVE_ASSIGNED`]).
+/// in one statement (`SAVE_ASSIGNED`).
 pub async fn save_assigned(
     conn: &mut PgConnection,
     t: &TicketRow,

@@ -6,8 +6,8 @@
 //!
 //! What must hold here: a ticket is changed only with its row locked
 //! ([`tickets::lock`]); capacity is raised only by a conditional `UPDATE`
-//! ([`assignments::take_capacity`]); queued tickets are locked in queue
-//! order ([`tickets::queue_of_analyst`]).
+//! ([`assignments::take_capacity`]); a hand-over locks a queued ticket
+//! only to take it, and checks it still waits ([`tickets::lock_waiting`]).
 
 pub mod assignments;
 pub mod tickets;

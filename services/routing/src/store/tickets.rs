@@ -214,7 +214,7 @@ const QUEUE_OF_ANALYST: &str = "SELECT t.ticket_id, t.tenant_id, t.number, t.fac
   LIMIT $5";
 
 /// Up to `limit` waiting tickets `analyst` may serve after `after` in queue
-/// order (see [`QUEUE_OF_ANALYST`]).
+/// order (see `QUEUE_OF_ANALYST`).
 pub async fn queue_of_analyst(
     conn: &mut PgConnection,
     analyst: &str,
