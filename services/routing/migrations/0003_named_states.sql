@@ -2,7 +2,8 @@
 -- SQL by name"): SQL reads state = 'waiting', never state = 1. Existing
 -- rows are converted in place. Assignment states and decision triggers are
 -- the labels wardline_proto::enums::ProtoEnum derives from the .proto (a
--- test compares these CHECK lists with wardline_kit::sql::check_list);
+-- test compares these CHECK lists with wardline_kit::sql::check_list), as
+-- are the ticket's priority, category and caller role (at the end);
 -- routing's own ticket states and timer kinds have no proto enum and are
 -- mapped by store::tickets::TicketState and store::timers::TimerKind.
 
@@ -31,3 +32,23 @@ CREATE UNIQUE INDEX assignments_one_live ON assignments (ticket_id) WHERE state 
 ALTER TABLE timers ALTER COLUMN kind TYPE TEXT USING
     CASE kind WHEN 1 THEN 'ack' WHEN 2 THEN 'response' WHEN 3 THEN 'resolution' END;
 ALTER TABLE timers ADD CONSTRAINT timers_kind_named CHECK (kind IN ('ack', 'response', 'resolution'));
+
+-- The ticket's priority, category and caller role: the proto's labels
+-- ('p1' sorts before 'p2', so queue order is unchanged). Unspecified values
+-- (never sent by intake) become what the decision already took them for.
+ALTER TABLE tickets ALTER COLUMN priority TYPE TEXT USING
+    CASE priority WHEN 1 THEN 'p1' WHEN 2 THEN 'p2' WHEN 4 THEN 'p4' ELSE 'p3' END;
+ALTER TABLE tickets ADD CONSTRAINT tickets_priority_named CHECK (priority IN ('p1', 'p2', 'p3', 'p4'));
+ALTER TABLE tickets ALTER COLUMN category TYPE TEXT USING
+    CASE category WHEN 1 THEN 'orders' WHEN 2 THEN 'medication-administration'
+                  WHEN 3 THEN 'clinical-documentation' WHEN 4 THEN 'results' WHEN 5 THEN 'patient-lists'
+                  WHEN 6 THEN 'scheduling' WHEN 7 THEN 'registration-adt' WHEN 8 THEN 'login-access'
+                  WHEN 9 THEN 'devices' WHEN 10 THEN 'printing' WHEN 11 THEN 'network' ELSE 'other' END;
+ALTER TABLE tickets ADD CONSTRAINT tickets_category_named
+    CHECK (category IN ('orders', 'medication-administration', 'clinical-documentation', 'results', 'patient-lists',
+                        'scheduling', 'registration-adt', 'login-access', 'devices', 'printing', 'network', 'other'));
+ALTER TABLE tickets ALTER COLUMN caller_role TYPE TEXT USING
+    CASE caller_role WHEN 1 THEN 'physician' WHEN 2 THEN 'nurse' WHEN 3 THEN 'pharmacist'
+                     WHEN 4 THEN 'other-clinical' ELSE 'non-clinical' END;
+ALTER TABLE tickets ADD CONSTRAINT tickets_caller_role_named
+    CHECK (caller_role IN ('physician', 'nurse', 'pharmacist', 'other-clinical', 'non-clinical'));

@@ -8,7 +8,6 @@ use prost::Message;
 use sqlx::PgConnection;
 use uuid::Uuid;
 use wardline_kit::events::{envelope, timestamp};
-use wardline_proto::common::{CallerRole, Category};
 use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{EventEnvelope, TicketAssigned, TicketQueued};
 use wardline_proto::routing::{AssignmentExplanation, AssignmentState, Candidate, DecisionTrigger};
@@ -87,7 +86,7 @@ pub(crate) fn explanation(
         assignment: None,
         decided_at: Some(timestamp(now)),
         facility_id: t.facility_id.clone(),
-        caller_role: i32::from(t.caller_role),
+        caller_role: i32::from(t.caller_role.get()),
         clinical_category: t.clinical_category,
         rule: Some(policy::rule_to_proto(rule)),
         credential_required: d.credential_required,
@@ -182,8 +181,7 @@ pub(crate) fn facts_of(t: &TicketRow) -> TicketFacts {
     TicketFacts {
         tenant_id: t.tenant_id.clone(),
         facility_id: t.facility_id.clone(),
-        caller_role: CallerRole::try_from(i32::from(t.caller_role))
-            .unwrap_or(CallerRole::NonClinical),
+        caller_role: t.caller_role.get(),
         previous_analyst: Some(t.previous_analyst_id.clone()).filter(|p| !p.is_empty()),
         excluded: t.excluded_analysts.clone(),
     }
@@ -201,7 +199,7 @@ async fn decide_and_write(
         Write::Insert => (true, true),
         Write::Update { wait } => (false, wait),
     };
-    let category = Category::try_from(i32::from(t.category)).unwrap_or(Category::Other);
+    let category = t.category.get();
     let rule = policy.rule(category).into_owned();
     let d = decision::decide(&facts_of(t), &rule, &policy.analysts, now);
     metrics::counter!("wardline_routing_decisions_total").increment(1);
@@ -259,7 +257,7 @@ pub(crate) fn mark_assigned(t: &mut TicketRow, a: &NewAssignment) -> Payload {
         number: t.number.clone(),
         assignment_id: a.id.to_string(),
         analyst_id: a.analyst.clone(),
-        priority: i32::from(t.priority),
+        priority: i32::from(t.priority.get()),
         ack_deadline: Some(timestamp(a.ack_deadline)),
         attempt: a.attempt as u32,
         ticket_version: t.ticket_version as u64,
@@ -285,7 +283,7 @@ pub(crate) fn mark_queued(
     Some(Payload::TicketQueued(TicketQueued {
         ticket_id: t.ticket_id.to_string(),
         number: t.number.clone(),
-        priority: i32::from(t.priority),
+        priority: i32::from(t.priority.get()),
         reason_code: reason.to_owned(),
         ticket_version: t.ticket_version as u64,
     }))
@@ -341,7 +339,7 @@ pub(crate) async fn route_new_batch(
     let mut picks = Vec::with_capacity(batch.len());
     let mut wants: Vec<(String, i32)> = Vec::new();
     for t in &batch {
-        let category = Category::try_from(i32::from(t.category)).unwrap_or(Category::Other);
+        let category = t.category.get();
         let rule = policy.rule(category).into_owned();
         let d = decision::decide(&facts_of(t), &rule, &policy.analysts, now);
         metrics::counter!("wardline_routing_decisions_total").increment(1);

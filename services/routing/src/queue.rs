@@ -10,17 +10,16 @@ use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
-use wardline_proto::common::Category;
 
 use crate::assignment::{Routed, facts_of, route_queued};
 use crate::cache::{Policy, PolicyCache};
 use crate::domain::decision;
-use crate::store::tickets::{self, QUEUE_START, TicketRow};
+use crate::store::tickets::{self, TicketRow, queue_start};
 
 /// Whether `analyst` is among the eligible candidates for `t` under `policy`
 /// (capacity included, as read live with the policy).
 fn eligible_for(t: &TicketRow, policy: &Policy, analyst: &str, now: DateTime<Utc>) -> bool {
-    let category = Category::try_from(i32::from(t.category)).unwrap_or(Category::Other);
+    let category = t.category.get();
     let d = decision::decide(&facts_of(t), &policy.rule(category), &policy.analysts, now);
     d.ranked().any(|v| v.analyst_id == analyst)
 }
@@ -56,7 +55,7 @@ pub async fn hand_over(
     analyst: &str,
 ) -> Result<usize, sqlx::Error> {
     let mut policies: HashMap<String, Policy> = HashMap::new();
-    let mut after = QUEUE_START;
+    let mut after = queue_start();
     let mut assigned = 0;
     for _ in 0..HAND_OVER_PAGES {
         let page = tickets::queue_of_analyst(conn, analyst, after, HAND_OVER_PAGE).await?;
@@ -114,7 +113,7 @@ pub async fn hand_over(
 /// never to whichever ticket this pass happens to evaluate next.
 pub async fn drain(pool: &PgPool, cache: &PolicyCache) -> Result<usize, sqlx::Error> {
     let mut assigned = 0;
-    let mut after = QUEUE_START;
+    let mut after = queue_start();
     let mut policies: HashMap<String, Policy> = HashMap::new();
     for _ in 0..50 {
         let mut tx = pool.begin().await?;

@@ -15,7 +15,8 @@ use sqlx::PgConnection;
 use tracing::Instrument as _;
 use uuid::Uuid;
 use wardline_kit::consumer::{Batch, EventHandler, HandleError, Incoming};
-use wardline_proto::common::Priority;
+use wardline_kit::sql::Named;
+use wardline_proto::common::{CallerRole, Category, Priority};
 use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{TicketReopened, TicketSnapshot, TicketTransferred};
 use wardline_proto::routing::{AssignmentState, DecisionTrigger};
@@ -36,6 +37,31 @@ pub struct TicketEvents {
     pub cache: Arc<PolicyCache>,
 }
 
+/// The snapshot's priority; an unknown or unspecified one counts as P3.
+fn priority_of(snap: &TicketSnapshot) -> Priority {
+    match Priority::try_from(snap.priority) {
+        Ok(Priority::Unspecified) | Err(_) => Priority::P3,
+        Ok(p) => p,
+    }
+}
+
+/// The snapshot's category; an unknown or unspecified one is `Other`.
+fn category_of(snap: &TicketSnapshot) -> Category {
+    match Category::try_from(snap.category) {
+        Ok(Category::Unspecified) | Err(_) => Category::Other,
+        Ok(c) => c,
+    }
+}
+
+/// The caller's role; an unknown or unspecified one is non-clinical (the
+/// decision treats it so either way).
+fn caller_role_of(snap: &TicketSnapshot) -> CallerRole {
+    match CallerRole::try_from(snap.caller_role) {
+        Ok(CallerRole::Unspecified) | Err(_) => CallerRole::NonClinical,
+        Ok(r) => r,
+    }
+}
+
 /// Routing's view of a ticket first seen in `snap` (not stored).
 fn new_ticket(
     tenant: &str,
@@ -50,16 +76,16 @@ fn new_ticket(
         .as_ref()
         .and_then(wardline_kit::events::from_timestamp)
         .ok_or_else(|| HandleError::Poison("snapshot without created_at".into()))?;
-    let priority = Priority::try_from(snap.priority).unwrap_or(Priority::P3);
+    let priority = priority_of(snap);
     Ok(TicketRow {
         ticket_id: id,
         tenant_id: tenant.to_owned(),
         number: snap.number.clone(),
         facility_id: snap.facility_id.clone(),
-        category: snap.category as i16,
+        category: Named(category_of(snap)),
         clinical_category: snap.clinical_category,
-        caller_role: snap.caller_role as i16,
-        priority: priority as i16,
+        caller_role: Named(caller_role_of(snap)),
+        priority: Named(priority),
         ticket_version: version,
         routing_seq: 0,
         state: state::WAITING,
@@ -254,9 +280,9 @@ impl TicketEvents {
         t.ticket_version = version;
         t.number = snap.number.clone();
         t.facility_id = snap.facility_id.clone();
-        t.category = snap.category as i16;
+        t.category = Named(category_of(snap));
         t.clinical_category = snap.clinical_category;
-        t.priority = Priority::try_from(snap.priority).unwrap_or(Priority::P3) as i16;
+        t.priority = Named(priority_of(snap));
         let freed = match payload {
             Payload::TicketCreated(_) if fresh => {
                 let policy = cx.policy(conn).await?;

@@ -9,6 +9,7 @@ use wardline_kit::auth::{Caller, Role};
 use wardline_kit::events::{from_timestamp, timestamp};
 use wardline_kit::grpc::db_status;
 use wardline_kit::sql::Named;
+use wardline_proto::common::{Category, Priority};
 use wardline_proto::routing::queue_service_server::QueueService;
 use wardline_proto::routing::{
     Assignment, AssignmentExplanation, AssignmentState, DecisionTrigger, ExplainAssignmentRequest,
@@ -35,8 +36,8 @@ struct AssignmentRow {
     ticket_id: Uuid,
     number: String,
     analyst_id: String,
-    priority: i16,
-    category: i16,
+    priority: Named<Priority>,
+    category: Named<Category>,
     state: Named<AssignmentState>,
     attempt: i32,
     trigger: Named<DecisionTrigger>,
@@ -57,8 +58,8 @@ fn assignment(r: &AssignmentRow) -> Assignment {
         ticket_id: r.ticket_id.to_string(),
         number: r.number.clone(),
         analyst_id: r.analyst_id.clone(),
-        priority: i32::from(r.priority),
-        category: i32::from(r.category),
+        priority: i32::from(r.priority.get()),
+        category: i32::from(r.category.get()),
         state: r.state.get() as i32,
         attempt: r.attempt as u32,
         trigger: r.trigger.get() as i32,
@@ -77,9 +78,9 @@ fn queued_ticket(t: &TicketRow, position: i64, now: DateTime<Utc>) -> QueuedTick
         ticket_id: t.ticket_id.to_string(),
         number: t.number.clone(),
         facility_id: t.facility_id.clone(),
-        priority: i32::from(t.priority),
-        category: i32::from(t.category),
-        caller_role: i32::from(t.caller_role),
+        priority: i32::from(t.priority.get()),
+        category: i32::from(t.category.get()),
+        caller_role: i32::from(t.caller_role.get()),
         created_at: Some(timestamp(t.created_at)),
         queued_at: t.queued_at.map(timestamp),
         waiting_seconds: t
@@ -115,7 +116,7 @@ impl QueueService for Api {
         for (i, p) in r.priorities.iter().enumerate() {
             match wardline_proto::common::Priority::try_from(*p) {
                 Ok(p) if p != wardline_proto::common::Priority::Unspecified => {
-                    priorities.push(p as i16)
+                    priorities.push(Named(p))
                 }
                 _ => {
                     return Err(Status::invalid_argument(format!(
@@ -147,7 +148,7 @@ impl QueueService for Api {
             by_priority: counts
                 .into_iter()
                 .map(|(p, n, oldest)| PriorityCount {
-                    priority: i32::from(p),
+                    priority: i32::from(p.get()),
                     count: n as u32,
                     oldest_waiting_seconds: oldest
                         .map(|o| (now - o).num_seconds().max(0) as u64)

@@ -64,17 +64,18 @@ pub async fn run_scanner(
 
 /// Publishes queue depth per tenant and priority every 10 s.
 pub async fn run_queue_gauges(pool: PgPool, stop: CancellationToken) {
-    let mut seen: std::collections::HashSet<(String, i16)> = Default::default();
+    let mut seen: std::collections::HashSet<(String, wardline_proto::common::Priority)> =
+        Default::default();
     loop {
         let rows = tickets::queue_depths(&pool).await;
         if let Ok(rows) = rows {
-            let current: std::collections::HashSet<(String, i16)> =
-                rows.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+            let current: std::collections::HashSet<(String, wardline_proto::common::Priority)> =
+                rows.iter().map(|(t, p, _)| (t.clone(), p.get())).collect();
             for (tenant, p) in seen.difference(&current) {
-                metrics::gauge!("wardline_queue_depth", "tenant" => tenant.clone(), "priority" => format!("P{p}")).set(0.0);
+                metrics::gauge!("wardline_queue_depth", "tenant" => tenant.clone(), "priority" => tickets::priority_label(*p)).set(0.0);
             }
             for (tenant, p, n) in &rows {
-                metrics::gauge!("wardline_queue_depth", "tenant" => tenant.clone(), "priority" => format!("P{p}")).set(*n as f64);
+                metrics::gauge!("wardline_queue_depth", "tenant" => tenant.clone(), "priority" => tickets::priority_label(p.get())).set(*n as f64);
             }
             seen = current;
         }

@@ -83,7 +83,7 @@ async fn ack_timeout(
     let payload = Payload::TicketEscalated(TicketEscalated {
         ticket_id: t.ticket_id.to_string(),
         number: t.number.clone(),
-        priority: i32::from(t.priority),
+        priority: i32::from(t.priority.get()),
         level: EscalationLevel::Reroute as i32,
         reason_code: "ack_timeout".into(),
         to_analyst_id: String::new(),
@@ -126,7 +126,7 @@ async fn breach(
         Payload::SlaBreached(SlaBreached {
             ticket_id: t.ticket_id.to_string(),
             number: t.number.clone(),
-            priority: i32::from(t.priority),
+            priority: i32::from(t.priority.get()),
             target: target as i32,
             deadline: Some(timestamp(deadline)),
             breached_at: Some(timestamp(now)),
@@ -139,7 +139,7 @@ async fn breach(
         Payload::TicketEscalated(TicketEscalated {
             ticket_id: t.ticket_id.to_string(),
             number: t.number.clone(),
-            priority: i32::from(t.priority),
+            priority: i32::from(t.priority.get()),
             level: level as i32,
             reason_code: format!("{target_label}_target_missed"),
             to_analyst_id: supervisor.unwrap_or_default(),

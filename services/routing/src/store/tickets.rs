@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use wardline_kit::sql::Named;
-use wardline_proto::common::Priority;
+use wardline_proto::common::{CallerRole, Category, Priority};
 use wardline_proto::routing::AssignmentState;
 
 use super::timers::timer;
@@ -45,10 +45,10 @@ pub struct TicketRow {
     pub tenant_id: String,
     pub number: String,
     pub facility_id: String,
-    pub category: i16,
+    pub category: Named<Category>,
     pub clinical_category: bool,
-    pub caller_role: i16,
-    pub priority: i16,
+    pub caller_role: Named<CallerRole>,
+    pub priority: Named<Priority>,
     pub ticket_version: i64,
     pub routing_seq: i64,
     pub state: TicketState,
@@ -69,17 +69,24 @@ pub(crate) const TICKET_COLUMNS: &str = "ticket_id, tenant_id, number, facility_
     queue_reason, escalation_level, created_at, response_due, resolution_due, responded_at";
 
 impl TicketRow {
+    /// The ticket's priority.
     pub fn priority(&self) -> Priority {
-        Priority::try_from(i32::from(self.priority)).unwrap_or(Priority::P3)
+        self.priority.get()
     }
 
+    /// "P1" … "P4", as metrics label priorities.
     pub fn label(&self) -> &'static str {
-        match self.priority {
-            1 => "P1",
-            2 => "P2",
-            3 => "P3",
-            _ => "P4",
-        }
+        priority_label(self.priority.get())
+    }
+}
+
+/// "P1" … "P4", as metrics label priorities.
+pub fn priority_label(p: Priority) -> &'static str {
+    match p {
+        Priority::P1 => "P1",
+        Priority::P2 => "P2",
+        Priority::P3 => "P3",
+        _ => "P4",
     }
 }
 
@@ -208,7 +215,7 @@ const QUEUE_OF_ANALYST: &str = "SELECT t.ticket_id, t.tenant_id, t.number, t.fac
         t.previous_analyst_id, t.excluded_analysts, t.queued_at, t.queue_reason, t.escalation_level, t.created_at,
         t.response_due, t.resolution_due, t.responded_at
    FROM tickets t
-  WHERE t.state = 'waiting' AND (t.priority, t.created_at, t.ticket_id) > ($2, $3, $4)
+  WHERE t.state = 'waiting' AND (t.priority, t.created_at, t.ticket_id) > ($2::text, $3, $4)
     AND EXISTS (SELECT 1 FROM analyst_coverage c WHERE c.analyst_id = $1 AND c.tenant_id IN (t.tenant_id, '*'))
   ORDER BY t.priority, t.created_at, t.ticket_id
   LIMIT $5";
@@ -223,7 +230,7 @@ pub async fn queue_of_analyst(
 ) -> Result<Vec<TicketRow>, sqlx::Error> {
     sqlx::query_as(QUEUE_OF_ANALYST)
         .bind(analyst)
-        .bind(after.0)
+        .bind(&after.0)
         .bind(after.1)
         .bind(after.2)
         .bind(limit)
@@ -249,15 +256,20 @@ pub async fn lock_waiting(
 }
 
 /// A position in the queue: priority, creation, id.
-pub type QueueKey = (i16, DateTime<Utc>, Uuid);
+/// The priority is its stored label (`'p1'` sorts before `'p2'`); the
+/// start is the empty label, before every ticket.
+pub type QueueKey = (String, DateTime<Utc>, Uuid);
 
 /// The start of the queue.
-pub const QUEUE_START: QueueKey = (0, DateTime::<Utc>::UNIX_EPOCH, Uuid::nil());
+pub fn queue_start() -> QueueKey {
+    (String::new(), DateTime::<Utc>::UNIX_EPOCH, Uuid::nil())
+}
 
 impl TicketRow {
     /// This ticket's position in the queue.
     pub fn queue_key(&self) -> QueueKey {
-        (self.priority, self.created_at, self.ticket_id)
+        let label = wardline_kit::sql::label(self.priority.get()).unwrap_or_default();
+        (label.to_owned(), self.created_at, self.ticket_id)
     }
 }
 
@@ -269,11 +281,11 @@ pub async fn queue_page(
     limit: i64,
 ) -> Result<Vec<TicketRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT {TICKET_COLUMNS} FROM tickets WHERE state = 'waiting' AND (priority, created_at, ticket_id) > ($1, $2, $3)
+        "SELECT {TICKET_COLUMNS} FROM tickets WHERE state = 'waiting' AND (priority, created_at, ticket_id) > ($1::text, $2, $3)
           ORDER BY priority, created_at, ticket_id LIMIT $4 FOR UPDATE SKIP LOCKED"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(after.0)
+        .bind(&after.0)
         .bind(after.1)
         .bind(after.2)
         .bind(limit)
@@ -286,13 +298,13 @@ pub async fn queue_page(
 pub async fn queued(
     pool: &PgPool,
     tenant: &str,
-    priorities: &[i16],
+    priorities: &[Named<Priority>],
     offset: i64,
     limit: i64,
 ) -> Result<Vec<TicketRow>, sqlx::Error> {
     let sql = format!(
         "SELECT {TICKET_COLUMNS} FROM tickets
-          WHERE tenant_id = $1 AND state = 'waiting' AND (cardinality($2::smallint[]) = 0 OR priority = ANY($2))
+          WHERE tenant_id = $1 AND state = 'waiting' AND (cardinality($2::text[]) = 0 OR priority = ANY($2))
           ORDER BY priority, created_at, ticket_id OFFSET $3 LIMIT $4"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -309,7 +321,7 @@ pub async fn queued(
 pub async fn queue_counts(
     pool: &PgPool,
     tenant: &str,
-) -> Result<Vec<(i16, i64, Option<DateTime<Utc>>)>, sqlx::Error> {
+) -> Result<Vec<(Named<Priority>, i64, Option<DateTime<Utc>>)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT priority, count(*), min(queued_at) FROM tickets WHERE tenant_id = $1 AND state = 'waiting'
           GROUP BY priority ORDER BY priority",
@@ -320,7 +332,9 @@ pub async fn queue_counts(
 }
 
 /// Queued tickets per tenant and priority.
-pub async fn queue_depths(pool: &PgPool) -> Result<Vec<(String, i16, i64)>, sqlx::Error> {
+pub async fn queue_depths(
+    pool: &PgPool,
+) -> Result<Vec<(String, Named<Priority>, i64)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT tenant_id, priority, count(*) FROM tickets WHERE state = 'waiting' GROUP BY 1, 2",
     )
@@ -377,7 +391,6 @@ pub async fn insert_routed_many(
     rows: &[(TicketRow, Option<super::assignments::NewAssignment>)],
 ) -> Result<i64, sqlx::Error> {
     let col = |f: fn(&TicketRow) -> String| rows.iter().map(|(t, _)| f(t)).collect::<Vec<_>>();
-    let small = |f: fn(&TicketRow) -> i16| rows.iter().map(|(t, _)| f(t)).collect::<Vec<_>>();
     let at = |f: fn(&TicketRow) -> Option<DateTime<Utc>>| {
         rows.iter().map(|(t, _)| f(t)).collect::<Vec<_>>()
     };
@@ -390,8 +403,8 @@ pub async fn insert_routed_many(
             INSERT INTO tickets (ticket_id, tenant_id, number, facility_id, category, clinical_category, caller_role,
                 priority, ticket_version, routing_seq, state, assignee, queued_at, queue_reason, created_at,
                 response_due, resolution_due)
-            SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::bool[],
-                $7::smallint[], $8::smallint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[],
+            SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
+                $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::text[],
                 $13::timestamptz[], $14::text[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[])
             ON CONFLICT (ticket_id) DO NOTHING
             RETURNING ticket_id, tenant_id, ticket_version, response_due, resolution_due),
@@ -417,10 +430,10 @@ pub async fn insert_routed_many(
     .bind(col(|t| t.tenant_id.clone()))
     .bind(col(|t| t.number.clone()))
     .bind(col(|t| t.facility_id.clone()))
-    .bind(small(|t| t.category))
+    .bind(rows.iter().map(|(t, _)| t.category).collect::<Vec<_>>())
     .bind(rows.iter().map(|(t, _)| t.clinical_category).collect::<Vec<_>>())
-    .bind(small(|t| t.caller_role))
-    .bind(small(|t| t.priority))
+    .bind(rows.iter().map(|(t, _)| t.caller_role).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(t, _)| t.priority).collect::<Vec<_>>())
     .bind(rows.iter().map(|(t, _)| t.ticket_version).collect::<Vec<_>>())
     .bind(rows.iter().map(|(t, _)| t.routing_seq).collect::<Vec<_>>())
     .bind(rows.iter().map(|(t, _)| t.state).collect::<Vec<_>>())
