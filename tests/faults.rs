@@ -698,7 +698,7 @@ async fn verify(fleet: &mut Fleet, accepted: &HashMap<String, String>) {
         fleet,
         Svc::Routing,
         "every ticket assigned or queued",
-        "SELECT count(*) FROM tickets WHERE tenant_id = $1 AND state IN (1, 2)",
+        "SELECT count(*) FROM tickets WHERE tenant_id = $1 AND state IN ('waiting', 'assigned')",
         n,
     )
     .await;
@@ -723,7 +723,7 @@ async fn verify(fleet: &mut Fleet, accepted: &HashMap<String, String>) {
     );
     let live = count(
         &routing,
-        "SELECT count(*) FROM assignments WHERE tenant_id = $1 AND state IN (1, 2)",
+        "SELECT count(*) FROM assignments WHERE tenant_id = $1 AND state IN ('pending-ack', 'acknowledged')",
     )
     .await;
     assert_eq!(

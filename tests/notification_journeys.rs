@@ -230,7 +230,7 @@ async fn a_p1_that_misses_its_response_target_pages_on_call_and_tells_the_superv
     })
     .await;
     // Nobody acknowledges; the response target runs out.
-    w.s.expire_timer(&t.ticket_id, 2).await;
+    w.s.expire_timer(&t.ticket_id, "response").await;
     let pages = wardline_testkit::eventually(30, "pages", || async {
         let p = w.pager.received();
         (p.len() >= 2).then_some(p)

@@ -97,7 +97,7 @@ async fn sigkill_mid_flow_loses_no_timer_and_assigns_nothing_twice() {
     routing.kill9();
     let mut ids = filing.await.unwrap();
     // While it is down, the first assignment's acknowledgement deadline passes.
-    s.expire_timer(&first.ticket_id, 1).await;
+    s.expire_timer(&first.ticket_id, "ack").await;
 
     let mut routing = start_routing_process(&s.routing_db, &s.nats, grpc, admin, &log);
     // The timer fired after the restart: the first ticket moved on.
@@ -111,10 +111,12 @@ async fn sigkill_mid_flow_loses_no_timer_and_assigns_nothing_twice() {
     ids.push(first.ticket_id.clone());
     let pool = s.routing_db.pool().await;
     wardline_testkit::eventually(20, "every ticket routed", || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE state IN (1, 2)")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tickets WHERE state IN ('waiting', 'assigned')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         (n == 7).then_some(())
     })
     .await;
@@ -128,7 +130,7 @@ async fn sigkill_mid_flow_loses_no_timer_and_assigns_nothing_twice() {
             .unwrap();
     assert_eq!(over, 0);
     let live: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT ticket_id::text, count(*) FROM assignments WHERE state IN (1, 2) GROUP BY ticket_id",
+        "SELECT ticket_id::text, count(*) FROM assignments WHERE state IN ('pending-ack', 'acknowledged') GROUP BY ticket_id",
     )
     .fetch_all(&pool)
     .await

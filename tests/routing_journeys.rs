@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use wardline_proto::common::{CallerRole, Category, TicketStatus};
+use wardline_proto::common::{CallerRole, Category, Impact, TicketStatus};
 use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{Availability, EscalationLevel, SlaTarget};
 use wardline_proto::routing::{
@@ -172,21 +172,25 @@ async fn with_nobody_eligible_the_ticket_waits_and_is_assigned_when_an_analyst_b
     assert_eq!(queue.depth, 0);
 }
 
+/// As a hospital tries it: one analyst of capacity 1, busy; a P1, a P2 and
+/// a younger P1 wait. Each resolution hands the slot to the head of
+/// GetQueue at once: the periodic drain is set to a minute, so nothing here
+/// waits for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_frees_on_resolution_and_the_queue_is_served_by_priority() {
-    let s = spawn_stack().await;
+    let s = spawn_stack_with(&[("ROUTING_DRAIN_INTERVAL_MS", "60000")]).await;
     s.create_tenant("stmarys", "STM").await;
     let mut solo = analyst("an.solo", "stmarys", SkillModule::Printing, 3);
     solo.max_concurrent_tickets = 1;
     s.upsert(solo).await;
     let mut tickets = s.tickets(&nurse_token("stmarys"));
+    let call = |id: &'static str, blocked: bool, impact: Impact| {
+        let mut r = ticket_request(id, CallerRole::NonClinical, Category::Printing, blocked);
+        r.impact = impact as i32;
+        r
+    };
     let first = tickets
-        .create_ticket(ticket_request(
-            "c1",
-            CallerRole::NonClinical,
-            Category::Printing,
-            false,
-        ))
+        .create_ticket(call("c0", false, Impact::SingleUser))
         .await
         .unwrap()
         .into_inner();
@@ -194,59 +198,87 @@ async fn capacity_frees_on_resolution_and_the_queue_is_served_by_priority() {
         t.status() == TicketStatus::Assigned
     })
     .await;
-    let low = tickets
-        .create_ticket(ticket_request(
-            "c2",
-            CallerRole::NonClinical,
-            Category::Printing,
-            false,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let urgent = tickets
-        .create_ticket(ticket_request(
-            "c3",
-            CallerRole::NonClinical,
-            Category::Printing,
-            true,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    s.ticket_until("stmarys", &urgent.ticket_id, "urgent queued", |t| t.queued)
-        .await;
-    s.ticket_until("stmarys", &low.ticket_id, "low queued", |t| t.queued)
-        .await;
-
-    // The analyst works and resolves the first ticket: the P1 goes next.
-    let mut an = s.tickets(&analyst_token("stmarys", "an.solo"));
-    use wardline_proto::intake::{AcknowledgeTicketRequest, ResolveTicketRequest};
-    an.acknowledge_ticket(AcknowledgeTicketRequest {
-        request_id: "ack".into(),
-        ticket_id: first.ticket_id.clone(),
-        expected_version: 0,
-    })
-    .await
-    .unwrap();
-    an.resolve_ticket(ResolveTicketRequest {
-        request_id: "res".into(),
-        ticket_id: first.ticket_id.clone(),
-        expected_version: 0,
-        resolution_code: wardline_proto::events::ResolutionCode::Hardware as i32,
-        first_contact_resolution: false,
-    })
-    .await
-    .unwrap();
-    s.ticket_until("stmarys", &urgent.ticket_id, "P1 assigned first", |t| {
-        t.status() == TicketStatus::Assigned
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        s.ticket("stmarys", &low.ticket_id).await.queued,
-        "the P3 still waits: capacity is one"
+    let mut waiting = Vec::new();
+    for (id, blocked, impact) in [
+        ("c1", true, Impact::SingleUser),  // P1
+        ("c2", false, Impact::Department), // P2
+        ("c3", true, Impact::SingleUser),  // P1, younger
+    ] {
+        let t = tickets
+            .create_ticket(call(id, blocked, impact))
+            .await
+            .unwrap()
+            .into_inner();
+        s.ticket_until("stmarys", &t.ticket_id, "queued", |t| t.queued)
+            .await;
+        waiting.push(t);
+    }
+    let [p1, p2, younger_p1] = [0, 1, 2].map(|i| waiting[i].ticket_id.clone());
+    let queue = |s: &Stack| {
+        let mut q = s.queues("stmarys");
+        async move {
+            q.get_queue(GetQueueRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .tickets
+                .into_iter()
+                .map(|t| t.ticket_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        queue(&s).await,
+        [p1.clone(), younger_p1.clone(), p2.clone()]
     );
+
+    let an = s.tickets(&analyst_token("stmarys", "an.solo"));
+    use wardline_proto::intake::{AcknowledgeTicketRequest, ResolveTicketRequest};
+    let work = |ticket: String| {
+        let mut an = an.clone();
+        async move {
+            an.acknowledge_ticket(AcknowledgeTicketRequest {
+                request_id: format!("ack-{ticket}"),
+                ticket_id: ticket.clone(),
+                expected_version: 0,
+            })
+            .await
+            .unwrap();
+            an.resolve_ticket(ResolveTicketRequest {
+                request_id: format!("res-{ticket}"),
+                ticket_id: ticket,
+                expected_version: 0,
+                resolution_code: wardline_proto::events::ResolutionCode::Hardware as i32,
+                first_contact_resolution: false,
+            })
+            .await
+            .unwrap();
+        }
+    };
+    // Each resolution: the head of GetQueue is assigned, within seconds
+    // (not the drain's minute), and the P2 waits while a P1 is ahead.
+    let mut previous = first.ticket_id.clone();
+    for (next, rest) in [
+        (p1.clone(), vec![younger_p1.clone(), p2.clone()]),
+        (younger_p1.clone(), vec![p2.clone()]),
+        (p2.clone(), vec![]),
+    ] {
+        let resolved_at = std::time::Instant::now();
+        work(previous).await;
+        s.ticket_until("stmarys", &next, "the queue head assigned", |t| {
+            t.status() == TicketStatus::Assigned
+        })
+        .await;
+        assert!(
+            resolved_at.elapsed() < Duration::from_secs(10),
+            "handed over at once, not by the periodic drain"
+        );
+        for r in &rest {
+            assert!(s.ticket("stmarys", r).await.queued, "{r} still waits");
+        }
+        assert_eq!(queue(&s).await, rest);
+        previous = next;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +310,7 @@ async fn an_unacknowledged_assignment_is_rerouted_to_the_next_analyst() {
         "higher skill level first"
     );
 
-    s.expire_timer(&t.ticket_id, 1).await; // the acknowledgement deadline passes
+    s.expire_timer(&t.ticket_id, "ack").await; // the acknowledgement deadline passes
     s.ticket_until("stmarys", &t.ticket_id, "re-route", |t| {
         t.assignee_analyst_id == "an.second"
     })
@@ -345,7 +377,7 @@ async fn a_missed_response_target_escalates_to_the_supervisor_and_is_a_breach() 
         .into_inner();
     s.ticket_until("stmarys", &t.ticket_id, "queued", |t| t.queued)
         .await;
-    s.expire_timer(&t.ticket_id, 2).await; // the response target passes
+    s.expire_timer(&t.ticket_id, "response").await; // the response target passes
     let shown = s
         .ticket_until("stmarys", &t.ticket_id, "breach on the ticket", |t| {
             !t.breached_targets.is_empty()
@@ -412,10 +444,12 @@ async fn two_routing_replicas_under_concurrent_load_keep_every_analyst_within_ca
     // 4 analysts x 2 = 8 assigned, 12 queued; wait until routing has seen all.
     let pool = s.routing_db.pool().await;
     wardline_testkit::eventually(20, "all tickets routed", || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE state IN (1, 2)")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tickets WHERE state IN ('waiting', 'assigned')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         (n == 20).then_some(())
     })
     .await;
@@ -430,7 +464,7 @@ async fn two_routing_replicas_under_concurrent_load_keep_every_analyst_within_ca
         assert_eq!(*load, 2, "{id} is filled to capacity");
     }
     let live: Vec<(String, i64)> =
-        sqlx::query_as("SELECT analyst_id, count(*) FROM assignments WHERE state IN (1, 2) GROUP BY analyst_id ORDER BY 1")
+        sqlx::query_as("SELECT analyst_id, count(*) FROM assignments WHERE state IN ('pending-ack', 'acknowledged') GROUP BY analyst_id ORDER BY 1")
             .fetch_all(&pool)
             .await
             .unwrap();

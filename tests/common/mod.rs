@@ -199,11 +199,23 @@ pub struct Stack {
 }
 
 pub async fn spawn_stack() -> Stack {
+    spawn_stack_with(&[]).await
+}
+
+/// [`spawn_stack`] with routing's variables `routing_vars` replaced.
+pub async fn spawn_stack_with(routing_vars: &[(&str, &str)]) -> Stack {
     let nats = TestNats::start();
     let intake_db = TestDb::create("intake").await;
     let routing_db = TestDb::create("routing").await;
     let intake = start_intake(&intake_db, &nats).await;
-    let routing = start_routing(&routing_db, &nats).await;
+    let mut env = routing_env(&routing_db, &nats);
+    env.retain(|(k, _)| !routing_vars.iter().any(|(r, _)| r == k));
+    env.extend(
+        routing_vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let routing = start_in_process!(wardline_routing, env);
     let routing_grpc = routing.grpc;
     Stack {
         nats,
@@ -334,7 +346,7 @@ impl Stack {
     }
 
     /// Moves a routing timer's deadline to now (the clock "runs out").
-    pub async fn expire_timer(&self, ticket_id: &str, kind: i16) {
+    pub async fn expire_timer(&self, ticket_id: &str, kind: &str) {
         let pool = self.routing_db.pool().await;
         let n = sqlx::query("UPDATE timers SET due_at = now() - interval '1 second' WHERE ticket_id = $1::uuid AND kind = $2")
             .bind(ticket_id)

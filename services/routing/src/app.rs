@@ -15,8 +15,9 @@ use wardline_proto::routing::sla_target_service_server::SlaTargetServiceServer;
 
 use crate::cache::PolicyCache;
 use crate::config::Config;
-use crate::engine::{self, CONSUMED, TicketEvents};
+use crate::events::{CONSUMED, TicketEvents};
 use crate::grpc::Api;
+use crate::jobs;
 
 /// Routing's own migrations.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -44,7 +45,6 @@ impl Application {
         base.spawn_consumer(
             base.consumer_spec(&config.service, CONSUMED),
             Arc::new(TicketEvents {
-                wake: wake.clone(),
                 cache: cache.clone(),
             }),
         );
@@ -54,11 +54,11 @@ impl Application {
             wake.clone(),
             config.drain_interval,
         );
-        base.spawn(move |stop| engine::run_drainer(pool, c, w, every, stop));
+        base.spawn(move |stop| jobs::run_drainer(pool, c, w, every, stop));
         let (pool, every) = (base.pool.clone(), config.scan_interval);
-        base.spawn(move |stop| engine::run_scanner(pool, cache, every, stop));
+        base.spawn(move |stop| jobs::run_scanner(pool, cache, every, stop));
         let pool = base.pool.clone();
-        base.spawn(move |stop| engine::run_queue_gauges(pool, stop));
+        base.spawn(move |stop| jobs::run_queue_gauges(pool, stop));
         Ok(Self {
             base,
             listeners,

@@ -7,22 +7,31 @@
 //! - [`policy`]: category rules and SLA targets per tenant (defaults + overrides).
 //! - [`cache`]: those rules, targets and the tenant's analysts cached per
 //!   process, invalidated by a generation number every decision reads.
-//! - [`engine`]: the consumer of intake's ticket events, the assignment of a
-//!   ticket (capacity checked atomically, so replicas never over-assign), the
-//!   queue drain, and the SLA/acknowledgement timer scanner.
+//! - [`events`]: the consumer of intake's ticket events (batches from the
+//!   kit's loop, one transaction each).
+//! - [`assignment`]: routing one ticket: the decision, capacity taken
+//!   atomically (replicas never over-assign), the assignment or the queue.
+//! - [`queue`]: the hand-over of freed capacity to the head of the
+//!   analyst's queue, and the periodic drain.
+//! - [`jobs`]: the drainer, the SLA/acknowledgement timer scanner, gauges.
+//! - [`store`]: the engine's SQL (tickets and the queue, assignments, timers).
 //! - [`grpc`]: AnalystService, RoutingRuleService, SlaTargetService,
 //!   QueueService (queue, assignments, explanations); event dead letters
 //!   are the kit's service.
 //! - [`app`] and [`config`]: wiring and environment variables.
 
 pub mod app;
+pub mod assignment;
 pub mod cache;
 pub mod config;
 pub mod directory;
 pub mod domain;
-pub mod engine;
+pub mod events;
 pub mod grpc;
+pub mod jobs;
 pub mod policy;
+pub mod queue;
+pub mod store;
 
 pub use app::{Application, MIGRATOR, SERVICE};
 pub use config::Config;

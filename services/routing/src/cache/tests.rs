@@ -21,7 +21,7 @@ use wardline_proto::routing::sla_target_service_server::SlaTargetService;
 use wardline_testkit::TestDb;
 
 use super::PolicyCache;
-use crate::engine::TicketEvents;
+use crate::events::TicketEvents;
 use crate::grpc::Api;
 
 const TENANT: &str = "stmarys";
@@ -117,7 +117,6 @@ impl Setup {
             .expect("migrate");
         let replica = || {
             Arc::new(TicketEvents {
-                wake: Arc::new(Notify::new()),
                 cache: Arc::new(PolicyCache::new()),
             })
         };
@@ -381,7 +380,7 @@ async fn concurrent_decisions_on_two_replicas_fill_capacity_exactly() {
     }
     let loads: Vec<(String, i32, i64)> = sqlx::query_as(
         "SELECT a.analyst_id, a.current_load,
-                (SELECT count(*) FROM assignments x WHERE x.analyst_id = a.analyst_id AND x.state IN (1, 2))
+                (SELECT count(*) FROM assignments x WHERE x.analyst_id = a.analyst_id AND x.state IN ('pending-ack', 'acknowledged'))
            FROM analysts a WHERE a.analyst_id LIKE 'an.%' ORDER BY 1",
     )
     .fetch_all(&s.pool)
@@ -390,10 +389,14 @@ async fn concurrent_decisions_on_two_replicas_fill_capacity_exactly() {
     for (id, load, live) in &loads {
         assert_eq!((*load, *live), (2, 2), "{id}: load and live assignments");
     }
-    let states: Vec<(i16, i64)> =
+    let states: Vec<(String, i64)> =
         sqlx::query_as("SELECT state, count(*) FROM tickets GROUP BY 1 ORDER BY 1")
             .fetch_all(&s.pool)
             .await
             .unwrap();
-    assert_eq!(states, [(1, 16), (2, 8)], "8 assigned, 16 queued");
+    assert_eq!(
+        states,
+        [("assigned".to_owned(), 8), ("waiting".to_owned(), 16)],
+        "8 assigned, 16 queued"
+    );
 }

@@ -8,14 +8,17 @@ use uuid::Uuid;
 use wardline_kit::auth::{Caller, Role};
 use wardline_kit::events::{from_timestamp, timestamp};
 use wardline_kit::grpc::db_status;
+use wardline_kit::sql::Named;
+use wardline_proto::common::{Category, Priority};
 use wardline_proto::routing::queue_service_server::QueueService;
 use wardline_proto::routing::{
-    Assignment, AssignmentExplanation, ExplainAssignmentRequest, GetQueueRequest, GetQueueResponse,
-    ListAssignmentsRequest, ListAssignmentsResponse, PriorityCount, QueuedTicket,
+    Assignment, AssignmentExplanation, AssignmentState, DecisionTrigger, ExplainAssignmentRequest,
+    GetQueueRequest, GetQueueResponse, ListAssignmentsRequest, ListAssignmentsResponse,
+    PriorityCount, QueuedTicket,
 };
 
 use super::Api;
-use crate::engine::TicketRow;
+use crate::store::tickets::{self, TicketRow};
 
 const READERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin, Role::Analyst];
 
@@ -33,11 +36,11 @@ struct AssignmentRow {
     ticket_id: Uuid,
     number: String,
     analyst_id: String,
-    priority: i16,
-    category: i16,
-    state: i16,
+    priority: Named<Priority>,
+    category: Named<Category>,
+    state: Named<AssignmentState>,
     attempt: i32,
-    trigger: i16,
+    trigger: Named<DecisionTrigger>,
     assigned_at: DateTime<Utc>,
     ack_deadline: DateTime<Utc>,
     acknowledged_at: Option<DateTime<Utc>>,
@@ -55,16 +58,38 @@ fn assignment(r: &AssignmentRow) -> Assignment {
         ticket_id: r.ticket_id.to_string(),
         number: r.number.clone(),
         analyst_id: r.analyst_id.clone(),
-        priority: i32::from(r.priority),
-        category: i32::from(r.category),
-        state: i32::from(r.state),
+        priority: i32::from(r.priority.get()),
+        category: i32::from(r.category.get()),
+        state: r.state.get() as i32,
         attempt: r.attempt as u32,
-        trigger: i32::from(r.trigger),
+        trigger: r.trigger.get() as i32,
         assigned_at: Some(timestamp(r.assigned_at)),
         ack_deadline: Some(timestamp(r.ack_deadline)),
         acknowledged_at: r.acknowledged_at.map(timestamp),
         ended_at: r.ended_at.map(timestamp),
         ticket_version: r.ticket_version as u64,
+    }
+}
+
+/// A waiting ticket at `position` in the queue, as GetQueue shows it.
+fn queued_ticket(t: &TicketRow, position: i64, now: DateTime<Utc>) -> QueuedTicket {
+    QueuedTicket {
+        position: position as u32,
+        ticket_id: t.ticket_id.to_string(),
+        number: t.number.clone(),
+        facility_id: t.facility_id.clone(),
+        priority: i32::from(t.priority.get()),
+        category: i32::from(t.category.get()),
+        caller_role: i32::from(t.caller_role.get()),
+        created_at: Some(timestamp(t.created_at)),
+        queued_at: t.queued_at.map(timestamp),
+        waiting_seconds: t
+            .queued_at
+            .map(|q| (now - q).num_seconds().max(0) as u64)
+            .unwrap_or(0),
+        reason_code: t.queue_reason.clone(),
+        response_deadline: Some(timestamp(t.response_due)),
+        ticket_version: t.ticket_version as u64,
     }
 }
 
@@ -91,7 +116,7 @@ impl QueueService for Api {
         for (i, p) in r.priorities.iter().enumerate() {
             match wardline_proto::common::Priority::try_from(*p) {
                 Ok(p) if p != wardline_proto::common::Priority::Unspecified => {
-                    priorities.push(p as i16)
+                    priorities.push(Named(p))
                 }
                 _ => {
                     return Err(Status::invalid_argument(format!(
@@ -101,17 +126,7 @@ impl QueueService for Api {
             }
         }
         let now = Utc::now();
-        let sql = "SELECT ticket_id, tenant_id, number, facility_id, category, clinical_category, caller_role,
-            priority, ticket_version, routing_seq, state, assignee, previous_analyst_id, excluded_analysts, queued_at,
-            queue_reason, escalation_level, created_at, response_due, resolution_due, responded_at
-            FROM tickets WHERE tenant_id = $1 AND state = 1 AND (cardinality($2::smallint[]) = 0 OR priority = ANY($2))
-            ORDER BY priority, created_at, ticket_id OFFSET $3 LIMIT $4";
-        let rows: Vec<TicketRow> = sqlx::query_as(sql)
-            .bind(&tenant)
-            .bind(&priorities)
-            .bind(offset)
-            .bind(size + 1)
-            .fetch_all(&self.pool)
+        let rows = tickets::queued(&self.pool, &tenant, &priorities, offset, size + 1)
             .await
             .map_err(|e| db_status(&e))?;
         let more = rows.len() as i64 > size;
@@ -119,32 +134,11 @@ impl QueueService for Api {
             .iter()
             .take(size as usize)
             .enumerate()
-            .map(|(i, t)| QueuedTicket {
-                position: (offset + i as i64 + 1) as u32,
-                ticket_id: t.ticket_id.to_string(),
-                number: t.number.clone(),
-                facility_id: t.facility_id.clone(),
-                priority: i32::from(t.priority),
-                category: i32::from(t.category),
-                caller_role: i32::from(t.caller_role),
-                created_at: Some(timestamp(t.created_at)),
-                queued_at: t.queued_at.map(timestamp),
-                waiting_seconds: t
-                    .queued_at
-                    .map(|q| (now - q).num_seconds().max(0) as u64)
-                    .unwrap_or(0),
-                reason_code: t.queue_reason.clone(),
-                response_deadline: Some(timestamp(t.response_due)),
-                ticket_version: t.ticket_version as u64,
-            })
+            .map(|(i, t)| queued_ticket(t, offset + i as i64 + 1, now))
             .collect();
-        let counts: Vec<(i16, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT priority, count(*), min(queued_at) FROM tickets WHERE tenant_id = $1 AND state = 1 GROUP BY priority ORDER BY priority",
-        )
-        .bind(&tenant)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| db_status(&e))?;
+        let counts = tickets::queue_counts(&self.pool, &tenant)
+            .await
+            .map_err(|e| db_status(&e))?;
         let depth = counts.iter().map(|(_, n, _)| *n).sum::<i64>() as u32;
         Ok(Response::new(GetQueueResponse {
             tenant_id: tenant,
@@ -154,7 +148,7 @@ impl QueueService for Api {
             by_priority: counts
                 .into_iter()
                 .map(|(p, n, oldest)| PriorityCount {
-                    priority: i32::from(p),
+                    priority: i32::from(p.get()),
                     count: n as u32,
                     oldest_waiting_seconds: oldest
                         .map(|o| (now - o).num_seconds().max(0) as u64)
@@ -197,7 +191,7 @@ impl QueueService for Api {
         for (i, s) in r.states.iter().enumerate() {
             match wardline_proto::routing::AssignmentState::try_from(*s) {
                 Ok(s) if s != wardline_proto::routing::AssignmentState::Unspecified => {
-                    states.push(s as i16)
+                    states.push(Named(s))
                 }
                 _ => {
                     return Err(Status::invalid_argument(format!(
@@ -216,7 +210,7 @@ impl QueueService for Api {
         let sql = format!(
             "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.assignment_id < $2
                AND ($3 = '' OR a.analyst_id = $3) AND ($4::uuid IS NULL OR a.ticket_id = $4)
-               AND (cardinality($5::smallint[]) = 0 OR a.state = ANY($5))
+               AND (cardinality($5::text[]) = 0 OR a.state = ANY($5))
                AND ($6::timestamptz IS NULL OR a.assigned_at >= $6) AND ($7::timestamptz IS NULL OR a.assigned_at < $7)
              ORDER BY a.assignment_id DESC LIMIT $8"
         );
