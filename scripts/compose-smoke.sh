@@ -84,7 +84,7 @@ docker() { as_root "$DOCKER" "$@"; }
 # its BuildKit builds shell out to `docker build`.
 compose() {
     as_root env PATH="$(dirname "$DOCKER"):$PATH" DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1 \
-        COMPOSE_PROJECT_NAME="$PROJECT" "${PORT_VARS[@]}" \
+        COMPOSE_PROJECT_NAME="$PROJECT" WARDLINE_SECRETS_DIR="$SMOKE_STATE/secrets" "${PORT_VARS[@]}" \
         docker-compose --project-directory "$WARDLINE_ROOT" -f "$WARDLINE_ROOT/docker-compose.yml" "$@"
 }
 
@@ -339,7 +339,7 @@ setup_wardctl() {
     done
     as_root chown "$(id -u):$(id -g)" "$SMOKE_STATE/pki/"*
     local secret
-    secret="$(sed -n 's/^WARDLINE_JWT_SECRET=//p' .env)"
+    secret="$(cat "$SMOKE_STATE/secrets/jwt_secret")"
     WARDCTL=(env
         WARDCTL_INTAKE_URL="https://localhost:${PORT[INTAKE_GRPC_PORT]}"
         WARDCTL_ROUTING_URL="https://localhost:${PORT[ROUTING_GRPC_PORT]}"
@@ -382,12 +382,13 @@ create_ticket() {
 }
 
 ticket_assignee() {
-    "${WARDCTL[@]}" --json ticket show "$1" |
+    "${WARDCTL[@]}" --json ticket get "$1" |
         json_get 'j.get("assigneeAnalystId") or j.get("assignee_analyst_id") or ""'
 }
 ticket_is_assigned() { [[ -n "$(ticket_assignee "$1")" ]]; }
 
-# call_charges: "ticket_id count" for every call charge of the month.
+# call_charges: "ticket_id count" of the month's call lines (included,
+# overage or rate-card: one per billed call; surcharges and credits aside).
 call_charges() {
     "${WARDCTL[@]}" --json charges | python3 -c '
 import collections, json, sys
@@ -395,8 +396,7 @@ j = json.load(sys.stdin)
 items = j if isinstance(j, list) else (j.get("charges") or j.get("items") or [])
 counts = collections.Counter()
 for c in items:
-    kind = str(c.get("kind", ""))
-    if kind in ("1", "LINE_KIND_CALL", "call", "CALL"):
+    if c.get("kind") in ("LINE_KIND_CALLS_INCLUDED", "LINE_KIND_OVERAGE", "LINE_KIND_TIER_PRICE"):
         counts[c.get("ticketId") or c.get("ticket_id")] += 1
 for t, n in counts.items():
     print(t, n)'
@@ -480,6 +480,8 @@ main() {
     phase "stand-in images"
     standins
     pick_ports
+    # The smoke's own secret files (random, kept between runs).
+    WARDLINE_SECRETS_DIR="$SMOKE_STATE/secrets" scripts/compose-secrets.sh
     phase "clean slate (a previous run's project, if any)"
     compose --profile metrics down -v --remove-orphans >/dev/null 2>&1 || true
     phase "docker-compose build (deploy/Dockerfile)"
@@ -492,6 +494,8 @@ main() {
     STACK_STARTED=1
     compose up -d --no-build >"$SMOKE_STATE/up.log" 2>&1 || {
         cat "$SMOKE_STATE/up.log" >&2
+        local svc
+        for svc in "${LONGRUNNING[@]}"; do dump_logs "$svc"; done
         die "docker-compose up failed"
     }
     phase "health checks, one-shots and the seeder's demo"
