@@ -24,8 +24,10 @@
 #    created over gRPC on the published port is assigned, billed once,
 #    emailed (the mail sink's API) and traced (the OTLP sink's Jaeger API);
 #    tickets created while `docker-compose restart billing` runs are all
-#    billed, once; `docker-compose down -v` leaves no container, volume or
-#    network of the project.
+#    billed, once; an upgrade (a new WARDLINE_VERSION, `up -d`) recreates
+#    every Wardline container, keeps the data and records each migration
+#    once; `docker-compose down -v` leaves no container, volume or network
+#    of the project.
 #
 # Prints the time of each phase. Logs: $WARDLINE_STATE_DIR/compose-smoke/.
 #
@@ -466,6 +468,54 @@ restart_billing_check() {
     log "all $n tickets filed around the restart are billed, each once"
 }
 
+# migrations_once: in every service's database each migration is recorded
+# once (kit's and the service's own history tables).
+migrations_once() {
+    local db table bad
+    for db in intake routing billing notification; do
+        for table in _sqlx_migrations _wardline_kit_migrations; do
+            bad="$(compose exec -T postgres psql -U postgres -d "$db" -tAc \
+                "SELECT count(*) - count(DISTINCT version) + count(*) FILTER (WHERE NOT success) FROM $table" 2>&1)" ||
+                die "cannot read $db.$table: $bad"
+            [[ "$bad" == 0 ]] || die "$db.$table records a migration twice or a failed one"
+        done
+    done
+}
+
+# The documented upgrade: new images (WARDLINE_VERSION), `up -d`. The "new
+# release" here is the same build under another tag with a new image id, so
+# compose recreates every Wardline container; the volumes stay. Afterwards
+# the tickets filed before are still there, a new one is assigned and billed
+# once, and every migration is recorded once.
+upgrade_check() {
+    local svc next=smoke-upgrade ticket
+    for svc in dev-pki intake routing billing notification wardctl; do
+        printf 'FROM wardline-%s:dev\nLABEL io.wardline.smoke-upgrade=%s\n' "$svc" "$$" |
+            DOCKER_BUILDKIT=1 docker build -q -t "wardline-$svc:$next" - >/dev/null
+    done
+    migrations_once
+    log "WARDLINE_VERSION=$next docker-compose up -d"
+    PORT_VARS+=("WARDLINE_VERSION=$next")
+    compose up -d --no-build >"$SMOKE_STATE/upgrade.log" 2>&1 || {
+        cat "$SMOKE_STATE/upgrade.log" >&2
+        die "docker-compose up -d with the new version failed"
+    }
+    local id
+    for svc in intake routing billing notification; do
+        id="$(service_container "$svc")"
+        [[ "$(docker inspect -f '{{.Config.Image}}' "$id")" == *":$next" ]] ||
+            die "$svc was not recreated from the new image"
+    done
+    wait_stack
+    migrations_once
+    ticket="$(head -n 1 "$SMOKE_STATE/restart-tickets")"
+    billed_once "$ticket" || die "ticket $ticket (filed before the upgrade) lost its charge"
+    ticket="$(create_ticket compose-smoke-upgraded)"
+    eventually 60 "ticket $ticket (after the upgrade) assigned" ticket_is_assigned "$ticket"
+    eventually 60 "ticket $ticket (after the upgrade) billed" billed_once "$ticket"
+    log "upgraded: every Wardline container recreated, data kept, migrations recorded once, new tickets flow"
+}
+
 # ---------------------------------------------------------------- main
 
 main() {
@@ -507,6 +557,8 @@ main() {
     host_checks
     phase "docker-compose restart billing mid-run"
     restart_billing_check
+    phase "upgrade: new image version, docker-compose up -d"
+    upgrade_check
     if [[ "${WARDLINE_SMOKE_KEEP:-0}" == 1 ]]; then
         log "smoke passed; the stack stays up"
         return 0
@@ -518,6 +570,7 @@ main() {
     left="$(project_containers)$(docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT")$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT")"
     [[ -z "$left" ]] || die "down -v left containers, volumes or networks of $PROJECT: $left"
     log "nothing of $PROJECT is left"
+    docker image ls -q --filter reference='wardline-*:smoke-upgrade' | xargs -r "$DOCKER" rmi -f >/dev/null 2>&1 || true
     phase_end
     log "compose smoke passed"
 }
