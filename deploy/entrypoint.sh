@@ -6,11 +6,10 @@
 # Secrets from files: for each variable below, NAME_FILE names a file (a
 # compose or Docker secret, a mounted Kubernetes Secret) whose content,
 # without the trailing newline, becomes NAME. Setting both is an error.
-#   WARDLINE_JWT_SECRET  the development token key
 #   PGPASSWORD           the database password; the service's *_DATABASE_URL
 #                        then carries no password (sqlx reads PGPASSWORD)
 set -eu
-for name in WARDLINE_JWT_SECRET PGPASSWORD; do
+for name in PGPASSWORD; do
     eval "file=\${${name}_FILE:-}"
     [ -n "$file" ] || continue
     eval "current=\${${name}:-}"

@@ -8,7 +8,6 @@
 #   {intake,routing,billing,notification}_db_password
 #                                     each service's database role
 #                                     (created with it on the first start)
-#   jwt_secret                        the development token key (HS256)
 #   grafana_admin_password            Grafana's admin (the `metrics` profile)
 #
 # The directory is 0700 (only its owner gets in); the files are 0644 so the
@@ -30,7 +29,7 @@ mkdir -p "$dir"
 chmod 0700 "$dir"
 made=0
 for name in postgres_password intake_db_password routing_db_password billing_db_password \
-    notification_db_password jwt_secret grafana_admin_password; do
+    notification_db_password grafana_admin_password; do
     file="$dir/$name"
     if [[ -s "$file" ]]; then
         continue

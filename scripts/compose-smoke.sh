@@ -20,7 +20,8 @@
 # 4. `docker-compose up -d` (Prometheus and Grafana are in the `metrics`
 #    profile and stay out), waits for every health check and one-shot, lets
 #    the seeder play its demo.
-# 5. From the host, with wardctl and the stack's development CA: a ticket
+# 5. From the host, with wardctl, the stack's development CA and its
+#    development token issuer (the seeder's key): a ticket
 #    created over gRPC on the published port is assigned, billed once,
 #    emailed (the mail sink's API) and traced (the OTLP sink's Jaeger API);
 #    tickets created while `docker-compose restart billing` runs are all
@@ -342,12 +343,11 @@ setup_wardctl() {
     pki="$(service_container pki)"
     mkdir -p "$SMOKE_STATE/pki"
     local f
-    for f in ca.pem wardctl/tls.pem wardctl/tls.key; do
+    for f in ca.pem wardctl/tls.pem wardctl/tls.key issuer/es256.key; do
         docker cp "$pki:/pki/$f" "$SMOKE_STATE/pki/${f//\//-}"
     done
     as_root chown "$(id -u):$(id -g)" "$SMOKE_STATE/pki/"*
-    local secret
-    secret="$(cat "$SMOKE_STATE/secrets/jwt_secret")"
+    chmod 0600 "$SMOKE_STATE/pki/"*.key
     WARDCTL=(env
         WARDCTL_INTAKE_URL="https://localhost:${PORT[INTAKE_GRPC_PORT]}"
         WARDCTL_ROUTING_URL="https://localhost:${PORT[ROUTING_GRPC_PORT]}"
@@ -356,7 +356,8 @@ setup_wardctl() {
         WARDCTL_CA_FILE="$SMOKE_STATE/pki/ca.pem"
         WARDCTL_CLIENT_CERT_FILE="$SMOKE_STATE/pki/wardctl-tls.pem"
         WARDCTL_CLIENT_KEY_FILE="$SMOKE_STATE/pki/wardctl-tls.key"
-        WARDLINE_JWT_SECRET="$secret"
+        WARDLINE_ENV=development
+        WARDLINE_DEV_ISSUER_KEY="$SMOKE_STATE/pki/issuer-es256.key"
         WARDCTL_TENANT=stmarys
         "$bin")
 }

@@ -21,7 +21,9 @@
 #   WARDLINE_PG_URL       admin connection, default postgres://postgres@127.0.0.1:5432/postgres
 #   NATS_URL              a NATS with TLS and Wardline's identities, else our own
 #                         on 4223 (see scripts/ensure-nats.sh)
-#   WARDLINE_JWT_SECRET   default: the contents of .wardline/jwt-secret (generated once)
+#   (tokens: the development issuer in .wardline/pki/issuer, made by
+#   wardline-dev-pki; the services verify its JWKS as they would an
+#   identity provider's, and wardctl signs with its key in development)
 #   WARDLINE_STATE_DIR    default <repo>/.wardline (pids, logs, secret, PKI, NATS store)
 #   RUST_LOG              default info
 #   NOTIFICATION_SMTP_HOST  an SMTP relay for notification's email (with
@@ -33,6 +35,8 @@
 #   WARDLINE_SKIP_BUILD   1 skips cargo build (use binaries already in WARDLINE_BIN_DIR)
 #   NOTIFICATION_WEBHOOK_ALLOW_HTTP  default true here (loopback development
 #                         only): wardline-load's webhook receiver is http://127.0.0.1
+#   NOTIFICATION_EGRESS_ALLOW_HOSTS  default 127.0.0.1 here, for that receiver
+#                         (outbound requests go only to public addresses otherwise)
 #   WARDCTL_DEMO_ARGS     extra arguments of `wardctl demo`, e.g. "--scenario my.yaml"
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -116,19 +120,14 @@ NATS_NKEY_SEED_FILE="$PKI/provision/nats.nk" WARDLINE_LOG_FORMAT=pretty "$BIN_DI
 # ---------------------------------------------------------------- secrets
 
 mkdir -p "$STATE" "$LOGS"
-if [[ -z "${WARDLINE_JWT_SECRET:-}" ]]; then
-    if [[ ! -s "$STATE/jwt-secret" ]]; then
-        log "generating a development JWT signing secret in $STATE/jwt-secret"
-        (umask 077 && head -c 48 /dev/urandom | base64 | tr -d '\n' >"$STATE/jwt-secret")
-    fi
-    WARDLINE_JWT_SECRET="$(cat "$STATE/jwt-secret")"
-fi
-export WARDLINE_JWT_SECRET
-if [[ "$WARDLINE_JWT_SECRET" == "$(cat "$STATE/jwt-secret" 2>/dev/null)" ]]; then
-    SECRET_HINT="\$(cat $STATE/jwt-secret)"
-else
-    SECRET_HINT="<the WARDLINE_JWT_SECRET you exported>"
-fi
+# Tokens come from the development issuer wardline-dev-pki made: the
+# services verify its JWKS (production's path, with an identity provider's
+# JWKS instead), and only wardctl, in development, signs with its key. An
+# HS256 secret left in the caller's environment would conflict: dropped.
+unset WARDLINE_JWT_SECRET WARDLINE_JWKS_URL
+ISSUER_DIR="$PKI/issuer"
+[[ -s "$ISSUER_DIR/jwks.json" && -s "$ISSUER_DIR/es256.key" ]] ||
+    die "wardline-dev-pki did not make the development issuer in $ISSUER_DIR"
 
 # ---------------------------------------------------------------- services
 
@@ -174,7 +173,7 @@ start_service() {
         NATS_URL="$NATS_URL" NATS_CA_FILE="$PKI/ca.pem" NATS_NKEY_SEED_FILE="$PKI/$name/nats.nk" \
         "${prefix}_TLS_CERT_FILE=$PKI/$name/tls.pem" "${prefix}_TLS_KEY_FILE=$PKI/$name/tls.key" \
         "${prefix}_TLS_CLIENT_CA_FILE=$PKI/ca.pem" \
-        WARDLINE_JWT_SECRET="$WARDLINE_JWT_SECRET" \
+        WARDLINE_JWKS_FILE="$ISSUER_DIR/jwks.json" WARDLINE_JWT_ISSUER=wardline-dev \
         setsid "$bin" </dev/null >>"$logfile" 2>&1 &
     pid=$!
     echo "$pid" >"$pidfile"
@@ -216,10 +215,12 @@ if [[ -z "${NOTIFICATION_SMTP_HOST:-}" ]]; then
     DEMO_MAIL_ARGS=(--mail-dir "$STATE/mail")
 fi
 
-# http:// webhooks are allowed on this development machine so that
-# wardline-load's receiver on 127.0.0.1 can time notifications.
+# http:// webhooks to 127.0.0.1 are allowed on this development machine so
+# that wardline-load's receiver there can time notifications.
 start_service notification "$NOTIFICATION_ADMIN_ADDR" "$NOTIFICATION_GRPC_ADDR" \
     NOTIFICATION_WEBHOOK_ALLOW_HTTP="${NOTIFICATION_WEBHOOK_ALLOW_HTTP:-true}" \
+    NOTIFICATION_EGRESS_ALLOW_HOSTS="${NOTIFICATION_EGRESS_ALLOW_HOSTS:-127.0.0.1}" \
+    NOTIFICATION_SECRET_KEYS_FILE="$PKI/notification/secret-keys" \
     NOTIFICATION_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$NOTIFICATION_DB" \
     NOTIFICATION_GRPC_ADDR="$NOTIFICATION_GRPC_ADDR" \
     NOTIFICATION_ADMIN_ADDR="$NOTIFICATION_ADMIN_ADDR"
@@ -235,7 +236,7 @@ export WARDCTL_CA_FILE="$PKI/ca.pem" WARDCTL_CLIENT_CERT_FILE="$PKI/wardctl/tls.
 export NATS_NKEY_SEED_FILE="$PKI/provision/nats.nk"
 printf '\n' >&2
 read -r -a EXTRA_DEMO_ARGS <<<"${WARDCTL_DEMO_ARGS:-}"
-if ! "$BIN_DIR/wardctl" demo "${DEMO_MAIL_ARGS[@]}" "${EXTRA_DEMO_ARGS[@]}"; then
+if ! WARDLINE_ENV=development WARDLINE_DEV_ISSUER_KEY="$ISSUER_DIR/es256.key" "$BIN_DIR/wardctl" demo "${DEMO_MAIL_ARGS[@]}" "${EXTRA_DEMO_ARGS[@]}"; then
     warn "wardctl demo failed"
     for name in intake routing billing notification; do
         warn "last lines of $LOGS/$name.log:"
@@ -255,7 +256,7 @@ Wardline is running:
   logs     $LOGS/  (JSON lines; e.g. tail -f $LOGS/routing.log)
 
 Try more with $BIN_DIR/wardctl, after:
-  export WARDCTL_INTAKE_URL=$WARDCTL_INTAKE_URL WARDCTL_ROUTING_URL=$WARDCTL_ROUTING_URL WARDCTL_BILLING_URL=$WARDCTL_BILLING_URL WARDCTL_NOTIFICATION_URL=$WARDCTL_NOTIFICATION_URL NATS_URL=$NATS_URL WARDLINE_JWT_SECRET=$SECRET_HINT
+  export WARDCTL_INTAKE_URL=$WARDCTL_INTAKE_URL WARDCTL_ROUTING_URL=$WARDCTL_ROUTING_URL WARDCTL_BILLING_URL=$WARDCTL_BILLING_URL WARDCTL_NOTIFICATION_URL=$WARDCTL_NOTIFICATION_URL NATS_URL=$NATS_URL WARDLINE_ENV=development WARDLINE_DEV_ISSUER_KEY=$ISSUER_DIR/es256.key
   export WARDCTL_CA_FILE=$WARDCTL_CA_FILE WARDCTL_CLIENT_CERT_FILE=$WARDCTL_CLIENT_CERT_FILE WARDCTL_CLIENT_KEY_FILE=$WARDCTL_CLIENT_KEY_FILE NATS_CA_FILE=$NATS_CA_FILE NATS_NKEY_SEED_FILE=$NATS_NKEY_SEED_FILE
 e.g.
   $BIN_DIR/wardctl --tenant stmarys ticket list

@@ -19,8 +19,10 @@ async fn play(urls: &[(&str, String)]) -> Outcome {
         argv.extend([format!("--{flag}"), url.clone()]);
     }
     argv.extend([
-        "--secret".into(),
-        wardline_testkit::SECRET.into(),
+        "--env".into(),
+        "development".into(),
+        "--issuer-key".into(),
+        wardline_testkit::issuer_key_file(),
         "demo".into(),
     ]);
     let cli = Cli::try_parse_from(&argv).expect("the command line parses");
@@ -34,6 +36,15 @@ async fn play(urls: &[(&str, String)]) -> Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_shipped_scenario_is_created_placed_billed_and_notified() {
     let nats = TestNats::start();
+    // wardctl takes its NATS identity from the environment, as in a shell
+    // (scripts/demo.sh exports the same): the operator's identity, the CA.
+    // SAFETY: nextest runs each test in a process of its own, and nothing
+    // else in this one reads or writes the environment concurrently yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("NATS_NKEY_SEED_FILE", nats.nkey_file("provision"));
+        std::env::set_var("NATS_CA_FILE", nats.ca_file());
+    }
     let dbs = [
         TestDb::create("demo_intake").await,
         TestDb::create("demo_routing").await,

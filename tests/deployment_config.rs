@@ -24,7 +24,7 @@ fn compose() -> Value {
 
 /// Variables the images' entrypoint (`deploy/entrypoint.sh`) sets from the
 /// file `<NAME>_FILE` names: compose passes these secrets as files.
-const FILE_VARIABLES: &[&str] = &["WARDLINE_JWT_SECRET", "PGPASSWORD"];
+const FILE_VARIABLES: &[&str] = &["PGPASSWORD"];
 
 /// The environment of compose service `name`, with `${VAR...}` references
 /// replaced by a value long enough for secrets, and each `<NAME>_FILE` of
@@ -362,8 +362,9 @@ fn substitute(var: &str) -> String {
         format!(
             "postgres://{service}:secret-password@db.example.org:5432/{service}?sslmode=verify-full"
         )
+    } else if var == "WARDLINE_JWKS_URL" {
+        "https://login.example.org/tenant/discovery/v2.0/keys".to_owned()
     } else {
-        // 48 characters: long enough for WARDLINE_JWT_SECRET.
         "substituted-secret-0123456789-abcdefghijklmnopqr".to_owned()
     }
 }
@@ -558,16 +559,20 @@ fn every_kubernetes_deployment_sets_only_variables_its_service_reads() {
             grace * 1000 > timeout_ms,
             "{deployment}: terminationGracePeriodSeconds {grace} must exceed WARDLINE_SHUTDOWN_TIMEOUT_MS {timeout_ms}"
         );
-        for v in ["WARDLINE_JWT_SECRET", &format!("{prefix}_DATABASE_URL")] {
-            let from_secret = container["env"]
-                .as_sequence()
-                .expect("env")
-                .iter()
-                .any(|e| {
-                    e["name"].as_str() == Some(v) && e["valueFrom"]["secretKeyRef"].is_mapping()
-                });
-            assert!(from_secret, "{deployment}: {v} comes from a Secret");
-        }
+        assert!(
+            !vars.contains_key("WARDLINE_JWT_SECRET"),
+            "{deployment}: production verifies the identity provider's tokens, not a shared secret"
+        );
+        let v = format!("{prefix}_DATABASE_URL");
+        let from_secret = container["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .any(|e| {
+                e["name"].as_str() == Some(v.as_str())
+                    && e["valueFrom"]["secretKeyRef"].is_mapping()
+            });
+        assert!(from_secret, "{deployment}: {v} comes from a Secret");
         checked.entry(service).or_default().push(deployment);
     }
     for (name, _, _) in &known {

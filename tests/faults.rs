@@ -1160,14 +1160,9 @@ async fn consumers_caught_up(fleet: &Fleet) {
 /// Sum of `wardline_events_consumed_total{consumer=<durable>,outcome="duplicate"}`
 /// on a service's `/metrics`.
 async fn duplicates_consumed(admin: SocketAddr, durable: &str) -> f64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    metrics_text(admin)
         .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    body.lines()
+        .lines()
         .filter(|l| {
             l.starts_with("wardline_events_consumed_total{")
                 && l.contains(&format!("consumer=\"{durable}\""))

@@ -194,5 +194,23 @@ async fn the_description_reaches_no_message_log_line_or_span_of_notification() {
     ] {
         assert!(keys.contains(&k), "send span has {k}: {keys:?}");
     }
+    // Databases: the description lives in intake's tickets row and nowhere
+    // else, not in an idempotency record, an outbox row or another service.
+    assert_eq!(
+        tables_containing(&s.intake_db, CANARY).await,
+        ["tickets"],
+        "intake keeps the description only in the ticket"
+    );
+    for (name, db) in [("routing", &s.routing_db), ("notification", &db)] {
+        assert!(
+            tables_containing(db, CANARY).await.is_empty(),
+            "{name} stores the description"
+        );
+    }
+    // (notification's process has stopped; its metrics were labels only.)
+    assert!(
+        !metrics_text(s.intake.admin).await.contains("CANARY"),
+        "intake's metrics"
+    );
     tokio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -82,15 +82,12 @@ pub fn service_env(
         (format!("{prefix}_DATABASE_URL"), db.url()),
         (format!("{prefix}_DB_MAX_CONNECTIONS"), "8".into()),
         (format!("{prefix}_RELAY_POLL_MS"), "200".into()),
-        (
-            "WARDLINE_JWT_SECRET".into(),
-            wardline_testkit::SECRET.into(),
-        ),
         ("WARDLINE_SHUTDOWN_TIMEOUT_MS".into(), "5000".into()),
         // A killed service's unacknowledged events come back after 5 s,
         // not the production 30 s: crash tests converge sooner.
         ("WARDLINE_CONSUMER_ACK_WAIT_MS".into(), "5000".into()),
     ];
+    env.extend(wardline_testkit::auth_env());
     env.extend(nats.service_env(&prefix.to_lowercase(), extra));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
@@ -479,6 +476,8 @@ pub fn notification_env(
             ("NOTIFICATION_SMS_URL", &sms_url),
             ("NOTIFICATION_PAGER_URL", &pager_url),
             ("NOTIFICATION_WEBHOOK_ALLOW_HTTP", "true"),
+            ("NOTIFICATION_EGRESS_ALLOW_HOSTS", "127.0.0.1"),
+            ("NOTIFICATION_SECRET_KEYS", wardline_testkit::SEALING_KEYS),
             ("NOTIFICATION_SCAN_INTERVAL_MS", "50"),
             ("NOTIFICATION_SEND_TIMEOUT_MS", "2000"),
             ("NOTIFICATION_SENDING_LEASE_MS", "3000"),
@@ -514,4 +513,46 @@ pub fn notification_deliveries(
         wardline_testkit::channel(grpc),
         Auth::new(&admin_token(tenant), None),
     )
+}
+
+/// The tables of `db` (public schema) with a row whose text, or whose
+/// bytes (protobuf in BYTEA columns), contain `needle`.
+pub async fn tables_containing(db: &TestDb, needle: &str) -> Vec<String> {
+    let pool = db.pool().await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+          WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let hex: String = needle.bytes().map(|b| format!("{b:02x}")).collect();
+    let mut found = Vec::new();
+    for t in tables {
+        let sql = format!(
+            "SELECT count(*) FROM \"{t}\" r WHERE r::text LIKE '%' || $1 || '%' OR r::text LIKE '%' || $2 || '%'"
+        );
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(needle)
+            .bind(&hex)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if n > 0 {
+            found.push(t);
+        }
+    }
+    found
+}
+
+/// The text of a service's `/metrics` (plain HTTP on the admin port).
+pub async fn metrics_text(admin: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body
 }

@@ -119,11 +119,8 @@ async fn metering(n: usize) -> anyhow::Result<()> {
         ("BILLING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("BILLING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("BILLING_DATABASE_URL".to_owned(), db.url()),
-        (
-            "WARDLINE_JWT_SECRET".to_owned(),
-            wardline_testkit::SECRET.to_owned(),
-        ),
     ]);
+    pairs.extend(wardline_testkit::auth_env());
     let config = wardline_billing::Config::from_env(&Env::from_pairs(pairs))?;
     let shutdown = CancellationToken::new();
     let app = wardline_billing::Application::build(config, shutdown.clone()).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
-use wardline_kit::auth::{Authenticator, Role};
+use wardline_kit::auth::Role;
 use wardline_kit::service::{Base, Listeners};
 use wardline_proto::billing::contract_service_server::ContractServiceServer;
 use wardline_proto::billing::invoice_service_server::InvoiceServiceServer;
@@ -28,7 +28,6 @@ pub const SERVICE: &str = "billing";
 /// A built billing service, ports bound.
 pub struct Application {
     base: Base,
-    config: Config,
     listeners: Listeners,
 }
 
@@ -62,11 +61,7 @@ impl Application {
         );
         let pool = base.pool.clone();
         base.spawn(move |stop| unbilled_gauge(pool, stop));
-        Ok(Self {
-            base,
-            config,
-            listeners,
-        })
+        Ok(Self { base, listeners })
     }
 
     /// The bound gRPC address.
@@ -81,14 +76,14 @@ impl Application {
 
     /// Serves until shutdown, then stops in order.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let auth = Authenticator::hs256(&self.config.service.jwt_secret);
         let api = Api::new(self.base.pool.clone());
+        let max = self.base.max_message_bytes();
         let routes = self
             .base
-            .routes(&auth, DEAD_LETTER_READERS)?
-            .serve(ContractServiceServer::new(api.clone()))
-            .serve(UsageServiceServer::new(api.clone()))
-            .serve(InvoiceServiceServer::new(api.clone()));
+            .routes(DEAD_LETTER_READERS)?
+            .serve(ContractServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .serve(UsageServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .serve(InvoiceServiceServer::new(api.clone()).max_decoding_message_size(max));
         self.base.serve_on(self.listeners, routes).await
     }
 }

@@ -5,7 +5,7 @@ use wardline_kit::config::{ConfigError, Env, ServiceConfig, ServiceDefaults};
 /// Defaults of billing's addresses and database.
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     grpc_addr: "0.0.0.0:50053",
-    admin_addr: "0.0.0.0:9103",
+    admin_addr: "127.0.0.1:9103",
     database_url: "postgres://postgres@127.0.0.1:5432/wardline_billing",
 };
 
@@ -33,7 +33,8 @@ mod tests {
     #[test]
     fn defaults_and_errors() {
         let c = Config::from_env(&Env::from_pairs([
-            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
             // The defaults are for a laptop: plaintext, no NATS identity.
             ("WARDLINE_ENV", "development".to_owned()),
         ]))
@@ -41,7 +42,8 @@ mod tests {
         assert_eq!(c.service.grpc_addr.port(), 50053);
         assert_eq!(c.service.admin_addr.port(), 9103);
         let e = Config::from_env(&Env::from_pairs([
-            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
             ("WARDLINE_ENV", "development".to_owned()),
             ("BILLING_CONSUMER_WORKERS", "many".to_owned()),
         ]))

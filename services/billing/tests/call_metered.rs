@@ -97,13 +97,10 @@ async fn each_recorded_call_is_metered_exactly_once_with_its_contract_version_an
             ("BILLING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("BILLING_DATABASE_URL".to_owned(), db.url()),
             ("BILLING_RELAY_POLL_MS".to_owned(), "200".to_owned()),
-            (
-                "WARDLINE_JWT_SECRET".to_owned(),
-                wardline_testkit::SECRET.to_owned(),
-            ),
             ("WARDLINE_SHUTDOWN_TIMEOUT_MS".to_owned(), "5000".to_owned()),
         ]
         .into_iter()
+        .chain(wardline_testkit::auth_env())
         .chain(nats.service_env("billing", &[]))
         .collect::<Vec<_>>(),
     ))

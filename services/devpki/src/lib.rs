@@ -16,6 +16,10 @@
 //!   variables `deploy/nats/permissions.conf` binds to its permission
 //!   blocks (nats-server reads them from its environment).
 //!
+//! - `notification/secret-keys`: the key webhook signing secrets are sealed
+//!   with at rest (`NOTIFICATION_SECRET_KEYS_FILE`), `dev-1:<base64 of 32
+//!   random bytes>`.
+//!
 //! What must hold:
 //! - Idempotent: files that exist are kept, missing ones are made (with the
 //!   existing CA), so re-running never invalidates what a running stack uses.
@@ -359,9 +363,30 @@ impl Pki {
         Ok(())
     }
 
-    /// [`Self::ensure`] for everything Wardline's demo and compose run.
+    /// `notification/secret-keys`.
+    pub fn sealing_keys_file(&self) -> PathBuf {
+        self.dir.join("notification").join("secret-keys")
+    }
+
+    /// Makes the sealing key file if it is missing (never replaced: the
+    /// secrets sealed under it would no longer open).
+    pub fn ensure_sealing_keys(&self) -> Result<Option<PathBuf>> {
+        use base64::Engine as _;
+        let path = self.sealing_keys_file();
+        let key: [u8; 32] = rand::random();
+        let line = format!(
+            "dev-1:{}\n",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        );
+        Ok(write_new(&path, &line, true)?.then_some(path))
+    }
+
+    /// [`Self::ensure`] for everything Wardline's demo and compose run, and
+    /// notification's sealing key.
     pub fn ensure_all(&self, extra_hosts: &[String]) -> Result<Vec<PathBuf>> {
-        self.ensure(SERVER_IDENTITIES, NATS_IDENTITIES, extra_hosts)
+        let mut written = self.ensure(SERVER_IDENTITIES, NATS_IDENTITIES, extra_hosts)?;
+        written.extend(self.ensure_sealing_keys()?);
+        Ok(written)
     }
 }
 

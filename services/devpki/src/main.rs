@@ -1,6 +1,7 @@
 //! `wardline-dev-pki [DIR] [--host NAME]...`: makes (once) the development
-//! CA, the TLS certificates and the NATS identities of the demo and compose
-//! under DIR (default `.wardline/pki`). Re-running keeps what exists.
+//! CA, the TLS certificates, the NATS identities and the development token
+//! issuer (`issuer/es256.key` and `issuer/jwks.json`) of the demo and
+//! compose under DIR (default `.wardline/pki`). Re-running keeps what exists.
 //! `--host` adds a host name or IP address to every certificate;
 //! `--chown COMPONENT=UID:GID` hands a component's directory to the user
 //! its container runs as (compose: PostgreSQL reads its key as uid 999).
@@ -43,7 +44,10 @@ fn main() -> Result<()> {
         }
     }
     let pki = wardline_devpki::Pki::at(dir.unwrap_or_else(|| ".wardline/pki".into()));
-    let written = pki.ensure_all(&hosts)?;
+    let mut written = pki.ensure_all(&hosts)?;
+    // The development token issuer: its JWKS is what the services verify
+    // (WARDLINE_JWKS_FILE), its key what wardctl signs with in development.
+    written.extend(wardline_kit::auth::signing::DevIssuer::at(pki.dir().join("issuer")).ensure()?);
     for (component, uid, gid) in &owners {
         pki.chown(component, *uid, *gid)?;
     }

@@ -116,10 +116,10 @@ async fn run() {
         ("INTAKE_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
         ("INTAKE_DATABASE_URL", db.url()),
         ("INTAKE_TENANT_RATE", "0".to_owned()),
-        ("WARDLINE_JWT_SECRET", wardline_testkit::SECRET.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
+    .chain(wardline_testkit::auth_env())
     .chain(
         std::env::vars()
             .filter(|(k, _)| k.starts_with("INTAKE_CREATE_") || k == "INTAKE_DB_MAX_CONNECTIONS"),

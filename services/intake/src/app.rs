@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
-use wardline_kit::auth::{Authenticator, Role};
+use wardline_kit::auth::Role;
 use wardline_kit::service::{Base, Listeners};
 use wardline_proto::intake::tenant_service_server::TenantServiceServer;
 use wardline_proto::intake::ticket_service_server::TicketServiceServer;
@@ -59,18 +59,27 @@ impl Application {
 
     /// Serves until the shutdown token is cancelled, then stops in order.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let auth = Authenticator::hs256(&self.config.service.jwt_secret);
         let quota = wardline_kit::quota::TenantQuota::new(
             self.config.tenant_rate,
             self.config.tenant_burst,
             "tickets",
         );
-        let api = Api::new(self.base.pool.clone(), quota, self.config.writer);
+        let api = Api::new(self.base.pool.clone(), quota, self.config.writer).with_note_limits(
+            crate::grpc::NoteLimits {
+                quota: wardline_kit::quota::TenantQuota::new(
+                    self.config.note_rate.0,
+                    self.config.note_rate.1,
+                    "notes",
+                ),
+                max_per_ticket: self.config.max_notes_per_ticket,
+            },
+        );
+        let max = self.base.max_message_bytes();
         let routes = self
             .base
-            .routes(&auth, DEAD_LETTER_READERS)?
-            .serve(TenantServiceServer::new(api.clone()))
-            .serve(TicketServiceServer::new(api.clone()));
+            .routes(DEAD_LETTER_READERS)?
+            .serve(TenantServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .serve(TicketServiceServer::new(api.clone()).max_decoding_message_size(max));
         self.base.serve_on(self.listeners, routes).await
     }
 }

@@ -5,7 +5,7 @@ use wardline_kit::config::{ConfigError, Env, ServiceConfig, ServiceDefaults};
 /// Defaults of intake's addresses and database.
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     grpc_addr: "0.0.0.0:50051",
-    admin_addr: "0.0.0.0:9101",
+    admin_addr: "127.0.0.1:9101",
     database_url: "postgres://postgres@127.0.0.1:5432/wardline_intake",
 };
 
@@ -26,6 +26,12 @@ pub struct Config {
     /// default 256) and `INTAKE_CREATE_CONCURRENCY` (create transactions in
     /// flight at once, default 4): the group commit of CreateTicket.
     pub writer: crate::create::WriterConfig,
+    /// `INTAKE_NOTE_RATE` (notes per second one tenant may add through this
+    /// replica, default 50; 0 = unlimited), `INTAKE_NOTE_BURST` (default 100).
+    pub note_rate: (u32, u32),
+    /// `INTAKE_MAX_NOTES_PER_TICKET`: AddNote beyond it is RESOURCE_EXHAUSTED
+    /// (default 500).
+    pub max_notes_per_ticket: i64,
 }
 
 impl Config {
@@ -39,6 +45,11 @@ impl Config {
                 max_batch: env.parse("INTAKE_CREATE_MAX_BATCH", 256)?,
                 concurrency: env.parse("INTAKE_CREATE_CONCURRENCY", 4)?,
             },
+            note_rate: (
+                env.parse("INTAKE_NOTE_RATE", 50)?,
+                env.parse("INTAKE_NOTE_BURST", 100)?,
+            ),
+            max_notes_per_ticket: env.parse("INTAKE_MAX_NOTES_PER_TICKET", 500)?,
         })
     }
 }
@@ -56,7 +67,8 @@ mod tests {
     #[test]
     fn defaults() {
         let c = Config::from_env(&Env::from_pairs([
-            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
             // The defaults are for a laptop: plaintext, no NATS identity.
             ("WARDLINE_ENV", "development".to_owned()),
         ]))
@@ -74,7 +86,8 @@ mod tests {
             ("INTAKE_DATABASE_URL", "mysql://x"),
         ] {
             let e = Config::from_env(&Env::from_pairs([
-                ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+                ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+                ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
                 (var, value.to_owned()),
             ]))
             .unwrap_err();

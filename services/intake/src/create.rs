@@ -320,7 +320,7 @@ async fn commit(
                 (
                     tickets[i].row.tenant_id.as_str(),
                     tickets[i].request_id.as_str(),
-                    resp.encode_to_vec(),
+                    convert::stored_ticket(resp).encode_to_vec(),
                 )
             })
             .collect();

@@ -346,19 +346,72 @@ pub async fn insert_note(
 }
 
 /// Notes of a ticket, oldest first.
+/// A page of a ticket's notes after `after` (UUIDv7: creation order), at
+/// most `limit`; with `only_for`, just the public ones and that author's.
 pub async fn list_notes(
     pool: &PgPool,
     tenant: &str,
     ticket: Uuid,
+    only_for: Option<&str>,
+    after: Uuid,
+    limit: i64,
 ) -> Result<Vec<NoteRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT note_id, ticket_id, author_id, body, public, created_at FROM notes
-          WHERE tenant_id = $1 AND ticket_id = $2 ORDER BY note_id",
+          WHERE tenant_id = $1 AND ticket_id = $2 AND note_id > $3
+            AND ($4::text IS NULL OR public OR author_id = $4)
+          ORDER BY note_id LIMIT $5",
     )
     .bind(tenant)
     .bind(ticket)
+    .bind(after)
+    .bind(only_for)
+    .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+/// The free text and caller contact of a ticket, for completing a replayed
+/// response whose stored copy leaves them out.
+pub async fn ticket_text(
+    pool: &PgPool,
+    tenant: &str,
+    ticket: Uuid,
+) -> Result<Option<(String, String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT description, caller_name, caller_email, caller_phone FROM tickets
+          WHERE tenant_id = $1 AND ticket_id = $2",
+    )
+    .bind(tenant)
+    .bind(ticket)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A note's body, for completing a replayed AddNote response.
+pub async fn note_body(
+    pool: &PgPool,
+    tenant: &str,
+    note: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT body FROM notes WHERE tenant_id = $1 AND note_id = $2")
+        .bind(tenant)
+        .bind(note)
+        .fetch_optional(pool)
+        .await
+}
+
+/// How many notes a ticket has.
+pub async fn count_notes(
+    conn: &mut PgConnection,
+    tenant: &str,
+    ticket: Uuid,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM notes WHERE tenant_id = $1 AND ticket_id = $2")
+        .bind(tenant)
+        .bind(ticket)
+        .fetch_one(conn)
+        .await
 }
 
 /// What one batch of new tickets needs to know about a (tenant, facility)

@@ -25,15 +25,12 @@ fn start_intake(
         ("INTAKE_GRPC_ADDR".to_owned(), grpc.to_string()),
         ("INTAKE_ADMIN_ADDR".to_owned(), admin.to_string()),
         ("INTAKE_DATABASE_URL".to_owned(), db.url()),
-        (
-            "WARDLINE_JWT_SECRET".to_owned(),
-            wardline_testkit::SECRET.to_owned(),
-        ),
         ("INTAKE_RELAY_POLL_MS".to_owned(), "200".to_owned()),
         ("RUST_LOG".to_owned(), "info".to_owned()),
     ];
     let envs: Vec<(String, String)> = envs
         .into_iter()
+        .chain(wardline_testkit::auth_env())
         .chain(nats.service_env("intake", &[]))
         .collect();
     ServiceProcess::spawn(Path::new(env!("CARGO_BIN_EXE_wardline-intake")), &envs, log)

@@ -616,6 +616,7 @@ async fn notes_stay_in_intake_and_private_notes_are_hidden_from_requesters() {
     let seen_by_analyst = analyst
         .list_notes(ListNotesRequest {
             ticket_id: t.ticket_id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -624,6 +625,7 @@ async fn notes_stay_in_intake_and_private_notes_are_hidden_from_requesters() {
     let seen_by_nurse = nurse
         .list_notes(ListNotesRequest {
             ticket_id: t.ticket_id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -642,6 +644,82 @@ async fn notes_stay_in_intake_and_private_notes_are_hidden_from_requesters() {
     for s in &seen {
         assert!(!String::from_utf8_lossy(&s.raw).contains("CANARY-PHI"));
     }
+}
+
+#[tokio::test]
+async fn hostile_text_is_refused_by_field_and_notes_are_paged_and_capped() {
+    let nats = wardline_testkit::TestNats::start();
+    let db = wardline_testkit::TestDb::create("intake").await;
+    let app = start_with(nats, db, &[("INTAKE_MAX_NOTES_PER_TICKET", "3")]).await;
+    app.create_tenant("stmarys", "STM").await;
+    let mut nurse = app.tickets(&nurse_token("stmarys"));
+    // A NUL byte (PostgreSQL refuses it) or a control character: the
+    // field named, nothing written, the group-commit batch untouched.
+    for (i, bad) in ["nul \u{0} in text", "bell \u{7}"].into_iter().enumerate() {
+        let mut req = nurse_ticket(&format!("bad-{i}"));
+        req.description = bad.into();
+        let e = nurse.create_ticket(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with("description: "), "{}", e.message());
+    }
+    let mut req = nurse_ticket("line-breaks");
+    req.description = "Scanner in 4 West:\n\tno barcode read\r\n".into();
+    let t = nurse.create_ticket(req).await.unwrap().into_inner();
+    let listed = nurse
+        .list_tickets(ListTicketsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.tickets.len(), 1, "only the good ticket exists");
+
+    let mut analyst = app.tickets(&analyst_token("stmarys", "an.lee"));
+    let note = |i: usize, body: &str| AddNoteRequest {
+        request_id: format!("note-{i}"),
+        ticket_id: t.ticket_id.clone(),
+        body: body.into(),
+        public: true,
+    };
+    let e = analyst.add_note(note(0, "a \u{0} b")).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("body: "), "{}", e.message());
+    for i in 1..=3 {
+        analyst
+            .add_note(note(i, &format!("step {i}")))
+            .await
+            .unwrap();
+    }
+    let e = analyst.add_note(note(4, "one too many")).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = analyst
+            .list_notes(ListNotesRequest {
+                ticket_id: t.ticket_id.clone(),
+                page_size: 2,
+                page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.notes.len() <= 2);
+        seen.extend(page.notes.into_iter().map(|n| n.body));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(seen, ["step 1", "step 2", "step 3"]);
+    let e = analyst
+        .list_notes(ListNotesRequest {
+            ticket_id: t.ticket_id.clone(),
+            page_size: 501,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().starts_with("page_size:"), "{}", e.message());
 }
 
 #[tokio::test]

@@ -196,6 +196,12 @@ pub struct CommonConfig {
     /// `WARDLINE_DEAD_LETTER_RETENTION_DAYS` (90): how long the kit's tables
     /// keep finished rows.
     pub retention: crate::housekeeping::Retention,
+    /// `WARDLINE_METRICS_TENANT_LABELS` (false): whether metric labels may
+    /// name tenants (else `_all`); the admin port is unauthenticated.
+    pub metrics_tenant_labels: bool,
+    /// `WARDLINE_READYZ_INTERVAL_MS` (2000): how often `/readyz`'s cached
+    /// state is refreshed.
+    pub readyz_interval: Duration,
 }
 
 impl CommonConfig {
@@ -254,6 +260,10 @@ impl CommonConfig {
             exclude_tenants,
             consumer_ack_wait: env.millis("WARDLINE_CONSUMER_ACK_WAIT_MS", 30_000)?,
             retention: retention(env)?,
+            metrics_tenant_labels: env.parse("WARDLINE_METRICS_TENANT_LABELS", false)?,
+            readyz_interval: env
+                .millis("WARDLINE_READYZ_INTERVAL_MS", 2000)?
+                .max(Duration::from_millis(100)),
         })
     }
 }
@@ -365,8 +375,8 @@ pub struct ServiceDefaults {
 /// `<PREFIX>_ADMIN_ADDR`, `<PREFIX>_DATABASE_URL`,
 /// `<PREFIX>_DB_MAX_CONNECTIONS`, `<PREFIX>_RELAY_BATCH`,
 /// `<PREFIX>_RELAY_POLL_MS`, `<PREFIX>_CONSUMER_WORKERS`,
-/// `<PREFIX>_CONSUMER_BATCH`, plus
-/// `WARDLINE_JWT_SECRET` and the [`CommonConfig`] variables. A service's own
+/// `<PREFIX>_CONSUMER_BATCH`, `<PREFIX>_JWT_AUDIENCE`, plus the token
+/// variables of [`crate::auth::AuthConfig`] and the [`CommonConfig`] ones. A service's own
 /// `Config` embeds this and adds its extras.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -381,8 +391,10 @@ pub struct ServiceConfig {
     /// `<PREFIX>_TLS_CERT_FILE`, `<PREFIX>_TLS_KEY_FILE`,
     /// `<PREFIX>_TLS_CLIENT_CA_FILE`: the gRPC port's TLS (and mutual TLS).
     pub tls: Option<crate::tls::ServerTls>,
-    /// HS256 key tokens are verified with (at least 32 characters).
-    pub jwt_secret: SecretString,
+    /// How bearer tokens are verified (keys, issuer, audience, claims).
+    pub auth: crate::auth::AuthConfig,
+    /// The gRPC server's limits.
+    pub grpc_limits: crate::grpc::Limits,
     /// Outbox relay settings.
     pub relay: crate::outbox::RelayConfig,
     /// Concurrent event handlers in this process.
@@ -409,7 +421,8 @@ impl ServiceConfig {
         let grpc_addr = env.addr(&var("GRPC_ADDR"), defaults.grpc_addr)?;
         let admin_addr = env.addr(&var("ADMIN_ADDR"), defaults.admin_addr)?;
         let db = DbConfig::from_env(env, prefix, defaults.database_url, profile)?;
-        let jwt_secret = env.secret("WARDLINE_JWT_SECRET", 32)?;
+        let auth = crate::auth::AuthConfig::from_env(env, prefix, &prefix.to_lowercase(), profile)?;
+        let grpc_limits = crate::grpc::Limits::from_env(env, prefix)?;
         let tls = crate::tls::ServerTls::from_env(env, prefix)?;
         let common = CommonConfig::from_env(env)?;
         crate::tls::require_tls(
@@ -425,7 +438,8 @@ impl ServiceConfig {
             db,
             tls,
             common,
-            jwt_secret,
+            auth,
+            grpc_limits,
             relay,
             consumer_workers: env.parse(&var("CONSUMER_WORKERS"), 4)?,
             consumer_batch: env.parse(&var("CONSUMER_BATCH"), 64)?,
@@ -480,7 +494,8 @@ mod tests {
             database_url: "postgres://x/y?sslmode=verify-full",
         };
         let env = Env::from_pairs([
-            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
             ("SVC_CONSUMER_WORKERS", "7".into()),
             ("SVC_GRPC_ADDR", "127.0.0.1:9".into()),
             ("NATS_NKEY_SEED_FILE", "/seed".into()),
@@ -492,7 +507,8 @@ mod tests {
         assert_eq!(c.relay.batch, 512);
         let e = ServiceConfig::from_env(
             &Env::from_pairs([
-                ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+                ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+                ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
                 ("SVC_RELAY_POLL_MS", "x".into()),
             ]),
             "SVC",
@@ -556,7 +572,8 @@ mod tests {
             database_url: "postgres://svc@db.example.org/svc?sslmode=verify-full&sslrootcert=/ca.pem",
         };
         let secure = [
-            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
             ("NATS_URL", "tls://nats:4222".into()),
             ("NATS_NKEY_SEED_FILE", "/run/secrets/nats.nk".into()),
             ("NATS_CA_FILE", "/run/secrets/ca.pem".into()),

@@ -358,7 +358,7 @@ async fn lag_reporter<H>(
     lp: Arc<Loop<H>>,
     shutdown: CancellationToken,
 ) {
-    let durable = lp.spec.durable.clone();
+    let durable = crate::admin::consumer_label(lp.spec.service, &lp.spec.durable);
     loop {
         if let Ok(info) = consumer.info().await {
             metrics::gauge!("wardline_consumer_pending", "consumer" => durable.clone())
@@ -572,7 +572,7 @@ impl<H: EventHandler> Loop<H> {
 
     fn count(&self, span: &tracing::Span, outcome: &'static str) {
         span.record("outcome", outcome);
-        metrics::counter!("wardline_events_consumed_total", "consumer" => self.spec.durable.clone(), "outcome" => outcome)
+        metrics::counter!("wardline_events_consumed_total", "consumer" => crate::admin::consumer_label(self.spec.service, &self.spec.durable), "outcome" => outcome)
             .increment(1);
     }
 
@@ -590,9 +590,9 @@ impl<H: EventHandler> Loop<H> {
             outcome = Empty,
         );
         let outcome = self.attempt(&tenant, &items).instrument(span.clone()).await;
-        metrics::histogram!("wardline_consumer_batch_size", "consumer" => self.spec.durable.clone())
+        metrics::histogram!("wardline_consumer_batch_size", "consumer" => crate::admin::consumer_label(self.spec.service, &self.spec.durable))
             .record(items.len() as f64);
-        metrics::histogram!("wardline_event_handle_seconds", "consumer" => self.spec.durable.clone())
+        metrics::histogram!("wardline_event_handle_seconds", "consumer" => crate::admin::consumer_label(self.spec.service, &self.spec.durable))
             .record(started.elapsed().as_secs_f64());
         match outcome {
             Ok(applied) => {
@@ -616,7 +616,7 @@ impl<H: EventHandler> Loop<H> {
             Err(failure) => {
                 span.record("outcome", "split");
                 tracing::info!(batch = items.len(), error = %failure, "batch failed; applying its events one at a time");
-                metrics::counter!("wardline_consumer_batch_splits_total", "consumer" => self.spec.durable.clone())
+                metrics::counter!("wardline_consumer_batch_splits_total", "consumer" => crate::admin::consumer_label(self.spec.service, &self.spec.durable))
                     .increment(1);
                 for item in items {
                     if Box::pin(self.batch(vec![item])).await == Flow::DbDown {
@@ -841,7 +841,7 @@ impl<H: EventHandler> Loop<H> {
             }
             Err(e) => {
                 tracing::error!(event_id = %letter.event_id, error = %e, "cannot dead-letter; the event stays in JetStream");
-                metrics::counter!("wardline_dead_letter_write_failures_total", "consumer" => self.spec.durable.clone())
+                metrics::counter!("wardline_dead_letter_write_failures_total", "consumer" => crate::admin::consumer_label(self.spec.service, &self.spec.durable))
                     .increment(1);
                 nak(msg, Duration::from_secs(5)).await;
                 Flow::Continue
@@ -994,7 +994,7 @@ async fn write_dead_letter(
         == 1;
     if inserted {
         tracing::error!(event_id = %letter.event_id, reason = %letter.reason, "event dead-lettered");
-        metrics::counter!("wardline_dead_letters_total", "consumer" => spec.durable.clone())
+        metrics::counter!("wardline_dead_letters_total", "consumer" => crate::admin::consumer_label(spec.service, &spec.durable))
             .increment(1);
     }
     let mut headers = async_nats::HeaderMap::new();
@@ -1067,7 +1067,7 @@ async fn max_deliveries_advisories<H>(lp: Arc<Loop<H>>, shutdown: CancellationTo
             tracing::warn!("unreadable max-deliveries advisory");
             continue;
         };
-        metrics::counter!("wardline_consumer_max_deliveries_total", "consumer" => durable.clone())
+        metrics::counter!("wardline_consumer_max_deliveries_total", "consumer" => crate::admin::consumer_label(lp.spec.service, &durable))
             .increment(1);
         let mut delay = Duration::from_millis(200);
         while let Err(e) = dead_letter_from_stream(&lp, &advisory).await {
@@ -1169,5 +1169,44 @@ mod tests {
         let mut no_payload = env.clone();
         no_payload.payload = None;
         assert!(decode(&no_payload.encode_to_vec(), "stmarys").is_err());
+    }
+
+    proptest::proptest! {
+        /// Any bytes on a subject: an envelope or a reason, never a panic,
+        /// and never an envelope of another tenant than the subject's.
+        #[test]
+        fn the_decoder_takes_any_bytes(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            tenant in "[a-z]{2,8}",
+        ) {
+            if let Ok((env, _)) = decode(&bytes, &tenant) {
+                proptest::prop_assert_eq!(env.tenant_id, tenant);
+                proptest::prop_assert!(env.payload.is_some());
+            }
+        }
+
+        /// A real envelope with bytes flipped or cut: still no panic.
+        #[test]
+        fn a_damaged_envelope_is_refused_or_intact(
+            flips in proptest::collection::vec((0usize..400, proptest::prelude::any::<u8>()), 0..8),
+            cut in 0usize..400,
+        ) {
+            let env = crate::events::envelope(
+                "test",
+                "stmarys",
+                "t1",
+                1,
+                wardline_proto::events::event_envelope::Payload::TicketCreated(Default::default()),
+            );
+            let mut bytes = env.encode_to_vec();
+            let len = bytes.len().max(1);
+            for (i, b) in flips {
+                if let Some(x) = bytes.get_mut(i % len) {
+                    *x ^= b;
+                }
+            }
+            bytes.truncate(cut.max(1));
+            let _ = decode(&bytes, "stmarys");
+        }
     }
 }

@@ -342,7 +342,7 @@ pub const SERVICE_PUBLISHES: &[(&str, &[&str])] = &[
 ];
 
 /// The identity that creates and updates the streams (`wardline-provision`),
-/// and operates them (wardctl's event watch and limits probe).
+/// and operates them (wardctl's event watch, wardline-load's limits probe).
 pub const PROVISION_IDENTITY: &str = "provision";
 
 /// The service that owns events of `kind` (`"ticket.created"`), per
@@ -406,8 +406,8 @@ pub fn service_permissions(service: &str, durables: &[String]) -> Option<Permiss
 /// replies. It may not publish events.
 pub fn provision_permissions() -> Permissions {
     Permissions {
-        // wardctl's limits probe measures JetStream on a scratch stream.
-        publish: vec!["$JS.API.>".into(), "wardctl.probe.>".into()],
+        // wardline-load's limits probe measures JetStream on a scratch stream.
+        publish: vec!["$JS.API.>".into(), "wardline_load.probe.>".into()],
         subscribe: vec!["_INBOX.>".into(), "wardline.events.>".into()],
     }
 }

@@ -56,7 +56,7 @@ impl TenantQuota {
             Ok(()) => Ok(()),
             Err(not_until) => {
                 let wait: Duration = not_until.wait_time_from(DefaultClock::default().now());
-                metrics::counter!("wardline_quota_rejections_total", "tenant" => tenant.to_owned(), "what" => self.what).increment(1);
+                metrics::counter!("wardline_quota_rejections_total", "tenant" => crate::admin::tenant_label(tenant), "what" => self.what).increment(1);
                 Err(Status::resource_exhausted(format!(
                     "tenant {tenant} is over its quota of {} {} per second; retry in {} ms",
                     self.per_second,

@@ -31,9 +31,8 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::service::interceptor::InterceptedService;
 
-use crate::auth::{AuthInterceptor, Authenticator, Role};
+use crate::auth::{AuthService, Authenticator, Role};
 use crate::config::{CommonConfig, DbConfig};
 use crate::consumer::{self, ConsumerSpec, EventHandler};
 use crate::outbox::{Relay, RelayConfig};
@@ -50,6 +49,9 @@ pub enum StartError {
     /// A certificate file named by a variable.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The token verification keys (JWKS file or URL).
+    #[error(transparent)]
+    Keys(#[from] crate::auth::keys::KeyError),
     /// The gRPC server refused the TLS configuration.
     #[error("gRPC TLS: {0}")]
     GrpcTls(String),
@@ -91,7 +93,7 @@ impl Listeners {
 /// health service reporting each one SERVING once the server runs.
 pub struct Routes {
     router: tonic::transport::server::Router,
-    auth: AuthInterceptor,
+    auth: Authenticator,
     health: tonic_health::server::HealthReporter,
     names: Vec<&'static str>,
 }
@@ -100,24 +102,20 @@ impl Routes {
     /// Adds `service` (a generated `...Server`) behind authentication.
     pub fn serve<S>(mut self, service: S) -> Self
     where
-        S: tonic::server::NamedService,
-        InterceptedService<S, AuthInterceptor>: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
-            + tonic::server::NamedService
-            + Clone
+        S: tonic::server::NamedService
+            + tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + Clone
             + Send
             + Sync
             + 'static,
-        <InterceptedService<S, AuthInterceptor> as tower::Service<
-            http::Request<tonic::body::Body>,
-        >>::Response: axum::response::IntoResponse,
-        <InterceptedService<S, AuthInterceptor> as tower::Service<
-            http::Request<tonic::body::Body>,
-        >>::Future: Send + 'static,
+        S::Future: Send + 'static,
+        AuthService<S>: Sync,
     {
         self.names.push(S::NAME);
-        self.router = self
-            .router
-            .add_service(InterceptedService::new(service, self.auth.clone()));
+        self.router = self.router.add_service(self.auth.layer(service));
         self
     }
 }
@@ -141,6 +139,8 @@ pub struct Base {
     common: CommonConfig,
     purges: Arc<std::sync::Mutex<Vec<crate::housekeeping::Purge>>>,
     grpc_tls: Option<tonic::transport::ServerTlsConfig>,
+    grpc_limits: crate::grpc::Limits,
+    auth: Option<Authenticator>,
 }
 
 impl Base {
@@ -168,6 +168,8 @@ impl Base {
             common: common.clone(),
             purges: Arc::default(),
             grpc_tls: None,
+            grpc_limits: crate::grpc::Limits::default(),
+            auth: None,
         })
     }
 
@@ -186,9 +188,15 @@ impl Base {
             .as_ref()
             .map(crate::tls::ServerTls::tonic_config)
             .transpose()?;
+        // The keys next: an unreadable JWKS file stops start-up naming its
+        // variable (a JWKS URL that does not answer yet is retried).
+        let auth = Authenticator::new(config.auth.clone()).await?;
+        crate::admin::set_tenant_labels(config.common.metrics_tenant_labels);
         let mut base =
             Self::connect(service, &config.common, &config.db, migrator, shutdown).await?;
         base.grpc_tls = grpc_tls;
+        base.grpc_limits = config.grpc_limits;
+        base.auth = Some(auth);
         let listeners = Listeners {
             grpc: Self::bind(config.grpc_addr).await?,
             admin: Self::bind(config.admin_addr).await?,
@@ -233,7 +241,7 @@ impl Base {
             impl tonic_health::pb::health_server::Health,
         >,
     ) -> Result<tonic::transport::server::Router, StartError> {
-        crate::grpc::router_with_tls(health, self.grpc_tls.clone())
+        crate::grpc::router_with_tls(health, self.grpc_tls.clone(), self.grpc_limits)
             .map_err(|e| StartError::GrpcTls(e.to_string()))
     }
 
@@ -276,24 +284,34 @@ impl Base {
             .map_err(|source| StartError::Bind { addr, source })
     }
 
-    /// The gRPC surface of this service: `auth` in front of every service
-    /// added, plus health, reflection and the dead-letter service (readable
+    /// The largest request message a service's gRPC servers decode
+    /// (`<PREFIX>_GRPC_MAX_MESSAGE_BYTES`): give it to each generated server
+    /// (`XServer::new(api).max_decoding_message_size(..)`).
+    pub fn max_message_bytes(&self) -> usize {
+        self.grpc_limits.max_message_bytes
+    }
+
+    /// The gRPC surface of this service: token verification (the
+    /// [`Authenticator`] of the service's [`crate::auth::AuthConfig`]) in
+    /// front of every service added, plus health, reflection and the dead-letter service (readable
     /// by `dead_letter_readers`), over TLS when `<PREFIX>_TLS_CERT_FILE` is
     /// set ([`Base::grpc_router`]).
-    pub fn routes(
-        &self,
-        auth: &Authenticator,
-        dead_letter_readers: &'static [Role],
-    ) -> Result<Routes, StartError> {
+    pub fn routes(&self, dead_letter_readers: &'static [Role]) -> Result<Routes, StartError> {
+        let auth = self
+            .auth
+            .clone()
+            .expect("Base::start builds the authenticator before routes are made");
         let (health, health_service) = tonic_health::server::health_reporter();
         let routes = Routes {
             router: self.grpc_router(health_service)?,
-            auth: auth.interceptor(),
+            auth,
             health,
             names: Vec::new(),
         };
         Ok(routes.serve(
-            crate::dead_letters::Service::new(self.pool.clone(), dead_letter_readers).server(),
+            crate::dead_letters::Service::new(self.pool.clone(), dead_letter_readers)
+                .server()
+                .max_decoding_message_size(self.grpc_limits.max_message_bytes),
         ))
     }
 
@@ -318,6 +336,7 @@ impl Base {
             pool: self.pool.clone(),
             nats: self.nats.clone(),
             shutdown: self.shutdown.clone(),
+            interval: self.common.readyz_interval,
         };
         let admin_task = tokio::spawn(crate::admin::serve(admin, readiness, admin_stop.clone()));
         let pool = self.pool.clone();

@@ -35,12 +35,26 @@ pub fn is_email(s: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !s.contains(char::is_whitespace)
+        && !s.contains(char::is_control)
         && !domain.contains('@')
 }
 
 /// An idempotency key: 1..=128 printable ASCII characters.
 pub fn is_request_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// Free text (a description, a note): 1..=max characters, not blank, no
+/// control characters other than line breaks and tabs (a NUL byte, which
+/// PostgreSQL refuses in text, included).
+pub fn is_free_text(s: &str, max: usize) -> bool {
+    let n = s.chars().count();
+    n >= 1
+        && n <= max
+        && !s.trim().is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
 }
 
 /// A human-entered name: 1..=max characters, no control characters.
@@ -85,5 +99,11 @@ mod tests {
         assert!(is_display_text("Dr. Ana Ruiz", 200));
         assert!(!is_display_text("   ", 200));
         assert!(!is_display_text("a\u{0007}", 200));
+        assert!(!is_email("rn\u{0}@stmarys.org"));
+        assert!(is_free_text("Line one\n\tline two\r\n", 100));
+        assert!(!is_free_text("nul \u{0} byte", 100));
+        assert!(!is_free_text("bell \u{7}", 100));
+        assert!(!is_free_text(" \n ", 100));
+        assert!(!is_free_text(&"x".repeat(101), 100));
     }
 }

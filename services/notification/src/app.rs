@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
-use wardline_kit::auth::{Authenticator, Role};
+use wardline_kit::auth::Role;
 use wardline_kit::service::{Base, Listeners};
 use wardline_proto::notification::delivery_service_server::DeliveryServiceServer;
 use wardline_proto::notification::recipient_service_server::RecipientServiceServer;
@@ -32,6 +32,7 @@ pub struct Application {
     base: Base,
     config: Config,
     listeners: Listeners,
+    secret_keys: Arc<crate::domain::sealing::Keyring>,
 }
 
 /// The consumer's filter: the kinds notification tells people about, for
@@ -55,6 +56,8 @@ impl Application {
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let channels = Channels::from_config(&config)?;
         let (base, listeners) = Base::start(SERVICE, &config.service, &MIGRATOR, shutdown).await?;
+        let secret_keys = config.secret_keys.load()?;
+        crate::grpc::webhooks::seal_at_rest(&base.pool, &secret_keys).await?;
         let mut spec = base.consumer_spec(&config.service, CONSUMED);
         spec.filter_subjects = filter_subjects(&config.service.common.tenants);
         // Events that came early (an assignment before the directory entry
@@ -87,12 +90,14 @@ impl Application {
                 policy: config.retry,
                 scan_interval: config.scan_interval,
             },
+            secret_keys.clone(),
         ));
         base.spawn(move |stop| sender.run(stop));
         Ok(Self {
             base,
             config,
             listeners,
+            secret_keys,
         })
     }
 
@@ -109,19 +114,21 @@ impl Application {
     /// Serves until shutdown, then stops in order (the sender finishes the
     /// attempts in flight and records them).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let auth = Authenticator::hs256(&self.config.service.jwt_secret);
         let api = Api::new(
             self.base.pool.clone(),
             self.config.webhook_allow_http,
             self.config.retry,
+            self.config.egress.clone(),
+            self.secret_keys.clone(),
         );
+        let max = self.base.max_message_bytes();
         let routes = self
             .base
-            .routes(&auth, DEAD_LETTER_READERS)?
-            .serve(RecipientServiceServer::new(api.clone()))
-            .serve(WebhookServiceServer::new(api.clone()))
-            .serve(TemplateServiceServer::new(api.clone()))
-            .serve(DeliveryServiceServer::new(api.clone()));
+            .routes(DEAD_LETTER_READERS)?
+            .serve(RecipientServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .serve(WebhookServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .serve(TemplateServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .serve(DeliveryServiceServer::new(api.clone()).max_decoding_message_size(max));
         self.base.serve_on(self.listeners, routes).await
     }
 }

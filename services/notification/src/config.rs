@@ -1,11 +1,14 @@
 //! Notification's configuration (environment variables, see the README table).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use wardline_kit::config::{ConfigError, Env, ServiceConfig, ServiceDefaults};
 
+use crate::domain::egress::Policy;
 use crate::domain::retry::RetryPolicy;
+use crate::domain::sealing::Keyring;
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +62,7 @@ pub struct GatewayConfig {
 /// Defaults of notification's addresses and database.
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     grpc_addr: "0.0.0.0:50054",
-    admin_addr: "0.0.0.0:9104",
+    admin_addr: "127.0.0.1:9104",
     database_url: "postgres://postgres@127.0.0.1:5432/wardline_notification",
 };
 
@@ -77,6 +80,17 @@ pub struct Config {
     pub pager: Option<GatewayConfig>,
     /// `NOTIFICATION_WEBHOOK_ALLOW_HTTP`: accept `http://` endpoints (development only).
     pub webhook_allow_http: bool,
+    /// `NOTIFICATION_EGRESS_ALLOW_HOSTS`: host names and IP addresses that
+    /// outbound HTTP may reach although they are not public (comma-separated;
+    /// default none). Everything else must be a public address.
+    pub egress: Arc<Policy>,
+    /// `NOTIFICATION_SECRET_KEYS_FILE` (a file holding the list) or
+    /// `NOTIFICATION_SECRET_KEYS`: `id:base64key,...`, 32-byte AES-256-GCM
+    /// keys sealing webhook secrets at rest, the first one current.
+    /// Required unless `WARDLINE_ENV=development` (which then uses a fixed,
+    /// public development key and says so). Read and parsed at start-up
+    /// ([`SecretKeys::load`]), like the TLS files.
+    pub secret_keys: SecretKeys,
     /// `NOTIFICATION_LINK_BASE_URL`: where ticket links in messages point.
     pub link_base_url: String,
     /// `NOTIFICATION_SEND_TIMEOUT_MS`: one attempt's limit.
@@ -109,18 +123,96 @@ fn invalid(var: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn http_url(env: &Env, var: &str) -> Result<Option<String>, ConfigError> {
-    match env.get(var) {
-        None => Ok(None),
-        Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(Some(u)),
-        Some(_) => Err(invalid(var, "must be an http:// or https:// URL")),
+/// A gateway URL: http(s), and an IP-literal host must pass the egress
+/// policy (names are checked when connecting).
+fn http_url(env: &Env, var: &str, egress: &Policy) -> Result<Option<String>, ConfigError> {
+    let Some(u) = env.get(var) else {
+        return Ok(None);
+    };
+    let parsed = reqwest::Url::parse(&u)
+        .ok()
+        .filter(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some())
+        .ok_or_else(|| invalid(var, "must be an http:// or https:// URL"))?;
+    crate::channels::egress::check_target(egress, &parsed).map_err(|r| {
+        invalid(
+            var,
+            format!("{r}; add the host to NOTIFICATION_EGRESS_ALLOW_HOSTS to allow it"),
+        )
+    })?;
+    Ok(Some(u))
+}
+
+fn gateway(env: &Env, prefix: &str, egress: &Policy) -> Result<Option<GatewayConfig>, ConfigError> {
+    let url = http_url(env, &format!("{prefix}_URL"), egress)?;
+    let token = env.get(&format!("{prefix}_TOKEN")).map(SecretString::from);
+    Ok(url.map(|url| GatewayConfig { url, token }))
+}
+
+/// The development key (`WARDLINE_ENV=development` only): public, so it
+/// protects nothing; it keeps a laptop's stack starting without a key file.
+const DEVELOPMENT_SECRET_KEYS: &str = "dev-public:ZGV2ZWxvcG1lbnQtb25seS1rZXktMzItYnl0ZXMhISE=";
+
+/// Where the sealing keys come from.
+#[derive(Clone)]
+pub enum SecretKeys {
+    /// `NOTIFICATION_SECRET_KEYS_FILE`.
+    File(std::path::PathBuf),
+    /// `NOTIFICATION_SECRET_KEYS` (or the development key).
+    Value(SecretString),
+}
+
+impl std::fmt::Debug for SecretKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "File({})", p.display()),
+            Self::Value(_) => f.write_str("Value([REDACTED])"),
+        }
     }
 }
 
-fn gateway(env: &Env, prefix: &str) -> Result<Option<GatewayConfig>, ConfigError> {
-    let url = http_url(env, &format!("{prefix}_URL"))?;
-    let token = env.get(&format!("{prefix}_TOKEN")).map(SecretString::from);
-    Ok(url.map(|url| GatewayConfig { url, token }))
+impl SecretKeys {
+    /// Reads and parses the key list; errors name the variable.
+    pub fn load(&self) -> Result<Arc<Keyring>, ConfigError> {
+        let (var, spec) = match self {
+            Self::File(path) => {
+                let spec = std::fs::read_to_string(path).map_err(|e| {
+                    invalid(
+                        "NOTIFICATION_SECRET_KEYS_FILE",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                ("NOTIFICATION_SECRET_KEYS_FILE", spec)
+            }
+            Self::Value(v) => ("NOTIFICATION_SECRET_KEYS", v.expose_secret().to_owned()),
+        };
+        Keyring::parse(spec.trim())
+            .map(Arc::new)
+            .map_err(|e| invalid(var, e.to_string()))
+    }
+}
+
+fn secret_keys(env: &Env) -> Result<SecretKeys, ConfigError> {
+    if let Some(path) = env.get("NOTIFICATION_SECRET_KEYS_FILE") {
+        return Ok(SecretKeys::File(path.into()));
+    }
+    if let Some(spec) = env.get("NOTIFICATION_SECRET_KEYS") {
+        // Malformed values are refused now, naming the variable.
+        let keys = SecretKeys::Value(SecretString::from(spec));
+        keys.load()?;
+        return Ok(keys);
+    }
+    if !wardline_kit::tls::Profile::from_env(env)?.is_production() {
+        tracing::warn!(
+            "no NOTIFICATION_SECRET_KEYS(_FILE): webhook secrets sealed with the public development key (WARDLINE_ENV=development)"
+        );
+        return Ok(SecretKeys::Value(SecretString::from(
+            DEVELOPMENT_SECRET_KEYS,
+        )));
+    }
+    Err(invalid(
+        "NOTIFICATION_SECRET_KEYS_FILE",
+        "required: the key webhook secrets are sealed with at rest (id:base64 of 32 bytes; wardline-dev-pki makes one for development)",
+    ))
 }
 
 impl Config {
@@ -184,12 +276,20 @@ impl Config {
         if !(link_base_url.starts_with("https://") || link_base_url.starts_with("http://")) {
             return Err(invalid("NOTIFICATION_LINK_BASE_URL", "an http(s):// URL"));
         }
+        let egress = Arc::new(Policy::allowing(
+            env.string("NOTIFICATION_EGRESS_ALLOW_HOSTS", "").split(','),
+        ));
+        let secret_keys = secret_keys(env)?;
+        let sms = gateway(env, "NOTIFICATION_SMS", &egress)?;
+        let pager = gateway(env, "NOTIFICATION_PAGER", &egress)?;
         Ok(Self {
             service,
             smtp,
-            sms: gateway(env, "NOTIFICATION_SMS")?,
-            pager: gateway(env, "NOTIFICATION_PAGER")?,
+            sms,
+            pager,
             webhook_allow_http: env.parse("NOTIFICATION_WEBHOOK_ALLOW_HTTP", false)?,
+            egress,
+            secret_keys,
             link_base_url,
             send_timeout,
             retry,
@@ -211,7 +311,11 @@ mod tests {
 
     fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut all = vec![
-            ("WARDLINE_JWT_SECRET".to_owned(), "s".repeat(32)),
+            ("WARDLINE_JWKS_FILE".to_owned(), "/jwks.json".to_owned()),
+            (
+                "WARDLINE_JWT_ISSUER".to_owned(),
+                "https://idp.example.org".to_owned(),
+            ),
             // The defaults are for a laptop: plaintext, no NATS identity.
             ("WARDLINE_ENV".to_owned(), "development".to_owned()),
         ];
@@ -232,6 +336,67 @@ mod tests {
         assert!(c.sms.is_none() && c.pager.is_none());
         assert_eq!(c.retry.max_attempts, 8);
         assert!(!c.webhook_allow_http);
+    }
+
+    #[test]
+    fn production_needs_a_sealing_key() {
+        let env = |pairs: &[(&str, &str)]| {
+            let mut all = vec![
+                ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+                ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
+            ];
+            all.extend(pairs.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            Config::from_env(&Env::from_pairs(all))
+        };
+        // The first thing production refuses is the missing key or another
+        // production rule (TLS, NATS identity): either way it names a variable.
+        let e = env(&[("WARDLINE_ENV", "production")]).unwrap_err();
+        assert!(
+            e.to_string().contains("NOTIFICATION_")
+                || e.to_string().contains("NATS")
+                || e.to_string().contains("TLS"),
+            "{e}"
+        );
+        let e = with(&[("NOTIFICATION_SECRET_KEYS", "k1:short")]).unwrap_err();
+        assert!(e.to_string().contains("NOTIFICATION_SECRET_KEYS"), "{e}");
+        let e = with(&[("NOTIFICATION_SECRET_KEYS_FILE", "/nonexistent/keys")])
+            .unwrap()
+            .secret_keys
+            .load()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("NOTIFICATION_SECRET_KEYS_FILE"),
+            "{e}"
+        );
+        let c = with(&[(
+            "NOTIFICATION_SECRET_KEYS",
+            "k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )])
+        .unwrap();
+        assert_eq!(c.secret_keys.load().unwrap().current_id(), "k2");
+        // Development falls back to the public development key.
+        let dev = with(&[]).unwrap().secret_keys.load().unwrap();
+        assert_eq!(dev.current_id(), "dev-public");
+    }
+
+    #[test]
+    fn a_gateway_inside_needs_the_allow_list() {
+        let e = with(&[("NOTIFICATION_SMS_URL", "http://127.0.0.1:9000/sms")]).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("NOTIFICATION_SMS_URL") && msg.contains("public address"),
+            "{msg}"
+        );
+        let c = with(&[
+            ("NOTIFICATION_SMS_URL", "http://127.0.0.1:9000/sms"),
+            (
+                "NOTIFICATION_EGRESS_ALLOW_HOSTS",
+                "127.0.0.1, gateway.internal",
+            ),
+        ])
+        .unwrap();
+        assert!(c.sms.is_some());
+        assert!(c.egress.allows_name("gateway.internal"));
     }
 
     #[test]

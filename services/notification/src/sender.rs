@@ -40,7 +40,8 @@ use wardline_proto::events::{DeliveryOutcome, DeliveryStatus};
 
 use crate::channels::{Channels, Outgoing};
 use crate::domain::retry::{Next, RetryPolicy, Verdict};
-use crate::domain::template::{self, Template, Vars};
+use crate::domain::sealing::Keyring;
+use crate::domain::template::{self, Rendered, Template, Vars};
 use crate::domain::{
     AttemptOutcome, DeliveryState, ErrorClass, EventKind, NotificationChannel, channel_label,
     kind_label,
@@ -74,6 +75,8 @@ pub struct Sender {
     /// The per-tenant rate limit (a token bucket per tenant, per replica).
     limiter: TenantQuota,
     cfg: SenderConfig,
+    /// Opens webhook secrets.
+    secret_keys: Arc<Keyring>,
 }
 
 /// A claimed delivery: the attempt row exists, nothing is sent yet.
@@ -94,11 +97,11 @@ struct Claimed {
     traceparent: Option<String>,
 }
 
-/// An endpoint's signing secrets.
+/// An endpoint's signing secrets, sealed.
 #[derive(Debug, sqlx::FromRow)]
 struct EndpointSecrets {
-    secret: String,
-    previous_secret: Option<String>,
+    secret_sealed: Option<Vec<u8>>,
+    previous_sealed: Option<Vec<u8>>,
     previous_expires_at: Option<DateTime<Utc>>,
     deleted_at: Option<DateTime<Utc>>,
 }
@@ -119,12 +122,19 @@ impl Claimed {
 
 impl Sender {
     /// A sender over `pool` through `channels`, limited per tenant by `limiter`.
-    pub fn new(pool: PgPool, channels: Channels, limiter: TenantQuota, cfg: SenderConfig) -> Self {
+    pub fn new(
+        pool: PgPool,
+        channels: Channels,
+        limiter: TenantQuota,
+        cfg: SenderConfig,
+        secret_keys: Arc<Keyring>,
+    ) -> Self {
         Self {
             pool,
             channels,
             limiter,
             cfg,
+            secret_keys,
         }
     }
 
@@ -249,12 +259,11 @@ impl Sender {
         };
         let pairs: BTreeMap<String, String> =
             serde_json::from_value(c.vars.clone()).unwrap_or_default();
-        let message = template::render(&t, &Vars::from_pairs(pairs))
-            .map_err(|_| Verdict::failed(ErrorClass::RenderFailed, 0))?;
+        let message = render_off_runtime(t, Vars::from_pairs(pairs)).await?;
         let mut secrets = Vec::new();
         if channel == NotificationChannel::Webhook {
             let row: Option<EndpointSecrets> = sqlx::query_as(
-                "SELECT secret, previous_secret, previous_expires_at, deleted_at FROM webhook_endpoints WHERE endpoint_id = $1",
+                "SELECT secret_sealed, previous_sealed, previous_expires_at, deleted_at FROM webhook_endpoints WHERE endpoint_id = $1",
             )
             .bind(c.endpoint_id)
             .fetch_optional(&self.pool)
@@ -263,11 +272,26 @@ impl Sender {
             let Some(e) = row.filter(|e| e.deleted_at.is_none()) else {
                 return Err(Verdict::failed(ErrorClass::EndpointDeleted, 0));
             };
-            secrets.push(e.secret);
-            if let (Some(p), Some(until)) = (e.previous_secret, e.previous_expires_at)
+            let bound_to = c.endpoint_id.map(|id| id.to_string()).unwrap_or_default();
+            let open = |sealed: &[u8]| {
+                self.secret_keys.open(&bound_to, sealed).map_err(|e| {
+                    // A key missing from NOTIFICATION_SECRET_KEYS: an
+                    // operator error, retried once the key is back.
+                    tracing::error!(error = %e, "webhook secret does not open");
+                    Verdict::failed(ErrorClass::Connection, 0)
+                })
+            };
+            let current = e.secret_sealed.as_deref().ok_or_else(|| {
+                tracing::error!(
+                    "webhook endpoint without a sealed secret (not yet sealed at start-up)"
+                );
+                Verdict::failed(ErrorClass::Connection, 0)
+            })?;
+            secrets.push(open(current)?);
+            if let (Some(p), Some(until)) = (e.previous_sealed.as_deref(), e.previous_expires_at)
                 && until > Utc::now()
             {
-                secrets.push(p);
+                secrets.push(open(p)?);
             }
         }
         Ok(Outgoing {
@@ -502,4 +526,26 @@ pub(crate) async fn finish_attempt(
             })?;
     }
     Ok(next)
+}
+
+/// How long one render may take before the attempt fails with RENDER_FAILED
+/// (the fuel limit ends it well before; this is the backstop).
+const RENDER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Renders on a blocking thread, so a costly tenant template cannot stall
+/// the runtime that sends every other hospital's messages.
+async fn render_off_runtime(t: Template, vars: Vars) -> Result<Rendered, Verdict> {
+    let job = tokio::task::spawn_blocking(move || template::render(&t, &vars));
+    match tokio::time::timeout(RENDER_TIMEOUT, job).await {
+        Ok(Ok(Ok(rendered))) => Ok(rendered),
+        Ok(Ok(Err(e))) => {
+            // The template's own error (never ticket text).
+            tracing::warn!(error = %e, "template did not render");
+            Err(Verdict::failed(ErrorClass::RenderFailed, 0))
+        }
+        Ok(Err(_)) | Err(_) => {
+            tracing::warn!("template render panicked or timed out");
+            Err(Verdict::failed(ErrorClass::RenderFailed, 0))
+        }
+    }
 }

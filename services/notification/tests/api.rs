@@ -330,6 +330,72 @@ async fn templates_are_overridden_per_tenant_and_may_only_name_ids_and_codes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_template_is_refused_or_cut_off_and_other_messages_flow() {
+    use wardline_proto::notification::{ErrorClass, GetDeliveryRequest};
+    let h = spawn().await;
+    let mut templates = h.templates();
+    let set = |request_id: &str, body: String| SetTemplateOverrideRequest {
+        request_id: request_id.into(),
+        event_kind: EventKind::TicketReceived as i32,
+        channel: NotificationChannel::Email as i32,
+        subject: "Received {{ ticket.number }}".into(),
+        body,
+        reset: false,
+        expected_version: 0,
+    };
+    let loops = "{% for a in ticket.url %}{% for b in ticket.url %}{% for c in ticket.url %}x{% endfor %}{% endfor %}{% endfor %}";
+    for (i, (body, expect)) in [
+        (loops.to_owned(), "body: exceeds the rendering budget"),
+        (
+            "{% set x = ticket.number %}{{ x }}".to_owned(),
+            "body: {% set %} is not allowed",
+        ),
+        (
+            "{{ ticket.url * 100000000 }}".to_owned(),
+            "body: `*` is not allowed",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let e = templates
+            .set_template_override(set(&format!("hostile-{i}"), body))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().starts_with(expect), "{}", e.message());
+    }
+    // Passes on the example values, explodes on one ticket number.
+    let sneaky = format!(
+        "{{% if ticket.number == \"STM-000666\" %}}{loops}{{% endif %}}Priority {{{{ ticket.priority }}}}."
+    );
+    templates
+        .set_template_override(set("sneaky", sneaky))
+        .await
+        .unwrap();
+    h.publish(&ticket_created(&new_id(), "STM-000666", Priority::P3))
+        .await;
+    h.publish(&ticket_created(&new_id(), "STM-000667", Priority::P2))
+        .await;
+    let done = h.finished(2, 20).await;
+    let mails = h.smtp.messages();
+    assert_eq!(mails.len(), 1, "the other ticket's message went out");
+    assert_eq!(mails[0].header("Subject").unwrap(), "Received STM-000667");
+    let cut = done.iter().find(|d| d.number == "STM-000666").unwrap();
+    let cut = h
+        .deliveries()
+        .get_delivery(GetDeliveryRequest {
+            delivery_id: cut.delivery_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cut.outcome, DeliveryStatus::Failed as i32);
+    assert_eq!(cut.attempts[0].error_class, ErrorClass::RenderFailed as i32);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_hours_hold_routine_messages_but_never_a_p1() {
     let h = spawn().await;
     h.publish(&ticket_created(&new_id(), "STM-000600", Priority::P3))

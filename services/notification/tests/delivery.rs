@@ -82,6 +82,21 @@ async fn a_p1_escalation_pages_on_call_and_tells_supervisors_a_p3_pages_nobody()
     h.publish(&analyst("oc.olga", 1, false, true)).await;
     h.publish(&analyst("sup.sam", 1, true, false)).await;
     h.publish(&analyst("an.ruiz", 1, false, false)).await;
+    // The roster is known before the calls come (as on a real desk): the
+    // consumer applies different aggregates in parallel, so an escalation
+    // published right behind a roster change may be handled before it.
+    let pool = h.db.pool().await;
+    wardline_testkit::eventually(20, "the roster in the directory", || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM analysts")
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (n == 3).then_some(())
+        }
+    })
+    .await;
     let p1 = new_id();
     h.publish(&ticket_created(&p1, "STM-000001", Priority::P1))
         .await;
@@ -192,6 +207,44 @@ async fn a_webhook_arrives_signed_and_both_secrets_sign_during_rotation() {
         .into_inner();
     let secret = created.secret.clone();
     let endpoint = created.endpoint.unwrap();
+    // At rest the secret is sealed: nowhere in the endpoint's row, nor in the
+    // stored idempotency response (a retry gets the endpoint, not the secret).
+    let pool = h.db.pool().await;
+    let row: String = sqlx::query_scalar(
+        "SELECT row_to_json(w)::text FROM webhook_endpoints w WHERE endpoint_id = $1::uuid",
+    )
+    .bind(&endpoint.endpoint_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(!row.contains(&secret), "the secret is sealed at rest");
+    let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(!row.contains(&hex), "not even as bytea hex");
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT response FROM idempotency_keys")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(
+        stored
+            .iter()
+            .all(|r| !r.windows(secret.len()).any(|w| w == secret.as_bytes())),
+        "no idempotency record holds the secret"
+    );
+    let replay = h
+        .webhooks()
+        .create_webhook_endpoint(CreateWebhookEndpointRequest {
+            request_id: "hook-1".into(),
+            url: receiver.url("/wardline"),
+            event_kinds: vec![
+                EventKind::TicketReceived as i32,
+                EventKind::TicketResolved as i32,
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replay.endpoint.unwrap().endpoint_id, endpoint.endpoint_id);
+    assert!(replay.secret.is_empty(), "shown once");
     let id = new_id();
     h.publish(&ticket_created(&id, "STM-000077", Priority::P3))
         .await;

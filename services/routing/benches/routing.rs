@@ -192,11 +192,8 @@ async fn pipeline(rows: &[AnalystRow]) -> anyhow::Result<()> {
         ("ROUTING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("ROUTING_DATABASE_URL".to_owned(), db.url()),
         ("ROUTING_RELAY_POLL_MS".to_owned(), "200".to_owned()),
-        (
-            "WARDLINE_JWT_SECRET".to_owned(),
-            wardline_testkit::SECRET.to_owned(),
-        ),
     ];
+    pairs.extend(wardline_testkit::auth_env());
     pairs.extend(nats.service_env("routing", &[]));
     // Tuning variables pass through, so their effect can be measured.
     for var in [

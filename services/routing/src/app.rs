@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use wardline_kit::auth::{Authenticator, Role};
+use wardline_kit::auth::Role;
 use wardline_kit::service::{Base, Listeners};
 use wardline_proto::routing::analyst_service_server::AnalystServiceServer;
 use wardline_proto::routing::queue_service_server::QueueServiceServer;
@@ -30,7 +30,6 @@ pub const SERVICE: &str = "routing";
 /// A built routing service, ports bound.
 pub struct Application {
     base: Base,
-    config: Config,
     listeners: Listeners,
     wake: Arc<Notify>,
 }
@@ -62,7 +61,6 @@ impl Application {
         base.spawn(move |stop| engine::run_queue_gauges(pool, stop));
         Ok(Self {
             base,
-            config,
             listeners,
             wake,
         })
@@ -80,15 +78,15 @@ impl Application {
 
     /// Serves until shutdown, then stops in order.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let auth = Authenticator::hs256(&self.config.service.jwt_secret);
         let api = Api::new(self.base.pool.clone(), self.wake.clone());
+        let max = self.base.max_message_bytes();
         let routes = self
             .base
-            .routes(&auth, DEAD_LETTER_READERS)?
-            .serve(AnalystServiceServer::new(api.clone()))
-            .serve(RoutingRuleServiceServer::new(api.clone()))
-            .serve(QueueServiceServer::new(api.clone()))
-            .serve(SlaTargetServiceServer::new(api.clone()));
+            .routes(DEAD_LETTER_READERS)?
+            .serve(AnalystServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .serve(RoutingRuleServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .serve(QueueServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .serve(SlaTargetServiceServer::new(api.clone()).max_decoding_message_size(max));
         self.base.serve_on(self.listeners, routes).await
     }
 }

@@ -7,7 +7,7 @@ use wardline_kit::config::{ConfigError, Env, ServiceConfig, ServiceDefaults};
 /// Defaults of routing's addresses and database.
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
     grpc_addr: "0.0.0.0:50052",
-    admin_addr: "0.0.0.0:9102",
+    admin_addr: "127.0.0.1:9102",
     database_url: "postgres://postgres@127.0.0.1:5432/wardline_routing",
 };
 
@@ -41,7 +41,8 @@ mod tests {
     #[test]
     fn defaults_and_errors() {
         let c = Config::from_env(&Env::from_pairs([
-            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
             // The defaults are for a laptop: plaintext, no NATS identity.
             ("WARDLINE_ENV", "development".to_owned()),
         ]))
@@ -49,7 +50,8 @@ mod tests {
         assert_eq!(c.service.grpc_addr.port(), 50052);
         assert_eq!(c.scan_interval, Duration::from_millis(500));
         let e = Config::from_env(&Env::from_pairs([
-            ("WARDLINE_JWT_SECRET", "s".repeat(32)),
+            ("WARDLINE_JWKS_FILE", "/jwks.json".to_owned()),
+            ("WARDLINE_JWT_ISSUER", "https://idp.example.org".to_owned()),
             ("WARDLINE_ENV", "development".to_owned()),
             ("ROUTING_SCAN_INTERVAL_MS", "soon".to_owned()),
         ]))

@@ -1137,12 +1137,19 @@ pub async fn run_queue_gauges(pool: PgPool, stop: CancellationToken) {
         .fetch_all(&pool)
         .await;
         if let Ok(rows) = rows {
-            let current: std::collections::HashSet<(String, i16)> =
-                rows.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+            // Summed per label: without WARDLINE_METRICS_TENANT_LABELS every
+            // tenant is `_all`.
+            let mut depth: std::collections::HashMap<(String, i16), i64> = Default::default();
+            for (tenant, p, n) in &rows {
+                *depth
+                    .entry((wardline_kit::admin::tenant_label(tenant), *p))
+                    .or_default() += n;
+            }
+            let current: std::collections::HashSet<(String, i16)> = depth.keys().cloned().collect();
             for (tenant, p) in seen.difference(&current) {
                 metrics::gauge!("wardline_queue_depth", "tenant" => tenant.clone(), "priority" => format!("P{p}")).set(0.0);
             }
-            for (tenant, p, n) in &rows {
+            for ((tenant, p), n) in &depth {
                 metrics::gauge!("wardline_queue_depth", "tenant" => tenant.clone(), "priority" => format!("P{p}")).set(*n as f64);
             }
             seen = current;

@@ -5,7 +5,12 @@
 //!   process dies, through the parent-death signal).
 //! - [`TestDb`]: a fresh database per test on the shared PostgreSQL, dropped
 //!   afterwards, also when the test fails.
-//! - [`token`] and [`Auth`]: signed tokens and an interceptor for typed clients.
+//! - [`auth_env`], [`token`] and [`Auth`]: how test services verify tokens
+//!   (the production path: an ES256 issuer's JWKS file, issuer and
+//!   per-service audiences), tokens signed by that issuer, and an
+//!   interceptor for typed clients.
+//! - [`TestIdp`]: a hospital identity provider stand-in: real ES256/RS256
+//!   keys, their JWKS served over HTTP on loopback, tokens signed with them.
 //! - [`build`]: the events producers publish (tenant and ticket created),
 //!   and publishing them as the relay does, for tests playing a producer.
 //! - [`events`]: reading what reached the event stream.
@@ -25,6 +30,7 @@
 pub mod build;
 pub mod events;
 mod http_sink;
+mod idp;
 mod nats;
 mod otlp;
 mod pg;
@@ -33,6 +39,7 @@ mod process;
 mod smtp;
 
 pub use http_sink::{HttpSink, Received};
+pub use idp::{IDP_ISSUER, TestIdp, provider_claims};
 pub use nats::TestNats;
 pub use nats::free_port;
 pub use nats::stable_port;
@@ -42,12 +49,20 @@ pub use pg_cluster::TestPgCluster;
 pub use process::ServiceProcess;
 pub use smtp::{Mail, TestSmtp};
 
+use std::sync::OnceLock;
+
 use secrecy::SecretString;
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use wardline_kit::auth::Role;
+use wardline_kit::auth::signing::{Claims, DevIssuer, Signer};
 
-/// The signing secret every test service and client uses.
+/// Notification's sealing key list in tests (`NOTIFICATION_SECRET_KEYS`).
+pub const SEALING_KEYS: &str = "test-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// An HS256 secret, for the tests of the development-only HS256 path
+/// (with `WARDLINE_ENV=development`). Published in the repository, so
+/// refused in production (`wardline_kit::auth::settings::KNOWN_SECRET_SHA256`).
 pub const SECRET: &str = "wardline-test-secret-0123456789-abcdefghijklmnop";
 
 /// The secret as the services take it.
@@ -55,16 +70,69 @@ pub fn secret() -> SecretString {
     SecretString::from(SECRET)
 }
 
-/// A token for `subject` in `tenant` (use `"*"` for the vendor scope).
+/// The test issuer: an ES256 key made once per test process, its JWKS in a
+/// file that lives as long as the process.
+struct Issuer {
+    signer: Signer,
+    jwks_file: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+}
+
+fn issuer() -> &'static Issuer {
+    static ISSUER: OnceLock<Issuer> = OnceLock::new();
+    ISSUER.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("wardline-test-issuer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let issuer = DevIssuer::at(&dir);
+        issuer
+            .ensure()
+            .expect("the test issuer's key and JWKS can be written");
+        Issuer {
+            signer: issuer.signer().expect("the test issuer's key reads back"),
+            jwks_file: issuer.jwks_file(),
+            key_file: issuer.key_file(),
+        }
+    })
+}
+
+/// The variables that make a service verify the test kit's tokens: the
+/// test issuer's `WARDLINE_JWKS_FILE` and `WARDLINE_JWT_ISSUER` (audiences
+/// stay each service's default, `wardline-<service>`). Every service test
+/// configures auth through this.
+pub fn auth_env() -> Vec<(String, String)> {
+    vec![
+        (
+            "WARDLINE_JWKS_FILE".to_owned(),
+            issuer().jwks_file.display().to_string(),
+        ),
+        (
+            "WARDLINE_JWT_ISSUER".to_owned(),
+            wardline_kit::auth::settings::DEV_ISSUER.to_owned(),
+        ),
+    ]
+}
+
+/// The test issuer's private key file, for clients that mint their own
+/// tokens (`wardctl --env development --issuer-key`, `wardline-load`).
+pub fn issuer_key_file() -> String {
+    issuer().key_file.display().to_string()
+}
+
+/// Signs `claims` with the test issuer (for tests that shape a token:
+/// another issuer, a long lifetime ...).
+pub fn sign(claims: &Claims) -> String {
+    issuer().signer.sign(claims).expect("a token can be signed")
+}
+
+/// A token for `subject` in `tenant` (use `"*"` for the vendor scope),
+/// valid an hour for every service.
 pub fn token(subject: &str, tenant: &str, roles: &[Role]) -> String {
-    wardline_kit::auth::mint(
-        &secret(),
+    sign(&Claims::new(
         subject,
         tenant,
         roles,
         std::time::Duration::from_secs(3600),
-    )
-    .expect("a token can be minted")
+    ))
 }
 
 /// Adds `authorization` (and `x-tenant-id`, for vendor tokens) to every call.

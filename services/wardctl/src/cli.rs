@@ -58,7 +58,48 @@ pub struct Cli {
     #[arg(long, env = "WARDCTL_NOTIFICATION_URL", default_value = DEFAULT_NOTIFICATION_URL, global = true)]
     pub notification_url: String,
 
-    /// Secret that signs development tokens (HS256); must match the services'.
+    /// A bearer token from your identity provider (wins over everything below).
+    #[arg(
+        long,
+        env = "WARDLINE_TOKEN",
+        hide_env_values = true,
+        value_parser = parse_secret,
+        global = true
+    )]
+    pub token: Option<SecretString>,
+
+    /// OAuth 2.0 client id: get a token with the client-credentials flow
+    /// from --token-url (the client secret is read from WARDLINE_CLIENT_SECRET,
+    /// never from the command line).
+    #[arg(long, env = "WARDLINE_CLIENT_ID", global = true)]
+    pub client_id: Option<String>,
+
+    /// The identity provider's token endpoint (client-credentials flow).
+    #[arg(long, env = "WARDLINE_TOKEN_URL", global = true)]
+    pub token_url: Option<String>,
+
+    /// `scope` of the client-credentials request (Entra ID:
+    /// `api://<app>/.default`).
+    #[arg(long, env = "WARDLINE_TOKEN_SCOPE", global = true)]
+    pub scope: Option<String>,
+
+    /// `audience` of the client-credentials request (providers that take one).
+    #[arg(long, env = "WARDLINE_TOKEN_AUDIENCE", global = true)]
+    pub audience: Option<String>,
+
+    /// `production` (default) or `development`: wardctl mints its own
+    /// tokens (--issuer-key or --secret) only in development.
+    #[arg(long = "env", env = "WARDLINE_ENV", default_value = "production",
+          value_parser = ["production", "development"], global = true)]
+    pub profile: String,
+
+    /// The development issuer's private key (`es256.key` of `wardctl
+    /// dev-issuer init`), to mint tokens in development.
+    #[arg(long, env = "WARDLINE_DEV_ISSUER_KEY", global = true)]
+    pub issuer_key: Option<std::path::PathBuf>,
+
+    /// An HS256 secret to mint tokens with, in development (services with
+    /// WARDLINE_JWT_SECRET and WARDLINE_ENV=development).
     #[arg(
         long,
         env = "WARDLINE_JWT_SECRET",
@@ -67,16 +108,6 @@ pub struct Cli {
         global = true
     )]
     pub secret: Option<SecretString>,
-
-    /// A ready bearer token to use instead of minting one from --secret.
-    #[arg(
-        long,
-        env = "WARDCTL_TOKEN",
-        hide_env_values = true,
-        value_parser = parse_secret,
-        global = true
-    )]
-    pub token: Option<SecretString>,
 
     /// Tenant to act on (sent as x-tenant-id); also the tenant of `wardctl token`.
     #[arg(long, env = "WARDCTL_TENANT", global = true)]
@@ -117,8 +148,13 @@ impl Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Mint a development bearer token (HS256, signed with --secret) for --tenant.
+    /// Mint a development bearer token for --tenant, signed by the
+    /// development issuer (--issuer-key) or --secret; refused unless
+    /// WARDLINE_ENV=development.
     Token(TokenArgs),
+    /// The development token issuer (an ES256 key and its JWKS).
+    #[command(subcommand)]
+    DevIssuer(DevIssuerCommand),
     /// Tenants and their facilities (uses a vendor_admin token).
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -224,11 +260,27 @@ impl Cli {
             Command::Recipient(_) | Command::Webhook(_) | Command::Delivery(_) => {
                 (Service::Notification, &self.notification_url)
             }
-            Command::Token(_) | Command::Tenant(_) | Command::Ticket(_) | Command::Demo(_) => {
-                (Service::Intake, &self.intake_url)
-            }
+            Command::Token(_)
+            | Command::DevIssuer(_)
+            | Command::Tenant(_)
+            | Command::Ticket(_)
+            | Command::Demo(_) => (Service::Intake, &self.intake_url),
         }
     }
+}
+
+/// `wardctl dev-issuer ...`.
+#[derive(Debug, Subcommand)]
+pub enum DevIssuerCommand {
+    /// Make the development issuer's key (`<dir>/es256.key`, kept when it
+    /// exists) and its JWKS (`<dir>/jwks.json`): point the services'
+    /// WARDLINE_JWKS_FILE at the JWKS and wardctl's WARDLINE_DEV_ISSUER_KEY
+    /// at the key.
+    Init {
+        /// Directory of the two files.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
 }
 
 /// `wardctl token`.
@@ -240,9 +292,10 @@ pub struct TokenArgs {
     /// Role to grant (repeatable).
     #[arg(long = "role", value_enum, required = true)]
     pub roles: Vec<RoleArg>,
-    /// Lifetime in hours.
-    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=24 * 366))]
-    pub ttl_hours: u64,
+    /// Lifetime in minutes (the services refuse tokens that live longer
+    /// than their WARDLINE_JWT_MAX_LIFETIME_SECS, 90 minutes by default).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=24 * 60))]
+    pub ttl_minutes: u64,
 }
 
 /// `wardctl tenant ...`.
@@ -755,6 +808,8 @@ mod tests {
             "analyst",
             "--secret",
             "s3cret",
+            "--ttl-minutes",
+            "30",
         ])
         .unwrap();
         assert_eq!(cli.secret.as_ref().unwrap().expose_secret(), "s3cret");

@@ -56,8 +56,9 @@ pub fn error_hint(err: &anyhow::Error, service: cli::Service, url: &str) -> Opti
     };
     match status.map(|s| s.code()) {
         Some(tonic::Code::Unauthenticated) => Some(format!(
-            "{} verifies tokens with its WARDLINE_JWT_SECRET: mint with the same secret \
-             (--secret / WARDLINE_JWT_SECRET), or check the token given with --token / WARDCTL_TOKEN",
+            "{} verifies tokens with its identity provider's keys (WARDLINE_JWKS_URL or WARDLINE_JWKS_FILE), \
+             issuer and audience: check the token given with --token / WARDLINE_TOKEN (or --client-id's scope); \
+             in development, mint with the same issuer key (WARDLINE_DEV_ISSUER_KEY) or secret",
             service.name()
         )),
         Some(tonic::Code::Unavailable) => Some(running()),
@@ -115,7 +116,7 @@ mod tests {
         assert!(
             error_hint(&e, cli::Service::Intake, "http://x")
                 .unwrap()
-                .contains("WARDLINE_JWT_SECRET")
+                .contains("WARDLINE_JWKS_URL")
         );
         let e = anyhow::Error::new(tonic::Status::unavailable("tcp connect error"));
         assert!(

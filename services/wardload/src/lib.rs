@@ -38,7 +38,8 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use secrecy::SecretString;
 use wardctl::grpc::{self, Session};
-use wardline_kit::auth::{ALL_TENANTS, Role, mint};
+use wardline_kit::auth::signing::{Claims, Signer};
+use wardline_kit::auth::{ALL_TENANTS, Role};
 
 pub use plan::Plan;
 pub use report::{Report, STAGE_ASSIGNED, STAGE_BILLED, STAGE_CREATE, STAGE_NOTIFIED};
@@ -66,9 +67,13 @@ pub struct Args {
     /// NATS server the services publish on.
     #[arg(long, env = "NATS_URL", default_value = wardctl::cli::DEFAULT_NATS_URL)]
     pub nats_url: String,
-    /// Secret the services verify tokens with (HS256).
+    /// The development issuer's key (`wardctl dev-issuer init`) that signs
+    /// the load's tokens; the services verify its JWKS.
+    #[arg(long, env = "WARDLINE_DEV_ISSUER_KEY")]
+    pub issuer_key: Option<std::path::PathBuf>,
+    /// Or an HS256 secret (services in development with WARDLINE_JWT_SECRET).
     #[arg(long, env = "WARDLINE_JWT_SECRET", hide_env_values = true)]
-    pub secret: String,
+    pub secret: Option<String>,
     /// Seconds to wait for a connection and for each call.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
@@ -161,13 +166,16 @@ async fn clients(args: &Args, token: &SecretString) -> Result<Clients> {
 /// Seeds, sends, drains and measures; progress goes to stderr.
 pub async fn measure(args: &Args) -> Result<Report> {
     let plan = Plan::of(args)?;
-    let token = mint(
-        &SecretString::from(args.secret.clone()),
+    let token = Signer::for_development(
+        args.issuer_key.as_deref(),
+        args.secret.clone().map(SecretString::from).as_ref(),
+    )?
+    .sign(&Claims::new(
         "wardline-load",
         ALL_TENANTS,
         &[Role::VendorAdmin],
         Duration::from_secs(3600),
-    )
+    ))
     .context("cannot mint a token")?;
     let clients = clients(args, &SecretString::from(token)).await?;
     let run = seed::run_id(

@@ -429,7 +429,7 @@ pub async fn everything(c: &Clients, plan: &Plan, run: &str) -> Result<Seeded> {
             Err(why) => (
                 Vec::new(),
                 Some(format!(
-                    "notification refused the run's http:// webhook receiver ({why}); to measure it, start notification with NOTIFICATION_WEBHOOK_ALLOW_HTTP=true (scripts/demo.sh does)"
+                    "notification refused the run's http:// webhook receiver ({why}); to measure it, start notification with NOTIFICATION_WEBHOOK_ALLOW_HTTP=true and NOTIFICATION_EGRESS_ALLOW_HOSTS=127.0.0.1 (scripts/demo.sh does)"
                 )),
             ),
         },

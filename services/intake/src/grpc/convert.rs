@@ -119,6 +119,28 @@ pub fn caller_contact(t: &TicketRow) -> CallerContact {
     }
 }
 
+/// The copy of a ticket response kept for replaying a retried request:
+/// everything but the free text and the caller's contact details (PHI stays
+/// in the ticket's own row; [`crate::storage::ticket_text`] puts it back).
+pub fn stored_ticket(t: &Ticket) -> Ticket {
+    let mut t = t.clone();
+    t.description.clear();
+    if let Some(c) = t.caller.as_mut() {
+        c.name.clear();
+        c.email.clear();
+        c.phone.clear();
+    }
+    t
+}
+
+/// The stored copy of a note response: without its body.
+pub fn stored_note(n: &Note) -> Note {
+    Note {
+        body: String::new(),
+        ..n.clone()
+    }
+}
+
 pub fn note(n: &NoteRow) -> Note {
     Note {
         note_id: n.note_id.to_string(),

@@ -22,6 +22,25 @@ pub struct Api {
     pub(crate) quota: std::sync::Arc<wardline_kit::quota::TenantQuota>,
     /// The group-commit writer of new tickets.
     pub(crate) creates: crate::create::CreateWriter,
+    /// AddNote's limits.
+    pub(crate) notes: std::sync::Arc<NoteLimits>,
+}
+
+/// AddNote's limits: a rate per tenant and a most per ticket.
+pub struct NoteLimits {
+    /// `INTAKE_NOTE_RATE`/`INTAKE_NOTE_BURST`: notes per second per tenant.
+    pub quota: wardline_kit::quota::TenantQuota,
+    /// `INTAKE_MAX_NOTES_PER_TICKET`.
+    pub max_per_ticket: i64,
+}
+
+impl Default for NoteLimits {
+    fn default() -> Self {
+        Self {
+            quota: wardline_kit::quota::TenantQuota::new(50, 100, "notes"),
+            max_per_ticket: 500,
+        }
+    }
 }
 
 impl Api {
@@ -37,7 +56,14 @@ impl Api {
             creates: crate::create::CreateWriter::start(pool.clone(), writer),
             pool,
             quota: std::sync::Arc::new(quota),
+            notes: std::sync::Arc::new(NoteLimits::default()),
         }
+    }
+
+    /// The API with AddNote limited by `notes` instead of the defaults.
+    pub fn with_note_limits(mut self, notes: NoteLimits) -> Self {
+        self.notes = std::sync::Arc::new(notes);
+        self
     }
 }
 

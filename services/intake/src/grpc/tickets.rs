@@ -34,6 +34,9 @@ const TICKET_ROLES: &[Role] = &[
 ];
 const WORK_ROLES: &[Role] = &[Role::Analyst, Role::TenantAdmin, Role::VendorAdmin];
 const MAX_TEXT: usize = 10_000;
+/// The rule of free-text fields, `{}` the field.
+const TEXT_RULE: &str =
+    "{}: 1-10000 characters, not blank, no control characters other than line breaks and tabs";
 
 fn record_ticket(t: &TicketRow) {
     let span = tracing::Span::current();
@@ -63,6 +66,11 @@ fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, S
     require_request_id(&r.request_id)?;
     if r.facility_id.is_empty() {
         return Err(Status::invalid_argument("facility_id: required"));
+    }
+    if !validate::is_slug(&r.facility_id, 1, 64) {
+        return Err(Status::invalid_argument(
+            "facility_id: 1-64 of [a-z0-9-], starting with a letter",
+        ));
     }
     let caller = r
         .caller
@@ -115,9 +123,10 @@ fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, S
     if impact == Impact::Unspecified {
         return Err(Status::invalid_argument("impact: required"));
     }
-    let chars = r.description.chars().count();
-    if r.description.trim().is_empty() || chars > MAX_TEXT {
-        return Err(Status::invalid_argument("description: 1-10000 characters"));
+    if !validate::is_free_text(&r.description, MAX_TEXT) {
+        return Err(Status::invalid_argument(
+            TEXT_RULE.replace("{}", "description"),
+        ));
     }
     let given: Category = enum_field(r.category, "category")?;
     let (category, classified) = match given {
@@ -218,7 +227,8 @@ impl Api {
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, request_id, operation, &hash).await?
         {
-            return decode_replay(&bytes);
+            drop(tx);
+            return self.replay_ticket(&tenant, &bytes).await;
         }
         let mut row = storage::get_ticket(&mut tx, &tenant, TicketKey::Id(id), true)
             .await
@@ -248,12 +258,35 @@ impl Api {
             .await
             .map_err(outbox_status)?;
         let resp = convert::ticket(&row);
-        idempotency::finish(&mut tx, &tenant, request_id, &resp.encode_to_vec())
+        let stored = convert::stored_ticket(&resp).encode_to_vec();
+        idempotency::finish(&mut tx, &tenant, request_id, &stored)
             .await
             .map_err(|e| db_status(&e))?;
         tx.commit().await.map_err(|e| db_status(&e))?;
         tracing::info!(ticket_id = %row.ticket_id, ticket_number = %row.number, version = row.version, operation, "ticket changed");
         Ok(Response::new(resp))
+    }
+
+    /// A stored ticket response (kept without PHI) completed from the
+    /// ticket's row: the same answer the first request got.
+    pub(crate) async fn replay_ticket(
+        &self,
+        tenant: &str,
+        bytes: &[u8],
+    ) -> Result<Response<Ticket>, Status> {
+        let mut t: Ticket = decode_replay(bytes)?.into_inner();
+        let id = parse_ticket_id(&t.ticket_id)?;
+        let (description, name, email, phone) = storage::ticket_text(&self.pool, tenant, id)
+            .await
+            .map_err(|e| db_status(&e))?
+            .ok_or_else(|| not_found(&t.ticket_id))?;
+        t.description = description;
+        if let Some(c) = t.caller.as_mut() {
+            c.name = name;
+            c.email = email;
+            c.phone = phone;
+        }
+        Ok(Response::new(t))
     }
 }
 
@@ -304,7 +337,7 @@ impl TicketService for Api {
             })
             .await?;
         let resp = match created {
-            Created::Replay(bytes) => return decode_replay(&bytes),
+            Created::Replay(bytes) => return self.replay_ticket(&tenant, &bytes).await,
             Created::Ticket(t) => *t,
         };
         let span = tracing::Span::current();
@@ -636,16 +669,27 @@ impl TicketService for Api {
         let r = req.into_inner();
         require_request_id(&r.request_id)?;
         let id = parse_ticket_id(&r.ticket_id)?;
-        if r.body.trim().is_empty() || r.body.chars().count() > MAX_TEXT {
-            return Err(Status::invalid_argument("body: 1-10000 characters"));
+        if !validate::is_free_text(&r.body, MAX_TEXT) {
+            return Err(Status::invalid_argument(TEXT_RULE.replace("{}", "body")));
         }
         let hash = idempotency::request_hash("AddNote", &r);
         let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, &r.request_id, "AddNote", &hash).await?
         {
-            return decode_replay(&bytes);
+            drop(tx);
+            // Stored without its body (PHI stays in the note's row).
+            let mut note: Note = decode_replay(&bytes)?.into_inner();
+            let note_id = Uuid::parse_str(&note.note_id)
+                .map_err(|_| Status::internal("stored response is unreadable"))?;
+            note.body = storage::note_body(&self.pool, &tenant, note_id)
+                .await
+                .map_err(|e| db_status(&e))?
+                .unwrap_or_default();
+            return Ok(Response::new(note));
         }
+        // A retry above is not a new note: the rate counts new ones.
+        self.notes.quota.check(&tenant)?;
         let mut row = storage::get_ticket(&mut tx, &tenant, TicketKey::Id(id), true)
             .await
             .map_err(|e| db_status(&e))?
@@ -655,6 +699,16 @@ impl TicketService for Api {
             return Err(Status::failed_precondition(
                 "cannot add a note to a ticket that is closed",
             ));
+        }
+        // The ticket row is locked: the count cannot race another AddNote.
+        let notes = storage::count_notes(&mut tx, &tenant, id)
+            .await
+            .map_err(|e| db_status(&e))?;
+        if notes >= self.notes.max_per_ticket {
+            return Err(Status::resource_exhausted(format!(
+                "ticket {}: at most {} notes (INTAKE_MAX_NOTES_PER_TICKET)",
+                row.number, self.notes.max_per_ticket
+            )));
         }
         let note = NoteRow {
             note_id: Uuid::now_v7(),
@@ -688,7 +742,8 @@ impl TicketService for Api {
             .await
             .map_err(outbox_status)?;
         let resp = convert::note(&note);
-        idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
+        let stored = convert::stored_note(&resp).encode_to_vec();
+        idempotency::finish(&mut tx, &tenant, &r.request_id, &stored)
             .await
             .map_err(|e| db_status(&e))?;
         tx.commit().await.map_err(|e| db_status(&e))?;
@@ -710,15 +765,95 @@ impl TicketService for Api {
             .map_err(|e| db_status(&e))?
             .ok_or_else(|| not_found(&r.ticket_id))?;
         drop(conn);
-        let mut notes = storage::list_notes(&self.pool, &tenant, id)
+        let size = match r.page_size {
+            0 => 100,
+            n @ 1..=500 => i64::from(n),
+            _ => return Err(Status::invalid_argument("page_size: at most 500")),
+        };
+        let after = if r.page_token.is_empty() {
+            Uuid::nil()
+        } else {
+            Uuid::parse_str(&r.page_token).map_err(|_| {
+                Status::invalid_argument("page_token: not a token from a previous response")
+            })?
+        };
+        // Requesters see what was written for them, not the analysts' working notes.
+        let only_for = (!caller.has_any(WORK_ROLES)).then_some(caller.subject.as_str());
+        let mut notes = storage::list_notes(&self.pool, &tenant, id, only_for, after, size + 1)
             .await
             .map_err(|e| db_status(&e))?;
-        // Requesters see what was written for them, not the analysts' working notes.
-        if !caller.has_any(WORK_ROLES) {
-            notes.retain(|n| n.public || n.author_id == caller.subject);
-        }
+        let next_page_token = if notes.len() as i64 > size {
+            notes.truncate(size as usize);
+            notes
+                .last()
+                .map(|n| n.note_id.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         Ok(Response::new(ListNotesResponse {
             notes: notes.iter().map(convert::note).collect(),
+            next_page_token,
         }))
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Whatever a client sends, validation answers OK or INVALID_ARGUMENT
+    //! naming a field, never panics, and lets nothing through that
+    //! PostgreSQL would refuse (a NUL byte) or that is over its limit.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,40}",
+            "[a-z0-9@.+-]{0,40}",
+            Just(String::new()),
+            Just("\u{0}".to_owned()),
+            Just("a\u{0}b".to_owned()),
+            Just("x".repeat(10_001)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn create_requests_are_answered_by_field(
+            request_id in text(), facility in text(), caller_id in text(), name in text(),
+            email in text(), phone in text(), application in text(), description in text(),
+            role in -2i32..12, channel in -2i32..12, urgency in -2i32..12, impact in -2i32..12,
+            category in -2i32..40, with_caller in any::<bool>(),
+        ) {
+            let r = CreateTicketRequest {
+                request_id,
+                facility_id: facility,
+                caller: with_caller.then_some(wardline_proto::intake::Caller {
+                    caller_id, name, role, email, phone,
+                }),
+                channel,
+                application,
+                urgency,
+                impact,
+                category,
+                description,
+                ..Default::default()
+            };
+            match validate_create(&r, "stmarys") {
+                Ok(row) => {
+                    let all = [&row.description, &row.caller_name, &row.caller_email,
+                        &row.caller_phone, &row.caller_id, &row.facility_id, &row.application];
+                    prop_assert!(all.iter().all(|s| !s.contains('\0')));
+                    prop_assert!(row.description.chars().count() <= MAX_TEXT);
+                }
+                Err(s) => {
+                    prop_assert_eq!(s.code(), tonic::Code::InvalidArgument);
+                    let field = s.message().split(':').next().unwrap_or_default().to_owned();
+                    prop_assert!(!field.is_empty() && !field.contains(' '), "{}", s.message());
+                }
+            }
+        }
     }
 }

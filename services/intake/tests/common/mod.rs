@@ -41,12 +41,12 @@ pub fn config_with(db: &TestDb, nats: &TestNats, extra: &[(&str, &str)]) -> Conf
         ("INTAKE_DATABASE_URL", db.url()),
         ("INTAKE_DB_MAX_CONNECTIONS", "8".to_owned()),
         ("INTAKE_RELAY_POLL_MS", "200".to_owned()),
-        ("WARDLINE_JWT_SECRET", wardline_testkit::SECRET.to_owned()),
         ("WARDLINE_SHUTDOWN_TIMEOUT_MS", "5000".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    pairs.extend(wardline_testkit::auth_env());
     pairs.extend(nats.service_env("intake", extra));
     pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Config::from_env(&Env::from_pairs(pairs)).expect("test configuration is valid")

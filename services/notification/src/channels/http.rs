@@ -14,27 +14,44 @@
 //!
 //! Every request carries `Idempotency-Key: <delivery id>`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::egress::{GuardedResolver, check_target, is_blocked};
 use super::{Channel, Outgoing};
 use crate::config::GatewayConfig;
+use crate::domain::egress::Policy;
 use crate::domain::retry::{Verdict, classify_http};
 use crate::domain::{ErrorClass, kind_label, signature};
 
-/// The shared HTTP client.
-pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+/// The shared HTTP client, and the egress policy its requests obey.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    policy: Arc<Policy>,
+}
+
+/// The shared HTTP client: connections only to what `policy` allows (see
+/// [`super::egress`]), no redirects, no proxy, a time limit per attempt.
+pub fn client(timeout: Duration, policy: Arc<Policy>) -> anyhow::Result<Client> {
+    let http = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(GuardedResolver::new(policy.clone()))
         .user_agent(concat!("wardline-notification/", env!("CARGO_PKG_VERSION")))
-        .build()?)
+        .build()?;
+    Ok(Client { http, policy })
 }
 
 fn classify_error(e: &reqwest::Error) -> Verdict {
+    if is_blocked(e) {
+        return Verdict::failed(ErrorClass::InvalidAddress, 0);
+    }
     if e.is_timeout() {
         return Verdict::failed(ErrorClass::Timeout, 0);
     }
@@ -52,14 +69,22 @@ fn classify_error(e: &reqwest::Error) -> Verdict {
 }
 
 async fn post(
-    client: &reqwest::Client,
+    client: &Client,
     url: &str,
     token: Option<&SecretString>,
     headers: &[(&str, String)],
     body: Vec<u8>,
 ) -> Verdict {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Verdict::failed(ErrorClass::InvalidAddress, 0);
+    };
+    if let Err(refusal) = check_target(&client.policy, &parsed) {
+        tracing::warn!(%refusal, "outbound request refused by the egress policy");
+        return Verdict::failed(ErrorClass::InvalidAddress, 0);
+    }
     let mut req = client
-        .post(url)
+        .http
+        .post(parsed)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body);
     if let Some(t) = token {
@@ -70,19 +95,24 @@ async fn post(
     }
     match req.send().await {
         Ok(resp) => classify_http(resp.status().as_u16()),
-        Err(e) => classify_error(&e),
+        Err(e) => {
+            if is_blocked(&e) {
+                tracing::warn!(error = %e, "outbound request refused by the egress policy");
+            }
+            classify_error(&e)
+        }
     }
 }
 
 /// SMS through the configured HTTP gateway.
 pub struct Sms {
-    client: reqwest::Client,
+    client: Client,
     gateway: GatewayConfig,
 }
 
 impl Sms {
     /// The channel for `gateway`.
-    pub fn new(client: reqwest::Client, gateway: &GatewayConfig) -> Self {
+    pub fn new(client: Client, gateway: &GatewayConfig) -> Self {
         Self {
             client,
             gateway: gateway.clone(),
@@ -111,13 +141,13 @@ impl Channel for Sms {
 
 /// Pages through a webhook-style provider.
 pub struct Pager {
-    client: reqwest::Client,
+    client: Client,
     gateway: GatewayConfig,
 }
 
 impl Pager {
     /// The channel for `gateway`.
-    pub fn new(client: reqwest::Client, gateway: &GatewayConfig) -> Self {
+    pub fn new(client: Client, gateway: &GatewayConfig) -> Self {
         Self {
             client,
             gateway: gateway.clone(),
@@ -154,12 +184,12 @@ impl Channel for Pager {
 
 /// Signed webhooks to tenants' endpoints.
 pub struct Webhook {
-    client: reqwest::Client,
+    client: Client,
 }
 
 impl Webhook {
     /// The channel.
-    pub fn new(client: reqwest::Client) -> Self {
+    pub fn new(client: Client) -> Self {
         Self { client }
     }
 }

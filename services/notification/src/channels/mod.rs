@@ -13,6 +13,7 @@
 //! - [`http`]: the SMS gateway, the pager provider and tenants' webhooks,
 //!   over one reqwest client (rustls, no redirects).
 
+pub mod egress;
 pub mod email;
 pub mod http;
 
@@ -70,7 +71,7 @@ impl Channels {
         // reqwest and lettre use rustls without a built-in provider; the
         // ring provider is installed once per process.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = http::client(config.send_timeout)?;
+        let client = http::client(config.send_timeout, config.egress.clone())?;
         Ok(Self {
             email: Some(Arc::new(email::Email::new(
                 &config.smtp,

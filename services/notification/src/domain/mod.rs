@@ -4,7 +4,9 @@
 //! the contract's enums; no tonic, sqlx or NATS in here.
 
 pub mod audience;
+pub mod egress;
 pub mod retry;
+pub mod sealing;
 pub mod signature;
 pub mod template;
 

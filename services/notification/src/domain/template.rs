@@ -9,10 +9,23 @@
 //! variable, so no template can reach them. An override naming anything
 //! else is refused when it is set, and rendering is strict (an unknown name
 //! fails rather than rendering empty).
+//!
+//! Under a budget, because a tenant admin writes the overrides and every
+//! hospital shares the renderer: templates substitute values and may branch
+//! and loop, but do not compute (`~`, `+`, `*`, `**` and `{% set %}` are
+//! refused, so no expression grows a string beyond the values it names);
+//! only a few non-growing filters exist (`json` refuses inputs over
+//! [`VALUE_MAX`]); a render has [`FUEL`] instructions, a recursion limit and
+//! at most [`OUTPUT_MAX`] bytes of output, and the sender renders on a
+//! blocking thread with a time limit. An override that exceeds the budget on
+//! the kind's longest example values is refused when it is saved.
 
 use std::collections::BTreeMap;
+use std::io;
 
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::machinery::{Token, tokenize};
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
 use super::{EventKind, NotificationChannel};
 
@@ -229,22 +242,149 @@ pub enum TemplateError {
         /// Parser's message.
         reason: String,
     },
+    /// An operator or statement templates may not use.
+    #[error("{field}: {what} is not allowed (templates substitute values; they do not compute)")]
+    Forbidden {
+        /// `subject` or `body`.
+        field: &'static str,
+        /// The construct.
+        what: String,
+    },
+    /// The render ran out of its budget (instructions or output size).
+    #[error("{field}: exceeds the rendering budget ({reason})")]
+    Budget {
+        /// `subject` or `body`.
+        field: &'static str,
+        /// Which limit.
+        reason: String,
+    },
     /// Rendering failed.
     #[error("render failed: {0}")]
     Render(String),
 }
 
+/// Instructions one render of a subject or body may execute.
+pub const FUEL: u64 = 20_000;
+/// Nesting depth of loops and conditions.
+pub const RECURSION_LIMIT: usize = 16;
+/// Bytes one rendered subject or body may have.
+pub const OUTPUT_MAX: usize = 64 * 1024;
+/// Longest input of the `json` filter.
+pub const VALUE_MAX: usize = 8 * 1024;
+/// Longest template source (subject or body).
+pub const SOURCE_MAX: usize = 40_000;
+
 /// Longest SMS or pager message.
 pub const SHORT_MAX: usize = 480;
 
 fn env() -> Environment<'static> {
-    let mut env = Environment::new();
+    // Empty: none of the builtin filters, tests and functions (`replace`,
+    // `range`, `join`... can each grow a value); only these.
+    let mut env = Environment::empty();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    // JSON string escaping for webhook bodies.
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(RECURSION_LIMIT);
+    // JSON string escaping for webhook bodies; refuses a long input so that
+    // `x|json|json|...` cannot double a value per step.
     env.add_filter("json", |v: String| {
-        serde_json::to_string(&v).unwrap_or_else(|_| "\"\"".to_owned())
+        if v.len() > VALUE_MAX {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("json: input over {VALUE_MAX} bytes"),
+            ));
+        }
+        Ok(serde_json::to_string(&v).unwrap_or_else(|_| "\"\"".to_owned()))
     });
+    env.add_filter("upper", minijinja::filters::upper);
+    env.add_filter("lower", minijinja::filters::lower);
+    env.add_filter("title", minijinja::filters::title);
+    env.add_filter("capitalize", minijinja::filters::capitalize);
+    env.add_filter("trim", minijinja::filters::trim);
+    env.add_filter("length", minijinja::filters::length);
     env
+}
+
+/// Refuses the constructs that compute: string-building operators and
+/// `{% set %}` (with them a few lines could double a value per line).
+fn check_constructs(field: &'static str, src: &str) -> Result<(), TemplateError> {
+    if src.len() > SOURCE_MAX {
+        return Err(TemplateError::Budget {
+            field,
+            reason: format!("the template is over {SOURCE_MAX} bytes"),
+        });
+    }
+    let mut after_block_start = false;
+    for token in tokenize(src, false, SyntaxConfig::default()) {
+        let (token, _) = token.map_err(|e| TemplateError::Syntax {
+            field,
+            reason: e.to_string(),
+        })?;
+        let what = match token {
+            Token::Tilde => Some("`~`".to_owned()),
+            Token::Plus => Some("`+`".to_owned()),
+            Token::Mul => Some("`*`".to_owned()),
+            Token::Pow => Some("`**`".to_owned()),
+            Token::Ident(kw @ ("set" | "with" | "filter" | "call" | "macro"))
+                if after_block_start =>
+            {
+                Some(format!("{{% {kw} %}}"))
+            }
+            _ => None,
+        };
+        if let Some(what) = what {
+            return Err(TemplateError::Forbidden { field, what });
+        }
+        after_block_start = matches!(token, Token::BlockStart);
+    }
+    Ok(())
+}
+
+/// An `io::Write` that refuses to hold more than [`OUTPUT_MAX`] bytes.
+struct Capped(Vec<u8>);
+
+impl io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.0.len() + buf.len() > OUTPUT_MAX {
+            return Err(io::Error::other("output limit"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Renders one source under the budget.
+fn render_one(
+    env: &Environment<'_>,
+    field: &'static str,
+    src: &str,
+    ctx: Value,
+) -> Result<String, TemplateError> {
+    check_constructs(field, src)?;
+    let tmpl = env
+        .template_from_str(src)
+        .map_err(|e| TemplateError::Syntax {
+            field,
+            reason: e.to_string(),
+        })?;
+    let mut out = Capped(Vec::new());
+    match tmpl.render_captured_to(ctx, &mut out) {
+        Ok(_) => Ok(String::from_utf8_lossy(&out.0).into_owned()),
+        Err(e) => Err(match e.kind() {
+            ErrorKind::OutOfFuel => TemplateError::Budget {
+                field,
+                reason: format!("more than {FUEL} instructions"),
+            },
+            ErrorKind::WriteFailure => TemplateError::Budget {
+                field,
+                reason: format!("more than {OUTPUT_MAX} bytes of output"),
+            },
+            _ => TemplateError::Render(e.to_string()),
+        }),
+    }
 }
 
 fn title(kind: EventKind) -> &'static str {
@@ -344,19 +484,18 @@ pub fn default_template(kind: EventKind, channel: NotificationChannel) -> Templa
     }
 }
 
-/// Renders `t` with `vars`.
+/// Renders `t` with `vars`, under the budget (see the module doc). CPU
+/// bound for up to [`FUEL`] instructions: async callers run it on a
+/// blocking thread.
 pub fn render(t: &Template, vars: &Vars) -> Result<Rendered, TemplateError> {
     let env = env();
     let ctx = vars.context();
     let subject = if t.subject.is_empty() {
         String::new()
     } else {
-        env.render_str(&t.subject, ctx.clone())
-            .map_err(|e| TemplateError::Render(e.to_string()))?
+        render_one(&env, "subject", &t.subject, ctx.clone())?
     };
-    let body = env
-        .render_str(&t.body, ctx)
-        .map_err(|e| TemplateError::Render(e.to_string()))?;
+    let body = render_one(&env, "body", &t.body, ctx)?;
     Ok(Rendered {
         subject: subject.replace(['\r', '\n'], " "),
         body,
@@ -376,6 +515,7 @@ pub fn validate(
         if src.is_empty() {
             continue;
         }
+        check_constructs(field, src)?;
         let tmpl = env
             .template_from_str(src)
             .map_err(|e| TemplateError::Syntax {
@@ -512,6 +652,114 @@ mod tests {
         ));
     }
 
+    fn email(body: &str) -> Template {
+        Template {
+            subject: String::new(),
+            body: body.to_owned(),
+        }
+    }
+
+    #[test]
+    fn templates_may_not_compute() {
+        for (src, what) in [
+            ("{{ ticket.number ~ ticket.number }}", "`~`"),
+            ("{{ ticket.number + ticket.number }}", "`+`"),
+            ("{{ ticket.number * 100000000 }}", "`*`"),
+            ("{{ 10 ** 10 }}", "`**`"),
+            ("{% set x = ticket.number %}{{ x }}", "{% set %}"),
+            ("{%- set x = 1 %}", "{% set %}"),
+            (
+                "{% with x = ticket.number %}{{ x }}{% endwith %}",
+                "{% with %}",
+            ),
+        ] {
+            let e = validate(
+                EventKind::TicketReceived,
+                NotificationChannel::Email,
+                &email(src),
+            )
+            .unwrap_err();
+            assert_eq!(
+                e,
+                TemplateError::Forbidden {
+                    field: "body",
+                    what: what.to_owned()
+                },
+                "{src}"
+            );
+        }
+        // Text outside expressions may say anything.
+        validate(
+            EventKind::TicketReceived,
+            NotificationChannel::Email,
+            &email("Call 1+1 ~ set * {{ ticket.number }}"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_template_over_the_budget_is_refused_with_its_field() {
+        // Nested loops over the longest URL: millions of iterations.
+        let loops = "{% for a in ticket.url %}{% for b in ticket.url %}{% for c in ticket.url %}x{% endfor %}{% endfor %}{% endfor %}";
+        let e = validate(
+            EventKind::TicketReceived,
+            NotificationChannel::Email,
+            &Template {
+                subject: loops.to_owned(),
+                body: "ok".to_owned(),
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TemplateError::Budget {
+                    field: "subject",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("subject: exceeds the rendering budget")
+        );
+        // json of json of ...: refused before it doubles past the limit.
+        let chain = format!("{{{{ ticket.number{} }}}}", "|json".repeat(40));
+        let e = validate(
+            EventKind::TicketReceived,
+            NotificationChannel::Email,
+            &email(&chain),
+        )
+        .unwrap_err();
+        assert!(matches!(e, TemplateError::Render(_)), "{e:?}");
+        // Not found at save time (a branch on data), cut off at render time.
+        let sneaky = format!("{{% if ticket.number == \"STM-000666\" %}}{loops}{{% endif %}}ok");
+        validate(
+            EventKind::TicketReceived,
+            NotificationChannel::Email,
+            &email(&sneaky),
+        )
+        .unwrap();
+        let mut vars = Vars::examples(EventKind::TicketReceived);
+        vars.set("ticket.number", "STM-000666");
+        let started = std::time::Instant::now();
+        let e = render(&email(&sneaky), &vars).unwrap_err();
+        assert!(
+            matches!(e, TemplateError::Budget { field: "body", .. }),
+            "{e:?}"
+        );
+        eprintln!("cut off after {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn output_is_capped() {
+        // 16 x 16 x 16 x ~80-byte URL = over 300 KiB of output within the fuel.
+        let t = "{% for a in 'abcdefghijklmnop' %}{% for b in 'abcdefghijklmnop' %}{% for c in 'abcdefghijklmnop' %}{{ ticket.url }}{% endfor %}{% endfor %}{% endfor %}";
+        let e = render(&email(t), &Vars::examples(EventKind::TicketReceived)).unwrap_err();
+        assert!(matches!(e, TemplateError::Budget { .. }), "{e:?}");
+    }
+
     #[test]
     fn stored_pairs_cannot_smuggle_other_names() {
         let mut pairs = BTreeMap::new();
@@ -520,5 +768,44 @@ mod tests {
         let v = Vars::from_pairs(pairs);
         assert_eq!(v.pairs().len(), 1);
         assert_eq!(v.get("ticket.number"), Some("STM-1"));
+    }
+
+    fn fragment() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "[ -~]{0,12}",
+            Just("{{ ticket.number }}".to_owned()),
+            Just("{{ ticket.url|upper }}".to_owned()),
+            Just("{{ ticket.number|json|json }}".to_owned()),
+            Just("{% for c in ticket.url %}".to_owned()),
+            Just("{% endfor %}".to_owned()),
+            Just("{% if ticket.priority == 'P1' %}".to_owned()),
+            Just("{% endif %}".to_owned()),
+            Just("{{ ".to_owned()),
+            Just(" }}".to_owned()),
+            Just("{% set x = 1 %}".to_owned()),
+            Just("{{ ticket.number ~ ticket.url }}".to_owned()),
+            Just("{{ range(100000) }}".to_owned()),
+            Just("{{ nothing.here }}".to_owned()),
+            Just("{# comment #}".to_owned()),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Hostile templates built from real pieces: refused with a reason
+        /// or rendered within the budget, never a panic.
+        #[test]
+        fn any_template_is_refused_or_rendered_within_the_budget(
+            parts in proptest::collection::vec(fragment(), 0..24),
+        ) {
+            let t = Template { subject: String::new(), body: parts.concat() };
+            if validate(EventKind::TicketReceived, NotificationChannel::Email, &t).is_ok() {
+                let out = render(&t, &Vars::examples(EventKind::TicketReceived));
+                if let Ok(r) = out {
+                    proptest::prop_assert!(r.body.len() <= OUTPUT_MAX);
+                }
+            }
+        }
     }
 }

@@ -20,7 +20,7 @@ use super::{
     ADMINS, Api, channel, cursor, db, decode_replay, event_kind, invalid, page_size, parse_cursor,
     parse_uuid, range, require_request_id, tenant_of,
 };
-use crate::domain::DeliveryState;
+use crate::domain::{DeliveryState, ErrorClass, NotificationChannel, egress};
 
 #[derive(Debug, sqlx::FromRow)]
 struct Row {
@@ -58,8 +58,14 @@ struct AttemptRow {
     next_retry_at: Option<DateTime<Utc>>,
 }
 
-fn to_proto(r: &Row, attempts: Vec<DeliveryAttempt>) -> Delivery {
+fn to_proto(r: &Row, mut attempts: Vec<DeliveryAttempt>) -> Delivery {
     let opt = |u: Option<Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
+    if r.channel == NotificationChannel::Webhook as i16 {
+        for a in &mut attempts {
+            let class = ErrorClass::try_from(a.error_class).unwrap_or_default();
+            a.error_class = egress::tenant_view(class) as i32;
+        }
+    }
     Delivery {
         delivery_id: r.delivery_id.to_string(),
         tenant_id: r.tenant_id.clone(),

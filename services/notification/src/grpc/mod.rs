@@ -9,7 +9,7 @@
 mod deliveries;
 mod recipients;
 mod templates;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use chrono::{DateTime, Utc};
 use prost::Message;
@@ -29,6 +29,10 @@ pub struct Api {
     pub(crate) webhook_allow_http: bool,
     /// Attempts a retried delivery gets, for cancelling with a recorded attempt.
     pub(crate) policy: crate::domain::retry::RetryPolicy,
+    /// Where webhooks may point (`NOTIFICATION_EGRESS_ALLOW_HOSTS`).
+    pub(crate) egress: std::sync::Arc<crate::domain::egress::Policy>,
+    /// Seals webhook secrets (`NOTIFICATION_SECRET_KEYS`).
+    pub(crate) secret_keys: std::sync::Arc<crate::domain::sealing::Keyring>,
 }
 
 impl Api {
@@ -37,11 +41,15 @@ impl Api {
         pool: PgPool,
         webhook_allow_http: bool,
         policy: crate::domain::retry::RetryPolicy,
+        egress: std::sync::Arc<crate::domain::egress::Policy>,
+        secret_keys: std::sync::Arc<crate::domain::sealing::Keyring>,
     ) -> Self {
         Self {
             pool,
             webhook_allow_http,
             policy,
+            egress,
+            secret_keys,
         }
     }
 }

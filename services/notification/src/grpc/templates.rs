@@ -125,12 +125,16 @@ impl TemplateService for Api {
                 subject: r.subject.clone(),
                 body: r.body.clone(),
             };
-            template::validate(kind, ch, &t).map_err(|e| match e {
-                TemplateError::Render(reason) => {
-                    invalid(format!("body: does not render: {reason}"))
-                }
-                other => invalid(other.to_string()),
-            })?;
+            // CPU-bound under the template budget: off the runtime.
+            tokio::task::spawn_blocking(move || template::validate(kind, ch, &t))
+                .await
+                .map_err(|_| Status::internal("template check failed"))?
+                .map_err(|e| match e {
+                    TemplateError::Render(reason) => {
+                        invalid(format!("body: does not render: {reason}"))
+                    }
+                    other => invalid(other.to_string()),
+                })?;
         }
         let hash = idempotency::request_hash("SetTemplateOverride", &r);
         let mut tx = self.pool.begin().await.map_err(db)?;

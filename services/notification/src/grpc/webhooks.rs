@@ -1,8 +1,11 @@
 //! WebhookService: a tenant's endpoints, their signing secrets and rotation.
 //!
-//! A secret is shown once, in the response that created it (and to a retry
-//! of that request). Rotation keeps the previous secret signing until the
-//! overlap ends, so the receiver can switch at any time in between.
+//! A secret is shown once, in the response that created it; it is stored
+//! only sealed (`domain::sealing`), and the stored idempotency response
+//! leaves it out, so a retry of the same request gets the endpoint without
+//! the secret (rotate to get a new one). Rotation keeps the previous secret
+//! signing until the overlap ends, so the receiver can switch at any time
+//! in between.
 
 use chrono::{DateTime, Utc};
 use prost::Message;
@@ -62,9 +65,10 @@ fn not_found(id: &str) -> Status {
     Status::not_found(format!("webhook endpoint {id} not found"))
 }
 
-/// Checks an endpoint URL: https (http only when allowed), at most 2048
-/// characters, a host, no credentials, no fragment.
-pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), Status> {
+/// Checks an endpoint URL's form: https (http only when allowed), at most
+/// 2048 characters, a host, no credentials, no fragment. Where it points is
+/// judged by the egress policy ([`crate::channels::egress`]).
+pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<reqwest::Url, Status> {
     if url.is_empty() {
         return Err(invalid("url: required"));
     }
@@ -85,6 +89,66 @@ pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), Status> {
     }
     if parsed.fragment().is_some() {
         return Err(invalid("url: must not have a #fragment"));
+    }
+    Ok(parsed)
+}
+
+/// Seals what is not sealed under the current key: clear secrets written
+/// before secrets were sealed (migration 0003), and secrets sealed under an
+/// older key (key rotation). Runs at start-up; the table holds endpoints,
+/// not deliveries, so one pass is small.
+pub async fn seal_at_rest(
+    pool: &sqlx::PgPool,
+    keys: &crate::domain::sealing::Keyring,
+) -> anyhow::Result<()> {
+    type Stored = (
+        Uuid,
+        Option<String>,
+        Option<String>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+    );
+    let rows: Vec<Stored> = sqlx::query_as(
+        "SELECT endpoint_id, secret, previous_secret, secret_sealed, previous_sealed FROM webhook_endpoints",
+    )
+    .fetch_all(pool)
+    .await?;
+    let current = keys.current_id();
+    let mut resealed = 0;
+    for (id, clear, prev_clear, sealed, prev_sealed) in rows {
+        let bound = id.to_string();
+        let reseal = |clear: Option<String>,
+                      sealed: Option<Vec<u8>>|
+         -> anyhow::Result<(Option<Vec<u8>>, bool)> {
+            Ok(match (clear, sealed) {
+                (Some(c), _) => (Some(keys.seal(&bound, &c)), true),
+                (None, Some(s)) if crate::domain::sealing::Keyring::key_id(&s) != Some(current) => {
+                    (Some(keys.seal(&bound, &keys.open(&bound, &s)?)), true)
+                }
+                (None, s) => (s, false),
+            })
+        };
+        let (secret, a) = reseal(clear, sealed)?;
+        let (previous, b) = reseal(prev_clear, prev_sealed)?;
+        if a || b {
+            sqlx::query(
+                "UPDATE webhook_endpoints SET secret_sealed = $2, previous_sealed = $3, secret = NULL, previous_secret = NULL
+                  WHERE endpoint_id = $1",
+            )
+            .bind(id)
+            .bind(secret)
+            .bind(previous)
+            .execute(pool)
+            .await?;
+            resealed += 1;
+        }
+    }
+    if resealed > 0 {
+        tracing::info!(
+            resealed,
+            key = current,
+            "webhook secrets sealed under the current key"
+        );
     }
     Ok(())
 }
@@ -121,7 +185,10 @@ impl WebhookService for Api {
         let tenant = tenant_of(&caller, ADMINS)?;
         let r = req.into_inner();
         require_request_id(&r.request_id)?;
-        check_url(&r.url, self.webhook_allow_http)?;
+        let url = check_url(&r.url, self.webhook_allow_http)?;
+        crate::channels::egress::check_registration(&self.egress, &url)
+            .await
+            .map_err(|refusal| invalid(format!("url: {refusal}")))?;
         if r.event_kinds.is_empty() {
             return Err(invalid("event_kinds: at least one"));
         }
@@ -149,24 +216,26 @@ impl WebhookService for Api {
         let id = Uuid::now_v7();
         let secret = signature::new_secret();
         sqlx::query(
-            "INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, event_kinds, secret, secret_issued_at)
+            "INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, event_kinds, secret_sealed, secret_issued_at)
              VALUES ($1, $2, $3, $4, $5, now())",
         )
         .bind(id)
         .bind(&tenant)
         .bind(&r.url)
         .bind(&kinds)
-        .bind(&secret)
+        .bind(self.secret_keys.seal(&id.to_string(), &secret))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let resp = CreateWebhookEndpointResponse {
+        let mut resp = CreateWebhookEndpointResponse {
             endpoint: Some(to_proto(&get(&mut tx, id).await?)),
-            secret,
+            secret: String::new(),
         };
+        // Stored for replay without the secret: it exists only sealed.
         idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
             .await
             .map_err(db)?;
+        resp.secret = secret;
         tx.commit().await.map_err(db)?;
         tracing::info!(endpoint = %id, "webhook endpoint created");
         Ok(Response::new(resp))
@@ -202,22 +271,23 @@ impl WebhookService for Api {
         lock(&mut tx, &tenant, id).await?;
         let secret = signature::new_secret();
         sqlx::query(
-            "UPDATE webhook_endpoints SET previous_secret = secret, previous_expires_at = now() + make_interval(secs => $3),
-                secret = $2, secret_issued_at = now() WHERE endpoint_id = $1",
+            "UPDATE webhook_endpoints SET previous_sealed = secret_sealed, previous_expires_at = now() + make_interval(secs => $3),
+                secret_sealed = $2, secret_issued_at = now() WHERE endpoint_id = $1",
         )
         .bind(id)
-        .bind(&secret)
+        .bind(self.secret_keys.seal(&id.to_string(), &secret))
         .bind(f64::from(overlap))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let resp = RotateWebhookSecretResponse {
+        let mut resp = RotateWebhookSecretResponse {
             endpoint: Some(to_proto(&get(&mut tx, id).await?)),
-            secret,
+            secret: String::new(),
         };
         idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
             .await
             .map_err(db)?;
+        resp.secret = secret;
         tx.commit().await.map_err(db)?;
         tracing::info!(endpoint = %id, overlap, "webhook secret rotated");
         Ok(Response::new(resp))

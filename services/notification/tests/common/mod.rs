@@ -77,6 +77,12 @@ pub fn env(
         ("NOTIFICATION_PAGER_URL", pager.url("/v2/enqueue")),
         ("NOTIFICATION_PAGER_TOKEN", "pager-test-token".to_owned()),
         ("NOTIFICATION_WEBHOOK_ALLOW_HTTP", "true".to_owned()),
+        // The test's own receivers, and nothing else inside.
+        ("NOTIFICATION_EGRESS_ALLOW_HOSTS", "127.0.0.1".to_owned()),
+        (
+            "NOTIFICATION_SECRET_KEYS",
+            wardline_testkit::SEALING_KEYS.to_owned(),
+        ),
         (
             "NOTIFICATION_LINK_BASE_URL",
             "https://desk.example.org".to_owned(),
@@ -87,11 +93,11 @@ pub fn env(
         ("NOTIFICATION_RETRY_BASE_MS", "50".to_owned()),
         ("NOTIFICATION_RETRY_MAX_MS", "200".to_owned()),
         ("NOTIFICATION_MAX_ATTEMPTS", "4".to_owned()),
-        ("WARDLINE_JWT_SECRET", wardline_testkit::SECRET.to_owned()),
         ("WARDLINE_SHUTDOWN_TIMEOUT_MS", "5000".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
+    .chain(wardline_testkit::auth_env())
     .chain(nats.service_env("notification", &[]))
     .collect()
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use secrecy::SecretString;
 use tracing::Instrument as _;
-use wardline_kit::auth::{ALL_TENANTS, Role, mint};
+use wardline_kit::auth::signing::{Claims, Signer};
+use wardline_kit::auth::{ALL_TENANTS, Role};
 
 use crate::cli::{Cli, Command};
 use crate::grpc::{self, Session};
@@ -40,6 +41,7 @@ pub mod routing;
 pub mod tenant;
 pub mod ticket;
 pub mod token;
+pub mod token_source;
 
 /// Subject of the tokens wardctl mints for itself.
 pub const WARDCTL_SUBJECT: &str = "wardctl";
@@ -60,7 +62,10 @@ pub struct Context {
     /// NATS URL.
     pub nats_url: String,
     secret: Option<SecretString>,
+    issuer_key: Option<std::path::PathBuf>,
+    development: bool,
     token: Option<SecretString>,
+    client: Option<token_source::ClientCredentials>,
     /// `--tenant`.
     pub tenant: Option<String>,
     request_id: Option<String>,
@@ -82,7 +87,14 @@ impl Context {
             notification_url: cli.notification_url.clone(),
             nats_url: cli.nats_url.clone(),
             secret: cli.secret.clone(),
+            issuer_key: cli.issuer_key.clone(),
+            // The services' own reading of WARDLINE_ENV (one parser).
+            development: wardline_kit::tls::Profile::from_env(
+                &wardline_kit::config::Env::from_pairs([("WARDLINE_ENV", cli.profile.as_str())]),
+            )
+            .is_ok_and(|p| !p.is_production()),
             token: cli.token.clone(),
+            client: token_source::ClientCredentials::from_cli(cli),
             tenant: cli.tenant.clone().filter(|t| !t.is_empty()),
             request_id: cli.request_id.clone(),
             timeout: cli.timeout(),
@@ -100,42 +112,60 @@ impl Context {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
     }
 
-    /// The signing secret, or an error saying how to give one.
-    pub fn secret(&self) -> Result<&SecretString> {
-        self.secret.as_ref().context(
-            "no signing secret: set WARDLINE_JWT_SECRET or pass --secret \
-             (or give a ready token with --token / WARDCTL_TOKEN)",
-        )
+    /// The development signer (--issuer-key or --secret); refused outside
+    /// development, where tokens come from the identity provider.
+    pub fn dev_signer(&self) -> Result<Signer> {
+        if !self.development {
+            bail!(
+                "wardctl mints tokens only with WARDLINE_ENV=development (or --env development); \
+                 in production give a token from your identity provider: --token / WARDLINE_TOKEN, \
+                 or --client-id with WARDLINE_CLIENT_SECRET and --token-url (client credentials)"
+            );
+        }
+        Signer::for_development(self.issuer_key.as_deref(), self.secret.as_ref())
+            .context("cannot mint a token")
     }
 
-    /// The token admin commands run with: `--token` when given, else a
-    /// short-lived vendor_admin token for all tenants minted from the secret.
+    /// Gets a token from the identity provider when wardctl is configured
+    /// for the client-credentials flow and was given no token; call once
+    /// before running a command.
+    pub async fn fetch_token(&mut self) -> Result<()> {
+        if self.token.is_none()
+            && let Some(client) = &self.client
+        {
+            self.token = Some(client.fetch(self.timeout).await?);
+        }
+        Ok(())
+    }
+
+    /// The token admin commands run with: `--token` (or the one the
+    /// client-credentials flow got), else, in development only, a
+    /// short-lived vendor_admin token for all tenants minted by wardctl.
     pub fn admin_token(&self) -> Result<SecretString> {
         if let Some(t) = &self.token {
             return Ok(t.clone());
         }
-        let token = mint(
-            self.secret()?,
+        let claims = Claims::new(
             WARDCTL_SUBJECT,
             ALL_TENANTS,
             &[Role::VendorAdmin],
             SELF_TOKEN_TTL,
-        )
-        .context("cannot mint a token")?;
+        );
+        let token = self
+            .dev_signer()?
+            .sign(&claims)
+            .context("cannot mint a token")?;
         Ok(SecretString::from(token))
     }
 
     /// A short-lived `analyst` token of `tenant` with `analyst` as subject,
-    /// minted from the secret (the demo acts as the assigned analyst).
+    /// minted by wardctl (development: the demo acts as the assigned analyst).
     pub fn analyst_token(&self, analyst: &str, tenant: &str) -> Result<SecretString> {
-        let token = mint(
-            self.secret()?,
-            analyst,
-            tenant,
-            &[Role::Analyst],
-            SELF_TOKEN_TTL,
-        )
-        .context("cannot mint an analyst token")?;
+        let claims = Claims::new(analyst, tenant, &[Role::Analyst], SELF_TOKEN_TTL);
+        let token = self
+            .dev_signer()?
+            .sign(&claims)
+            .context("cannot mint an analyst token")?;
         Ok(SecretString::from(token))
     }
 
@@ -185,12 +215,16 @@ impl Context {
 
 /// Runs one command; its output goes to stdout.
 pub async fn run(cli: Cli) -> Result<()> {
-    let ctx = Context::from_cli(&cli);
+    let mut ctx = Context::from_cli(&cli);
+    if !matches!(cli.command, Command::Token(_) | Command::DevIssuer(_)) {
+        ctx.fetch_token().await?;
+    }
     let name = command_name();
     let span = tracing::info_span!("wardctl", otel.name = %format!("wardctl {name}"), otel.kind = "client");
     async move {
         match cli.command {
             Command::Token(args) => token::run(&ctx, &args),
+            Command::DevIssuer(cmd) => token::dev_issuer(&ctx, &cmd),
             Command::Tenant(cmd) => tenant::run(&ctx, cmd).await,
             Command::Ticket(cmd) => ticket::run(&ctx, cmd).await,
             Command::Analyst(cmd) => analyst::run(&ctx, cmd).await,
@@ -316,9 +350,16 @@ mod tests {
 
     /// False when the environment supplies what a test expects to be absent.
     fn env_is_clean() -> bool {
-        ["WARDLINE_JWT_SECRET", "WARDCTL_TOKEN", "WARDCTL_TENANT"]
-            .iter()
-            .all(|v| std::env::var_os(v).is_none())
+        [
+            "WARDLINE_JWT_SECRET",
+            "WARDLINE_TOKEN",
+            "WARDCTL_TENANT",
+            "WARDLINE_ENV",
+            "WARDLINE_DEV_ISSUER_KEY",
+            "WARDLINE_CLIENT_ID",
+        ]
+        .iter()
+        .all(|v| std::env::var_os(v).is_none())
     }
 
     #[test]
@@ -331,21 +372,58 @@ mod tests {
         assert_eq!(c.request_id(), "fixed-1");
     }
 
-    #[test]
-    fn the_admin_token_is_a_vendor_token_from_the_secret() {
-        let c = ctx(&["--secret", SECRET, "tenant", "list"]);
+    #[tokio::test]
+    async fn the_admin_token_is_a_vendor_token_minted_only_in_development() {
+        if !env_is_clean() {
+            eprintln!("skipped: a wardctl variable is set");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = wardline_kit::auth::signing::DevIssuer::at(dir.path());
+        issuer.ensure().unwrap();
+        let key = issuer.key_file().display().to_string();
+        let e = ctx(&["--issuer-key", &key, "tenant", "list"])
+            .admin_token()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("WARDLINE_ENV=development") && e.contains("WARDLINE_TOKEN"),
+            "{e}"
+        );
+        let c = ctx(&[
+            "--env",
+            "development",
+            "--issuer-key",
+            &key,
+            "tenant",
+            "list",
+        ]);
         let token = c.admin_token().unwrap();
-        let auth = Authenticator::hs256(&SecretString::from(SECRET));
-        let caller = auth.verify(token.expose_secret(), Some("stmarys")).unwrap();
+        let mut cfg =
+            wardline_kit::auth::AuthConfig::hs256(&SecretString::from(SECRET), "wardline-intake");
+        cfg.keys = wardline_kit::auth::KeySource::JwksFile(issuer.jwks_file());
+        let auth = Authenticator::new(cfg).await.unwrap();
+        let caller = auth
+            .verify(token.expose_secret(), Some("stmarys"))
+            .await
+            .unwrap();
         assert!(caller.all_tenants);
         assert_eq!(caller.subject, WARDCTL_SUBJECT);
         assert_eq!(caller.roles, vec![Role::VendorAdmin]);
+        // HS256 with a secret, for services in development on that path.
+        let c = ctx(&["--env", "development", "--secret", SECRET, "tenant", "list"]);
+        let auth = Authenticator::hs256(&SecretString::from(SECRET), "wardline-billing").await;
+        assert!(
+            auth.verify(c.admin_token().unwrap().expose_secret(), None)
+                .await
+                .is_ok()
+        );
     }
 
     #[test]
     fn a_ready_token_wins_and_makes_the_tenant_optional() {
         if !env_is_clean() {
-            eprintln!("skipped: WARDLINE_JWT_SECRET, WARDCTL_TOKEN or WARDCTL_TENANT is set");
+            eprintln!("skipped: a wardctl variable is set");
             return;
         }
         let c = ctx(&["--token", "given", "ticket", "list"]);
@@ -354,8 +432,8 @@ mod tests {
         let c = ctx(&["--secret", SECRET, "ticket", "list"]);
         let e = c.tenant_for_tickets().unwrap_err().to_string();
         assert!(e.contains("--tenant"), "{e}");
-        let c = ctx(&["ticket", "list"]);
-        let e = c.admin_token().unwrap_err().to_string();
-        assert!(e.contains("WARDLINE_JWT_SECRET"), "{e}");
+        let c = ctx(&["--env", "development", "ticket", "list"]);
+        let e = format!("{:#}", c.admin_token().unwrap_err());
+        assert!(e.contains("WARDLINE_DEV_ISSUER_KEY"), "{e}");
     }
 }

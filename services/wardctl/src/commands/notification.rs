@@ -148,10 +148,14 @@ pub async fn webhook(ctx: &Context, cmd: WebhookCommand) -> Result<()> {
                 })
                 .await
                 .map_err(|s| {
-                    let http = s.code() == Code::InvalidArgument && s.message().contains("http");
+                    let invalid = s.code() == Code::InvalidArgument;
+                    let http = invalid && s.message().contains("http");
+                    let internal = invalid && s.message().contains("public address");
                     let e = anyhow::Error::new(s);
                     if http {
                         e.context("notification takes https:// URLs only, unless started with NOTIFICATION_WEBHOOK_ALLOW_HTTP=true")
+                    } else if internal {
+                        e.context("notification sends only to public addresses, unless the host is in its NOTIFICATION_EGRESS_ALLOW_HOSTS")
                     } else {
                         e
                     }

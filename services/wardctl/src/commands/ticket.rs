@@ -286,10 +286,21 @@ async fn note(
 
 async fn notes(ctx: &Context, session: &Session, ticket: &str) -> Result<()> {
     let t = get(session, ticket).await?;
-    let req = ListNotesRequest {
-        ticket_id: t.ticket_id.clone(),
-    };
-    let notes = session.tickets().list_notes(req).await?.into_inner().notes;
+    let mut notes = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let req = ListNotesRequest {
+            ticket_id: t.ticket_id.clone(),
+            page_size: 500,
+            page_token,
+        };
+        let page = session.tickets().list_notes(req).await?.into_inner();
+        notes.extend(page.notes);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
     if ctx.json {
         print_json(&notes);
     } else if notes.is_empty() {
