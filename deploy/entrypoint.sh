@@ -9,6 +9,7 @@
 #   PGPASSWORD           the database password; the service's *_DATABASE_URL
 #                        then carries no password (sqlx reads PGPASSWORD)
 set -eu
+# shellcheck disable=SC2043 # one variable today; the list is where another goes
 for name in PGPASSWORD; do
     eval "file=\${${name}_FILE:-}"
     [ -n "$file" ] || continue
