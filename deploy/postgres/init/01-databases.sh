@@ -5,9 +5,11 @@
 # One database and one login role per service, the role owning its database,
 # and nobody else allowed to connect to it: a service never reads another
 # service's database (docs: ARCHITECTURE.md). Passwords come from the
-# environment (see .env), one variable per service:
+# environment, one variable per service, or from the file its _FILE
+# variant names (compose passes secret files: scripts/compose-secrets.sh):
 #
-#   INTAKE_DB_PASSWORD  ROUTING_DB_PASSWORD  BILLING_DB_PASSWORD  NOTIFICATION_DB_PASSWORD
+#   INTAKE_DB_PASSWORD[_FILE]  ROUTING_DB_PASSWORD[_FILE]
+#   BILLING_DB_PASSWORD[_FILE]  NOTIFICATION_DB_PASSWORD[_FILE]
 #
 # Safe to run again: existing roles get their password reset, existing
 # databases are left alone.
@@ -16,7 +18,7 @@ set -euo pipefail
 create_service_db() {
     local name="$1" password="$2"
     if [[ -z "$password" ]]; then
-        echo "01-databases.sh: no password for role $name (set ${name^^}_DB_PASSWORD)" >&2
+        echo "01-databases.sh: no password for role $name (set ${name^^}_DB_PASSWORD or ${name^^}_DB_PASSWORD_FILE)" >&2
         exit 1
     fi
     psql -v ON_ERROR_STOP=1 --no-psqlrc \
@@ -33,7 +35,18 @@ SQL
     echo "01-databases.sh: database and role $name ready" >&2
 }
 
-create_service_db intake "${INTAKE_DB_PASSWORD:-}"
-create_service_db routing "${ROUTING_DB_PASSWORD:-}"
-create_service_db billing "${BILLING_DB_PASSWORD:-}"
-create_service_db notification "${NOTIFICATION_DB_PASSWORD:-}"
+# password_of NAME: $NAME_DB_PASSWORD, else the content of $NAME_DB_PASSWORD_FILE.
+password_of() {
+    local var="${1^^}_DB_PASSWORD" file
+    file="${var}_FILE"
+    if [[ -n "${!var:-}" ]]; then
+        printf '%s' "${!var}"
+    elif [[ -n "${!file:-}" ]]; then
+        [[ -r "${!file}" ]] || { echo "01-databases.sh: cannot read $file=${!file}" >&2; exit 1; }
+        printf '%s' "$(<"${!file}")"
+    fi
+}
+
+for service in intake routing billing notification; do
+    create_service_db "$service" "$(password_of "$service")"
+done

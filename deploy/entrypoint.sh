@@ -1,0 +1,28 @@
+#!/bin/sh
+# Entrypoint of every Wardline image: runs the binary named by $SERVICE as
+# PID 1 (exec, so it gets SIGTERM directly and shuts down gracefully), with
+# the arguments given after the image name (compose `command:`).
+#
+# Secrets from files: for each variable below, NAME_FILE names a file (a
+# compose or Docker secret, a mounted Kubernetes Secret) whose content,
+# without the trailing newline, becomes NAME. Setting both is an error.
+#   PGPASSWORD           the database password; the service's *_DATABASE_URL
+#                        then carries no password (sqlx reads PGPASSWORD)
+set -eu
+# shellcheck disable=SC2043 # one variable today; the list is where another goes
+for name in PGPASSWORD; do
+    eval "file=\${${name}_FILE:-}"
+    [ -n "$file" ] || continue
+    eval "current=\${${name}:-}"
+    if [ -n "$current" ]; then
+        echo "wardline-entrypoint: both $name and ${name}_FILE are set" >&2
+        exit 2
+    fi
+    if ! value="$(cat "$file")"; then
+        echo "wardline-entrypoint: cannot read ${name}_FILE=$file" >&2
+        exit 2
+    fi
+    export "$name=$value"
+    unset "${name}_FILE"
+done
+exec "/usr/local/bin/${SERVICE:?set SERVICE to the binary to run}" "$@"
