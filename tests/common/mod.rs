@@ -240,7 +240,7 @@ pub fn analyst_token(tenant: &str, analyst: &str) -> String {
 }
 
 pub fn nurse_token(tenant: &str) -> String {
-    wardline_testkit::token("rn.jones", tenant, &[Role::Requester])
+    wardline_testkit::token("caller-1", tenant, &[Role::Requester])
 }
 
 impl Stack {

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use tonic::Code;
+use wardline_kit::auth::Role;
 use wardline_proto::common::{Category, Priority, TicketStatus};
 use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{HoldReason, ResolutionCode, TransferReason};
@@ -756,6 +757,46 @@ async fn a_tenant_over_its_write_quota_is_told_to_wait_and_can_still_read() {
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_requester_calls_as_themselves_and_an_analyst_for_anyone() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    // The provider states Riley's email.
+    let riley = wardline_testkit::token_with_email(
+        "rn.jones",
+        "stmarys",
+        &[Role::Requester],
+        "riley.jones@example.org",
+    );
+    let mut nurse = app.tickets(&riley);
+    let mut as_other = nurse_ticket("other");
+    as_other.caller.as_mut().unwrap().caller_id = "dr.house".into();
+    let e = nurse.create_ticket(as_other).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(
+        e.message().starts_with("caller.caller_id:"),
+        "{}",
+        e.message()
+    );
+    let mut elsewhere = nurse_ticket("elsewhere");
+    elsewhere.caller.as_mut().unwrap().email = "someone.else@example.org".into();
+    let e = nurse.create_ticket(elsewhere).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().starts_with("caller.email:"), "{}", e.message());
+    // Empty: the provider's email is used.
+    let mut own = nurse_ticket("own");
+    own.caller.as_mut().unwrap().email.clear();
+    let t = nurse.create_ticket(own).await.unwrap().into_inner();
+    assert_eq!(t.caller.unwrap().email, "riley.jones@example.org");
+    // An analyst takes the call for anyone, at any address.
+    let mut analyst = app.tickets(&analyst_token("stmarys", "an.lee"));
+    let mut for_other = nurse_ticket("for-other");
+    for_other.caller.as_mut().unwrap().caller_id = "dr.house".into();
+    for_other.caller.as_mut().unwrap().email = "g.house@example.org".into();
+    let t = analyst.create_ticket(for_other).await.unwrap().into_inner();
+    assert_eq!(t.caller.unwrap().caller_id, "dr.house");
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ fn who(subject: &str, tenant: Option<&str>, all_tenants: bool, roles: &[Role]) -
         tenant: tenant.map(str::to_owned),
         all_tenants,
         roles: roles.to_vec(),
+        email: None,
     }
 }
 

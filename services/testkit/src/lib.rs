@@ -135,6 +135,13 @@ pub fn token(subject: &str, tenant: &str, roles: &[Role]) -> String {
     ))
 }
 
+/// [`token`] with the `email` claim an identity provider states.
+pub fn token_with_email(subject: &str, tenant: &str, roles: &[Role], email: &str) -> String {
+    let mut claims = Claims::new(subject, tenant, roles, std::time::Duration::from_secs(3600));
+    claims.email = Some(email.to_owned());
+    sign(&claims)
+}
+
 /// Adds `authorization` (and `x-tenant-id`, for vendor tokens) to every call.
 #[derive(Clone)]
 pub struct Auth {

@@ -173,6 +173,35 @@ fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, S
     })
 }
 
+/// A requester (a clinician on the portal, an integration without a
+/// desk role) calls as themselves: the caller is the token's subject, and
+/// when the identity provider states their email, updates go there.
+/// Naming another person (whose recipient entry in notification the ticket
+/// would then rewrite) or, against the provider's word, another address
+/// (notification would mail it) is refused; only roles that take calls on
+/// someone's behalf (analyst, tenant admin, vendor admin) may. A token
+/// without an email claim leaves the address to the requester (map
+/// `WARDLINE_JWT_EMAIL_CLAIM` to close that). A call-back phone is theirs
+/// to give.
+fn calls_as_themselves(row: &mut TicketRow, caller: &Caller) -> Result<(), Status> {
+    if row.caller_id != caller.subject {
+        return Err(Status::permission_denied(
+            "caller.caller_id: a requester calls as themselves (the token's subject); analysts take calls for others",
+        ));
+    }
+    match (&caller.email, row.caller_email.is_empty()) {
+        (Some(mine), true) => row.caller_email = mine.clone(),
+        (None, _) => {}
+        (Some(mine), false) if mine.eq_ignore_ascii_case(&row.caller_email) => {}
+        (Some(_), false) => {
+            return Err(Status::permission_denied(
+                "caller.email: a requester's updates go to the email their identity provider states (leave it empty)",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A lifecycle change: what to do to the row, and the event it publishes.
 type Change = Box<dyn FnOnce(&mut TicketRow, &Caller) -> Result<Payload, Status> + Send>;
 
@@ -320,7 +349,10 @@ impl TicketService for Api {
         let tenant = caller.tenant()?.to_owned();
         tracing::Span::current().record("tenant", tenant.as_str());
         let r = req.into_inner();
-        let row = validate_create(&r, &tenant)?;
+        let mut row = validate_create(&r, &tenant)?;
+        if !caller.has_any(WORK_ROLES) {
+            calls_as_themselves(&mut row, &caller)?;
+        }
         self.quota.check(&tenant)?;
         let span = tracing::Span::current();
         span.record("ticket_id", tracing::field::display(row.ticket_id));

@@ -68,6 +68,9 @@ pub struct Caller {
     pub all_tenants: bool,
     /// Roles granted.
     pub roles: Vec<Role>,
+    /// The person's email as the identity provider states it
+    /// (`WARDLINE_JWT_EMAIL_CLAIM`, `email`), if the token carries one.
+    pub email: Option<String>,
 }
 
 impl Caller {
@@ -261,11 +264,16 @@ impl Authenticator {
                 "the token carries no Wardline role (see WARDLINE_JWT_ROLES_CLAIM and WARDLINE_JWT_ROLE_MAP)",
             ));
         }
+        let email = claim(&claims, &map.email)
+            .and_then(Value::as_str)
+            .filter(|e| crate::validate::is_email(e))
+            .map(str::to_owned);
         Ok(Caller {
             subject,
             tenant,
             all_tenants: all,
             roles,
+            email,
         })
     }
 

@@ -74,6 +74,9 @@ pub struct ClaimMapping {
     /// `WARDLINE_JWT_TENANT_CLAIM` (`tenant`): a dotted path to the tenant
     /// slug (or `*`).
     pub tenant: String,
+    /// `WARDLINE_JWT_EMAIL_CLAIM` (`email`): the person's email, which a
+    /// requester's ticket is answered at.
+    pub email: String,
     /// `WARDLINE_JWT_ROLE_MAP` (`Wardline.Analyst=analyst,...`): provider
     /// values to Wardline roles. Empty: values are taken as Wardline role
     /// names (`analyst`, `tenant_admin` ...). Unmapped values are ignored.
@@ -86,6 +89,7 @@ impl Default for ClaimMapping {
             subject: "sub".into(),
             roles: "roles".into(),
             tenant: "tenant".into(),
+            email: "email".into(),
             role_map: Vec::new(),
         }
     }
@@ -271,6 +275,7 @@ impl AuthConfig {
             subject: env.string("WARDLINE_JWT_SUBJECT_CLAIM", "sub"),
             roles: env.string("WARDLINE_JWT_ROLES_CLAIM", "roles"),
             tenant: env.string("WARDLINE_JWT_TENANT_CLAIM", "tenant"),
+            email: env.string("WARDLINE_JWT_EMAIL_CLAIM", "email"),
             role_map: parse_role_map(&env.list("WARDLINE_JWT_ROLE_MAP"))?,
         };
         let refresh: u64 = env.parse("WARDLINE_JWKS_REFRESH_SECS", 900)?;

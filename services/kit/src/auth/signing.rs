@@ -36,6 +36,9 @@ pub struct Claims {
     pub iss: String,
     /// Audiences: the services the token is good for.
     pub aud: Vec<String>,
+    /// The person's email, as a provider states it (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 impl Claims {
@@ -51,6 +54,7 @@ impl Claims {
             iat: now,
             iss: DEV_ISSUER.to_owned(),
             aud: SERVICES.iter().map(|s| default_audience(s)).collect(),
+            email: None,
         }
     }
 }

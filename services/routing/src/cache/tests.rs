@@ -47,6 +47,7 @@ fn admin() -> Caller {
         tenant: Some(TENANT.into()),
         all_tenants: false,
         roles: vec![Role::TenantAdmin],
+        email: None,
     }
 }
 

@@ -782,6 +782,7 @@ mod tests {
             tenant: tenant.map(str::to_owned),
             all_tenants: all,
             roles: roles.to_vec(),
+            email: None,
         }
     }
 
@@ -1223,6 +1224,7 @@ pub(crate) mod db_tests {
             all_tenants: roles.contains(&Role::VendorAdmin) && tenant.is_none(),
             tenant: tenant.map(str::to_owned),
             roles: roles.to_vec(),
+            email: None,
         }
     }
 

@@ -216,6 +216,7 @@ mod tests {
             tenant: tenant.map(str::to_owned),
             all_tenants: all,
             roles: roles.to_vec(),
+            email: None,
         }
     }
 

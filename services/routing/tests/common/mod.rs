@@ -31,6 +31,7 @@ pub fn req<T>(msg: T) -> Request<T> {
         tenant: Some(TENANT.into()),
         all_tenants: false,
         roles: vec![Role::TenantAdmin],
+        email: None,
     });
     r
 }
