@@ -192,16 +192,17 @@ async fn the_assigned_analyst_hears_it_and_an_early_assignment_waits_for_the_dir
 async fn a_webhook_arrives_signed_and_both_secrets_sign_during_rotation() {
     let h = spawn().await;
     let receiver = wardline_testkit::HttpSink::start().await;
+    let hook = || CreateWebhookEndpointRequest {
+        request_id: "hook-1".into(),
+        url: receiver.url("/wardline"),
+        event_kinds: vec![
+            EventKind::TicketReceived as i32,
+            EventKind::TicketResolved as i32,
+        ],
+    };
     let created = h
         .webhooks()
-        .create_webhook_endpoint(CreateWebhookEndpointRequest {
-            request_id: "hook-1".into(),
-            url: receiver.url("/wardline"),
-            event_kinds: vec![
-                EventKind::TicketReceived as i32,
-                EventKind::TicketResolved as i32,
-            ],
-        })
+        .create_webhook_endpoint(hook())
         .await
         .unwrap()
         .into_inner();
@@ -232,14 +233,7 @@ async fn a_webhook_arrives_signed_and_both_secrets_sign_during_rotation() {
     );
     let replay = h
         .webhooks()
-        .create_webhook_endpoint(CreateWebhookEndpointRequest {
-            request_id: "hook-1".into(),
-            url: receiver.url("/wardline"),
-            event_kinds: vec![
-                EventKind::TicketReceived as i32,
-                EventKind::TicketResolved as i32,
-            ],
-        })
+        .create_webhook_endpoint(hook())
         .await
         .unwrap()
         .into_inner();

@@ -797,11 +797,7 @@ impl TicketService for Api {
             .map_err(|e| db_status(&e))?
             .ok_or_else(|| not_found(&r.ticket_id))?;
         drop(conn);
-        let size = match r.page_size {
-            0 => 100,
-            n @ 1..=500 => i64::from(n),
-            _ => return Err(Status::invalid_argument("page_size: at most 500")),
-        };
+        let size = wardline_kit::api::page_size(r.page_size, 100, 500)?;
         let after = if r.page_token.is_empty() {
             Uuid::nil()
         } else {
@@ -811,18 +807,11 @@ impl TicketService for Api {
         };
         // Requesters see what was written for them, not the analysts' working notes.
         let only_for = (!caller.has_any(WORK_ROLES)).then_some(caller.subject.as_str());
-        let mut notes = storage::list_notes(&self.pool, &tenant, id, only_for, after, size + 1)
+        let rows = storage::list_notes(&self.pool, &tenant, id, only_for, after, size + 1)
             .await
             .map_err(|e| db_status(&e))?;
-        let next_page_token = if notes.len() as i64 > size {
-            notes.truncate(size as usize);
-            notes
-                .last()
-                .map(|n| n.note_id.to_string())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (notes, next_page_token) =
+            wardline_kit::api::page(rows, size, |n| n.note_id.to_string());
         Ok(Response::new(ListNotesResponse {
             notes: notes.iter().map(convert::note).collect(),
             next_page_token,

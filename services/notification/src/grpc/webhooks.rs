@@ -109,8 +109,15 @@ pub async fn seal_at_rest(
         Option<Vec<u8>>,
     );
     let rows: Vec<Stored> = sqlx::query_as(
-        "SELECT endpoint_id, secret, previous_secret, secret_sealed, previous_sealed FROM webhook_endpoints",
+        // Only what needs sealing: clear secrets, and sealed ones whose key
+        // id (byte 0 its length, then the id) is not the current key's, so
+        // a restart with nothing to do reads nothing.
+        "SELECT endpoint_id, secret, previous_secret, secret_sealed, previous_sealed FROM webhook_endpoints
+          WHERE secret IS NOT NULL OR previous_secret IS NOT NULL
+             OR substring(secret_sealed from 2 for get_byte(secret_sealed, 0)) <> $1
+             OR substring(previous_sealed from 2 for get_byte(previous_sealed, 0)) <> $1",
     )
+    .bind(keys.current_id().as_bytes())
     .fetch_all(pool)
     .await?;
     let current = keys.current_id();
