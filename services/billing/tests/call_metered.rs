@@ -18,9 +18,7 @@ use wardline_proto::billing::CreateContractVersionRequest;
 use wardline_proto::billing::contract_service_client::ContractServiceClient;
 use wardline_proto::common::Priority;
 use wardline_proto::events::event_envelope::Payload;
-use wardline_proto::events::{
-    EventEnvelope, TenantCreated, TenantInfo, TicketCreated, TicketSnapshot,
-};
+use wardline_proto::events::{EventEnvelope, TicketCreated, TicketSnapshot};
 use wardline_testkit::{Auth, TestDb, TestNats};
 
 const TZ: &str = "America/Chicago";
@@ -31,25 +29,6 @@ fn local(d: u32, h: u32) -> DateTime<Utc> {
         .earliest()
         .unwrap()
         .with_timezone(&Utc)
-}
-
-fn tenant_created(tenant: &str) -> EventEnvelope {
-    envelope(
-        "intake",
-        tenant,
-        tenant,
-        1,
-        Payload::TenantCreated(TenantCreated {
-            tenant: Some(TenantInfo {
-                tenant_id: tenant.into(),
-                name: tenant.into(),
-                time_zone: TZ.into(),
-                ticket_prefix: "STM".into(),
-                facilities: vec![],
-                active: true,
-            }),
-        }),
-    )
 }
 
 fn ticket_created(tenant: &str, n: u32, at: DateTime<Utc>, priority: Priority) -> EventEnvelope {
@@ -114,7 +93,12 @@ async fn each_recorded_call_is_metered_exactly_once_with_its_contract_version_an
     let running = tokio::spawn(app.run_until_stopped());
 
     let js = nats.jetstream().await;
-    publish(&js, &tenant_created("stmarys"), "tenant-stmarys").await;
+    publish(
+        &js,
+        &wardline_testkit::build::tenant_created("stmarys", TZ),
+        "tenant-stmarys",
+    )
+    .await;
     // A contract from 1 March (the example: weekdays 08:00-17:00).
     wardline_testkit::eventually(20, "billing knows the tenant", || async {
         ContractServiceClient::with_interceptor(
