@@ -272,10 +272,11 @@ impl Stack {
         )
     }
 
+    /// SLA targets are contractual: the vendor sets them for a tenant.
     pub fn slas(&self, tenant: &str) -> Slas {
         SlaTargetServiceClient::with_interceptor(
             wardline_testkit::channel(self.routing_grpc),
-            Auth::new(&admin_token(tenant), None),
+            Auth::new(&vendor_token(), Some(tenant)),
         )
     }
 

@@ -604,7 +604,36 @@ pub async fn candidates(
 
 /// The API's view of an analyst at `now` (`on_shift` is computed, with the
 /// same rule routing decides by).
-pub fn to_proto(a: &AnalystRow, now: DateTime<Utc>) -> pb::Analyst {
+/// Who an analyst is shown to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience<'a> {
+    /// The vendor, or the analyst themselves: everything.
+    Everything,
+    /// A tenant's staff: the analyst as this tenant knows them. Coverage of
+    /// other tenants is left out, and so are the contacts of anyone who also
+    /// works for other tenants (the vendor's staff, reached through the
+    /// vendor). Load and availability stay: they explain this tenant's
+    /// queue, and say nothing about which tenant the load comes from.
+    Tenant(&'a str),
+}
+
+/// An analyst as `audience` may see them.
+pub fn to_proto(a: &AnalystRow, now: DateTime<Utc>, audience: Audience<'_>) -> pb::Analyst {
+    let mut shown = to_proto_full(a, now);
+    if let Audience::Tenant(t) = audience {
+        shown
+            .coverage
+            .retain(|c| c.tenant_id == t || c.tenant_id == ALL_TENANTS);
+        if !a.covers_only(t) {
+            shown.email.clear();
+            shown.phone.clear();
+            shown.pager.clear();
+        }
+    }
+    shown
+}
+
+fn to_proto_full(a: &AnalystRow, now: DateTime<Utc>) -> pb::Analyst {
     pb::Analyst {
         analyst_id: a.analyst_id.clone(),
         name: a.name.clone(),
@@ -722,7 +751,7 @@ mod tests {
     #[test]
     fn proto_view_carries_everything_and_computes_on_shift() {
         let a = row();
-        let p = to_proto(&a, now()); // 09:00 in Chicago on a Wednesday
+        let p = to_proto(&a, now(), Audience::Everything); // 09:00 in Chicago on a Wednesday
         assert_eq!(p.analyst_id, "rn.jones");
         assert_eq!(p.coverage.len(), 2);
         assert_eq!(p.coverage[0].facility_ids, vec!["main", "north"]);
@@ -751,10 +780,28 @@ mod tests {
         assert!(
             !to_proto(
                 &a,
-                now() - chrono::Duration::hours(2) - chrono::Duration::minutes(1)
+                now() - chrono::Duration::hours(2) - chrono::Duration::minutes(1),
+                Audience::Everything
             )
             .on_shift
         );
+    }
+
+    #[test]
+    fn a_tenant_sees_a_shared_analyst_through_its_own_tenant_only() {
+        // rn.jones works for stmarys and lakeside: lakeside's staff see the
+        // lakeside coverage, and no vendor contact.
+        let p = to_proto(&row(), now(), Audience::Tenant("lakeside"));
+        let tenants: Vec<&str> = p.coverage.iter().map(|c| c.tenant_id.as_str()).collect();
+        assert_eq!(tenants, ["lakeside"]);
+        assert_eq!((p.email.as_str(), p.phone.as_str()), ("", ""));
+        assert_eq!(p.name, "Rita Jones");
+        // An analyst of one hospital only is shown whole to that hospital.
+        let mut own = row();
+        own.coverage.truncate(1);
+        let p = to_proto(&own, now(), Audience::Tenant("stmarys"));
+        assert_eq!(p.email, "rita@desk.example");
+        assert_eq!(p.coverage.len(), 1);
     }
 
     #[test]
@@ -765,7 +812,7 @@ mod tests {
         };
         assert_eq!(a.tz(), chrono_tz::UTC);
         // Wednesday 15:00 read in UTC is inside 07:00-19:00.
-        assert!(to_proto(&a, now()).on_shift);
+        assert!(to_proto(&a, now(), Audience::Everything).on_shift);
     }
 
     #[test]

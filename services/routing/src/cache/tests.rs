@@ -51,6 +51,17 @@ fn admin() -> Caller {
     }
 }
 
+/// The vendor's all-tenants admin acting on [`TENANT`] (SLA targets are theirs).
+fn vendor() -> Caller {
+    Caller {
+        subject: "vendor".into(),
+        tenant: Some(TENANT.into()),
+        all_tenants: true,
+        roles: vec![Role::VendorAdmin],
+        email: None,
+    }
+}
+
 fn analyst(id: &str, skills: &[(pb::SkillModule, u32)]) -> pb::Analyst {
     pb::Analyst {
         analyst_id: id.into(),
@@ -333,7 +344,7 @@ async fn sla_targets_changed_through_the_api_set_the_next_tickets_deadlines() {
                 targets: Some(mine),
                 expected_version: 0,
             },
-            &admin(),
+            &vendor(),
         ))
         .await
         .unwrap();

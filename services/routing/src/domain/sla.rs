@@ -64,9 +64,9 @@ impl Targets {
             if r == 0 || r > 60 * 24 * 30 {
                 return Err(format!("targets[P{}].response_minutes: 1-43200", i + 1));
             }
-            if s < r || s > 60 * 24 * 90 {
+            if s <= r || s > 60 * 24 * 90 {
                 return Err(format!(
-                    "targets[P{}].resolution_minutes: at least the response target, at most 129600",
+                    "targets[P{}].resolution_minutes: longer than the response target, at most 129600",
                     i + 1
                 ));
             }
@@ -123,5 +123,13 @@ mod tests {
             ..Default::default()
         };
         assert!(t.validate().unwrap_err().starts_with("ack_timeout_seconds"));
+        // The proto: resolution_minutes > response_minutes.
+        let mut t = Targets::default();
+        t.resolution_minutes[3] = t.response_minutes[3];
+        assert!(
+            t.validate()
+                .unwrap_err()
+                .starts_with("targets[P4].resolution_minutes")
+        );
     }
 }

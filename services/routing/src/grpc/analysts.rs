@@ -5,9 +5,16 @@
 //! - a tenant admin reads analysts covering their tenant (directly or
 //!   through `"*"`) and manages only those covering nothing but their
 //!   tenant (PERMISSION_DENIED for the others they can see);
-//! - an analyst reads analysts covering their tenant, always reads
-//!   themselves, and sets their own availability (token subject = id);
+//! - an analyst reads analysts covering their tenant and sets their own
+//!   availability (token subject = id);
 //! - anything outside the caller's reach is NOT_FOUND, like a missing id.
+//!
+//! Subjects are not tenant-qualified (two hospitals' identity providers may
+//! both issue `jsmith`), so "subject = id" makes someone themselves only on
+//! an all-tenants token or where the analyst covers the token's tenant. A
+//! tenant's callers see an analyst shared with other tenants through their
+//! own tenant only: coverage of other tenants and the vendor's staff
+//! contacts are left out ([`directory::Audience`]).
 //!
 //! Every change publishes a directory event per covered tenant (before and
 //! after the change, so a tenant the analyst stopped covering hears it
@@ -287,6 +294,27 @@ enum Reach {
     Everything,
     /// Analysts covering this tenant (directly or through `"*"`).
     Tenant(String),
+    /// The caller themselves, seen from this tenant: only if they cover it.
+    Own(String),
+}
+
+impl Reach {
+    /// How an analyst in reach is shown.
+    fn audience(&self) -> directory::Audience<'_> {
+        match self {
+            Reach::Tenant(t) => directory::Audience::Tenant(t),
+            Reach::Everything | Reach::Own(_) => directory::Audience::Everything,
+        }
+    }
+
+    /// Is the existing analyst `a` visible at all? Analysts outside the
+    /// caller's tenant do not exist for them.
+    fn sees(&self, a: &AnalystRow) -> bool {
+        match self {
+            Reach::Everything => true,
+            Reach::Tenant(t) | Reach::Own(t) => a.covers(t),
+        }
+    }
 }
 
 fn reach(caller: &Caller) -> Result<Reach, Status> {
@@ -297,15 +325,25 @@ fn reach(caller: &Caller) -> Result<Reach, Status> {
     }
 }
 
+/// The reach of a caller acting on their own record (subject = id).
+fn own_reach(caller: &Caller) -> Result<Reach, Status> {
+    if caller.all_tenants {
+        Ok(Reach::Everything)
+    } else {
+        Ok(Reach::Own(caller.tenant()?.to_owned()))
+    }
+}
+
 /// May a caller with `reach` change the existing analyst `a`? A tenant
 /// admin sees analysts shared with other tenants but may not change them;
 /// analysts outside their tenant do not exist for them.
 fn check_manage(reach: &Reach, a: &AnalystRow) -> Result<(), Status> {
     match reach {
         Reach::Everything => Ok(()),
+        Reach::Own(t) if a.covers(t) => Ok(()),
         Reach::Tenant(t) if a.covers_only(t) => Ok(()),
         Reach::Tenant(t) if a.covers(t) => Err(manage_denied(t)),
-        Reach::Tenant(_) => Err(not_found(&a.analyst_id)),
+        Reach::Tenant(_) | Reach::Own(_) => Err(not_found(&a.analyst_id)),
     }
 }
 
@@ -430,7 +468,13 @@ impl AnalystService for Api {
             if let Reach::Tenant(t) = &reach
                 && !b.covers_only(t)
             {
-                return Err(manage_denied(t));
+                // An id in use outside the tenant is only "taken": the
+                // refusal names no tenant and nothing about the analyst.
+                return Err(if b.covers(t) {
+                    manage_denied(t)
+                } else {
+                    Status::already_exists("analyst.analyst_id: already taken; choose another id")
+                });
             }
             check_version(r.expected_version, b)?;
             row.availability = b.availability;
@@ -462,7 +506,7 @@ impl AnalystService for Api {
         wardline_kit::outbox::enqueue_many(&mut tx, &envs)
             .await
             .map_err(outbox_status)?;
-        let resp = directory::to_proto(&after, Utc::now());
+        let resp = directory::to_proto(&after, Utc::now(), reach.audience());
         idempotency::finish(&mut tx, &scope, &r.request_id, &resp.encode_to_vec())
             .await
             .map_err(|e| db_status(&e))?;
@@ -491,9 +535,8 @@ impl AnalystService for Api {
             // A subject that cannot be an analyst id.
             return Err(not_found(&id));
         }
-        let own = id == caller.subject;
-        let reach = if own {
-            Reach::Everything
+        let reach = if id == caller.subject {
+            own_reach(&caller)?
         } else {
             reach(&caller)?
         };
@@ -501,13 +544,13 @@ impl AnalystService for Api {
         let row = directory::get_analyst(&mut conn, &id)
             .await
             .map_err(|e| db_status(&e))?
+            .filter(|row| reach.sees(row))
             .ok_or_else(|| not_found(&id))?;
-        if let Reach::Tenant(t) = &reach
-            && !row.covers(t)
-        {
-            return Err(not_found(&id));
-        }
-        Ok(Response::new(directory::to_proto(&row, Utc::now())))
+        Ok(Response::new(directory::to_proto(
+            &row,
+            Utc::now(),
+            reach.audience(),
+        )))
     }
 
     async fn list_analysts(
@@ -519,7 +562,8 @@ impl AnalystService for Api {
         let r = req.into_inner();
         let size = page_size(r.page_size)?;
         let mut filter = list_filter(&r)?;
-        filter.tenant = match reach(&caller)? {
+        let reach = reach(&caller)?;
+        filter.tenant = match &reach {
             Reach::Everything if !r.tenant_id.is_empty() => {
                 if !validate::is_slug(&r.tenant_id, 2, 32) {
                     return Err(invalid(
@@ -529,14 +573,14 @@ impl AnalystService for Api {
                 Some(r.tenant_id.clone())
             }
             Reach::Everything => caller.tenant.clone(),
-            Reach::Tenant(t) => {
-                if !r.tenant_id.is_empty() && r.tenant_id != t {
+            Reach::Tenant(t) | Reach::Own(t) => {
+                if !r.tenant_id.is_empty() && r.tenant_id != *t {
                     return Err(Status::not_found(format!(
                         "tenant {} not found",
                         r.tenant_id
                     )));
                 }
-                Some(t)
+                Some(t.clone())
             }
         };
         if let Some(t) = &filter.tenant {
@@ -579,7 +623,10 @@ impl AnalystService for Api {
             String::new()
         };
         Ok(Response::new(ListAnalystsResponse {
-            analysts: page.iter().map(|a| directory::to_proto(a, now)).collect(),
+            analysts: page
+                .iter()
+                .map(|a| directory::to_proto(a, now, reach.audience()))
+                .collect(),
             next_page_token,
         }))
     }
@@ -614,7 +661,7 @@ impl AnalystService for Api {
         tracing::Span::current().record("analyst_id", id.as_str());
         let own = id == caller.subject && caller.has_any(READERS);
         let reach = if own {
-            Reach::Everything
+            own_reach(&caller)?
         } else {
             caller.require(MANAGERS)?;
             reach(&caller)?
@@ -663,7 +710,7 @@ impl AnalystService for Api {
                 .map_err(outbox_status)?;
             after
         };
-        let resp = directory::to_proto(&after, Utc::now());
+        let resp = directory::to_proto(&after, Utc::now(), reach.audience());
         idempotency::finish(&mut tx, &scope, &r.request_id, &resp.encode_to_vec())
             .await
             .map_err(|e| db_status(&e))?;
@@ -718,7 +765,7 @@ impl AnalystService for Api {
         wardline_kit::outbox::enqueue_many(&mut tx, &envs)
             .await
             .map_err(outbox_status)?;
-        let resp = directory::to_proto(&after, Utc::now());
+        let resp = directory::to_proto(&after, Utc::now(), reach.audience());
         idempotency::finish(&mut tx, &scope, &r.request_id, &resp.encode_to_vec())
             .await
             .map_err(|e| db_status(&e))?;
@@ -1343,9 +1390,10 @@ pub(crate) mod db_tests {
                 upsert("shared", "a-4", &["stmarys"]),
                 tonic::Code::PermissionDenied,
             ),
+            // Another hospital's analyst: the id is taken, nothing more (L8).
             (
                 upsert("lake.only", "a-5", &["stmarys"]),
-                tonic::Code::PermissionDenied,
+                tonic::Code::AlreadyExists,
             ),
         ] {
             let e = api.upsert_analyst(req(r, &admin)).await.unwrap_err();
@@ -1571,5 +1619,82 @@ pub(crate) mod db_tests {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    }
+
+    /// Audit L14 and L8: another hospital's user whose subject equals a
+    /// vendor analyst's id is not that analyst, and a hospital sees a shared
+    /// analyst only as far as its own tenant goes.
+    #[tokio::test]
+    async fn the_directory_answers_per_tenant() {
+        let (_db, api) = api("routing_api_per_tenant").await;
+        let vendor = who("ops", None, &[Role::VendorAdmin]);
+        api.upsert_analyst(req(upsert("a.vendor", "v-1", &["stmarys"]), &vendor))
+            .await
+            .unwrap();
+        api.upsert_analyst(req(
+            upsert("shared", "v-2", &["stmarys", "lakeside"]),
+            &vendor,
+        ))
+        .await
+        .unwrap();
+        // lakeside's admin, subject "a.vendor": not the stmarys analyst.
+        let namesake = who("a.vendor", Some("lakeside"), &[Role::TenantAdmin]);
+        let e = api
+            .set_availability(req(
+                SetAvailabilityRequest {
+                    request_id: "l14".into(),
+                    analyst_id: String::new(),
+                    availability: Availability::Offline as i32,
+                    expected_version: 0,
+                },
+                &namesake,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let e = api
+            .get_analyst(req(GetAnalystRequest::default(), &namesake))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        // The real one, on a stmarys token, is themselves.
+        let real = who("a.vendor", Some("stmarys"), &[Role::Analyst]);
+        let me = api
+            .get_analyst(req(GetAnalystRequest::default(), &real))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!me.email.is_empty());
+        // lakeside lists the shared analyst with lakeside's coverage only
+        // and without the vendor's contacts; the vendor sees it all.
+        let listed = api
+            .list_analysts(req(ListAnalystsRequest::default(), &namesake))
+            .await
+            .unwrap()
+            .into_inner()
+            .analysts;
+        assert_eq!(listed.len(), 1);
+        let coverage: Vec<&str> = listed[0]
+            .coverage
+            .iter()
+            .map(|c| c.tenant_id.as_str())
+            .collect();
+        assert_eq!(coverage, ["lakeside"]);
+        assert_eq!(
+            (listed[0].email.as_str(), listed[0].phone.as_str()),
+            ("", "")
+        );
+        let whole = api
+            .get_analyst(req(
+                GetAnalystRequest {
+                    analyst_id: "shared".into(),
+                },
+                &vendor,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(whole.coverage.len(), 2);
+        assert!(!whole.email.is_empty());
     }
 }

@@ -27,8 +27,23 @@ const TARGET_READERS: &[Role] = &[
     Role::Analyst,
     Role::Billing,
 ];
-/// Roles that change rules and targets.
+/// Roles that change rules.
 const WRITERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin];
+
+/// The tenant whose SLA targets a caller may set. The targets are
+/// contractual (billing turns their breaches into credits on the vendor's
+/// invoice), so only the vendor sets them: a vendor_admin on an
+/// all-tenants token naming the tenant. A vendor_admin pinned to one
+/// tenant is that tenant's admin and, like a tenant_admin, only reads them.
+fn contract_tenant(caller: &Caller) -> Result<String, Status> {
+    caller.require(&[Role::VendorAdmin, Role::TenantAdmin])?;
+    if !(caller.all_tenants && caller.has_any(&[Role::VendorAdmin])) {
+        return Err(Status::permission_denied(
+            "SLA targets are contractual and set by the vendor: an all-tenants vendor_admin token naming the tenant",
+        ));
+    }
+    tenant_of(caller, &[Role::VendorAdmin])
+}
 
 /// The caller's tenant after the role check, recorded on the span.
 fn tenant_of(caller: &Caller, roles: &[Role]) -> Result<String, Status> {
@@ -176,7 +191,7 @@ impl SlaTargetService for Api {
         req: Request<SetSlaTargetsRequest>,
     ) -> Result<Response<SlaTargets>, Status> {
         let caller = Caller::from_request(&req)?;
-        let tenant = tenant_of(&caller, WRITERS)?;
+        let tenant = contract_tenant(&caller)?;
         let r = req.into_inner();
         require_request_id(&r.request_id)?;
         let targets = targets_of(&r)?;
@@ -239,6 +254,21 @@ mod tests {
         assert!(tenant_of(&analyst, RULE_READERS).is_ok());
         let billing = caller(Some("stmarys"), false, &[Role::Billing]);
         assert!(tenant_of(&billing, TARGET_READERS).is_ok());
+        // Contractual SLA targets: the vendor's all-tenants admin only.
+        for who in [
+            &admin,
+            &analyst,
+            &billing,
+            &caller(Some("stmarys"), false, &[Role::VendorAdmin]),
+        ] {
+            assert_eq!(
+                contract_tenant(who).unwrap_err().code(),
+                tonic::Code::PermissionDenied,
+                "{:?}",
+                who.roles
+            );
+        }
+        assert_eq!(contract_tenant(&vendor).unwrap(), "lakeside");
         assert_eq!(
             tenant_of(&billing, RULE_READERS).unwrap_err().code(),
             tonic::Code::PermissionDenied
@@ -432,9 +462,13 @@ mod db_tests {
     }
 
     #[tokio::test]
-    async fn a_tenant_sets_its_sla_targets() {
+    async fn the_vendor_sets_a_tenants_sla_targets() {
         let (_db, api) = api("routing_api_sla").await;
-        let admin = who("boss", Some("stmarys"), &[Role::TenantAdmin]);
+        let tenant_admin = who("boss", Some("stmarys"), &[Role::TenantAdmin]);
+        let admin = Caller {
+            all_tenants: true,
+            ..who("vendor", Some("stmarys"), &[Role::VendorAdmin])
+        };
         let billing = who("acct", Some("stmarys"), &[Role::Billing]);
         let shipped = api
             .get_sla_targets(req(GetSlaTargetsRequest {}, &billing))
@@ -476,6 +510,39 @@ mod db_tests {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        // A tenant admin reads the contract's targets but cannot loosen or
+        // tighten the clock the vendor's credits are computed on.
+        let e = api
+            .set_sla_targets(req(set.clone(), &tenant_admin))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(
+            api.get_sla_targets(req(GetSlaTargetsRequest {}, &tenant_admin))
+                .await
+                .is_ok()
+        );
+        // The proto's rule: resolution strictly after response.
+        let mut equal = read.clone();
+        equal.targets[2].resolution_minutes = equal.targets[2].response_minutes;
+        let e = api
+            .set_sla_targets(req(
+                SetSlaTargetsRequest {
+                    request_id: "t-3".into(),
+                    targets: Some(equal),
+                    expected_version: 0,
+                },
+                &admin,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(
+            e.message()
+                .starts_with("targets.targets[P3].resolution_minutes"),
+            "{}",
+            e.message()
+        );
         let stale = SetSlaTargetsRequest {
             request_id: "t-2".into(),
             expected_version: 5,
