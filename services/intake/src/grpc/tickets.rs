@@ -536,6 +536,8 @@ impl TicketService for Api {
         req: Request<HoldTicketRequest>,
     ) -> Result<Response<Ticket>, Status> {
         let caller = Caller::from_request(&req)?;
+        // Who may ask comes before what is asked (docs/authorization.md).
+        caller.require(WORK_ROLES)?;
         let r = req.into_inner();
         let reason: HoldReason = enum_field(r.reason, "reason")?;
         if reason == HoldReason::Unspecified {
@@ -562,6 +564,8 @@ impl TicketService for Api {
         req: Request<ResolveTicketRequest>,
     ) -> Result<Response<Ticket>, Status> {
         let caller = Caller::from_request(&req)?;
+        // Who may ask comes before what is asked (docs/authorization.md).
+        caller.require(WORK_ROLES)?;
         let r = req.into_inner();
         let code: ResolutionCode = enum_field(r.resolution_code, "resolution_code")?;
         if code == ResolutionCode::Unspecified {
@@ -662,6 +666,8 @@ impl TicketService for Api {
         req: Request<TransferTicketRequest>,
     ) -> Result<Response<Ticket>, Status> {
         let caller = Caller::from_request(&req)?;
+        // Who may ask comes before what is asked (docs/authorization.md).
+        caller.require(WORK_ROLES)?;
         let r = req.into_inner();
         let reason: TransferReason = enum_field(r.reason, "reason")?;
         if reason == TransferReason::Unspecified {

@@ -247,6 +247,24 @@ impl Authenticator {
             _ => Vec::new(),
         };
         let all = token_tenant == ALL_TENANTS;
+        // A vendor_admin pinned to one tenant is that tenant's admin, no
+        // more: vendor powers (creating tenants, contracts, invoices; SLA
+        // targets; every tenant's lists) need an all-tenants token. Mapped
+        // here once, so no handler can forget it (docs/authorization.md).
+        let roles = if all {
+            roles
+        } else {
+            let mut pinned: Vec<Role> = roles
+                .into_iter()
+                .map(|r| match r {
+                    Role::VendorAdmin => Role::TenantAdmin,
+                    other => other,
+                })
+                .collect();
+            pinned.sort_by_key(|r| *r as u8);
+            pinned.dedup();
+            pinned
+        };
         let tenant = if all {
             tenant_header.filter(|t| !t.is_empty()).map(str::to_owned)
         } else {
@@ -426,6 +444,18 @@ mod tests {
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
         assert!(c.require(&[Role::Analyst]).is_err());
         assert!(c.require(&[Role::Analyst, Role::Requester]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_pinned_vendor_admin_is_that_tenants_admin() {
+        let auth = hs().await;
+        let pinned = token("stmarys", &[Role::VendorAdmin, Role::TenantAdmin]);
+        let c = auth.verify(&pinned, None).await.unwrap();
+        assert_eq!(c.roles, [Role::TenantAdmin]);
+        assert!(c.require(&[Role::VendorAdmin]).is_err());
+        let all = token(ALL_TENANTS, &[Role::VendorAdmin]);
+        let c = auth.verify(&all, Some("stmarys")).await.unwrap();
+        assert_eq!(c.roles, [Role::VendorAdmin]);
     }
 
     #[tokio::test]

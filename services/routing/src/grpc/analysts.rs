@@ -636,6 +636,9 @@ impl AnalystService for Api {
         req: Request<SetAvailabilityRequest>,
     ) -> Result<Response<Analyst>, Status> {
         let caller = Caller::from_request(&req)?;
+        // Who may ask comes before what is asked: only directory readers
+        // (themselves) and managers (others) get further.
+        caller.require(READERS)?;
         let r = req.into_inner();
         require_request_id(&r.request_id)?;
         let availability = match Availability::try_from(r.availability) {
