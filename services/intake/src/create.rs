@@ -56,6 +56,8 @@ pub struct NewTicket {
     pub hash: Vec<u8>,
     /// The request's trace context, carried to its outbox row.
     pub trace: TraceContext,
+    /// Its audit record, appended with the ticket in the batch.
+    pub audit: wardline_kit::audit::Entry,
 }
 
 /// What a create request gets back.
@@ -313,6 +315,8 @@ async fn commit(
             .map(|(e, &i)| (e, &tickets[i].trace))
             .collect();
         outbox::enqueue_traced(&mut tx, &traced).await?;
+        let audited: Vec<_> = numbered.iter().map(|&i| tickets[i].audit.clone()).collect();
+        wardline_kit::audit::append(&mut tx, &audited).await?;
         let stored: Vec<(&str, &str, Vec<u8>)> = numbered
             .iter()
             .zip(&responses)

@@ -193,8 +193,9 @@ pub struct CommonConfig {
     /// `WARDLINE_INBOX_RETENTION_HOURS` (168, at least the stream's duplicate
     /// window plus an hour), `WARDLINE_OUTBOX_RETENTION_HOURS` (1),
     /// `WARDLINE_IDEMPOTENCY_RETENTION_HOURS` (48) and
-    /// `WARDLINE_DEAD_LETTER_RETENTION_DAYS` (90): how long the kit's tables
-    /// keep finished rows.
+    /// `WARDLINE_DEAD_LETTER_RETENTION_DAYS` (90) and
+    /// `WARDLINE_AUDIT_RETENTION_DAYS` (2190, at least 366): how long the
+    /// kit's tables keep finished rows.
     pub retention: crate::housekeeping::Retention,
     /// `WARDLINE_METRICS_TENANT_LABELS` (false): whether metric labels may
     /// name tenants (else `_all`); the admin port is unauthenticated.
@@ -290,7 +291,19 @@ fn retention(env: &Env) -> Result<crate::housekeeping::Retention, ConfigError> {
         });
     }
     let days: u64 = env.parse("WARDLINE_DEAD_LETTER_RETENTION_DAYS", 90)?;
+    let audit_days: u64 = env.parse(
+        "WARDLINE_AUDIT_RETENTION_DAYS",
+        crate::housekeeping::AUDIT_RETENTION.as_secs() / 86_400,
+    )?;
+    let audit = Duration::from_secs(audit_days.saturating_mul(86_400));
+    if audit < crate::housekeeping::MIN_AUDIT_RETENTION {
+        return Err(ConfigError::Invalid {
+            var: "WARDLINE_AUDIT_RETENTION_DAYS".into(),
+            reason: "at least 366: the audit table keeps every record a year".into(),
+        });
+    }
     Ok(crate::housekeeping::Retention {
+        audit,
         inbox,
         sent_outbox: hours("WARDLINE_OUTBOX_RETENTION_HOURS", 1)?,
         idempotency: hours("WARDLINE_IDEMPOTENCY_RETENTION_HOURS", 48)?,

@@ -48,7 +48,15 @@ pub struct Retention {
     pub idempotency: Duration,
     /// Dead letters (kept on the dead-letter stream too).
     pub dead_letters: Duration,
+    /// Audit records (never less than a year: the table's trigger refuses).
+    pub audit: Duration,
 }
+
+/// How long audit records are kept unless configured: six years, the
+/// HIPAA documentation norm.
+pub const AUDIT_RETENTION: Duration = Duration::from_secs(6 * 365 * 24 * 3600);
+/// The least retention the audit table accepts.
+pub const MIN_AUDIT_RETENTION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 impl Default for Retention {
     fn default() -> Self {
@@ -57,6 +65,7 @@ impl Default for Retention {
             sent_outbox: Duration::from_secs(3600),
             idempotency: crate::idempotency::RETENTION,
             dead_letters: Duration::from_secs(90 * 24 * 3600),
+            audit: AUDIT_RETENTION,
         }
     }
 }
@@ -98,6 +107,13 @@ impl Retention {
                            SELECT ctid FROM dead_letters
                             WHERE first_seen_at < now() - make_interval(secs => $1) LIMIT $2))",
                 retention: self.dead_letters,
+            },
+            Purge {
+                table: "audit_log",
+                delete: "DELETE FROM audit_log WHERE ctid = ANY(ARRAY(
+                           SELECT ctid FROM audit_log
+                            WHERE at < now() - make_interval(secs => $1) LIMIT $2))",
+                retention: self.audit.max(MIN_AUDIT_RETENTION),
             },
             // A failure count nobody updated for a day belongs to an event
             // that was applied or dead-lettered by another path (both remove

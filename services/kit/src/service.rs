@@ -308,11 +308,17 @@ impl Base {
             health,
             names: Vec::new(),
         };
-        Ok(routes.serve(
-            crate::dead_letters::Service::new(self.pool.clone(), dead_letter_readers)
-                .server()
-                .max_decoding_message_size(self.grpc_limits.max_message_bytes),
-        ))
+        Ok(routes
+            .serve(
+                crate::dead_letters::Service::new(self.pool.clone(), dead_letter_readers)
+                    .server()
+                    .max_decoding_message_size(self.grpc_limits.max_message_bytes),
+            )
+            .serve(
+                crate::audit::Service::new(self.pool.clone())
+                    .server()
+                    .max_decoding_message_size(self.grpc_limits.max_message_bytes),
+            ))
     }
 
     /// Serves `routes` and the admin port on the listeners of

@@ -4,6 +4,7 @@ use chrono::Utc;
 use prost::Message;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
+use wardline_kit::audit;
 use wardline_kit::auth::{Caller, Role};
 use wardline_kit::events::{envelope, from_timestamp};
 use wardline_kit::grpc::db_status;
@@ -286,6 +287,15 @@ impl Api {
         wardline_kit::outbox::enqueue(&mut tx, &env)
             .await
             .map_err(outbox_status)?;
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![row.ticket_id.to_string()],
+            request_id,
+        )
+        .await
+        .map_err(|e| db_status(&e))?;
         let resp = convert::ticket(&row);
         let stored = convert::stored_ticket(&resp).encode_to_vec();
         idempotency::finish(&mut tx, &tenant, request_id, &stored)
@@ -359,6 +369,12 @@ impl TicketService for Api {
         span.record("priority", convert::priority_label(row.priority));
         span.record("category", row.category);
         let hash = idempotency::request_hash(OPERATION, &r);
+        let audit = audit::Entry::new(
+            &caller,
+            &tenant,
+            vec![row.ticket_id.to_string()],
+            &r.request_id,
+        );
         let created = self
             .creates
             .create(NewTicket {
@@ -366,6 +382,7 @@ impl TicketService for Api {
                 request_id: r.request_id,
                 hash,
                 trace: TraceContext::current(),
+                audit,
             })
             .await?;
         let resp = match created {
@@ -408,6 +425,10 @@ impl TicketService for Api {
             .map_err(|e| db_status(&e))?
             .ok_or_else(|| not_found(shown))?;
         record_ticket(&row);
+        // A read of the ticket's text is on record before it is answered.
+        audit::record(&mut conn, &caller, &tenant, vec![row.ticket_id.to_string()], "")
+            .await
+            .map_err(|e| db_status(&e))?;
         Ok(Response::new(convert::ticket(&row)))
     }
 
@@ -473,6 +494,11 @@ impl TicketService for Api {
         } else {
             String::new()
         };
+        let shown = tickets.iter().map(|t| t.ticket_id.clone()).collect();
+        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
+        audit::record(&mut conn, &caller, &tenant, shown, "")
+            .await
+            .map_err(|e| db_status(&e))?;
         Ok(Response::new(ListTicketsResponse {
             tickets,
             next_page_token,
@@ -779,6 +805,15 @@ impl TicketService for Api {
         wardline_kit::outbox::enqueue(&mut tx, &env)
             .await
             .map_err(outbox_status)?;
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![row.ticket_id.to_string(), note.note_id.to_string()],
+            &r.request_id,
+        )
+        .await
+        .map_err(|e| db_status(&e))?;
         let resp = convert::note(&note);
         let stored = convert::stored_note(&resp).encode_to_vec();
         idempotency::finish(&mut tx, &tenant, &r.request_id, &stored)
@@ -818,6 +853,10 @@ impl TicketService for Api {
             .map_err(|e| db_status(&e))?;
         let (notes, next_page_token) =
             wardline_kit::api::page(rows, size, |n| n.note_id.to_string());
+        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
+        audit::record(&mut conn, &caller, &tenant, vec![id.to_string()], "")
+            .await
+            .map_err(|e| db_status(&e))?;
         Ok(Response::new(ListNotesResponse {
             notes: notes.iter().map(convert::note).collect(),
             next_page_token,

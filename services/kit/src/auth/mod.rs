@@ -368,8 +368,9 @@ where
                             return Ok(status.into_http());
                         }
                     }
+                    let origin = crate::audit::Origin::of(&req);
                     req.extensions_mut().insert(caller);
-                    inner.call(req).await
+                    crate::audit::scope(origin, inner.call(req)).await
                 }
                 Err(status) => Ok(status.into_http()),
             }
