@@ -154,6 +154,7 @@ fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, S
         number: String::new(),
         facility_id: r.facility_id.clone(),
         caller_id: caller.caller_id.clone(),
+        // The token subject, set by the handler (validation sees only the request).
         created_by: String::new(),
         caller_name: caller.name.trim().to_owned(),
         caller_role: role as i16,
