@@ -20,7 +20,7 @@ use wardline_proto::common::TicketStatus;
 use wardline_proto::events::event_envelope::Payload;
 
 use crate::domain::lifecycle::{Action, transition};
-use crate::storage::{self, TicketKey};
+use crate::storage::{self, Owner, TicketKey};
 
 /// Event kinds intake consumes.
 pub const CONSUMED: &[&str] = &[
@@ -64,7 +64,7 @@ impl RoutingEvents {
             .map_err(|_| HandleError::Poison("ticket_id is not a UUID".into()))?;
         tracing::Span::current().record("ticket_id", ticket_id.as_str());
         let Some(mut row) =
-            storage::get_ticket(conn, &env.tenant_id, TicketKey::Id(id), true).await?
+            storage::get_ticket(conn, &env.tenant_id, Owner::Any, TicketKey::Id(id), true).await?
         else {
             return Err(HandleError::Retry("ticket not committed yet".into()));
         };

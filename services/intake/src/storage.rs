@@ -36,6 +36,8 @@ pub struct TicketRow {
     pub number: String,
     pub facility_id: String,
     pub caller_id: String,
+    /// The token subject that created the ticket (an id, not PHI).
+    pub created_by: String,
     pub caller_name: String,
     pub caller_role: i16,
     pub caller_email: String,
@@ -80,7 +82,7 @@ impl std::fmt::Debug for TicketRow {
     }
 }
 
-const TICKET_COLUMNS: &str = "ticket_id, tenant_id, seq, number, facility_id, caller_id, caller_name, caller_role,
+const TICKET_COLUMNS: &str = "ticket_id, tenant_id, seq, number, facility_id, caller_id, created_by, caller_name, caller_role,
     caller_email, caller_phone, channel, application, category, category_classified, urgency, impact,
     patient_care_blocked, priority, status, description, assignee_analyst_id, previous_analyst_id, queued,
     escalation_level, breached_targets, resolution_code, first_contact_resolution, reopen_count, version,
@@ -239,10 +241,43 @@ pub enum TicketKey<'a> {
     Number(&'a str),
 }
 
-/// One ticket of `tenant`, optionally locked for update.
+/// Whose tickets a request may touch: every ticket of the tenant, or only
+/// those a requester created or is named on as the caller. The filter is
+/// part of every ticket query, so a ticket outside it is indistinguishable
+/// from a missing one (NOT_FOUND, never PERMISSION_DENIED).
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    /// Every ticket of the tenant (the desk and admin roles).
+    Any,
+    /// Tickets with `created_by` or `caller_id` equal to this subject.
+    Subject(&'a str),
+}
+
+impl Owner<'_> {
+    /// ` AND (created_by = $n OR caller_id = $n)`, or nothing.
+    fn push(self, q: &mut QueryBuilder<Postgres>) {
+        if let Owner::Subject(s) = self {
+            q.push(" AND (created_by = ")
+                .push_bind(s.to_owned())
+                .push(" OR caller_id = ")
+                .push_bind(s.to_owned())
+                .push(")");
+        }
+    }
+
+    fn subject(self) -> Option<String> {
+        match self {
+            Owner::Any => None,
+            Owner::Subject(s) => Some(s.to_owned()),
+        }
+    }
+}
+
+/// One ticket of `tenant` that `owner` may see, optionally locked for update.
 pub async fn get_ticket(
     conn: &mut PgConnection,
     tenant: &str,
+    owner: Owner<'_>,
     key: TicketKey<'_>,
     for_update: bool,
 ) -> Result<Option<TicketRow>, sqlx::Error> {
@@ -251,6 +286,7 @@ pub async fn get_ticket(
         "SELECT {TICKET_COLUMNS} FROM tickets WHERE tenant_id = "
     ));
     q.push_bind(tenant);
+    owner.push(&mut q);
     match key {
         TicketKey::Id(id) => q.push(" AND ticket_id = ").push_bind(id),
         TicketKey::Number(n) => q.push(" AND number = ").push_bind(n.to_owned()),
@@ -272,10 +308,11 @@ pub struct TicketFilter {
     pub before: Option<Uuid>,
 }
 
-/// Tickets of `tenant`, newest first.
+/// Tickets of `tenant` that `owner` may see, newest first.
 pub async fn list_tickets(
     pool: &PgPool,
     tenant: &str,
+    owner: Owner<'_>,
     f: &TicketFilter,
     limit: i64,
 ) -> Result<Vec<TicketRow>, sqlx::Error> {
@@ -283,6 +320,7 @@ pub async fn list_tickets(
         "SELECT {TICKET_COLUMNS} FROM tickets WHERE tenant_id = "
     ));
     q.push_bind(tenant);
+    owner.push(&mut q);
     if !f.statuses.is_empty() {
         q.push(" AND status = ANY(")
             .push_bind(f.statuses.clone())
@@ -371,34 +409,45 @@ pub async fn list_notes(
     .await
 }
 
-/// The free text and caller contact of a ticket, for completing a replayed
-/// response whose stored copy leaves them out.
+/// The free text and caller contact of a ticket `owner` may see, for
+/// completing a replayed response whose stored copy leaves them out.
 pub async fn ticket_text(
     pool: &PgPool,
     tenant: &str,
+    owner: Owner<'_>,
     ticket: Uuid,
 ) -> Result<Option<(String, String, String, String)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT description, caller_name, caller_email, caller_phone FROM tickets
-          WHERE tenant_id = $1 AND ticket_id = $2",
+          WHERE tenant_id = $1 AND ticket_id = $2
+            AND ($3::text IS NULL OR created_by = $3 OR caller_id = $3)",
     )
     .bind(tenant)
     .bind(ticket)
+    .bind(owner.subject())
     .fetch_optional(pool)
     .await
 }
 
-/// A note's body, for completing a replayed AddNote response.
+/// A note's body, for completing a replayed AddNote response; `None` when
+/// the note is missing or on a ticket `owner` may not see.
 pub async fn note_body(
     pool: &PgPool,
     tenant: &str,
+    owner: Owner<'_>,
     note: Uuid,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT body FROM notes WHERE tenant_id = $1 AND note_id = $2")
-        .bind(tenant)
-        .bind(note)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_scalar(
+        "SELECT n.body FROM notes n
+           JOIN tickets t ON t.tenant_id = n.tenant_id AND t.ticket_id = n.ticket_id
+          WHERE n.tenant_id = $1 AND n.note_id = $2
+            AND ($3::text IS NULL OR t.created_by = $3 OR t.caller_id = $3)",
+    )
+    .bind(tenant)
+    .bind(note)
+    .bind(owner.subject())
+    .fetch_optional(pool)
+    .await
 }
 
 /// How many notes a ticket has.
@@ -532,11 +581,11 @@ pub async fn insert_tickets(
     sqlx::query(
         "INSERT INTO tickets (ticket_id, tenant_id, seq, number, facility_id, caller_id, caller_name, caller_role,
             caller_email, caller_phone, channel, application, category, category_classified, urgency, impact,
-            patient_care_blocked, priority, status, description, version, created_at, updated_at)
+            patient_care_blocked, priority, status, description, version, created_at, updated_at, created_by)
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::int2[], $9::text[], $10::text[], $11::int2[], $12::text[], $13::int2[], $14::bool[], $15::int2[],
             $16::int2[], $17::bool[], $18::int2[], $19::int2[], $20::text[], $21::int8[], $22::timestamptz[],
-            $23::timestamptz[])",
+            $23::timestamptz[], $24::text[])",
     )
     .bind(col!(ticket_id))
     .bind(col!(tenant_id))
@@ -561,6 +610,7 @@ pub async fn insert_tickets(
     .bind(col!(version))
     .bind(col!(created_at))
     .bind(col!(updated_at))
+    .bind(col!(created_by))
     .execute(conn)
     .await?;
     Ok(())

@@ -48,7 +48,7 @@ fn parse_cursor(token: &str) -> Result<(DateTime<Utc>, Uuid), Status> {
 /// for an all-tenants vendor admin who names no tenant.
 pub fn visible_tenant(caller: &Caller, readers: &[Role]) -> Result<Option<String>, Status> {
     caller.require(readers)?;
-    if caller.all_tenants && caller.has_any(&[Role::VendorAdmin]) {
+    if caller.is_vendor(Role::VendorAdmin) {
         Ok(caller.tenant.clone())
     } else {
         Ok(Some(caller.tenant()?.to_owned()))

@@ -100,7 +100,9 @@ impl TenantService for Api {
         req: Request<CreateTenantRequest>,
     ) -> Result<Response<Tenant>, Status> {
         let caller = Caller::from_request(&req)?;
-        caller.require(&[Role::VendorAdmin])?;
+        // A new hospital is the vendor's decision: a vendor_admin pinned to
+        // one tenant administers that tenant only.
+        caller.require_vendor(Role::VendorAdmin)?;
         let r = req.into_inner();
         let row = validate_create(&r)?;
         tracing::Span::current().record("tenant", row.tenant_id.as_str());
@@ -153,6 +155,14 @@ impl TenantService for Api {
 
     async fn get_tenant(&self, req: Request<GetTenantRequest>) -> Result<Response<Tenant>, Status> {
         let caller = Caller::from_request(&req)?;
+        // As the proto says: billing reads contracts and invoices, not the
+        // hospital's set-up.
+        caller.require(&[
+            Role::VendorAdmin,
+            Role::TenantAdmin,
+            Role::Analyst,
+            Role::Requester,
+        ])?;
         let r = req.into_inner();
         let tenant = if r.tenant_id.is_empty() {
             caller.tenant()?.to_owned()
@@ -178,7 +188,9 @@ impl TenantService for Api {
         req: Request<ListTenantsRequest>,
     ) -> Result<Response<ListTenantsResponse>, Status> {
         let caller = Caller::from_request(&req)?;
-        caller.require(&[Role::VendorAdmin])?;
+        // The list of every hospital is the vendor's; a pinned vendor_admin
+        // (its own tenant's administrator) reads its tenant with GetTenant.
+        caller.require_vendor(Role::VendorAdmin)?;
         let r = req.into_inner();
         let size = match r.page_size {
             0 => 100,

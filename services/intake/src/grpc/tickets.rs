@@ -25,7 +25,7 @@ use super::{Api, convert, outbox_status, require_request_id};
 use crate::create::{Created, NewTicket, OPERATION};
 use crate::domain::lifecycle::{Action, transition};
 use crate::domain::{classify, looks_like_number, priority::priority};
-use crate::storage::{self, NoteRow, TicketFilter, TicketKey, TicketRow};
+use crate::storage::{self, NoteRow, Owner, TicketFilter, TicketKey, TicketRow};
 
 const TICKET_ROLES: &[Role] = &[
     Role::Requester,
@@ -44,6 +44,19 @@ fn record_ticket(t: &TicketRow) {
     span.record("ticket_id", tracing::field::display(t.ticket_id));
     span.record("ticket_number", t.number.as_str());
     span.record("priority", convert::priority_label(t.priority));
+}
+
+/// Whose tickets `caller` may read and act on. A requester (no desk or
+/// admin role) sees only the tickets they created or are named on as the
+/// caller; anything else of their hospital is NOT_FOUND, exactly like a
+/// missing ticket, so its existence is not revealed either. The desk roles
+/// see every ticket of the tenant.
+fn owner(caller: &Caller) -> Owner<'_> {
+    if caller.has_any(WORK_ROLES) {
+        Owner::Any
+    } else {
+        Owner::Subject(&caller.subject)
+    }
 }
 
 fn parse_ticket_id(s: &str) -> Result<Uuid, Status> {
@@ -142,6 +155,8 @@ fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, S
         number: String::new(),
         facility_id: r.facility_id.clone(),
         caller_id: caller.caller_id.clone(),
+        // The token subject, set by the handler (validation sees only the request).
+        created_by: String::new(),
         caller_name: caller.name.trim().to_owned(),
         caller_role: role as i16,
         caller_email: caller.email.clone(),
@@ -258,12 +273,13 @@ impl Api {
             idempotency::begin(&mut tx, &tenant, request_id, operation, &hash).await?
         {
             drop(tx);
-            return self.replay_ticket(&tenant, &bytes).await;
+            return self.replay_ticket(&tenant, owner(&caller), &bytes).await;
         }
-        let mut row = storage::get_ticket(&mut tx, &tenant, TicketKey::Id(id), true)
-            .await
-            .map_err(|e| db_status(&e))?
-            .ok_or_else(|| not_found(ticket_id))?;
+        let mut row =
+            storage::get_ticket(&mut tx, &tenant, owner(&caller), TicketKey::Id(id), true)
+                .await
+                .map_err(|e| db_status(&e))?
+                .ok_or_else(|| not_found(ticket_id))?;
         record_ticket(&row);
         if expected_version != 0 && expected_version != row.version as u64 {
             return Err(Status::aborted(format!(
@@ -307,15 +323,19 @@ impl Api {
     }
 
     /// A stored ticket response (kept without PHI) completed from the
-    /// ticket's row: the same answer the first request got.
+    /// ticket's row: the same answer the first request got, if `owner` may
+    /// still see the ticket (idempotency keys are per tenant, not per
+    /// caller: a requester repeating someone else's key and request learns
+    /// nothing but NOT_FOUND).
     pub(crate) async fn replay_ticket(
         &self,
         tenant: &str,
+        owner: Owner<'_>,
         bytes: &[u8],
     ) -> Result<Response<Ticket>, Status> {
         let mut t: Ticket = decode_replay(bytes)?.into_inner();
         let id = parse_ticket_id(&t.ticket_id)?;
-        let (description, name, email, phone) = storage::ticket_text(&self.pool, tenant, id)
+        let (description, name, email, phone) = storage::ticket_text(&self.pool, tenant, owner, id)
             .await
             .map_err(|e| db_status(&e))?
             .ok_or_else(|| not_found(&t.ticket_id))?;
@@ -336,7 +356,9 @@ fn step(row: &mut TicketRow, action: Action) -> Result<(), Status> {
     Ok(())
 }
 
-/// An analyst acts on their own tickets; admins on any.
+/// An analyst changes the lifecycle of their own assignments (or takes an
+/// unassigned ticket); tenant and vendor admins, the desk's supervisors,
+/// change any.
 fn check_owner(row: &TicketRow, caller: &Caller) -> Result<(), Status> {
     let admin = caller.has_any(&[Role::TenantAdmin, Role::VendorAdmin]);
     if !admin && !row.assignee_analyst_id.is_empty() && row.assignee_analyst_id != caller.subject {
@@ -360,6 +382,7 @@ impl TicketService for Api {
         tracing::Span::current().record("tenant", tenant.as_str());
         let r = req.into_inner();
         let mut row = validate_create(&r, &tenant)?;
+        row.created_by = caller.subject.clone();
         if !caller.has_any(WORK_ROLES) {
             calls_as_themselves(&mut row, &caller)?;
         }
@@ -386,7 +409,9 @@ impl TicketService for Api {
             })
             .await?;
         let resp = match created {
-            Created::Replay(bytes) => return self.replay_ticket(&tenant, &bytes).await,
+            Created::Replay(bytes) => {
+                return self.replay_ticket(&tenant, owner(&caller), &bytes).await;
+            }
             Created::Ticket(t) => *t,
         };
         let span = tracing::Span::current();
@@ -420,7 +445,7 @@ impl TicketService for Api {
             }
         };
         let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        let row = storage::get_ticket(&mut conn, &tenant, key, false)
+        let row = storage::get_ticket(&mut conn, &tenant, owner(&caller), key, false)
             .await
             .map_err(|e| db_status(&e))?
             .ok_or_else(|| not_found(shown))?;
@@ -477,7 +502,7 @@ impl TicketService for Api {
                 Status::invalid_argument("page_token: not a token from a previous response")
             })?);
         }
-        let rows = storage::list_tickets(&self.pool, &tenant, &filter, size + 1)
+        let rows = storage::list_tickets(&self.pool, &tenant, owner(&caller), &filter, size + 1)
             .await
             .map_err(|e| db_status(&e))?;
         let more = rows.len() as i64 > size;
@@ -632,7 +657,8 @@ impl TicketService for Api {
             caller,
             WORK_ROLES,
             &r,
-            Box::new(|row, _| {
+            Box::new(|row, caller| {
+                check_owner(row, caller)?;
                 step(row, Action::Close)?;
                 row.closed_at = Some(Utc::now());
                 Ok(Payload::TicketClosed(TicketClosed {
@@ -661,7 +687,12 @@ impl TicketService for Api {
             caller,
             TICKET_ROLES,
             &r,
-            Box::new(move |row, _| {
+            Box::new(move |row, caller| {
+                // A requester reaches only their own tickets (the lock
+                // above is owner-scoped); an analyst reopens their own work.
+                if caller.has_any(WORK_ROLES) {
+                    check_owner(row, caller)?;
+                }
                 if let Some(resolved) = row.resolved_at
                     && convert::status_of(row) == TicketStatus::Resolved
                     && Utc::now() - resolved > chrono::Duration::hours(i64::from(window))
@@ -746,18 +777,19 @@ impl TicketService for Api {
             let mut note: Note = decode_replay(&bytes)?.into_inner();
             let note_id = Uuid::parse_str(&note.note_id)
                 .map_err(|_| Status::internal("stored response is unreadable"))?;
-            note.body = storage::note_body(&self.pool, &tenant, note_id)
+            note.body = storage::note_body(&self.pool, &tenant, owner(&caller), note_id)
                 .await
                 .map_err(|e| db_status(&e))?
-                .unwrap_or_default();
+                .ok_or_else(|| not_found(&r.ticket_id))?;
             return Ok(Response::new(note));
         }
         // A retry above is not a new note: the rate counts new ones.
         self.notes.quota.check(&tenant)?;
-        let mut row = storage::get_ticket(&mut tx, &tenant, TicketKey::Id(id), true)
-            .await
-            .map_err(|e| db_status(&e))?
-            .ok_or_else(|| not_found(&r.ticket_id))?;
+        let mut row =
+            storage::get_ticket(&mut tx, &tenant, owner(&caller), TicketKey::Id(id), true)
+                .await
+                .map_err(|e| db_status(&e))?
+                .ok_or_else(|| not_found(&r.ticket_id))?;
         record_ticket(&row);
         if convert::status_of(&row) == TicketStatus::Closed {
             return Err(Status::failed_precondition(
@@ -833,7 +865,7 @@ impl TicketService for Api {
         let r = req.into_inner();
         let id = parse_ticket_id(&r.ticket_id)?;
         let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        storage::get_ticket(&mut conn, &tenant, TicketKey::Id(id), false)
+        storage::get_ticket(&mut conn, &tenant, owner(&caller), TicketKey::Id(id), false)
             .await
             .map_err(|e| db_status(&e))?
             .ok_or_else(|| not_found(&r.ticket_id))?;
@@ -847,7 +879,10 @@ impl TicketService for Api {
             })?
         };
         // Requesters see what was written for them, not the analysts' working notes.
-        let only_for = (!caller.has_any(WORK_ROLES)).then_some(caller.subject.as_str());
+        let only_for = match owner(&caller) {
+            Owner::Any => None,
+            Owner::Subject(s) => Some(s),
+        };
         let rows = storage::list_notes(&self.pool, &tenant, id, only_for, after, size + 1)
             .await
             .map_err(|e| db_status(&e))?;

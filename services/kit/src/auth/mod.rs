@@ -15,6 +15,12 @@
 //! tokens are signed by the development issuer (ES256, same verification
 //! path) or, for tests, HS256 with a shared secret ([`signing`]).
 //!
+//! Scope and role are tied together: a token names one tenant (a slug) or
+//! every tenant (`*`), and only the vendor's roles ([`VENDOR_ROLES`]) may
+//! name every tenant; such a token picks its tenant per request through
+//! `x-tenant-id`, which must be a tenant slug. `docs/access-model.md` has
+//! the whole model.
+//!
 //! What must hold: a token's contents are never logged; a refusal is
 //! UNAUTHENTICATED with a coarse reason (expired, wrong audience ...) that
 //! helps an operator fix a misconfigured provider without echoing claims.
@@ -39,6 +45,14 @@ pub use signing::{Claims, Signer, mint};
 pub const TENANT_HEADER: &str = "x-tenant-id";
 /// The `tenant` claim of a vendor token that covers every tenant.
 pub const ALL_TENANTS: &str = "*";
+/// The roles an all-tenants (`"*"`) token may carry: the vendor's own
+/// staff. Operators (`vendor_admin`) and the vendor's finance staff
+/// (`billing`, who read contracts and usage and issue invoices for every
+/// hospital) work across tenants; everyone who works tickets or
+/// administers a hospital holds a token pinned to that hospital, so a
+/// desk role never reaches another tenant by naming it in `x-tenant-id`.
+pub const VENDOR_ROLES: &[Role] = &[Role::VendorAdmin, Role::Billing];
+
 /// Roles a token may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -86,6 +100,24 @@ impl Caller {
         } else {
             Err(Status::permission_denied(format!(
                 "this call needs one of the roles {roles:?}"
+            )))
+        }
+    }
+
+    /// True for an all-tenants token with `role`: the vendor acting on
+    /// every tenant (creating tenants, listing them all). A `vendor_admin`
+    /// pinned to one tenant is that tenant's administrator, no more.
+    pub fn is_vendor(&self, role: Role) -> bool {
+        self.all_tenants && self.roles.contains(&role)
+    }
+
+    /// PERMISSION_DENIED unless [`Caller::is_vendor`] holds for `role`.
+    pub fn require_vendor(&self, role: Role) -> Result<(), Status> {
+        if self.is_vendor(role) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "this call acts on every tenant: it needs an all-tenants ({ALL_TENANTS}) token with the role {role:?}"
             )))
         }
     }
@@ -247,6 +279,24 @@ impl Authenticator {
             _ => Vec::new(),
         };
         let all = token_tenant == ALL_TENANTS;
+        // A token naming every tenant is the vendor's: a desk or hospital
+        // role on it is a provider misconfiguration, refused as a whole
+        // rather than quietly narrowed to its vendor roles.
+        if all && roles.iter().any(|r| !VENDOR_ROLES.contains(r)) {
+            return Err(refused(&format!(
+                "an all-tenants ({ALL_TENANTS}) token carries only the vendor roles (vendor_admin, billing)"
+            )));
+        }
+        let header = tenant_header.filter(|t| !t.is_empty());
+        // The header becomes a query scope, a quota key and a metric label:
+        // only a tenant slug is ever taken from it.
+        if let Some(h) = header
+            && !crate::validate::is_slug(h, 2, 32)
+        {
+            return Err(Status::invalid_argument(format!(
+                "{TENANT_HEADER}: not a tenant slug (2-32 of [a-z0-9-], starting with a letter)"
+            )));
+        }
         // A vendor_admin pinned to one tenant is that tenant's admin, no
         // more: vendor powers (creating tenants, contracts, invoices; SLA
         // targets; every tenant's lists) need an all-tenants token. Mapped
@@ -266,9 +316,9 @@ impl Authenticator {
             pinned
         };
         let tenant = if all {
-            tenant_header.filter(|t| !t.is_empty()).map(str::to_owned)
+            header.map(str::to_owned)
         } else {
-            if let Some(h) = tenant_header.filter(|t| !t.is_empty())
+            if let Some(h) = header
                 && h != token_tenant
             {
                 return Err(Status::permission_denied(format!(
@@ -469,6 +519,56 @@ mod tests {
         let e = c.tenant().unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(e.message().contains(TENANT_HEADER));
+    }
+
+    #[tokio::test]
+    async fn only_vendor_roles_may_name_every_tenant() {
+        let auth = hs().await;
+        for role in [Role::Analyst, Role::Requester, Role::TenantAdmin] {
+            let t = token(ALL_TENANTS, &[Role::VendorAdmin, role]);
+            let e = auth.verify(&t, Some("stmarys")).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{role:?}");
+            assert!(e.message().contains("vendor roles"), "{e:?}");
+        }
+        let finance = token(ALL_TENANTS, &[Role::Billing]);
+        let c = auth.verify(&finance, Some("stmarys")).await.unwrap();
+        assert!(c.is_vendor(Role::Billing) && !c.is_vendor(Role::VendorAdmin));
+    }
+
+    #[tokio::test]
+    async fn the_tenant_claim_must_be_a_slug_and_so_must_the_header() {
+        let auth = hs().await;
+        for claim in ["", "St.Marys", "stmarys.>", "_vendor"] {
+            let e = auth
+                .verify(&token(claim, &[Role::Requester]), None)
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{claim:?}");
+        }
+        let vendor = token(ALL_TENANTS, &[Role::VendorAdmin]);
+        for header in ["st.marys.>", "_all", "_vendor", "*", "STMARYS"] {
+            let e = auth.verify(&vendor, Some(header)).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{header:?}");
+            assert!(e.message().starts_with(TENANT_HEADER), "{e:?}");
+        }
+        // A pinned token naming its own tenant in a malformed way is refused the same.
+        let pinned = token("stmarys", &[Role::TenantAdmin]);
+        let e = auth.verify(&pinned, Some("x y")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn a_pinned_vendor_admin_is_not_the_vendor() {
+        let caller = |all| Caller {
+            subject: "ops".into(),
+            tenant: Some("stmarys".into()),
+            all_tenants: all,
+            roles: vec![Role::VendorAdmin],
+            email: None,
+        };
+        assert!(caller(true).require_vendor(Role::VendorAdmin).is_ok());
+        let e = caller(false).require_vendor(Role::VendorAdmin).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
     }
 
     #[tokio::test]

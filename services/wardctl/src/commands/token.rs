@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 use wardline_kit::auth::signing::{Claims, DevIssuer};
-use wardline_kit::auth::{ALL_TENANTS, Role};
+use wardline_kit::auth::{ALL_TENANTS, Role, VENDOR_ROLES};
 
 use super::{Context, print_json};
 use crate::cli::{DevIssuerCommand, RoleArg, TokenArgs};
@@ -68,6 +68,17 @@ pub fn dev_issuer(ctx: &Context, cmd: &DevIssuerCommand) -> Result<()> {
 
 fn token_tenant<'a>(tenant: Option<&'a str>, roles: &[RoleArg]) -> Result<&'a str> {
     match tenant {
+        // The services refuse such a token (UNAUTHENTICATED): say so here.
+        Some(ALL_TENANTS)
+            if roles
+                .iter()
+                .any(|r| !VENDOR_ROLES.contains(&Role::from(*r))) =>
+        {
+            bail!(
+                "--tenant '*' is for the vendor roles only (vendor_admin, billing); \
+                 other roles work one tenant: give its slug"
+            )
+        }
         Some(t) => Ok(t),
         None if roles.contains(&RoleArg::VendorAdmin) => Ok(ALL_TENANTS),
         None => bail!(
@@ -88,5 +99,7 @@ mod tests {
             "stmarys"
         );
         assert!(token_tenant(None, &[RoleArg::Analyst]).is_err());
+        assert!(token_tenant(Some("*"), &[RoleArg::VendorAdmin, RoleArg::Analyst]).is_err());
+        assert_eq!(token_tenant(Some("*"), &[RoleArg::Billing]).unwrap(), "*");
     }
 }
