@@ -33,6 +33,36 @@ async fn play(urls: &[(&str, String)]) -> Outcome {
     wardctl::demo::run(&ctx, args).await.expect("the demo runs")
 }
 
+/// `wardctl audit --ticket NUMBER` for `tenant`, as an operator runs it.
+async fn audit(urls: &[(&str, String)], tenant: &str, number: &str) {
+    let mut argv: Vec<String> = vec!["wardctl".into()];
+    for (flag, url) in urls {
+        argv.extend([format!("--{flag}"), url.clone()]);
+    }
+    argv.extend(
+        [
+            "--env",
+            "development",
+            "--issuer-key",
+            &wardline_testkit::issuer_key_file(),
+            "--tenant",
+            tenant,
+            "audit",
+            "--ticket",
+            number,
+        ]
+        .map(str::to_owned),
+    );
+    let cli = Cli::try_parse_from(&argv).expect("the command line parses");
+    let ctx = Context::from_cli(&cli);
+    let Command::Audit(args) = &cli.command else {
+        panic!("not wardctl audit")
+    };
+    wardctl::commands::audit::run(&ctx, args)
+        .await
+        .expect("wardctl audit runs");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_shipped_scenario_is_created_placed_billed_and_notified() {
     let nats = TestNats::start();
@@ -102,6 +132,37 @@ async fn the_shipped_scenario_is_created_placed_billed_and_notified() {
         "its analyst worked it"
     );
     assert!(o.explained.is_some(), "one decision explained");
+    // Who looked at the worked call is on record (issue 15): `wardctl
+    // audit` reads it, and the record names the analyst's reads and changes.
+    let call = o.calls.iter().find(|c| c.number == worked.number).unwrap();
+    audit(&urls, &call.tenant_id, &call.number).await;
+    let records =
+        wardline_proto::common::audit_service_client::AuditServiceClient::with_interceptor(
+            wardline_testkit::channel(intake.grpc),
+            wardline_testkit::Auth::new(&admin_token(&call.tenant_id), None),
+        )
+        .list_audit_records(wardline_proto::common::ListAuditRecordsRequest {
+            resource_id: call.ticket_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("the tenant admin reads the audit trail")
+        .into_inner()
+        .records;
+    let methods: Vec<&str> = records.iter().map(|r| r.method.as_str()).collect();
+    for m in [
+        "TicketService/CreateTicket",
+        "TicketService/AcknowledgeTicket",
+        "TicketService/AddNote",
+        "TicketService/ResolveTicket",
+    ] {
+        assert!(methods.contains(&m), "{m} on record: {methods:?}");
+    }
+    let resolver = records
+        .iter()
+        .find(|r| r.method == "TicketService/ResolveTicket")
+        .unwrap();
+    assert_eq!(resolver.roles, ["analyst"], "{resolver:?}");
     for t in &o.tenants {
         let total = t.draft_total.as_ref().expect("a draft invoice");
         assert_eq!(total.currency, "USD");

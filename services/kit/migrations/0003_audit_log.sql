@@ -25,7 +25,7 @@ CREATE INDEX audit_log_resources ON audit_log USING GIN (resource_ids);
 -- from rewriting its own history.
 CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' THEN
+    IF TG_OP IN ('UPDATE', 'TRUNCATE') THEN
         RAISE EXCEPTION 'audit_log is append-only';
     END IF;
     IF OLD.at > now() - interval '365 days' THEN

@@ -153,7 +153,11 @@ pub async fn record(
     resource_ids: Vec<String>,
     request_id: &str,
 ) -> Result<(), sqlx::Error> {
-    append(conn, &[Entry::new(caller, tenant, resource_ids, request_id)]).await
+    append(
+        conn,
+        &[Entry::new(caller, tenant, resource_ids, request_id)],
+    )
+    .await
 }
 
 #[derive(sqlx::FromRow)]
@@ -209,7 +213,9 @@ impl AuditService for Service {
         let r = req.into_inner();
         let size = crate::api::page_size(r.page_size, 100, 500).map_err(Status::from)?;
         if r.resource_id.len() > 128 {
-            return Err(Status::invalid_argument("resource_id: at most 128 characters"));
+            return Err(Status::invalid_argument(
+                "resource_id: at most 128 characters",
+            ));
         }
         if r.subject.len() > 256 {
             return Err(Status::invalid_argument("subject: at most 256 characters"));
@@ -245,7 +251,8 @@ impl AuditService for Service {
             q.push(" AND at < ").push_bind(t);
         }
         if !r.page_token.is_empty() {
-            q.push(" AND seq < ").push_bind(parse_cursor(&r.page_token)?);
+            q.push(" AND seq < ")
+                .push_bind(parse_cursor(&r.page_token)?);
         }
         q.push(" ORDER BY seq DESC LIMIT ").push_bind(size + 1);
         let rows: Vec<Row> = q
@@ -253,7 +260,8 @@ impl AuditService for Service {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| db_status(&e))?;
-        let (rows, next_page_token) = crate::api::page(rows, size, |last: &Row| last.seq.to_string());
+        let (rows, next_page_token) =
+            crate::api::page(rows, size, |last: &Row| last.seq.to_string());
         Ok(tonic::Response::new(ListAuditRecordsResponse {
             records: rows
                 .into_iter()

@@ -201,6 +201,9 @@ pub enum Command {
     /// --tenant's deliveries: who was told what on which channel, attempts, retries.
     #[command(subcommand)]
     Delivery(DeliveryCommand),
+    /// Who read or changed what in --tenant (the audit trail): every read
+    /// of a ticket's text and every change, newest first.
+    Audit(AuditArgs),
     /// Play a scenario (default: the shipped demo): hospitals, a roster,
     /// contracts, recipients and calls; show where each call went, what
     /// billing metered, who was told, and what to try next.
@@ -208,7 +211,7 @@ pub enum Command {
 }
 
 /// The service a command mainly talks to, for hints about the setup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Service {
     /// Intake.
     Intake,
@@ -243,6 +246,16 @@ impl Service {
 }
 
 impl Cli {
+    /// Where wardctl looks for `service`.
+    pub fn url(&self, service: Service) -> &str {
+        match service {
+            Service::Intake => &self.intake_url,
+            Service::Routing => &self.routing_url,
+            Service::Billing => &self.billing_url,
+            Service::Notification => &self.notification_url,
+        }
+    }
+
     /// The service the command talks to, and where wardctl looks for it.
     pub fn service(&self) -> (Service, &str) {
         match self.command {
@@ -260,6 +273,7 @@ impl Cli {
             Command::Recipient(_) | Command::Webhook(_) | Command::Delivery(_) => {
                 (Service::Notification, &self.notification_url)
             }
+            Command::Audit(ref a) => (a.service, self.url(a.service)),
             Command::Token(_)
             | Command::DevIssuer(_)
             | Command::Tenant(_)
@@ -835,4 +849,28 @@ mod tests {
         assert!(parse(&["--request-id", &"x".repeat(129), "tenant", "list"]).is_err());
         assert!(parse(&["--request-id", "a\u{e9}", "tenant", "list"]).is_err());
     }
+}
+
+/// `wardctl audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only records about this ticket (id or number).
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// Only records naming this resource id (analyst, endpoint, ...).
+    #[arg(long, conflicts_with = "ticket")]
+    pub resource: Option<String>,
+    /// Only what this subject (token subject) did.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// The service whose records to read (intake holds every read of a
+    /// ticket's text).
+    #[arg(long, value_enum, default_value_t = Service::Intake)]
+    pub service: Service,
+    /// At most this many records (pages are followed until reached).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+    /// CSV on standard output (for a records request), instead of a table.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
 }

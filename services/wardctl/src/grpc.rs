@@ -28,6 +28,7 @@ use wardline_kit::auth::TENANT_HEADER;
 use wardline_proto::billing::contract_service_client::ContractServiceClient;
 use wardline_proto::billing::invoice_service_client::InvoiceServiceClient;
 use wardline_proto::billing::usage_service_client::UsageServiceClient;
+use wardline_proto::common::audit_service_client::AuditServiceClient;
 use wardline_proto::intake::tenant_service_client::TenantServiceClient;
 use wardline_proto::intake::ticket_service_client::TicketServiceClient;
 use wardline_proto::notification::delivery_service_client::DeliveryServiceClient;
@@ -251,6 +252,8 @@ clients! {
     webhooks => WebhookServiceClient,
     /// Notification's deliveries.
     deliveries => DeliveryServiceClient,
+    /// The audit trail of whichever service the session is connected to.
+    audit => AuditServiceClient,
 }
 
 /// The canonical name of a status code, as in the gRPC spec

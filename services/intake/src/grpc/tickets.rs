@@ -451,9 +451,15 @@ impl TicketService for Api {
             .ok_or_else(|| not_found(shown))?;
         record_ticket(&row);
         // A read of the ticket's text is on record before it is answered.
-        audit::record(&mut conn, &caller, &tenant, vec![row.ticket_id.to_string()], "")
-            .await
-            .map_err(|e| db_status(&e))?;
+        audit::record(
+            &mut conn,
+            &caller,
+            &tenant,
+            vec![row.ticket_id.to_string()],
+            "",
+        )
+        .await
+        .map_err(|e| db_status(&e))?;
         Ok(Response::new(convert::ticket(&row)))
     }
 

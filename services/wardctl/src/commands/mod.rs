@@ -35,6 +35,7 @@ macro_rules! paged {
 }
 
 pub mod analyst;
+pub mod audit;
 pub mod billing;
 pub mod notification;
 pub mod routing;
@@ -241,6 +242,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Command::Recipient(cmd) => notification::recipient(&ctx, cmd).await,
             Command::Webhook(cmd) => notification::webhook(&ctx, cmd).await,
             Command::Delivery(cmd) => notification::delivery(&ctx, cmd).await,
+            Command::Audit(args) => audit::run(&ctx, &args).await,
             Command::Demo(args) => crate::demo::run(&ctx, &args).await.map(|_| ()),
         }
     }
