@@ -199,4 +199,48 @@ mod tests {
         assert_eq!(v.assignee_analyst_id, "rn.b");
         assert_eq!(v.routing_seq, 0);
     }
+
+    fn any_change() -> impl proptest::strategy::Strategy<Value = RoutingChange> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0i64..6, 0usize..3).prop_map(|(seq, a)| assigned(seq, ["rn.a", "rn.b", "rn.c"][a])),
+            (0i64..6).prop_map(|seq| C::Queued { seq }),
+            (0i16..4).prop_map(|level| C::Escalated { level }),
+            (1i16..3).prop_map(|target| C::Breached { target }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever routing sends, in whatever order: a skipped event
+        /// leaves the ticket exactly as it was, an applied one bumps the
+        /// version once; the level never falls and no target is listed twice.
+        #[test]
+        fn skipped_events_change_nothing_and_applied_ones_bump_the_version_once(
+            changes in proptest::collection::vec(any_change(), 0..40),
+            acknowledged in proptest::bool::ANY,
+        ) {
+            let mut v = new_ticket();
+            if acknowledged {
+                v.apply(&assigned(1, "rn.first"));
+                v.status = TicketStatus::Acknowledged as i16;
+            }
+            for c in &changes {
+                let before = v.clone();
+                if v.apply(c) {
+                    proptest::prop_assert_eq!(v.version, before.version + 1);
+                } else {
+                    proptest::prop_assert_eq!(&v, &before);
+                }
+                proptest::prop_assert!(v.escalation_level >= before.escalation_level);
+                let mut targets = v.breached_targets.clone();
+                targets.sort_unstable();
+                targets.dedup();
+                proptest::prop_assert_eq!(targets.len(), v.breached_targets.len());
+                if acknowledged {
+                    proptest::prop_assert_eq!(v.status, TicketStatus::Acknowledged as i16);
+                    proptest::prop_assert_eq!(v.assignee_analyst_id.as_str(), "rn.first");
+                }
+            }
+        }
+    }
 }
