@@ -4,7 +4,8 @@
 //! `call.metered` event) and notified (the load generator's own webhook
 //! receiver), and the report carries the commits per ticket of the
 //! services' databases. The numbers are printed, not asserted; the counts
-//! are.
+//! are. `WARDLINE_LOAD_EXTRA_ARGS` appends arguments the run does not set
+//! (`--tenants 1 --analysts 40`: one hospital, so batches fill).
 
 mod common;
 
@@ -66,6 +67,15 @@ async fn two_hundred_tickets_at_a_hundred_a_second_are_created_assigned_billed_a
     ]
     .iter()
     .map(|s| (*s).to_owned())
+    // Arguments the run does not set (e.g. `--tenants 1 --analysts 40`
+    // to fill the consumers' batches), for measuring statement counts
+    // against a server that preloads pg_stat_statements.
+    .chain(
+        std::env::var("WARDLINE_LOAD_EXTRA_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned),
+    )
     .collect();
     let args = Args::try_parse_from(&argv).expect("the command line parses");
     let report = wardline_load::measure(&args)

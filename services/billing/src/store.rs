@@ -1,5 +1,7 @@
 //! Billing's storage. Every query is scoped by tenant.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use prost::Message;
@@ -37,39 +39,63 @@ pub async fn tenant_zone(conn: &mut PgConnection, tenant: &str) -> Result<Option
     Ok(zone.map(|z| z.parse().unwrap_or(chrono_tz::UTC)))
 }
 
-/// The period a fact of `own` period is billed on: `own` unless it was
-/// issued already, then the first later period still open (a late charge).
-/// Takes each period row `FOR SHARE`, so issuing waits for this transaction.
-pub async fn billing_period(
+/// Where a fact of each `own` period is billed: `own` unless it was issued
+/// already, then the first later period still open (a late charge, the
+/// `bool`). Set-based, for a whole batch: each round creates the missing
+/// period rows in one statement and takes them `FOR SHARE` in another (in
+/// period order, so issuing, which takes one `FOR UPDATE`, waits for this
+/// transaction and cannot deadlock with it); a round more only for periods
+/// already issued. Usually one round for any number of facts.
+pub async fn billing_periods(
     conn: &mut PgConnection,
     tenant: &str,
-    own: Period,
-) -> Result<(Period, bool), sqlx::Error> {
-    let mut p = own;
-    loop {
-        sqlx::query("INSERT INTO periods (tenant_id, period, invoice_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(tenant)
-            .bind(p.to_string())
-            .bind(Uuid::now_v7())
-            .execute(&mut *conn)
-            .await?;
-        let status: i16 = sqlx::query_scalar(
-            "SELECT status FROM periods WHERE tenant_id = $1 AND period = $2 FOR SHARE",
+    owns: &[Period],
+) -> Result<HashMap<Period, (Period, bool)>, sqlx::Error> {
+    let mut out = HashMap::new();
+    let mut asking: Vec<(Period, Period)> = owns.iter().map(|&p| (p, p)).collect();
+    asking.sort_unstable();
+    asking.dedup();
+    while !asking.is_empty() {
+        let mut names: Vec<String> = asking.iter().map(|(_, p)| p.to_string()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let invoices: Vec<Uuid> = names.iter().map(|_| Uuid::now_v7()).collect();
+        sqlx::query(
+            "INSERT INTO periods (tenant_id, period, invoice_id)
+             SELECT $1, u.period, u.invoice_id FROM UNNEST($2::text[], $3::uuid[]) AS u(period, invoice_id)
+             ON CONFLICT DO NOTHING",
         )
         .bind(tenant)
-        .bind(p.to_string())
-        .fetch_one(&mut *conn)
+        .bind(&names)
+        .bind(&invoices)
+        .execute(&mut *conn)
         .await?;
-        if status == 1 {
-            return Ok((p, p != own));
-        }
-        p = p.next();
+        let rows: Vec<(String, i16)> = sqlx::query_as(
+            "SELECT period, status FROM periods WHERE tenant_id = $1 AND period = ANY($2)
+              ORDER BY period FOR SHARE",
+        )
+        .bind(tenant)
+        .bind(&names)
+        .fetch_all(&mut *conn)
+        .await?;
+        let open: HashMap<String, bool> = rows.into_iter().map(|(p, s)| (p, s == 1)).collect();
+        asking = asking
+            .into_iter()
+            .filter_map(|(own, p)| {
+                if open.get(&p.to_string()).copied().unwrap_or(false) {
+                    out.insert(own, (p, p != own));
+                    None
+                } else {
+                    Some((own, p.next()))
+                }
+            })
+            .collect();
     }
+    Ok(out)
 }
 
 /// A call as recorded.
 pub struct NewCall<'a> {
-    pub tenant: &'a str,
     pub ticket_id: Uuid,
     pub number: &'a str,
     pub event_id: Uuid,
@@ -83,33 +109,47 @@ pub struct NewCall<'a> {
     pub late: bool,
 }
 
-/// Records a call once per ticket. False when it was recorded before.
-pub async fn record_call(conn: &mut PgConnection, c: &NewCall<'_>) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
+/// Records each call once per ticket, all in one statement. Returns the
+/// tickets whose call is new: one recorded before (or earlier in `calls`)
+/// is left as it was.
+pub async fn record_calls(
+    conn: &mut PgConnection,
+    tenant: &str,
+    calls: &[NewCall<'_>],
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    if calls.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let new: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO calls (ticket_id, tenant_id, number, source_event_id, created_at, local_date, tier, priority,
             category, period, billed_period, late)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (ticket_id) DO NOTHING",
+         SELECT u.ticket_id, $1, u.number, u.source_event_id, u.created_at, u.local_date, u.tier, u.priority,
+                u.category, u.period, u.billed_period, u.late
+           FROM UNNEST($2::uuid[], $3::text[], $4::uuid[], $5::timestamptz[], $6::date[], $7::int2[], $8::int2[],
+                       $9::int2[], $10::text[], $11::text[], $12::bool[])
+                AS u(ticket_id, number, source_event_id, created_at, local_date, tier, priority, category, period,
+                     billed_period, late)
+         ON CONFLICT (ticket_id) DO NOTHING RETURNING ticket_id",
     )
-    .bind(c.ticket_id)
-    .bind(c.tenant)
-    .bind(c.number)
-    .bind(c.event_id)
-    .bind(c.created_at)
-    .bind(c.local_date)
-    .bind(tier_code(c.tier))
-    .bind(c.priority)
-    .bind(c.category)
-    .bind(c.period.to_string())
-    .bind(c.billed.to_string())
-    .bind(c.late)
-    .execute(conn)
+    .bind(tenant)
+    .bind(calls.iter().map(|c| c.ticket_id).collect::<Vec<_>>())
+    .bind(calls.iter().map(|c| c.number).collect::<Vec<_>>())
+    .bind(calls.iter().map(|c| c.event_id).collect::<Vec<_>>())
+    .bind(calls.iter().map(|c| c.created_at).collect::<Vec<_>>())
+    .bind(calls.iter().map(|c| c.local_date).collect::<Vec<_>>())
+    .bind(calls.iter().map(|c| tier_code(c.tier)).collect::<Vec<_>>())
+    .bind(calls.iter().map(|c| c.priority).collect::<Vec<_>>())
+    .bind(calls.iter().map(|c| c.category).collect::<Vec<_>>())
+    .bind(calls.iter().map(|c| c.period.to_string()).collect::<Vec<_>>())
+    .bind(calls.iter().map(|c| c.billed.to_string()).collect::<Vec<_>>())
+    .bind(calls.iter().map(|c| c.late).collect::<Vec<_>>())
+    .fetch_all(conn)
     .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(new.into_iter().collect())
 }
 
 /// A breach as recorded.
 pub struct NewBreach<'a> {
-    pub tenant: &'a str,
     pub ticket_id: Uuid,
     pub target: i16,
     pub number: &'a str,
@@ -121,29 +161,39 @@ pub struct NewBreach<'a> {
     pub late: bool,
 }
 
-/// Records a breach once per (ticket, target).
-pub async fn record_breach(
+/// Records each breach once per (ticket, target), all in one statement.
+/// Returns how many are new.
+pub async fn record_breaches(
     conn: &mut PgConnection,
-    b: &NewBreach<'_>,
-) -> Result<bool, sqlx::Error> {
+    tenant: &str,
+    breaches: &[NewBreach<'_>],
+) -> Result<u64, sqlx::Error> {
+    if breaches.is_empty() {
+        return Ok(0);
+    }
     let r = sqlx::query(
         "INSERT INTO breaches (ticket_id, target, tenant_id, number, source_event_id, detected_at, priority, period,
             billed_period, late)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (ticket_id, target) DO NOTHING",
+         SELECT u.ticket_id, u.target, $1, u.number, u.source_event_id, u.detected_at, u.priority, u.period,
+                u.billed_period, u.late
+           FROM UNNEST($2::uuid[], $3::int2[], $4::text[], $5::uuid[], $6::timestamptz[], $7::int2[], $8::text[],
+                       $9::text[], $10::bool[])
+                AS u(ticket_id, target, number, source_event_id, detected_at, priority, period, billed_period, late)
+         ON CONFLICT (ticket_id, target) DO NOTHING",
     )
-    .bind(b.ticket_id)
-    .bind(b.target)
-    .bind(b.tenant)
-    .bind(b.number)
-    .bind(b.event_id)
-    .bind(b.detected_at)
-    .bind(b.priority)
-    .bind(b.period.to_string())
-    .bind(b.billed.to_string())
-    .bind(b.late)
+    .bind(tenant)
+    .bind(breaches.iter().map(|b| b.ticket_id).collect::<Vec<_>>())
+    .bind(breaches.iter().map(|b| b.target).collect::<Vec<_>>())
+    .bind(breaches.iter().map(|b| b.number).collect::<Vec<_>>())
+    .bind(breaches.iter().map(|b| b.event_id).collect::<Vec<_>>())
+    .bind(breaches.iter().map(|b| b.detected_at).collect::<Vec<_>>())
+    .bind(breaches.iter().map(|b| b.priority).collect::<Vec<_>>())
+    .bind(breaches.iter().map(|b| b.period.to_string()).collect::<Vec<_>>())
+    .bind(breaches.iter().map(|b| b.billed.to_string()).collect::<Vec<_>>())
+    .bind(breaches.iter().map(|b| b.late).collect::<Vec<_>>())
     .execute(conn)
     .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(r.rows_affected())
 }
 
 /// Tier as stored (1 clinical, 2 technical, like the API enum).
@@ -275,31 +325,37 @@ pub async fn versions(conn: &mut PgConnection, tenant: &str) -> Result<Vec<Versi
     Ok(out)
 }
 
-/// The version in force on `date` (the latest `effective_from` not after
-/// it), if any: the one a call of that day is rated under.
-pub async fn version_in_force(
+/// The version in force on each of `dates` (the latest `effective_from`
+/// not after it), for the dates that have one: the terms a call of that
+/// day is rated under. One statement for a whole batch.
+pub async fn versions_in_force(
     conn: &mut PgConnection,
     tenant: &str,
-    date: NaiveDate,
-) -> Result<Option<Terms>, sqlx::Error> {
-    let row: Option<(i32, Vec<u8>)> = sqlx::query_as(
-        "SELECT version, body FROM contract_versions WHERE tenant_id = $1 AND effective_from <= $2
-          ORDER BY effective_from DESC, version DESC LIMIT 1",
+    dates: &[NaiveDate],
+) -> Result<HashMap<NaiveDate, Terms>, sqlx::Error> {
+    if dates.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(NaiveDate, i32, Vec<u8>)> = sqlx::query_as(
+        "SELECT DISTINCT ON (d.day) d.day, cv.version, cv.body
+           FROM UNNEST($2::date[]) AS d(day)
+           JOIN contract_versions cv ON cv.tenant_id = $1 AND cv.effective_from <= d.day
+          ORDER BY d.day, cv.effective_from DESC, cv.version DESC",
     )
     .bind(tenant)
-    .bind(date)
-    .fetch_optional(conn)
+    .bind(dates)
+    .fetch_all(conn)
     .await?;
-    let Some((version, body)) = row else {
-        return Ok(None);
-    };
-    let contract =
-        Contract::decode(body.as_slice()).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    crate::contract::terms_from_proto(&contract, version as u32)
-        .map(Some)
-        .map_err(|e| {
+    let mut out = HashMap::with_capacity(rows.len());
+    for (day, version, body) in rows {
+        let contract =
+            Contract::decode(body.as_slice()).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let terms = crate::contract::terms_from_proto(&contract, version as u32).map_err(|e| {
             sqlx::Error::Protocol(format!("stored contract version {version} is invalid: {e}"))
-        })
+        })?;
+        out.insert(day, terms);
+    }
+    Ok(out)
 }
 
 /// Stores a new version (the body carries every output field).

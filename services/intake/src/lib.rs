@@ -2,11 +2,13 @@
 //! tickets and notes, and the ticket lifecycle.
 //!
 //! - [`domain`]: priority matrix, keyword classification, the lifecycle state
-//!   machine, ticket numbers. Plain Rust, exhaustively tested.
+//!   machine, what routing's events do to a ticket, ticket numbers. Plain
+//!   Rust, exhaustively tested.
 //! - [`storage`]: the repository; every query scoped by tenant.
 //! - [`grpc`]: TenantService and TicketService: validation, authorisation,
 //!   idempotency, and the outbox write in the same transaction as the change.
-//! - [`events`]: the consumer of routing's events (assignee, queue, escalation).
+//! - [`events`]: the consumer of routing's events (assignee, queue, escalation),
+//!   a batch at a time in two statements.
 //! - [`app`]: wiring, shared by `main`, tests and benchmarks.
 //! - [`config`]: environment variables.
 //!

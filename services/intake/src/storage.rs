@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use crate::domain::routing::RoutingView;
+
 /// A tenant row with its facilities.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TenantRow {
@@ -228,6 +230,98 @@ pub async fn update_ticket(conn: &mut PgConnection, t: &TicketRow) -> Result<(),
     .bind(t.acknowledged_at)
     .bind(t.resolved_at)
     .bind(t.closed_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Routing's view of the tickets `ids` of `tenant` that exist, locked for
+/// update (in id order, so two batches never wait on each other in a
+/// cycle): one statement for a whole batch of routing's events. Reads no
+/// free text.
+pub async fn lock_routing_views(
+    conn: &mut PgConnection,
+    tenant: &str,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, RoutingView)>, sqlx::Error> {
+    let rows: Vec<RoutingRow> = sqlx::query_as(
+        "SELECT ticket_id, status, assignee_analyst_id, queued, escalation_level, breached_targets,
+                routing_seq, version
+           FROM tickets WHERE tenant_id = $1 AND ticket_id = ANY($2)
+          ORDER BY ticket_id FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.ticket_id,
+                RoutingView {
+                    status: r.status,
+                    assignee_analyst_id: r.assignee_analyst_id,
+                    queued: r.queued,
+                    escalation_level: r.escalation_level,
+                    breached_targets: r.breached_targets,
+                    routing_seq: r.routing_seq,
+                    version: r.version,
+                },
+            )
+        })
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct RoutingRow {
+    ticket_id: Uuid,
+    status: i16,
+    assignee_analyst_id: String,
+    queued: bool,
+    escalation_level: i16,
+    breached_targets: Vec<i16>,
+    routing_seq: i64,
+    version: i64,
+}
+
+/// Writes routing's view of several tickets of `tenant` in one statement.
+pub async fn update_routing_views(
+    conn: &mut PgConnection,
+    tenant: &str,
+    views: &[(Uuid, &RoutingView)],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    if views.is_empty() {
+        return Ok(());
+    }
+    // A column of arrays cannot be unnested as such (PostgreSQL arrays are
+    // rectangular): each ticket's targets travel as an array literal.
+    let breached: Vec<String> = views
+        .iter()
+        .map(|(_, v)| {
+            let items: Vec<String> = v.breached_targets.iter().map(i16::to_string).collect();
+            format!("{{{}}}", items.join(","))
+        })
+        .collect();
+    sqlx::query(
+        "UPDATE tickets t SET status = u.status, assignee_analyst_id = u.assignee, queued = u.queued,
+                escalation_level = u.level, breached_targets = u.breached::smallint[],
+                routing_seq = u.routing_seq, version = u.version, updated_at = $10
+           FROM UNNEST($2::uuid[], $3::int2[], $4::text[], $5::bool[], $6::int2[], $7::text[], $8::int8[],
+                       $9::int8[]) AS u(ticket_id, status, assignee, queued, level, breached, routing_seq, version)
+          WHERE t.tenant_id = $1 AND t.ticket_id = u.ticket_id",
+    )
+    .bind(tenant)
+    .bind(views.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(views.iter().map(|(_, v)| v.status).collect::<Vec<_>>())
+    .bind(views.iter().map(|(_, v)| v.assignee_analyst_id.as_str()).collect::<Vec<_>>())
+    .bind(views.iter().map(|(_, v)| v.queued).collect::<Vec<_>>())
+    .bind(views.iter().map(|(_, v)| v.escalation_level).collect::<Vec<_>>())
+    .bind(&breached)
+    .bind(views.iter().map(|(_, v)| v.routing_seq).collect::<Vec<_>>())
+    .bind(views.iter().map(|(_, v)| v.version).collect::<Vec<_>>())
+    .bind(now)
     .execute(conn)
     .await?;
     Ok(())

@@ -4,6 +4,7 @@
 pub mod classify;
 pub mod lifecycle;
 pub mod priority;
+pub mod routing;
 
 /// The human-readable number of a ticket, e.g. `STM-000042`. Six digits
 /// keep numbers short enough to read over the phone; past a million the
