@@ -142,6 +142,25 @@ pub fn token_with_email(subject: &str, tenant: &str, roles: &[Role], email: &str
     sign(&claims)
 }
 
+/// A requester's token with the contacts an identity provider states:
+/// the `email` and `phone_number` claims, each when given.
+pub fn requester_token(
+    subject: &str,
+    tenant: &str,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> String {
+    let mut claims = Claims::new(
+        subject,
+        tenant,
+        &[Role::Requester],
+        std::time::Duration::from_secs(3600),
+    );
+    claims.email = email.map(str::to_owned);
+    claims.phone_number = phone.map(str::to_owned);
+    sign(&claims)
+}
+
 /// Adds `authorization` (and `x-tenant-id`, for vendor tokens) to every call.
 #[derive(Clone)]
 pub struct Auth {

@@ -175,28 +175,56 @@ fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, S
 
 /// A requester (a clinician on the portal, an integration without a
 /// desk role) calls as themselves: the caller is the token's subject, and
-/// when the identity provider states their email, updates go there.
-/// Naming another person (whose recipient entry in notification the ticket
-/// would then rewrite) or, against the provider's word, another address
-/// (notification would mail it) is refused; only roles that take calls on
-/// someone's behalf (analyst, tenant admin, vendor admin) may. A token
-/// without an email claim leaves the address to the requester (map
-/// `WARDLINE_JWT_EMAIL_CLAIM` to close that). A call-back phone is theirs
-/// to give.
+/// the contact details are the ones the identity provider states (its
+/// `email` and `phone_number` claims), filled in when left empty. Naming
+/// another person (whose recipient entry in notification the ticket would
+/// then rewrite), or any address or phone the provider does not state
+/// (notification would mail or text it), is refused; only roles that take
+/// calls on someone's behalf (analyst, tenant admin, vendor admin) may.
+/// A token without the claim leaves that contact empty: no tenant holds a
+/// directory of its callers' contacts today, so the provider is the only
+/// word Wardline trusts.
 fn calls_as_themselves(row: &mut TicketRow, caller: &Caller) -> Result<(), Status> {
     if row.caller_id != caller.subject {
         return Err(Status::permission_denied(
             "caller.caller_id: a requester calls as themselves (the token's subject); analysts take calls for others",
         ));
     }
-    match (&caller.email, row.caller_email.is_empty()) {
-        (Some(mine), true) => row.caller_email = mine.clone(),
-        (None, _) => {}
-        (Some(mine), false) if mine.eq_ignore_ascii_case(&row.caller_email) => {}
-        (Some(_), false) => {
-            return Err(Status::permission_denied(
-                "caller.email: a requester's updates go to the email their identity provider states (leave it empty)",
-            ));
+    stated_contact(
+        "caller.email",
+        &mut row.caller_email,
+        caller.email.as_deref(),
+        |a, b| a.eq_ignore_ascii_case(b),
+    )?;
+    stated_contact(
+        "caller.phone",
+        &mut row.caller_phone,
+        caller.phone.as_deref(),
+        |a, b| a == b,
+    )
+}
+
+/// One contact of a requester: empty takes the provider's claim; anything
+/// else must be that claim.
+fn stated_contact(
+    field: &str,
+    given: &mut String,
+    claim: Option<&str>,
+    same: fn(&str, &str) -> bool,
+) -> Result<(), Status> {
+    match claim {
+        Some(mine) if given.is_empty() => *given = mine.to_owned(),
+        Some(mine) if same(mine, given) => {}
+        None if given.is_empty() => {}
+        Some(_) => {
+            return Err(Status::permission_denied(format!(
+                "{field}: a requester's updates go where their identity provider states (leave it empty)"
+            )));
+        }
+        None => {
+            return Err(Status::permission_denied(format!(
+                "{field}: the requester's token states none, and a requester may not name one (leave it empty)"
+            )));
         }
     }
     Ok(())

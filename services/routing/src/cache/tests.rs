@@ -48,6 +48,7 @@ fn admin() -> Caller {
         all_tenants: false,
         roles: vec![Role::TenantAdmin],
         email: None,
+        phone: None,
     }
 }
 

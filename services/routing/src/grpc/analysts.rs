@@ -783,6 +783,7 @@ mod tests {
             all_tenants: all,
             roles: roles.to_vec(),
             email: None,
+            phone: None,
         }
     }
 
@@ -1225,6 +1226,7 @@ pub(crate) mod db_tests {
             tenant: tenant.map(str::to_owned),
             roles: roles.to_vec(),
             email: None,
+            phone: None,
         }
     }
 
