@@ -9,6 +9,7 @@
 //! - [`events`]: the consumer of routing's events (assignee, queue, escalation).
 //! - [`app`]: wiring, shared by `main`, tests and benchmarks.
 //! - [`config`]: environment variables.
+//! - [`limits`]: every size limit of the API (`docs/limits.md` lists them).
 //!
 //! A ticket's description and notes may contain PHI: they stay in this
 //! service. Events carry [`grpc::snapshot`]s, built from codes and ids only.
@@ -19,6 +20,7 @@ pub mod create;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod limits;
 pub mod storage;
 
 pub use app::{Application, MIGRATOR, SERVICE};
