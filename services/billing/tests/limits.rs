@@ -3,21 +3,21 @@
 //! it and a NUL byte are INVALID_ARGUMENT naming the field, and nothing
 //! refused was written. The cases are the table docs/limits.md shows.
 
+mod common;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use wardline_billing::limits;
 use wardline_kit::auth::Role;
-use wardline_kit::config::Env;
 use wardline_proto::billing::contract_service_client::ContractServiceClient;
 use wardline_proto::billing::invoice_service_client::InvoiceServiceClient;
 use wardline_proto::billing::usage_service_client::UsageServiceClient;
 use wardline_proto::billing::*;
 use wardline_proto::common::Money;
-use wardline_testkit::{Auth, TestDb, TestNats};
+use wardline_testkit::Auth;
 
 const TENANT: &str = "stmarys";
 
@@ -246,31 +246,11 @@ async fn send(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bounded_field_takes_its_maximum_and_refuses_one_more_by_name() {
-    let nats = TestNats::start();
-    let db = TestDb::create("billing_limits").await;
-    let config = wardline_billing::Config::from_env(&Env::from_pairs(
-        vec![
-            ("BILLING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            ("BILLING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            ("BILLING_DATABASE_URL".to_owned(), db.url()),
-            ("WARDLINE_SHUTDOWN_TIMEOUT_MS".to_owned(), "5000".to_owned()),
-        ]
-        .into_iter()
-        .chain(wardline_testkit::auth_env())
-        .chain(nats.service_env("billing", &[]))
-        .collect::<Vec<_>>(),
-    ))
-    .expect("billing accepts the test configuration");
-    let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
-    let app = wardline_billing::Application::build(config, shutdown.clone())
-        .await
-        .expect("billing builds");
-    let grpc = app.grpc_addr();
-    tokio::spawn(app.run_until_stopped());
+    let b = common::start("billing_limits").await;
+    let grpc = b.grpc;
 
     // Billing learns of the tenant from intake's event.
-    let js = nats.jetstream().await;
+    let js = b.nats.jetstream().await;
     let tenant = wardline_testkit::build::tenant_created(TENANT, "America/Chicago");
     wardline_testkit::build::publish(&js, &tenant, &tenant.event_id).await;
     let vendor = Auth::new(
@@ -300,7 +280,7 @@ async fn every_bounded_field_takes_its_maximum_and_refuses_one_more_by_name() {
     .await;
     ctx.versions.store(1, Ordering::Relaxed);
 
-    let pool = db.pool().await;
+    let pool = b.db.pool().await;
     let stored = || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM contract_versions")
             .fetch_one(&pool)

@@ -13,7 +13,9 @@
 //!   keys, their JWKS served over HTTP on loopback, tokens signed with them.
 //! - [`build`]: the events producers publish (tenant and ticket created),
 //!   and publishing them as the relay does, for tests playing a producer.
-//! - [`events`]: reading what reached the event stream.
+//! - [`events`]: reading what reached the event stream and the dead-letter stream.
+//! - [`hostile`]: mutated envelopes for the consumers' property tests, and
+//!   the check that each ended applied or dead-lettered.
 //! - [`TestPgCluster`]: a private PostgreSQL cluster (initdb/pg_ctl) that a
 //!   test may restart with `pg_ctl restart -m immediate`.
 //! - [`ServiceProcess`]: a service binary as a process, for SIGKILL and
@@ -29,6 +31,7 @@
 
 pub mod build;
 pub mod events;
+pub mod hostile;
 mod http_sink;
 mod idp;
 mod nats;
