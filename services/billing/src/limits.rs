@@ -5,7 +5,7 @@
 //! INVALID_ARGUMENT naming the field, before anything is written).
 
 /// `request_id` of every mutating RPC: printable ASCII (`kit::validate`).
-pub const REQUEST_ID: usize = 128;
+pub const REQUEST_ID: usize = wardline_kit::validate::MAX_REQUEST_ID;
 /// A tenant slug (2 to this many characters).
 pub const TENANT_ID: usize = 32;
 /// Any amount of money in a contract, in minor units (100 million in major units).

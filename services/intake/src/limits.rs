@@ -5,7 +5,7 @@
 //! field, before anything is written).
 
 /// `request_id` of every mutating RPC: printable ASCII (`kit::validate`).
-pub const REQUEST_ID: usize = 128;
+pub const REQUEST_ID: usize = wardline_kit::validate::MAX_REQUEST_ID;
 /// `tenant_id`: a slug of 2 to this many characters.
 pub const TENANT_ID: usize = 32;
 /// `facility_id` (a tenant's facilities, a ticket's, a list filter): a slug.
@@ -23,9 +23,9 @@ pub const TICKET_NUMBER: usize = 24;
 /// `caller.caller_id`.
 pub const CALLER_ID: usize = 64;
 /// `caller.email` (RFC 5321's path limit, `kit::validate::is_email`).
-pub const EMAIL: usize = 254;
+pub const EMAIL: usize = wardline_kit::validate::MAX_EMAIL;
 /// `caller.phone`: `+` and 8 to this many digits (E.164).
-pub const PHONE_DIGITS: usize = 15;
+pub const PHONE_DIGITS: usize = wardline_kit::validate::MAX_E164_DIGITS;
 /// `application`: `[a-z0-9_-]`.
 pub const APPLICATION: usize = 64;
 /// Free text: a ticket's description, a note's body.

@@ -5,7 +5,7 @@
 //! INVALID_ARGUMENT naming the field, before anything is written).
 
 /// `request_id` of every mutating RPC: printable ASCII (`kit::validate`).
-pub const REQUEST_ID: usize = 128;
+pub const REQUEST_ID: usize = wardline_kit::validate::MAX_REQUEST_ID;
 /// A recipient's `subject_id` (caller ids, analyst ids, rota keys):
 /// `[A-Za-z0-9._@-]`.
 pub const SUBJECT_ID: usize = 128;
@@ -14,7 +14,7 @@ pub const NAME: usize = 200;
 /// A pager address.
 pub const PAGER: usize = 64;
 /// An email address (`kit::validate::is_email`).
-pub const EMAIL: usize = 254;
+pub const EMAIL: usize = wardline_kit::validate::MAX_EMAIL;
 /// Channels of one subscription (email, SMS, pager).
 pub const SUBSCRIPTION_CHANNELS: usize = 3;
 /// A webhook endpoint's URL.

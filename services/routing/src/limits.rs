@@ -5,7 +5,7 @@
 //! field, before anything is written).
 
 /// `request_id` of every mutating RPC: printable ASCII (`kit::validate`).
-pub const REQUEST_ID: usize = 128;
+pub const REQUEST_ID: usize = wardline_kit::validate::MAX_REQUEST_ID;
 /// An analyst id, `[a-z0-9._-]` (the subject of the analyst's token).
 pub const ANALYST_ID: usize = 64;
 /// A tenant slug (2 to this many characters).
@@ -14,6 +14,10 @@ pub const TENANT_ID: usize = 32;
 pub const FACILITY_ID: usize = 64;
 /// An analyst's display name.
 pub const NAME: usize = 200;
+/// An analyst's email address (`kit::validate::is_email`).
+pub const EMAIL: usize = wardline_kit::validate::MAX_EMAIL;
+/// Most digits of an analyst's phone (E.164).
+pub const PHONE_DIGITS: usize = wardline_kit::validate::MAX_E164_DIGITS;
 /// An analyst's pager id.
 pub const PAGER: usize = 64;
 /// Tenants an analyst covers.

@@ -165,7 +165,7 @@ fn edges() -> Vec<Edge> {
         Edge {
             rpc: "UpsertAnalyst",
             field: "analyst.email",
-            max: 254,
+            max: limits::EMAIL,
             size: Text(|n| format!("{}@example.org", "r".repeat(n - 12))),
             make: |v, _| {
                 upsert(pb::Analyst {
@@ -178,7 +178,7 @@ fn edges() -> Vec<Edge> {
         Edge {
             rpc: "UpsertAnalyst",
             field: "analyst.phone",
-            max: 15,
+            max: limits::PHONE_DIGITS,
             size: Text(|n| format!("+{}", "1".repeat(n))),
             make: |v, _| {
                 upsert(pb::Analyst {
@@ -229,6 +229,38 @@ fn edges() -> Vec<Edge> {
                     coverage: vec![pb::TenantCoverage {
                         tenant_id: TENANT.into(),
                         facility_ids: (0..n).map(|i| format!("f{i}")).collect(),
+                    }],
+                    ..someone()
+                })
+            },
+            at_max: ok,
+        },
+        Edge {
+            rpc: "UpsertAnalyst",
+            field: "analyst.coverage[0].tenant_id",
+            max: limits::TENANT_ID,
+            size: Text(letters),
+            make: |v, _| {
+                upsert(pb::Analyst {
+                    coverage: vec![pb::TenantCoverage {
+                        tenant_id: v,
+                        facility_ids: vec![],
+                    }],
+                    ..someone()
+                })
+            },
+            at_max: ok,
+        },
+        Edge {
+            rpc: "UpsertAnalyst",
+            field: "analyst.coverage[0].facility_ids[0]",
+            max: limits::FACILITY_ID,
+            size: Text(letters),
+            make: |v, _| {
+                upsert(pb::Analyst {
+                    coverage: vec![pb::TenantCoverage {
+                        tenant_id: TENANT.into(),
+                        facility_ids: vec![v],
                     }],
                     ..someone()
                 })
