@@ -1,7 +1,8 @@
 //! A canary string in a ticket's description reaches no email, SMS,
-//! webhook, page, log line or span of notification: the process runs with
-//! debug logs (JSON, with the current span's fields on every line) and
-//! exports its spans to a real OTLP receiver the test starts.
+//! webhook, page, log line or span of notification, no table but the
+//! ticket's, no dead letter and no metric: the process runs with debug
+//! logs (JSON, with the current span's fields on every line) and exports
+//! its spans to a real OTLP receiver the test starts.
 
 mod common;
 
@@ -125,6 +126,68 @@ async fn the_description_reaches_no_message_log_line_or_span_of_notification() {
         .then_some(())
     })
     .await;
+
+    // A forged copy of the canary ticket's created event on another
+    // tenant's subject (the subject says lakeside, the envelope stmarys):
+    // every consumer must refuse it, so routing and notification each
+    // dead-letter it. What a reader of the dead-letter stream then gets is
+    // the event's own bytes (no free text by contract) with ids and a
+    // reason, never the description.
+    let created = wardline_testkit::events::wait_for(
+        &s.nats,
+        "wardline.events.stmarys.ticket.created",
+        1,
+        10,
+    )
+    .await;
+    let mut forged = created[0].envelope.clone();
+    forged.event_id = uuid::Uuid::now_v7().to_string();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", forged.event_id.as_str());
+    async_nats::jetstream::new(s.nats.client().await)
+        .publish_with_headers(
+            "wardline.events.lakeside.ticket.created",
+            headers,
+            prost::Message::encode_to_vec(&forged).into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let letters =
+        wardline_testkit::eventually(30, "routing's and notification's dead letters", || async {
+            let letters =
+                wardline_testkit::events::dead_letters(&s.nats, Duration::from_millis(300)).await;
+            let from = |service: &str| {
+                letters
+                    .iter()
+                    .any(|d| d.subject == format!("wardline.deadletter.{service}.lakeside"))
+            };
+            (from("routing") && from("notification")).then_some(letters)
+        })
+        .await;
+    for letter in &letters {
+        let bytes = letter.bytes();
+        assert!(
+            !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+            "dead letter on {} carries the canary",
+            letter.subject
+        );
+        let reason = letter.header("Wardline-Reason").expect("a reason");
+        assert!(reason.starts_with("tenant mismatch"), "{reason}");
+        assert_eq!(
+            letter.header("Wardline-Original-Subject"),
+            Some("wardline.events.lakeside.ticket.created")
+        );
+        assert!(
+            letter
+                .header("Nats-Msg-Id")
+                .unwrap()
+                .ends_with(&forged.event_id),
+            "the dead letter is keyed by the event id"
+        );
+    }
+
     assert_eq!(
         notification.terminate(20),
         Some(0),

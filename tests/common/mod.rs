@@ -239,8 +239,9 @@ pub fn analyst_token(tenant: &str, analyst: &str) -> String {
     wardline_testkit::token(analyst, tenant, &[Role::Analyst])
 }
 
+/// The caller of [`ticket_request`]: the provider states their email.
 pub fn nurse_token(tenant: &str) -> String {
-    wardline_testkit::token("caller-1", tenant, &[Role::Requester])
+    wardline_testkit::requester_token("caller-1", tenant, Some("riley@example.org"), None)
 }
 
 impl Stack {

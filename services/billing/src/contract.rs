@@ -10,6 +10,7 @@ use wardline_proto::common::{Money, Priority};
 use crate::domain::calendar::{Week, parse_date, parse_hhmm};
 use crate::domain::money::Rounding;
 use crate::domain::rating::Terms;
+use crate::limits;
 
 fn money(
     m: &Option<Money>,
@@ -29,8 +30,11 @@ fn money(
             if m.minor_units < 0 {
                 return Err(format!("{field}.minor_units: must not be negative"));
             }
-            if m.minor_units > 10_000_000_000 {
-                return Err(format!("{field}.minor_units: at most 10,000,000,000"));
+            if m.minor_units > limits::MONEY_MINOR_UNITS {
+                return Err(format!(
+                    "{field}.minor_units: at most {}",
+                    limits::MONEY_MINOR_UNITS
+                ));
             }
             Ok(Some(m.minor_units))
         }
@@ -83,8 +87,11 @@ pub fn terms_from_proto(c: &Contract, version: u32) -> Result<Terms, String> {
     if rate_card.iter().flatten().any(|p| *p < 0) {
         return Err("contract.rate_card: every tier x priority (8 prices) is required".into());
     }
-    if c.after_hours_surcharge_bps > 100_000 {
-        return Err("contract.after_hours_surcharge_bps: at most 100000 (1000 %)".into());
+    if c.after_hours_surcharge_bps > limits::SURCHARGE_BPS {
+        return Err(format!(
+            "contract.after_hours_surcharge_bps: at most {} (1000 %)",
+            limits::SURCHARGE_BPS
+        ));
     }
     let mut week: Week = [None; 7];
     for (i, h) in c.business_hours.iter().enumerate() {
@@ -104,6 +111,9 @@ pub fn terms_from_proto(c: &Contract, version: u32) -> Result<Terms, String> {
         }
         week[day] = Some((open, close));
     }
+    if c.holidays.len() > limits::HOLIDAYS {
+        return Err(format!("contract.holidays: at most {}", limits::HOLIDAYS));
+    }
     let mut holidays = Vec::new();
     for (i, d) in c.holidays.iter().enumerate() {
         holidays.push(
@@ -111,8 +121,11 @@ pub fn terms_from_proto(c: &Contract, version: u32) -> Result<Terms, String> {
         );
     }
     let credits = c.sla_credits.clone().unwrap_or_default();
-    if credits.cap_bps > 10_000 {
-        return Err("contract.sla_credits.cap_bps: 0-10000".into());
+    if credits.cap_bps > limits::CREDIT_CAP_BPS {
+        return Err(format!(
+            "contract.sla_credits.cap_bps: 0-{}",
+            limits::CREDIT_CAP_BPS
+        ));
     }
     let rounding =
         rounding(RoundingRule::try_from(c.rounding).unwrap_or(RoundingRule::Unspecified))

@@ -13,6 +13,7 @@
 //! - [`events`]: the consumer of tenant, ticket-created and SLA-breach events.
 //! - [`grpc`]: ContractService, UsageService, InvoiceService (the dead-letter
 //!   service is the kit's, added in `app.rs`).
+//! - [`limits`]: every size limit of the API (`docs/limits.md` lists them).
 //! - [`app`] and [`config`]: wiring and environment variables.
 
 pub mod app;
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod events;
 pub mod grpc;
 pub mod invoice;
+pub mod limits;
 pub mod store;
 
 pub use app::{Application, MIGRATOR, SERVICE};

@@ -5,21 +5,21 @@
 //! slips past the stream's duplicate window) records nothing and publishes
 //! nothing. Real PostgreSQL and a private nats-server, like every test here.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use prost::Message as _;
-use tokio_util::sync::CancellationToken;
 use wardline_kit::auth::Role;
-use wardline_kit::config::Env;
 use wardline_kit::events::{envelope, timestamp};
 use wardline_proto::billing::CreateContractVersionRequest;
 use wardline_proto::billing::contract_service_client::ContractServiceClient;
 use wardline_proto::common::Priority;
 use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{EventEnvelope, TicketCreated, TicketSnapshot};
-use wardline_testkit::{Auth, TestDb, TestNats};
+use wardline_testkit::Auth;
 
 const TZ: &str = "America/Chicago";
 
@@ -68,29 +68,8 @@ async fn publish(js: &async_nats::jetstream::Context, env: &EventEnvelope, msg_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_recorded_call_is_metered_exactly_once_with_its_contract_version_and_hours() {
-    let nats = TestNats::start();
-    let db = TestDb::create("billing_metered").await;
-    let config = wardline_billing::Config::from_env(&Env::from_pairs(
-        vec![
-            ("BILLING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            ("BILLING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            ("BILLING_DATABASE_URL".to_owned(), db.url()),
-            ("BILLING_RELAY_POLL_MS".to_owned(), "200".to_owned()),
-            ("WARDLINE_SHUTDOWN_TIMEOUT_MS".to_owned(), "5000".to_owned()),
-        ]
-        .into_iter()
-        .chain(wardline_testkit::auth_env())
-        .chain(nats.service_env("billing", &[]))
-        .collect::<Vec<_>>(),
-    ))
-    .expect("billing accepts the test configuration");
-    let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
-    let app = wardline_billing::Application::build(config, shutdown.clone())
-        .await
-        .expect("billing builds");
-    let grpc = app.grpc_addr();
-    let running = tokio::spawn(app.run_until_stopped());
+    let b = common::start("billing_metered").await;
+    let (nats, grpc) = (&b.nats, b.grpc);
 
     let js = nats.jetstream().await;
     publish(
@@ -160,7 +139,7 @@ async fn each_recorded_call_is_metered_exactly_once_with_its_contract_version_an
     }
 
     let seen = wardline_testkit::events::wait_for(
-        &nats,
+        nats,
         "wardline.events.stmarys.call.metered",
         calls.len(),
         20,
@@ -170,7 +149,7 @@ async fn each_recorded_call_is_metered_exactly_once_with_its_contract_version_an
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let seen = {
         let later = wardline_testkit::events::read_all(
-            &nats,
+            nats,
             "wardline.events.stmarys.call.metered",
             Duration::from_millis(500),
         )
@@ -215,7 +194,7 @@ async fn each_recorded_call_is_metered_exactly_once_with_its_contract_version_an
     }
 
     // The calls and the outbox agree: as many metered events as call rows.
-    let pool = db.pool().await;
+    let pool = b.db.pool().await;
     let (calls_n, outbox_n): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM calls),
                 (SELECT count(*) FROM outbox WHERE subject LIKE '%.call.metered')",
@@ -225,9 +204,5 @@ async fn each_recorded_call_is_metered_exactly_once_with_its_contract_version_an
     .unwrap();
     assert_eq!((calls_n, outbox_n), (4, 4));
 
-    shutdown.cancel();
-    running
-        .await
-        .expect("billing task")
-        .expect("billing stopped cleanly");
+    b.stop().await;
 }

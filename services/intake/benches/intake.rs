@@ -196,8 +196,12 @@ async fn run() {
     let channels: Vec<_> = (0..4).map(|_| wardline_testkit::channel(grpc)).collect();
     let clients: Vec<_> = (0..TENANTS)
         .map(|t| {
-            let token =
-                wardline_testkit::token("rn.jones", &format!("t{t:02}"), &[Role::Requester]);
+            let token = wardline_testkit::requester_token(
+                "rn.jones",
+                &format!("t{t:02}"),
+                Some("riley.jones@example.org"),
+                Some("+13125550100"),
+            );
             (0..channels.len())
                 .map(|c| {
                     TicketServiceClient::with_interceptor(

@@ -11,6 +11,7 @@
 //!   a batch at a time in two statements.
 //! - [`app`]: wiring, shared by `main`, tests and benchmarks.
 //! - [`config`]: environment variables.
+//! - [`limits`]: every size limit of the API (`docs/limits.md` lists them).
 //!
 //! A ticket's description and notes may contain PHI: they stay in this
 //! service. Events carry [`grpc::snapshot`]s, built from codes and ids only.
@@ -21,6 +22,7 @@ pub mod create;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod limits;
 pub mod storage;
 
 pub use app::{Application, MIGRATOR, SERVICE};

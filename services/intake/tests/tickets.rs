@@ -4,7 +4,6 @@ mod common;
 
 use common::*;
 use tonic::Code;
-use wardline_kit::auth::Role;
 use wardline_proto::common::{Category, Priority, TicketStatus};
 use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{HoldReason, ResolutionCode, TransferReason};
@@ -763,13 +762,8 @@ async fn a_tenant_over_its_write_quota_is_told_to_wait_and_can_still_read() {
 async fn a_requester_calls_as_themselves_and_an_analyst_for_anyone() {
     let app = spawn_app().await;
     app.create_tenant("stmarys", "STM").await;
-    // The provider states Riley's email.
-    let riley = wardline_testkit::token_with_email(
-        "rn.jones",
-        "stmarys",
-        &[Role::Requester],
-        "riley.jones@example.org",
-    );
+    // The provider states Riley's email and phone.
+    let riley = nurse_token("stmarys");
     let mut nurse = app.tickets(&riley);
     let mut as_other = nurse_ticket("other");
     as_other.caller.as_mut().unwrap().caller_id = "dr.house".into();
@@ -797,6 +791,59 @@ async fn a_requester_calls_as_themselves_and_an_analyst_for_anyone() {
     for_other.caller.as_mut().unwrap().email = "g.house@example.org".into();
     let t = analyst.create_ticket(for_other).await.unwrap().into_inner();
     assert_eq!(t.caller.unwrap().caller_id, "dr.house");
+}
+
+#[tokio::test]
+async fn a_requester_whose_token_states_no_contact_may_name_none() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    // The provider states neither Riley's email nor phone: nothing the
+    // request names can be trusted, so notification must not reach it.
+    let bare = wardline_testkit::requester_token("rn.jones", "stmarys", None, None);
+    let mut nurse = app.tickets(&bare);
+    let mut any_email = nurse_ticket("any-email");
+    any_email.caller.as_mut().unwrap().phone.clear();
+    let e = nurse.create_ticket(any_email).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().starts_with("caller.email:"), "{}", e.message());
+    let mut any_phone = nurse_ticket("any-phone");
+    any_phone.caller.as_mut().unwrap().email.clear();
+    let e = nurse.create_ticket(any_phone).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().starts_with("caller.phone:"), "{}", e.message());
+    // Leaving both empty is a call nobody is told about, and it is taken.
+    let mut none = nurse_ticket("none");
+    let c = none.caller.as_mut().unwrap();
+    c.email.clear();
+    c.phone.clear();
+    let t = nurse.create_ticket(none).await.unwrap().into_inner();
+    let c = t.caller.unwrap();
+    assert!(c.email.is_empty() && c.phone.is_empty(), "{c:?}");
+
+    // A provider that states the phone: empty takes it, another is refused.
+    let stated =
+        wardline_testkit::requester_token("rn.jones", "stmarys", None, Some("+13125550100"));
+    let mut nurse = app.tickets(&stated);
+    let mut other_phone = nurse_ticket("other-phone");
+    let c = other_phone.caller.as_mut().unwrap();
+    c.email.clear();
+    c.phone = "+13125550199".into();
+    let e = nurse.create_ticket(other_phone).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().starts_with("caller.phone:"), "{}", e.message());
+    let mut own = nurse_ticket("own-phone");
+    let c = own.caller.as_mut().unwrap();
+    c.email.clear();
+    c.phone.clear();
+    let t = nurse.create_ticket(own).await.unwrap().into_inner();
+    assert_eq!(t.caller.unwrap().phone, "+13125550100");
+    // Nothing refused was stored: two tickets, both Riley's.
+    let all = nurse
+        .list_tickets(ListTicketsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.tickets.len(), 2);
 }
 
 #[tokio::test]

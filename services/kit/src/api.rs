@@ -189,6 +189,15 @@ pub fn page_size(requested: u32, default: u32, max: u32) -> Result<i64, ApiError
     }
 }
 
+/// A repeated field of at most `max` entries; more is INVALID_ARGUMENT
+/// naming `field`.
+pub fn at_most(field: &str, n: usize, max: usize) -> Result<(), ApiError> {
+    if n > max {
+        return Err(ApiError::invalid(field, format!("at most {max} values")));
+    }
+    Ok(())
+}
+
 /// One page from rows fetched with `LIMIT size + 1`: the first `size`
 /// rows, and the token of the next page (`token` of the last row shown),
 /// empty when there is none.

@@ -667,6 +667,7 @@ impl<H: EventHandler> Loop<H> {
     /// counted against its budget.
     async fn failed(&self, item: Item, failure: HandleError) -> Flow {
         let span = item.incoming.span.clone();
+        let failure = refused_data(failure);
         async {
             if let HandleError::Poison(reason) = failure {
                 self.count(&span, "poison");
@@ -933,6 +934,23 @@ fn decode(payload: &[u8], subject_tenant: &str) -> Result<(EventEnvelope, Uuid),
         ));
     }
     Ok((envelope, event_id))
+}
+
+/// A database error about the event's data (SQLSTATE class 22: a NUL
+/// byte in text, a value out of range, malformed input for a type; 23514,
+/// a CHECK) fails the same way on every delivery: it is poison, dead-
+/// lettered at once instead of retried for minutes. The reason names the
+/// SQLSTATE only: PostgreSQL's message may quote the offending value.
+fn refused_data(failure: HandleError) -> HandleError {
+    if let HandleError::Db(sqlx::Error::Database(e)) = &failure
+        && let Some(code) = e.code()
+        && (code.starts_with("22") || code == "23514")
+    {
+        return HandleError::Poison(format!(
+            "the database refuses the event's data (SQLSTATE {code})"
+        ));
+    }
+    failure
 }
 
 /// Counts one failure of `event_id`; returns how many it has had.

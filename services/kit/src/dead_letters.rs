@@ -192,6 +192,7 @@ mod tests {
             all_tenants: all,
             roles: roles.to_vec(),
             email: None,
+            phone: None,
         }
     }
 

@@ -1,5 +1,12 @@
 //! Small input checks shared by every service's request validation.
 
+/// Longest idempotency key ([`is_request_id`]).
+pub const MAX_REQUEST_ID: usize = 128;
+/// Longest email address ([`is_email`]; RFC 5321's path limit).
+pub const MAX_EMAIL: usize = 254;
+/// Most digits of an E.164 number ([`is_e164`]).
+pub const MAX_E164_DIGITS: usize = 15;
+
 /// `[a-z0-9-]`, starting with a letter, `min..=max` long, no trailing dash.
 pub fn is_slug(s: &str, min: usize, max: usize) -> bool {
     let len = s.len();
@@ -21,7 +28,7 @@ pub fn is_code(s: &str, max: usize) -> bool {
 /// E.164 phone number: `+` then 8 to 15 digits.
 pub fn is_e164(s: &str) -> bool {
     let digits = s.strip_prefix('+').unwrap_or("");
-    (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit())
+    (8..=MAX_E164_DIGITS).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit())
 }
 
 /// A plausible email address (one `@`, a dot in the domain, no spaces).
@@ -29,7 +36,7 @@ pub fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
     };
-    s.len() <= 254
+    s.len() <= MAX_EMAIL
         && !local.is_empty()
         && domain.contains('.')
         && !domain.starts_with('.')
@@ -41,7 +48,7 @@ pub fn is_email(s: &str) -> bool {
 
 /// An idempotency key: 1..=128 printable ASCII characters.
 pub fn is_request_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())
+    !s.is_empty() && s.len() <= MAX_REQUEST_ID && s.chars().all(|c| c.is_ascii_graphic())
 }
 
 /// Free text (a description, a note): 1..=max characters, not blank, no

@@ -40,8 +40,15 @@ async fn script(conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleE
         match event.envelope.aggregate_id.as_str() {
             "ok" => apply(conn, event).await?,
             "db-error" => {
-                // Division by zero: SQLSTATE 22012, deterministic, not a
-                // lost connection.
+                // A missing relation: SQLSTATE 42P01, not a lost connection
+                // and not about the event's data (a migration may be late).
+                sqlx::query("SELECT * FROM not_migrated_yet")
+                    .execute(conn)
+                    .await?;
+            }
+            "bad-data" => {
+                // Division by zero: SQLSTATE 22012, about the data, the
+                // same on every delivery.
                 sqlx::query("SELECT 1 / 0").execute(conn).await?;
             }
             "retry" => return Err(HandleError::Retry("an earlier event is missing".into())),
@@ -263,7 +270,7 @@ async fn a_database_error_that_is_not_a_lost_connection_ends_as_a_dead_letter() 
 
     let reason = h.wait_dead_letter(&bad.event_id, 30).await;
     assert!(
-        reason.starts_with("gave up after 3 failures") && reason.contains("division by zero"),
+        reason.starts_with("gave up after 3 failures") && reason.contains("not_migrated_yet"),
         "{reason}"
     );
     h.wait_settled().await;
@@ -271,6 +278,25 @@ async fn a_database_error_that_is_not_a_lost_connection_ends_as_a_dead_letter() 
     assert_eq!(on_stream.as_deref(), Some(reason.as_str()));
     assert_eq!(h.count("SELECT count(*) FROM consumer_failures").await, 0);
     assert_eq!(h.count("SELECT count(*) FROM inbox").await, 0);
+    assert_eq!(h.count("SELECT count(*) FROM applied").await, 0);
+}
+
+#[tokio::test]
+async fn data_the_database_refuses_is_dead_lettered_at_once_naming_only_the_sqlstate() {
+    let db = TestDb::create("kit_baddata").await;
+    let h = start(migrated_pool(&db.url()).await, spec(|_| {})).await;
+    let bad = event("stmarys", "bad-data");
+    h.publish(&bad).await;
+
+    let reason = h.wait_dead_letter(&bad.event_id, 30).await;
+    // Not retried against the budget, and PostgreSQL's message (which may
+    // quote the value) is not copied.
+    assert_eq!(
+        reason, "the database refuses the event's data (SQLSTATE 22012)",
+        "{reason}"
+    );
+    h.wait_settled().await;
+    assert_eq!(h.count("SELECT count(*) FROM consumer_failures").await, 0);
     assert_eq!(h.count("SELECT count(*) FROM applied").await, 0);
 }
 

@@ -17,6 +17,7 @@ fn who(subject: &str, tenant: Option<&str>, all_tenants: bool, roles: &[Role]) -
         all_tenants,
         roles: roles.to_vec(),
         email: None,
+        phone: None,
     }
 }
 

@@ -15,6 +15,7 @@
 //!   pager, behind one trait.
 //! - [`grpc`]: RecipientService, WebhookService, TemplateService,
 //!   DeliveryService (event dead letters: the kit's service).
+//! - [`limits`]: every size limit of the API (`docs/limits.md` lists them).
 //! - [`app`] and [`config`]: wiring and environment variables.
 
 pub mod app;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod consumer;
 pub mod domain;
 pub mod grpc;
+pub mod limits;
 pub mod sender;
 
 pub use app::{Application, MIGRATOR, SERVICE};

@@ -18,6 +18,7 @@
 //! - [`grpc`]: AnalystService, RoutingRuleService, SlaTargetService,
 //!   QueueService (queue, assignments, explanations); event dead letters
 //!   are the kit's service.
+//! - [`limits`]: every size limit of the API (`docs/limits.md` lists them).
 //! - [`app`] and [`config`]: wiring and environment variables.
 
 pub mod app;
@@ -29,6 +30,7 @@ pub mod domain;
 pub mod events;
 pub mod grpc;
 pub mod jobs;
+pub mod limits;
 pub mod policy;
 pub mod queue;
 pub mod store;

@@ -13,7 +13,9 @@
 //!   keys, their JWKS served over HTTP on loopback, tokens signed with them.
 //! - [`build`]: the events producers publish (tenant and ticket created),
 //!   and publishing them as the relay does, for tests playing a producer.
-//! - [`events`]: reading what reached the event stream.
+//! - [`events`]: reading what reached the event stream and the dead-letter stream.
+//! - [`hostile`]: mutated envelopes for the consumers' property tests, and
+//!   the check that each ended applied or dead-lettered.
 //! - [`TestPgCluster`]: a private PostgreSQL cluster (initdb/pg_ctl) that a
 //!   test may restart with `pg_ctl restart -m immediate`.
 //! - [`ServiceProcess`]: a service binary as a process, for SIGKILL and
@@ -29,6 +31,7 @@
 
 pub mod build;
 pub mod events;
+pub mod hostile;
 mod http_sink;
 mod idp;
 mod nats;
@@ -139,6 +142,25 @@ pub fn token(subject: &str, tenant: &str, roles: &[Role]) -> String {
 pub fn token_with_email(subject: &str, tenant: &str, roles: &[Role], email: &str) -> String {
     let mut claims = Claims::new(subject, tenant, roles, std::time::Duration::from_secs(3600));
     claims.email = Some(email.to_owned());
+    sign(&claims)
+}
+
+/// A requester's token with the contacts an identity provider states:
+/// the `email` and `phone_number` claims, each when given.
+pub fn requester_token(
+    subject: &str,
+    tenant: &str,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> String {
+    let mut claims = Claims::new(
+        subject,
+        tenant,
+        &[Role::Requester],
+        std::time::Duration::from_secs(3600),
+    );
+    claims.email = email.map(str::to_owned);
+    claims.phone_number = phone.map(str::to_owned);
     sign(&claims)
 }
 

@@ -160,11 +160,7 @@ impl ContractService for Api {
         let caller = Caller::from_request(&req)?;
         let tenant = tenant_of(&caller, READERS)?;
         let r = req.into_inner();
-        let size = match r.page_size {
-            0 => 100,
-            n @ 1..=500 => n as usize,
-            _ => return Err(Status::invalid_argument("page_size: 1-500")),
-        };
+        let size = super::page_size(r.page_size)? as usize;
         let before: u32 = if r.page_token.is_empty() {
             u32::MAX
         } else {

@@ -65,11 +65,15 @@ impl InvoiceService for Api {
         let caller = Caller::from_request(&req)?;
         let tenant = tenant_of(&caller, READERS)?;
         let r = req.into_inner();
-        let size: usize = match r.page_size {
-            0 => 100,
-            n @ 1..=500 => n as usize,
-            _ => return Err(Status::invalid_argument("page_size: 1-500")),
-        };
+        let size = super::page_size(r.page_size)? as usize;
+        super::check_filter("statuses", r.statuses.len())?;
+        for (i, s) in r.statuses.iter().enumerate() {
+            if wardline_proto::billing::InvoiceStatus::try_from(*s).is_err() {
+                return Err(Status::invalid_argument(format!(
+                    "statuses[{i}]: unknown value {s}"
+                )));
+            }
+        }
         for (field, v) in [("period_from", &r.period_from), ("period_to", &r.period_to)] {
             if !v.is_empty() && Period::parse(v).is_none() {
                 return Err(Status::invalid_argument(format!(

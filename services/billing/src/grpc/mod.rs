@@ -63,6 +63,24 @@ pub(crate) fn tenant_of(caller: &Caller, roles: &[Role]) -> Result<String, Statu
     Ok(t)
 }
 
+/// The page size of a List RPC (0: the default).
+pub(crate) fn page_size(n: u32) -> Result<i64, Status> {
+    Ok(wardline_kit::api::page_size(
+        n,
+        crate::limits::DEFAULT_PAGE,
+        crate::limits::PAGE_SIZE,
+    )?)
+}
+
+/// At most [`crate::limits::FILTER_VALUES`] values in the repeated filter `field`.
+pub(crate) fn check_filter(field: &str, n: usize) -> Result<(), Status> {
+    Ok(wardline_kit::api::at_most(
+        field,
+        n,
+        crate::limits::FILTER_VALUES,
+    )?)
+}
+
 /// `field` as a period, or the tenant's current one when empty.
 pub(crate) async fn period_or_current(
     pool: &PgPool,

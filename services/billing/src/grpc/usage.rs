@@ -96,11 +96,8 @@ impl UsageService for Api {
         let tenant = tenant_of(&caller, READERS)?;
         let r = req.into_inner();
         let period = period_or_current(&self.pool, &tenant, "period", &r.period).await?;
-        let size = match r.page_size {
-            0 => 100,
-            n @ 1..=500 => n as usize,
-            _ => return Err(Status::invalid_argument("page_size: 1-500")),
-        };
+        let size = super::page_size(r.page_size)? as usize;
+        super::check_filter("kinds", r.kinds.len())?;
         let offset: usize = if r.page_token.is_empty() {
             0
         } else {
@@ -147,6 +144,14 @@ impl UsageService for Api {
         let caller = Caller::from_request(&req)?;
         caller.require(&[Role::VendorAdmin, Role::Billing])?;
         let r = req.into_inner();
+        if !r.tenant_id.is_empty()
+            && !wardline_kit::validate::is_slug(&r.tenant_id, 2, crate::limits::TENANT_ID)
+        {
+            return Err(Status::invalid_argument(format!(
+                "tenant_id: 2-{} of [a-z0-9-], starting with a letter",
+                crate::limits::TENANT_ID
+            )));
+        }
         let tenant: Option<String> = if caller.all_tenants && caller.has_any(&[Role::VendorAdmin]) {
             Some(r.tenant_id.clone())
                 .filter(|t| !t.is_empty())
@@ -159,11 +164,7 @@ impl UsageService for Api {
             }
             Some(caller.tenant()?.to_owned())
         };
-        let size: i64 = match r.page_size {
-            0 => 100,
-            n @ 1..=500 => i64::from(n),
-            _ => return Err(Status::invalid_argument("page_size: 1-500")),
-        };
+        let size = super::page_size(r.page_size)?;
         let after = if r.page_token.is_empty() {
             Uuid::nil()
         } else {

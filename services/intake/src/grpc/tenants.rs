@@ -15,20 +15,23 @@ use wardline_proto::intake::{
 };
 
 use super::{Api, convert, require_request_id};
+use crate::limits;
 use crate::storage::{self, FacilityRow, InsertTenant, TenantRow};
 
 /// Default hours a resolved ticket may be reopened.
 pub const DEFAULT_REOPEN_WINDOW_HOURS: u32 = 72;
 
 fn validate_facility(f: &Facility, field: &str) -> Result<FacilityRow, Status> {
-    if !validate::is_slug(&f.facility_id, 1, 64) {
+    if !validate::is_slug(&f.facility_id, 1, limits::FACILITY_ID) {
         return Err(Status::invalid_argument(format!(
-            "{field}.facility_id: 1-64 of [a-z0-9-], starting with a letter"
+            "{field}.facility_id: 1-{} of [a-z0-9-], starting with a letter",
+            limits::FACILITY_ID
         )));
     }
-    if !validate::is_display_text(&f.name, 200) {
+    if !validate::is_display_text(&f.name, limits::NAME) {
         return Err(Status::invalid_argument(format!(
-            "{field}.name: 1-200 characters"
+            "{field}.name: 1-{} characters, no control characters",
+            limits::NAME
         )));
     }
     Ok(FacilityRow {
@@ -39,30 +42,42 @@ fn validate_facility(f: &Facility, field: &str) -> Result<FacilityRow, Status> {
 
 fn validate_create(r: &CreateTenantRequest) -> Result<TenantRow, Status> {
     require_request_id(&r.request_id)?;
-    if !validate::is_slug(&r.tenant_id, 2, 32) {
-        return Err(Status::invalid_argument(
-            "tenant_id: 2-32 of [a-z0-9-], starting with a letter",
-        ));
+    if !validate::is_slug(&r.tenant_id, 2, limits::TENANT_ID) {
+        return Err(Status::invalid_argument(format!(
+            "tenant_id: 2-{} of [a-z0-9-], starting with a letter",
+            limits::TENANT_ID
+        )));
     }
-    if !validate::is_display_text(&r.name, 200) {
-        return Err(Status::invalid_argument("name: 1-200 characters"));
+    if !validate::is_display_text(&r.name, limits::NAME) {
+        return Err(Status::invalid_argument(format!(
+            "name: 1-{} characters, no control characters",
+            limits::NAME
+        )));
     }
     if r.time_zone.parse::<chrono_tz::Tz>().is_err() {
         return Err(Status::invalid_argument(
             "time_zone: not an IANA time zone (e.g. America/Chicago)",
         ));
     }
-    let prefix_ok = (2..=6).contains(&r.ticket_prefix.len())
+    let prefix_ok = (2..=limits::TICKET_PREFIX).contains(&r.ticket_prefix.len())
         && r.ticket_prefix.chars().all(|c| c.is_ascii_uppercase());
     if !prefix_ok {
-        return Err(Status::invalid_argument(
-            "ticket_prefix: 2-6 uppercase letters",
-        ));
+        return Err(Status::invalid_argument(format!(
+            "ticket_prefix: 2-{} uppercase letters",
+            limits::TICKET_PREFIX
+        )));
     }
-    if r.reopen_window_hours > 24 * 90 {
-        return Err(Status::invalid_argument(
-            "reopen_window_hours: at most 2160 (90 days)",
-        ));
+    if r.reopen_window_hours > limits::REOPEN_WINDOW_HOURS {
+        return Err(Status::invalid_argument(format!(
+            "reopen_window_hours: at most {} (90 days)",
+            limits::REOPEN_WINDOW_HOURS
+        )));
+    }
+    if r.facilities.len() > limits::FACILITIES {
+        return Err(Status::invalid_argument(format!(
+            "facilities: at most {}",
+            limits::FACILITIES
+        )));
     }
     let mut facilities = Vec::with_capacity(r.facilities.len());
     for (i, f) in r.facilities.iter().enumerate() {
@@ -164,6 +179,12 @@ impl TenantService for Api {
             Role::Requester,
         ])?;
         let r = req.into_inner();
+        if !r.tenant_id.is_empty() && !validate::is_slug(&r.tenant_id, 2, limits::TENANT_ID) {
+            return Err(Status::invalid_argument(format!(
+                "tenant_id: 2-{} of [a-z0-9-], starting with a letter",
+                limits::TENANT_ID
+            )));
+        }
         let tenant = if r.tenant_id.is_empty() {
             caller.tenant()?.to_owned()
         } else if caller.all_tenants || caller.tenant.as_deref() == Some(r.tenant_id.as_str()) {
@@ -192,11 +213,16 @@ impl TenantService for Api {
         // (its own tenant's administrator) reads its tenant with GetTenant.
         caller.require_vendor(Role::VendorAdmin)?;
         let r = req.into_inner();
-        let size = match r.page_size {
-            0 => 100,
-            n @ 1..=500 => n,
-            _ => return Err(Status::invalid_argument("page_size: 1-500")),
-        } as i64;
+        let size = wardline_kit::api::page_size(
+            r.page_size,
+            limits::DEFAULT_TENANTS_PAGE,
+            limits::PAGE_SIZE,
+        )?;
+        if !r.page_token.is_empty() && !validate::is_slug(&r.page_token, 2, limits::TENANT_ID) {
+            return Err(Status::invalid_argument(
+                "page_token: not a token from a previous response",
+            ));
+        }
         let rows = storage::list_tenants(&self.pool, &r.page_token, size + 1)
             .await
             .map_err(|e| db_status(&e))?;

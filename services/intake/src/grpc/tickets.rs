@@ -25,6 +25,7 @@ use super::{Api, convert, outbox_status, require_request_id};
 use crate::create::{Created, NewTicket, OPERATION};
 use crate::domain::lifecycle::{Action, transition};
 use crate::domain::{classify, looks_like_number, priority::priority};
+use crate::limits;
 use crate::storage::{self, NoteRow, Owner, TicketFilter, TicketKey, TicketRow};
 
 const TICKET_ROLES: &[Role] = &[
@@ -34,10 +35,13 @@ const TICKET_ROLES: &[Role] = &[
     Role::VendorAdmin,
 ];
 const WORK_ROLES: &[Role] = &[Role::Analyst, Role::TenantAdmin, Role::VendorAdmin];
-const MAX_TEXT: usize = 10_000;
-/// The rule of free-text fields, `{}` the field.
-const TEXT_RULE: &str =
-    "{}: 1-10000 characters, not blank, no control characters other than line breaks and tabs";
+/// The rule of free-text fields.
+fn text_rule(field: &str) -> Status {
+    Status::invalid_argument(format!(
+        "{field}: 1-{} characters, not blank, no control characters other than line breaks and tabs",
+        limits::TEXT
+    ))
+}
 
 fn record_ticket(t: &TicketRow) {
     let span = tracing::Span::current();
@@ -81,25 +85,27 @@ fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, S
     if r.facility_id.is_empty() {
         return Err(Status::invalid_argument("facility_id: required"));
     }
-    if !validate::is_slug(&r.facility_id, 1, 64) {
-        return Err(Status::invalid_argument(
-            "facility_id: 1-64 of [a-z0-9-], starting with a letter",
-        ));
+    if !validate::is_slug(&r.facility_id, 1, limits::FACILITY_ID) {
+        return Err(Status::invalid_argument(format!(
+            "facility_id: 1-{} of [a-z0-9-], starting with a letter",
+            limits::FACILITY_ID
+        )));
     }
     let caller = r
         .caller
         .as_ref()
         .ok_or_else(|| Status::invalid_argument("caller: required"))?;
-    if caller.caller_id.is_empty()
-        || caller.caller_id.len() > 64
-        || caller.caller_id.chars().any(char::is_control)
-    {
-        return Err(Status::invalid_argument(
-            "caller.caller_id: 1-64 characters",
-        ));
+    if !validate::is_display_text(&caller.caller_id, limits::CALLER_ID) {
+        return Err(Status::invalid_argument(format!(
+            "caller.caller_id: 1-{} characters, no control characters",
+            limits::CALLER_ID
+        )));
     }
-    if !validate::is_display_text(&caller.name, 200) {
-        return Err(Status::invalid_argument("caller.name: 1-200 characters"));
+    if !validate::is_display_text(&caller.name, limits::NAME) {
+        return Err(Status::invalid_argument(format!(
+            "caller.name: 1-{} characters, no control characters",
+            limits::NAME
+        )));
     }
     let role: CallerRole = enum_field(caller.role, "caller.role")?;
     if role == CallerRole::Unspecified {
@@ -126,8 +132,11 @@ fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, S
     } else {
         r.application.clone()
     };
-    if !validate::is_code(&application, 64) {
-        return Err(Status::invalid_argument("application: 1-64 of [a-z0-9_-]"));
+    if !validate::is_code(&application, limits::APPLICATION) {
+        return Err(Status::invalid_argument(format!(
+            "application: 1-{} of [a-z0-9_-]",
+            limits::APPLICATION
+        )));
     }
     let urgency: Urgency = enum_field(r.urgency, "urgency")?;
     if urgency == Urgency::Unspecified {
@@ -137,10 +146,8 @@ fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, S
     if impact == Impact::Unspecified {
         return Err(Status::invalid_argument("impact: required"));
     }
-    if !validate::is_free_text(&r.description, MAX_TEXT) {
-        return Err(Status::invalid_argument(
-            TEXT_RULE.replace("{}", "description"),
-        ));
+    if !validate::is_free_text(&r.description, limits::TEXT) {
+        return Err(text_rule("description"));
     }
     let given: Category = enum_field(r.category, "category")?;
     let (category, classified) = match given {
@@ -191,28 +198,56 @@ fn validate_create(r: &CreateTicketRequest, tenant: &str) -> Result<TicketRow, S
 
 /// A requester (a clinician on the portal, an integration without a
 /// desk role) calls as themselves: the caller is the token's subject, and
-/// when the identity provider states their email, updates go there.
-/// Naming another person (whose recipient entry in notification the ticket
-/// would then rewrite) or, against the provider's word, another address
-/// (notification would mail it) is refused; only roles that take calls on
-/// someone's behalf (analyst, tenant admin, vendor admin) may. A token
-/// without an email claim leaves the address to the requester (map
-/// `WARDLINE_JWT_EMAIL_CLAIM` to close that). A call-back phone is theirs
-/// to give.
+/// the contact details are the ones the identity provider states (its
+/// `email` and `phone_number` claims), filled in when left empty. Naming
+/// another person (whose recipient entry in notification the ticket would
+/// then rewrite), or any address or phone the provider does not state
+/// (notification would mail or text it), is refused; only roles that take
+/// calls on someone's behalf (analyst, tenant admin, vendor admin) may.
+/// A token without the claim leaves that contact empty: no tenant holds a
+/// directory of its callers' contacts today, so the provider is the only
+/// word Wardline trusts.
 fn calls_as_themselves(row: &mut TicketRow, caller: &Caller) -> Result<(), Status> {
     if row.caller_id != caller.subject {
         return Err(Status::permission_denied(
             "caller.caller_id: a requester calls as themselves (the token's subject); analysts take calls for others",
         ));
     }
-    match (&caller.email, row.caller_email.is_empty()) {
-        (Some(mine), true) => row.caller_email = mine.clone(),
-        (None, _) => {}
-        (Some(mine), false) if mine.eq_ignore_ascii_case(&row.caller_email) => {}
-        (Some(_), false) => {
-            return Err(Status::permission_denied(
-                "caller.email: a requester's updates go to the email their identity provider states (leave it empty)",
-            ));
+    stated_contact(
+        "caller.email",
+        &mut row.caller_email,
+        caller.email.as_deref(),
+        |a, b| a.eq_ignore_ascii_case(b),
+    )?;
+    stated_contact(
+        "caller.phone",
+        &mut row.caller_phone,
+        caller.phone.as_deref(),
+        |a, b| a == b,
+    )
+}
+
+/// One contact of a requester: empty takes the provider's claim; anything
+/// else must be that claim.
+fn stated_contact(
+    field: &str,
+    given: &mut String,
+    claim: Option<&str>,
+    same: fn(&str, &str) -> bool,
+) -> Result<(), Status> {
+    match claim {
+        Some(mine) if given.is_empty() => *given = mine.to_owned(),
+        Some(mine) if same(mine, given) => {}
+        None if given.is_empty() => {}
+        Some(_) => {
+            return Err(Status::permission_denied(format!(
+                "{field}: a requester's updates go where their identity provider states (leave it empty)"
+            )));
+        }
+        None => {
+            return Err(Status::permission_denied(format!(
+                "{field}: the requester's token states none, and a requester may not name one (leave it empty)"
+            )));
         }
     }
     Ok(())
@@ -432,7 +467,9 @@ impl TicketService for Api {
                 TicketKey::Id(parse_ticket_id(&r.ticket_id)?),
                 r.ticket_id.as_str(),
             ),
-            (true, false) if looks_like_number(&r.number) => {
+            (true, false)
+                if r.number.len() <= limits::TICKET_NUMBER && looks_like_number(&r.number) =>
+            {
                 (TicketKey::Number(&r.number), r.number.as_str())
             }
             (true, false) => {
@@ -471,12 +508,25 @@ impl TicketService for Api {
         caller.require(TICKET_ROLES)?;
         let tenant = caller.tenant()?.to_owned();
         let r = req.into_inner();
-        let size = match r.page_size {
-            0 => 50,
-            n @ 1..=500 => n,
-            _ => return Err(Status::invalid_argument("page_size: 1-500")),
-        } as i64;
+        let size =
+            wardline_kit::api::page_size(r.page_size, limits::DEFAULT_PAGE, limits::PAGE_SIZE)?;
         let mut filter = TicketFilter::default();
+        wardline_kit::api::at_most("statuses", r.statuses.len(), limits::FILTER_VALUES)?;
+        wardline_kit::api::at_most("priorities", r.priorities.len(), limits::FILTER_VALUES)?;
+        if !r.assignee_analyst_id.is_empty()
+            && !validate::is_display_text(&r.assignee_analyst_id, limits::ANALYST_ID)
+        {
+            return Err(Status::invalid_argument(format!(
+                "assignee_analyst_id: 1-{} characters, no control characters",
+                limits::ANALYST_ID
+            )));
+        }
+        if !r.facility_id.is_empty() && !validate::is_slug(&r.facility_id, 1, limits::FACILITY_ID) {
+            return Err(Status::invalid_argument(format!(
+                "facility_id: 1-{} of [a-z0-9-], starting with a letter",
+                limits::FACILITY_ID
+            )));
+        }
         for (i, s) in r.statuses.iter().enumerate() {
             let s: TicketStatus = enum_field(*s, &format!("statuses[{i}]"))?;
             filter.statuses.push(s as i16);
@@ -770,8 +820,8 @@ impl TicketService for Api {
         let r = req.into_inner();
         require_request_id(&r.request_id)?;
         let id = parse_ticket_id(&r.ticket_id)?;
-        if !validate::is_free_text(&r.body, MAX_TEXT) {
-            return Err(Status::invalid_argument(TEXT_RULE.replace("{}", "body")));
+        if !validate::is_free_text(&r.body, limits::TEXT) {
+            return Err(text_rule("body"));
         }
         let hash = idempotency::request_hash("AddNote", &r);
         let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
@@ -876,7 +926,11 @@ impl TicketService for Api {
             .map_err(|e| db_status(&e))?
             .ok_or_else(|| not_found(&r.ticket_id))?;
         drop(conn);
-        let size = wardline_kit::api::page_size(r.page_size, 100, 500)?;
+        let size = wardline_kit::api::page_size(
+            r.page_size,
+            limits::DEFAULT_NOTES_PAGE,
+            limits::PAGE_SIZE,
+        )?;
         let after = if r.page_token.is_empty() {
             Uuid::nil()
         } else {
@@ -953,7 +1007,7 @@ mod fuzz {
                     let all = [&row.description, &row.caller_name, &row.caller_email,
                         &row.caller_phone, &row.caller_id, &row.facility_id, &row.application];
                     prop_assert!(all.iter().all(|s| !s.contains('\0')));
-                    prop_assert!(row.description.chars().count() <= MAX_TEXT);
+                    prop_assert!(row.description.chars().count() <= limits::TEXT);
                 }
                 Err(s) => {
                     prop_assert_eq!(s.code(), tonic::Code::InvalidArgument);

@@ -163,8 +163,14 @@ pub fn vendor_token() -> String {
     wardline_testkit::token("ops", "*", &[Role::VendorAdmin])
 }
 
+/// Riley's token: the provider states the email and phone [`nurse_ticket`] names.
 pub fn nurse_token(tenant: &str) -> String {
-    wardline_testkit::token("rn.jones", tenant, &[Role::Requester])
+    wardline_testkit::requester_token(
+        "rn.jones",
+        tenant,
+        Some("riley.jones@example.org"),
+        Some("+13125550100"),
+    )
 }
 
 pub fn analyst_token(tenant: &str, analyst: &str) -> String {

@@ -85,6 +85,10 @@ pub struct Caller {
     /// The person's email as the identity provider states it
     /// (`WARDLINE_JWT_EMAIL_CLAIM`, `email`), if the token carries one.
     pub email: Option<String>,
+    /// The person's phone as the identity provider states it
+    /// (`WARDLINE_JWT_PHONE_CLAIM`, `phone_number`), E.164, if the token
+    /// carries one.
+    pub phone: Option<String>,
 }
 
 impl Caller {
@@ -336,12 +340,17 @@ impl Authenticator {
             .and_then(Value::as_str)
             .filter(|e| crate::validate::is_email(e))
             .map(str::to_owned);
+        let phone = claim(&claims, &map.phone)
+            .and_then(Value::as_str)
+            .filter(|p| crate::validate::is_e164(p))
+            .map(str::to_owned);
         Ok(Caller {
             subject,
             tenant,
             all_tenants: all,
             roles,
             email,
+            phone,
         })
     }
 
@@ -565,6 +574,7 @@ mod tests {
             all_tenants: all,
             roles: vec![Role::VendorAdmin],
             email: None,
+            phone: None,
         };
         assert!(caller(true).require_vendor(Role::VendorAdmin).is_ok());
         let e = caller(false).require_vendor(Role::VendorAdmin).unwrap_err();

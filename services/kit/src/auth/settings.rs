@@ -77,6 +77,9 @@ pub struct ClaimMapping {
     /// `WARDLINE_JWT_EMAIL_CLAIM` (`email`): the person's email, which a
     /// requester's ticket is answered at.
     pub email: String,
+    /// `WARDLINE_JWT_PHONE_CLAIM` (`phone_number`, OpenID Connect's): the
+    /// person's phone (E.164), which a requester's ticket may be texted at.
+    pub phone: String,
     /// `WARDLINE_JWT_ROLE_MAP` (`Wardline.Analyst=analyst,...`): provider
     /// values to Wardline roles. Empty: values are taken as Wardline role
     /// names (`analyst`, `tenant_admin` ...). Unmapped values are ignored.
@@ -90,6 +93,7 @@ impl Default for ClaimMapping {
             roles: "roles".into(),
             tenant: "tenant".into(),
             email: "email".into(),
+            phone: "phone_number".into(),
             role_map: Vec::new(),
         }
     }
@@ -276,6 +280,7 @@ impl AuthConfig {
             roles: env.string("WARDLINE_JWT_ROLES_CLAIM", "roles"),
             tenant: env.string("WARDLINE_JWT_TENANT_CLAIM", "tenant"),
             email: env.string("WARDLINE_JWT_EMAIL_CLAIM", "email"),
+            phone: env.string("WARDLINE_JWT_PHONE_CLAIM", "phone_number"),
             role_map: parse_role_map(&env.list("WARDLINE_JWT_ROLE_MAP"))?,
         };
         let refresh: u64 = env.parse("WARDLINE_JWKS_REFRESH_SECS", 900)?;

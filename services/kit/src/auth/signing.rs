@@ -39,6 +39,9 @@ pub struct Claims {
     /// The person's email, as a provider states it (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// The person's phone (E.164), as a provider states it (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
 }
 
 impl Claims {
@@ -55,6 +58,7 @@ impl Claims {
             iss: DEV_ISSUER.to_owned(),
             aud: SERVICES.iter().map(|s| default_audience(s)).collect(),
             email: None,
+            phone_number: None,
         }
     }
 }

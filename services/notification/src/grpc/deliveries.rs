@@ -168,6 +168,7 @@ fn enums<T>(
     field: &str,
     check: impl Fn(i32, &str) -> Result<T, Status>,
 ) -> Result<Vec<i16>, Status> {
+    super::check_filter(field, values.len())?;
     values
         .iter()
         .enumerate()

@@ -113,11 +113,21 @@ pub(crate) fn channel(v: i32, field: &str) -> Result<NotificationChannel, Status
 }
 
 pub(crate) fn page_size(n: u32, default: i64) -> Result<i64, Status> {
-    match n {
-        0 => Ok(default),
-        1..=500 => Ok(i64::from(n)),
-        _ => Err(invalid("page_size: 1-500")),
-    }
+    let default = u32::try_from(default).unwrap_or(crate::limits::PAGE_SIZE);
+    Ok(wardline_kit::api::page_size(
+        n,
+        default,
+        crate::limits::PAGE_SIZE,
+    )?)
+}
+
+/// At most [`crate::limits::FILTER_VALUES`] values in the repeated filter `field`.
+pub(crate) fn check_filter(field: &str, n: usize) -> Result<(), Status> {
+    Ok(wardline_kit::api::at_most(
+        field,
+        n,
+        crate::limits::FILTER_VALUES,
+    )?)
 }
 
 /// Start and end of a time range, each optional.

@@ -63,7 +63,7 @@ pub(crate) fn to_proto(r: &RecipientRow) -> Recipient {
 
 /// A subject id: 1-128 of `[A-Za-z0-9._@-]` (caller ids, analyst ids, rota keys).
 fn is_subject(s: &str) -> bool {
-    (1..=128).contains(&s.len())
+    (1..=crate::limits::SUBJECT_ID).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
@@ -77,7 +77,10 @@ fn addresses(list: &[ChannelAddress], field: &str) -> Result<[String; 3], Status
         let (slot, ok) = match c {
             NotificationChannel::Email => (0, validate::is_email(&a.address)),
             NotificationChannel::Sms => (1, validate::is_e164(&a.address)),
-            NotificationChannel::Pager => (2, validate::is_display_text(&a.address, 64)),
+            NotificationChannel::Pager => (
+                2,
+                validate::is_display_text(&a.address, crate::limits::PAGER),
+            ),
             _ => {
                 return Err(invalid(format!(
                     "{f}.channel: EMAIL, SMS or PAGER (webhooks are WebhookService endpoints)"
@@ -110,6 +113,11 @@ fn check_preferences(p: &Preferences, addrs: &[String; 3], field: &str) -> Resul
             return Err(invalid(format!("{f}.event_kind: duplicate")));
         }
         seen.push(kind);
+        wardline_kit::api::at_most(
+            &format!("{f}.channels"),
+            s.channels.len(),
+            crate::limits::SUBSCRIPTION_CHANNELS,
+        )?;
         for (j, c) in s.channels.iter().enumerate() {
             let cf = format!("{f}.channels[{j}]");
             let c = channel(*c, &cf)?;
@@ -209,12 +217,16 @@ impl RecipientService for Api {
                 return Err(invalid("recipient.subject_id: must be empty for CUSTOM"));
             }
         } else if !is_subject(&given.subject_id) {
-            return Err(invalid(
-                "recipient.subject_id: required, 1-128 of [A-Za-z0-9._@-]",
-            ));
+            return Err(invalid(format!(
+                "recipient.subject_id: required, 1-{} of [A-Za-z0-9._@-]",
+                crate::limits::SUBJECT_ID
+            )));
         }
-        if !validate::is_display_text(&given.name, 200) {
-            return Err(invalid("recipient.name: 1-200 characters"));
+        if !validate::is_display_text(&given.name, crate::limits::NAME) {
+            return Err(invalid(format!(
+                "recipient.name: 1-{} characters, no control characters",
+                crate::limits::NAME
+            )));
         }
         let addrs = addresses(&given.addresses, "recipient.addresses")?;
         if let Some(p) = &given.preferences {
@@ -329,6 +341,13 @@ impl RecipientService for Api {
         let tenant = tenant_of(&caller, ADMINS)?;
         let r = req.into_inner();
         let size = page_size(r.page_size, 100)?;
+        super::check_filter("kinds", r.kinds.len())?;
+        if !r.subject_id.is_empty() && !is_subject(&r.subject_id) {
+            return Err(invalid(format!(
+                "subject_id: 1-{} of [A-Za-z0-9._@-]",
+                crate::limits::SUBJECT_ID
+            )));
+        }
         let mut kinds: Vec<i16> = Vec::new();
         for (i, k) in r.kinds.iter().enumerate() {
             match RecipientKind::try_from(*k) {

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 use wardline_kit::auth::Caller;
 use wardline_kit::events::timestamp;
 use wardline_kit::idempotency::{self, Claim};
+use wardline_kit::validate;
 use wardline_proto::notification::template_service_server::TemplateService;
 use wardline_proto::notification::{
     GetTemplateRequest, SetTemplateOverrideRequest, Source, Template, TemplateVariable,
@@ -114,12 +115,19 @@ impl TemplateService for Api {
             if ch != NotificationChannel::Email && !r.subject.is_empty() {
                 return Err(invalid("subject: only email templates have a subject"));
             }
-            if r.subject.chars().count() > 200 || r.subject.contains(['\r', '\n']) {
-                return Err(invalid("subject: at most 200 characters on one line"));
+            if !r.subject.is_empty()
+                && !validate::is_display_text(&r.subject, crate::limits::TEMPLATE_SUBJECT)
+            {
+                return Err(invalid(format!(
+                    "subject: at most {} characters on one line, no control characters",
+                    crate::limits::TEMPLATE_SUBJECT
+                )));
             }
-            let n = r.body.chars().count();
-            if !(1..=10_000).contains(&n) {
-                return Err(invalid("body: 1-10000 characters"));
+            if !validate::is_free_text(&r.body, crate::limits::TEMPLATE_BODY) {
+                return Err(invalid(format!(
+                    "body: 1-{} characters, not blank, no control characters other than line breaks and tabs",
+                    crate::limits::TEMPLATE_BODY
+                )));
             }
             let t = template::Template {
                 subject: r.subject.clone(),

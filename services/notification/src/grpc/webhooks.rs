@@ -30,7 +30,7 @@ use crate::domain::{ErrorClass, NotificationChannel, signature};
 use crate::sender::{Attempted, finish_attempt};
 
 const DEFAULT_OVERLAP: u32 = 86_400;
-const MAX_OVERLAP: u32 = 604_800;
+const MAX_OVERLAP: u32 = crate::limits::OVERLAP_SECONDS;
 
 #[derive(Debug, sqlx::FromRow)]
 struct Row {
@@ -72,8 +72,16 @@ pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<reqwest::Url, Sta
     if url.is_empty() {
         return Err(invalid("url: required"));
     }
-    if url.len() > 2048 {
-        return Err(invalid("url: at most 2048 characters"));
+    if url.len() > crate::limits::URL {
+        return Err(invalid(format!(
+            "url: at most {} characters",
+            crate::limits::URL
+        )));
+    }
+    // The URL parser would quietly drop or escape them; refused instead,
+    // so the stored URL is the one the admin sees.
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid("url: no spaces or control characters"));
     }
     let parsed = reqwest::Url::parse(url).map_err(|_| invalid("url: not a URL"))?;
     match parsed.scheme() {

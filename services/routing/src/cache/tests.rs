@@ -48,6 +48,7 @@ fn admin() -> Caller {
         all_tenants: false,
         roles: vec![Role::TenantAdmin],
         email: None,
+        phone: None,
     }
 }
 
@@ -59,6 +60,7 @@ fn vendor() -> Caller {
         all_tenants: true,
         roles: vec![Role::VendorAdmin],
         email: None,
+        phone: None,
     }
 }
 

@@ -43,6 +43,7 @@ use wardline_proto::routing::{
 use super::{Api, decode_replay, outbox_status, require_request_id};
 use crate::directory::{self, ALL_TENANTS, AnalystFilter, AnalystRow, Coverage, SkillRow};
 use crate::domain::shift::{Shift, on_shift, parse_hhmm};
+use crate::limits;
 use crate::policy::{credential_from_proto, module_from_proto};
 
 /// Roles that read the directory.
@@ -55,10 +56,10 @@ pub const ALL_TENANTS_EVENT: &str = "_all";
 const VENDOR_SCOPE: &str = "_vendor";
 const PRODUCER: &str = "routing";
 
-const MAX_COVERAGE: usize = 500;
-const MAX_FACILITIES: usize = 200;
-const MAX_LANGUAGES: usize = 20;
-const MAX_SHIFTS: usize = 50;
+use crate::limits::{
+    COVERAGE as MAX_COVERAGE, FACILITIES as MAX_FACILITIES, LANGUAGES as MAX_LANGUAGES,
+    SHIFTS as MAX_SHIFTS,
+};
 
 fn invalid(msg: impl Into<String>) -> Status {
     Status::invalid_argument(msg.into())
@@ -76,7 +77,7 @@ fn manage_denied(tenant: &str) -> Status {
 
 /// 1-64 of `[a-z0-9._-]` (equals the subject of the analyst's token).
 pub(crate) fn is_analyst_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
+    (1..=limits::ANALYST_ID).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
@@ -85,7 +86,10 @@ fn check_analyst_id(id: &str, field: &str) -> Result<(), Status> {
     if id.is_empty() {
         Err(invalid(format!("{field}: required")))
     } else if !is_analyst_id(id) {
-        Err(invalid(format!("{field}: 1-64 of [a-z0-9._-]")))
+        Err(invalid(format!(
+            "{field}: 1-{} of [a-z0-9._-]",
+            limits::ANALYST_ID
+        )))
     } else {
         Ok(())
     }
@@ -144,9 +148,10 @@ fn validate_coverage(coverage: &[pb::TenantCoverage]) -> Result<Vec<Coverage>, S
     for (i, c) in coverage.iter().enumerate() {
         let field = format!("analyst.coverage[{i}]");
         let all = c.tenant_id == ALL_TENANTS;
-        if !all && !validate::is_slug(&c.tenant_id, 2, 32) {
+        if !all && !validate::is_slug(&c.tenant_id, 2, limits::TENANT_ID) {
             return Err(invalid(format!(
-                "{field}.tenant_id: a tenant slug (2-32 of [a-z0-9-], starting with a letter) or \"*\""
+                "{field}.tenant_id: a tenant slug (2-{} of [a-z0-9-], starting with a letter) or \"*\"",
+                limits::TENANT_ID
             )));
         }
         if out.iter().any(|o| o.tenant_id == c.tenant_id) {
@@ -164,9 +169,10 @@ fn validate_coverage(coverage: &[pb::TenantCoverage]) -> Result<Vec<Coverage>, S
         }
         let mut facilities: Vec<String> = Vec::with_capacity(c.facility_ids.len());
         for (j, f) in c.facility_ids.iter().enumerate() {
-            if !validate::is_slug(f, 1, 64) {
+            if !validate::is_slug(f, 1, limits::FACILITY_ID) {
                 return Err(invalid(format!(
-                    "{field}.facility_ids[{j}]: 1-64 of [a-z0-9-], starting with a letter"
+                    "{field}.facility_ids[{j}]: 1-{} of [a-z0-9-], starting with a letter",
+                    limits::FACILITY_ID
                 )));
             }
             if facilities.contains(f) {
@@ -186,8 +192,11 @@ fn validate_coverage(coverage: &[pb::TenantCoverage]) -> Result<Vec<Coverage>, S
 /// Output-only fields are ignored; availability is used on create only.
 fn validate_analyst(a: &pb::Analyst) -> Result<AnalystRow, Status> {
     check_analyst_id(&a.analyst_id, "analyst.analyst_id")?;
-    if !validate::is_display_text(&a.name, 200) {
-        return Err(invalid("analyst.name: 1-200 characters"));
+    if !validate::is_display_text(&a.name, limits::NAME) {
+        return Err(invalid(format!(
+            "analyst.name: 1-{} characters, no control characters",
+            limits::NAME
+        )));
     }
     if !a.email.is_empty() && !validate::is_email(&a.email) {
         return Err(invalid("analyst.email: not an email address"));
@@ -195,10 +204,11 @@ fn validate_analyst(a: &pb::Analyst) -> Result<AnalystRow, Status> {
     if !a.phone.is_empty() && !validate::is_e164(&a.phone) {
         return Err(invalid("analyst.phone: E.164 format, e.g. +13125550100"));
     }
-    if !a.pager.is_empty() && !validate::is_display_text(&a.pager, 64) {
-        return Err(invalid(
-            "analyst.pager: at most 64 characters, no control characters",
-        ));
+    if !a.pager.is_empty() && !validate::is_display_text(&a.pager, limits::PAGER) {
+        return Err(invalid(format!(
+            "analyst.pager: at most {} characters, no control characters",
+            limits::PAGER
+        )));
     }
     if a.time_zone.parse::<chrono_tz::Tz>().is_err() {
         return Err(invalid(
@@ -247,8 +257,11 @@ fn validate_analyst(a: &pb::Analyst) -> Result<AnalystRow, Status> {
         }
         languages.push(l.clone());
     }
-    if !(1..=100).contains(&a.max_concurrent_tickets) {
-        return Err(invalid("analyst.max_concurrent_tickets: 1-100"));
+    if !(1..=limits::MAX_CONCURRENT_TICKETS).contains(&a.max_concurrent_tickets) {
+        return Err(invalid(format!(
+            "analyst.max_concurrent_tickets: 1-{}",
+            limits::MAX_CONCURRENT_TICKETS
+        )));
     }
     let shifts = validate_shifts(&a.shifts, "analyst.shifts")?;
     let availability = match Availability::try_from(a.availability) {
@@ -389,11 +402,11 @@ fn check_version(expected: u64, a: &AnalystRow) -> Result<(), Status> {
 }
 
 fn page_size(n: u32) -> Result<i64, Status> {
-    match n {
-        0 => Ok(100),
-        1..=500 => Ok(i64::from(n)),
-        _ => Err(invalid("page_size: 1-500")),
-    }
+    Ok(wardline_kit::api::page_size(
+        n,
+        limits::DEFAULT_PAGE,
+        limits::PAGE_SIZE,
+    )?)
 }
 
 /// The filter of a listing request (without tenant and cursor).
@@ -565,10 +578,11 @@ impl AnalystService for Api {
         let reach = reach(&caller)?;
         filter.tenant = match &reach {
             Reach::Everything if !r.tenant_id.is_empty() => {
-                if !validate::is_slug(&r.tenant_id, 2, 32) {
-                    return Err(invalid(
-                        "tenant_id: 2-32 of [a-z0-9-], starting with a letter",
-                    ));
+                if !validate::is_slug(&r.tenant_id, 2, limits::TENANT_ID) {
+                    return Err(invalid(format!(
+                        "tenant_id: 2-{} of [a-z0-9-], starting with a letter",
+                        limits::TENANT_ID
+                    )));
                 }
                 Some(r.tenant_id.clone())
             }
@@ -833,6 +847,7 @@ mod tests {
             all_tenants: all,
             roles: roles.to_vec(),
             email: None,
+            phone: None,
         }
     }
 
@@ -1275,6 +1290,7 @@ pub(crate) mod db_tests {
             tenant: tenant.map(str::to_owned),
             roles: roles.to_vec(),
             email: None,
+            phone: None,
         }
     }
 

@@ -18,16 +18,18 @@ use wardline_proto::routing::{
 };
 
 use super::Api;
+use crate::limits;
 use crate::store::tickets::{self, TicketRow};
 
 const READERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin, Role::Analyst];
 
 fn page_size(n: u32, default: u32) -> Result<i64, Status> {
-    match n {
-        0 => Ok(i64::from(default)),
-        1..=500 => Ok(i64::from(n)),
-        _ => Err(Status::invalid_argument("page_size: 1-500")),
-    }
+    Ok(wardline_kit::api::page_size(n, default, limits::PAGE_SIZE)?)
+}
+
+/// At most [`limits::FILTER_VALUES`] values in the repeated filter `field`.
+fn check_filter(field: &str, n: usize) -> Result<(), Status> {
+    Ok(wardline_kit::api::at_most(field, n, limits::FILTER_VALUES)?)
 }
 
 #[derive(sqlx::FromRow)]
@@ -104,11 +106,13 @@ impl QueueService for Api {
         let tenant = caller.tenant()?.to_owned();
         tracing::Span::current().record("tenant", tenant.as_str());
         let r = req.into_inner();
-        let size = page_size(r.page_size, 100)?;
+        let size = page_size(r.page_size, limits::DEFAULT_PAGE)?;
+        check_filter("priorities", r.priorities.len())?;
         let offset: i64 = if r.page_token.is_empty() {
             0
         } else {
-            r.page_token.parse().map_err(|_| {
+            // An offset, never negative.
+            r.page_token.parse::<u32>().map(i64::from).map_err(|_| {
                 Status::invalid_argument("page_token: not a token from a previous response")
             })?
         };
@@ -171,7 +175,14 @@ impl QueueService for Api {
         caller.require(READERS)?;
         let tenant = caller.tenant()?.to_owned();
         let r = req.into_inner();
-        let size = page_size(r.page_size, 50)?;
+        let size = page_size(r.page_size, limits::DEFAULT_ASSIGNMENTS_PAGE)?;
+        check_filter("states", r.states.len())?;
+        if !r.analyst_id.is_empty() && !super::analysts::is_analyst_id(&r.analyst_id) {
+            return Err(Status::invalid_argument(format!(
+                "analyst_id: 1-{} of [a-z0-9._-]",
+                limits::ANALYST_ID
+            )));
+        }
         let ticket = if r.ticket_id.is_empty() {
             None
         } else {

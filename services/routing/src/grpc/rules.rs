@@ -232,6 +232,7 @@ mod tests {
             all_tenants: all,
             roles: roles.to_vec(),
             email: None,
+            phone: None,
         }
     }
 

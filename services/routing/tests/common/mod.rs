@@ -32,6 +32,7 @@ pub fn req<T>(msg: T) -> Request<T> {
         all_tenants: false,
         roles: vec![Role::TenantAdmin],
         email: None,
+        phone: None,
     });
     r
 }

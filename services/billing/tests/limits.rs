@@ -1,0 +1,335 @@
+//! Every bounded field of billing's API, at its edge, against one real
+//! billing: the maximum (`wardline_billing::limits`) is accepted, one past
+//! it and a NUL byte are INVALID_ARGUMENT naming the field, and nothing
+//! refused was written. The cases are the table docs/limits.md shows.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use wardline_billing::limits;
+use wardline_kit::auth::Role;
+use wardline_proto::billing::contract_service_client::ContractServiceClient;
+use wardline_proto::billing::invoice_service_client::InvoiceServiceClient;
+use wardline_proto::billing::usage_service_client::UsageServiceClient;
+use wardline_proto::billing::*;
+use wardline_proto::common::Money;
+use wardline_testkit::Auth;
+
+const TENANT: &str = "stmarys";
+
+type Contracts = ContractServiceClient<InterceptedService<Channel, Auth>>;
+type Usages = UsageServiceClient<InterceptedService<Channel, Auth>>;
+type Invoices = InvoiceServiceClient<InterceptedService<Channel, Auth>>;
+
+enum Call {
+    Contract(Box<CreateContractVersionRequest>),
+    Versions(ListContractVersionsRequest),
+    Charges(ListChargesRequest),
+    Unbilled(ListUnbilledRequest),
+    Invoices(ListInvoicesRequest),
+}
+
+/// The contract versions so far (each accepted maximum adds one) and
+/// fresh request ids.
+struct Ctx {
+    versions: AtomicU32,
+    seq: AtomicU32,
+}
+
+impl Ctx {
+    fn rid(&self) -> String {
+        format!("edge-{}", self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// The next valid version: the example terms, starting a day after the
+/// previous one (all in the future), with `tweak` applied.
+fn version(ctx: &Ctx, tweak: impl FnOnce(&mut Contract)) -> Call {
+    let latest = ctx.versions.load(Ordering::Relaxed);
+    let from =
+        chrono::NaiveDate::from_ymd_opt(2031, 1, 1).unwrap() + chrono::Days::new(u64::from(latest));
+    let mut c = wardline_billing::contract::example("USD", &from.to_string());
+    tweak(&mut c);
+    Call::Contract(Box::new(CreateContractVersionRequest {
+        request_id: ctx.rid(),
+        contract: Some(c),
+        expected_latest_version: latest,
+    }))
+}
+
+enum Size {
+    Text(fn(usize) -> String),
+    Count,
+}
+
+struct Edge {
+    rpc: &'static str,
+    field: &'static str,
+    max: usize,
+    size: Size,
+    make: fn(&Ctx, String, usize) -> Call,
+}
+
+fn edges() -> Vec<Edge> {
+    use Size::{Count, Text};
+    vec![
+        Edge {
+            rpc: "CreateContractVersion",
+            field: "request_id",
+            max: limits::REQUEST_ID,
+            size: Text(|n| "k".repeat(n)),
+            make: |c, v, _| {
+                let Call::Contract(mut r) = version(c, |_| {}) else {
+                    unreachable!()
+                };
+                let seq = r.request_id.clone();
+                let mut id = v;
+                id.replace_range(..seq.len(), &seq);
+                r.request_id = id;
+                Call::Contract(r)
+            },
+        },
+        Edge {
+            rpc: "CreateContractVersion",
+            field: "contract.holidays",
+            max: limits::HOLIDAYS,
+            size: Count,
+            make: |c, _, n| {
+                version(c, |k| {
+                    let first = chrono::NaiveDate::from_ymd_opt(2031, 1, 1).unwrap();
+                    k.holidays = (0..n as u64)
+                        .map(|d| (first + chrono::Days::new(d)).to_string())
+                        .collect();
+                })
+            },
+        },
+        Edge {
+            rpc: "CreateContractVersion",
+            field: "contract.after_hours_surcharge_bps",
+            max: limits::SURCHARGE_BPS as usize,
+            size: Count,
+            make: |c, _, n| version(c, |k| k.after_hours_surcharge_bps = n as u32),
+        },
+        Edge {
+            rpc: "CreateContractVersion",
+            field: "contract.sla_credits.cap_bps",
+            max: limits::CREDIT_CAP_BPS as usize,
+            size: Count,
+            make: |c, _, n| {
+                version(c, |k| {
+                    k.sla_credits.get_or_insert_with(Default::default).cap_bps = n as u32
+                })
+            },
+        },
+        Edge {
+            rpc: "CreateContractVersion",
+            field: "contract.overage_price_per_call.minor_units",
+            max: limits::MONEY_MINOR_UNITS as usize,
+            size: Count,
+            make: |c, _, n| {
+                version(c, |k| {
+                    k.overage_price_per_call = Some(Money {
+                        currency: "USD".into(),
+                        minor_units: n as i64,
+                    })
+                })
+            },
+        },
+        Edge {
+            rpc: "ListContractVersions",
+            field: "page_size",
+            max: limits::PAGE_SIZE as usize,
+            size: Count,
+            make: |_, _, n| {
+                Call::Versions(ListContractVersionsRequest {
+                    page_size: n as u32,
+                    page_token: String::new(),
+                })
+            },
+        },
+        Edge {
+            rpc: "ListCharges",
+            field: "kinds",
+            max: limits::FILTER_VALUES,
+            size: Count,
+            make: |_, _, n| {
+                Call::Charges(ListChargesRequest {
+                    kinds: vec![LineKind::Overage as i32; n],
+                    ..Default::default()
+                })
+            },
+        },
+        Edge {
+            rpc: "ListCharges",
+            field: "page_size",
+            max: limits::PAGE_SIZE as usize,
+            size: Count,
+            make: |_, _, n| {
+                Call::Charges(ListChargesRequest {
+                    page_size: n as u32,
+                    ..Default::default()
+                })
+            },
+        },
+        Edge {
+            rpc: "ListUnbilled",
+            field: "tenant_id",
+            max: limits::TENANT_ID,
+            size: Text(|n| "a".repeat(n)),
+            make: |_, v, _| {
+                Call::Unbilled(ListUnbilledRequest {
+                    tenant_id: v,
+                    ..Default::default()
+                })
+            },
+        },
+        Edge {
+            rpc: "ListUnbilled",
+            field: "page_size",
+            max: limits::PAGE_SIZE as usize,
+            size: Count,
+            make: |_, _, n| {
+                Call::Unbilled(ListUnbilledRequest {
+                    page_size: n as u32,
+                    ..Default::default()
+                })
+            },
+        },
+        Edge {
+            rpc: "ListInvoices",
+            field: "statuses",
+            max: limits::FILTER_VALUES,
+            size: Count,
+            make: |_, _, n| {
+                Call::Invoices(ListInvoicesRequest {
+                    statuses: vec![InvoiceStatus::Draft as i32; n],
+                    ..Default::default()
+                })
+            },
+        },
+        Edge {
+            rpc: "ListInvoices",
+            field: "page_size",
+            max: limits::PAGE_SIZE as usize,
+            size: Count,
+            make: |_, _, n| {
+                Call::Invoices(ListInvoicesRequest {
+                    page_size: n as u32,
+                    ..Default::default()
+                })
+            },
+        },
+    ]
+}
+
+async fn send(
+    ctx: &Ctx,
+    (contracts, usage, invoices): &mut (Contracts, Usages, Invoices),
+    call: Call,
+) -> Result<(), Status> {
+    match call {
+        Call::Contract(r) => {
+            contracts.create_contract_version(*r).await?;
+            ctx.versions.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Call::Versions(r) => contracts.list_contract_versions(r).await.map(drop),
+        Call::Charges(r) => usage.list_charges(r).await.map(drop),
+        Call::Unbilled(r) => usage.list_unbilled(r).await.map(drop),
+        Call::Invoices(r) => invoices.list_invoices(r).await.map(drop),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bounded_field_takes_its_maximum_and_refuses_one_more_by_name() {
+    let b = common::start("billing_limits").await;
+    let grpc = b.grpc;
+
+    // Billing learns of the tenant from intake's event.
+    let js = b.nats.jetstream().await;
+    let tenant = wardline_testkit::build::tenant_created(TENANT, "America/Chicago");
+    wardline_testkit::build::publish(&js, &tenant, &tenant.event_id).await;
+    let vendor = Auth::new(
+        &wardline_testkit::token("ops", "*", &[Role::VendorAdmin]),
+        Some(TENANT),
+    );
+    let channel = wardline_testkit::channel(grpc);
+    let mut clients = (
+        ContractServiceClient::with_interceptor(channel.clone(), vendor.clone()),
+        UsageServiceClient::with_interceptor(channel.clone(), vendor.clone()),
+        InvoiceServiceClient::with_interceptor(channel, vendor),
+    );
+    let ctx = Ctx {
+        versions: AtomicU32::new(0),
+        seq: AtomicU32::new(0),
+    };
+    wardline_testkit::eventually(20, "billing knows the tenant", || {
+        let mut contracts = clients.0.clone();
+        let first = version(&ctx, |_| {});
+        async move {
+            let Call::Contract(r) = first else {
+                unreachable!()
+            };
+            contracts.create_contract_version(*r).await.ok()
+        }
+    })
+    .await;
+    ctx.versions.store(1, Ordering::Relaxed);
+
+    let pool = b.db.pool().await;
+    let stored = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM contract_versions")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let mut refused = 0;
+    for edge in edges() {
+        let case = format!("{} {} (max {})", edge.rpc, edge.field, edge.max);
+        let (at, past, control) = match edge.size {
+            Size::Text(fill) => {
+                let mut nul = fill(edge.max);
+                let i = nul.len() - 2;
+                nul.replace_range(i..i + 1, "\0");
+                (
+                    (edge.make)(&ctx, fill(edge.max), 0),
+                    (edge.make)(&ctx, fill(edge.max + 1), 0),
+                    Some((edge.make)(&ctx, nul, 0)),
+                )
+            }
+            Size::Count => (
+                (edge.make)(&ctx, String::new(), edge.max),
+                (edge.make)(&ctx, String::new(), edge.max + 1),
+                None,
+            ),
+        };
+        let answer = send(&ctx, &mut clients, at).await;
+        assert!(
+            answer.is_ok(),
+            "{case}: the maximum is accepted: {answer:?}"
+        );
+        let before = stored().await;
+        for (what, call) in [
+            ("one past the maximum", Some(past)),
+            ("a NUL byte", control),
+        ] {
+            let Some(call) = call else { continue };
+            let e = send(&ctx, &mut clients, call)
+                .await
+                .expect_err(&format!("{case}: {what} is refused"));
+            assert_eq!(e.code(), Code::InvalidArgument, "{case}: {what}: {e:?}");
+            assert!(
+                e.message().starts_with(&format!("{}:", edge.field)),
+                "{case}: {what} names the field: {}",
+                e.message()
+            );
+            refused += 1;
+        }
+        assert_eq!(stored().await, before, "{case}: nothing refused was stored");
+    }
+    assert!(refused > 12, "{refused} refusals checked");
+}
