@@ -100,6 +100,16 @@ async fn who_read_and_changed_a_ticket_is_on_record_and_stays_there() {
             .await
             .is_empty()
     );
+    // Looking at the trail is on the trail: the admin's first look is now
+    // the newest record about the ticket.
+    let again = records(&app, &admin_token("stmarys"), &id).await;
+    assert_eq!(
+        again[0],
+        (
+            "AuditService/ListAuditRecords".to_owned(),
+            "admin".to_owned()
+        )
+    );
 
     // Ids only: the description and the caller's name are in no record.
     let pool = app.db().pool().await;

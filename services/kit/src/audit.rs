@@ -174,6 +174,10 @@ struct Row {
     trace_id: String,
 }
 
+/// The tenant of records about calls that named no tenant (the vendor's
+/// every-tenant reads).
+pub const VENDOR_TENANT: &str = "_vendor";
+
 /// Who reads audit records: the vendor (an all-tenants token) and a
 /// tenant's admins (their tenant).
 pub const READERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin];
@@ -233,8 +237,8 @@ impl AuditService for Service {
             "SELECT seq, at, tenant_id, subject, roles, method, resource_ids, peer, request_id, trace_id
                FROM audit_log WHERE TRUE",
         );
-        if let Some(t) = tenant {
-            q.push(" AND tenant_id = ").push_bind(t);
+        if let Some(t) = &tenant {
+            q.push(" AND tenant_id = ").push_bind(t.clone());
         }
         if !r.resource_id.is_empty() {
             q.push(" AND resource_ids @> ARRAY[")
@@ -255,11 +259,28 @@ impl AuditService for Service {
                 .push_bind(parse_cursor(&r.page_token)?);
         }
         q.push(" ORDER BY seq DESC LIMIT ").push_bind(size + 1);
+        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
         let rows: Vec<Row> = q
             .build_query_as()
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(|e| db_status(&e))?;
+        // Looking at the trail is on the trail too (the filter as the
+        // resource), before the answer; the vendor's every-tenant reads
+        // under `_vendor`.
+        let looked_at: Vec<String> = [r.resource_id.clone(), r.subject.clone()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        record(
+            &mut conn,
+            &caller,
+            tenant.as_deref().unwrap_or(VENDOR_TENANT),
+            looked_at,
+            "",
+        )
+        .await
+        .map_err(|e| db_status(&e))?;
         let (rows, next_page_token) =
             crate::api::page(rows, size, |last: &Row| last.seq.to_string());
         Ok(tonic::Response::new(ListAuditRecordsResponse {
