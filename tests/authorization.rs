@@ -326,7 +326,18 @@ async fn home_rows(w: &World) -> HomeRows {
         ..req.caller.unwrap()
     });
     req.description = format!("Printer jams; {CANARY}");
-    let requester = wardline_testkit::token(REQUESTER, HOME, &[Role::Requester]);
+    // The requester's identity provider states the contacts the call names.
+    let contact = req.caller.clone().unwrap();
+    let requester = wardline_testkit::requester_token(
+        REQUESTER,
+        HOME,
+        Some(&contact.email)
+            .filter(|e| !e.is_empty())
+            .map(String::as_str),
+        Some(&contact.phone)
+            .filter(|p| !p.is_empty())
+            .map(String::as_str),
+    );
     let ticket =
         w.s.tickets(&requester)
             .create_ticket(req)

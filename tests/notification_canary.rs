@@ -107,6 +107,11 @@ async fn the_description_reaches_no_message_log_line_or_span_of_notification() {
 
     let mut req = ticket_request("canary", CallerRole::Nurse, Category::Printing, false);
     req.description = format!("Wristband printer down; patient {CANARY} in bed 4");
+    // A caller's name is free text too (here a clinician typed a patient's
+    // name into it): it stays in intake's ticket like the description.
+    if let Some(c) = req.caller.as_mut() {
+        c.name = format!("Riley for {CANARY}");
+    }
     let t = s
         .tickets(&nurse_token("stmarys"))
         .create_ticket(req)
@@ -257,8 +262,9 @@ async fn the_description_reaches_no_message_log_line_or_span_of_notification() {
     ] {
         assert!(keys.contains(&k), "send span has {k}: {keys:?}");
     }
-    // Databases: the description lives in intake's tickets row and nowhere
-    // else, not in an idempotency record, an outbox row or another service.
+    // Databases: the description and the caller's name live in intake's
+    // tickets row and nowhere else, not in an idempotency record, an outbox
+    // row, an audit record or another service.
     assert_eq!(
         tables_containing(&s.intake_db, CANARY).await,
         ["tickets"],

@@ -282,7 +282,8 @@ impl Events {
                 .bind(&env.tenant_id)
                 .bind(&snap.number)
                 .bind(&snap.caller_id)
-                .bind(&caller.name)
+                // The caller's name stays in intake (older events carried it).
+                .bind("")
                 .bind(&caller.email)
                 .bind(&caller.phone)
                 .bind(snap.priority as i16)
@@ -580,11 +581,9 @@ async fn upsert_caller(
     if caller_id.is_empty() {
         return Ok(());
     }
-    let name = if c.name.trim().is_empty() {
-        caller_id
-    } else {
-        c.name.as_str()
-    };
+    // Shown by the caller's id: the name is free text that stays in intake
+    // (events published before carried it; it is ignored).
+    let name = caller_id;
     sqlx::query(
         "INSERT INTO recipients (recipient_id, tenant_id, kind, subject_id, name, email, phone)
          VALUES ($1, $2, 1, $3, $4, $5, $6)

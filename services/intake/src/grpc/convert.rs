@@ -110,10 +110,14 @@ pub fn snapshot(t: &TicketRow) -> TicketSnapshot {
     }
 }
 
+/// The caller's contact as the event carries it: where to reach them, not
+/// what they are called. The name is free text a client chose (it may hold
+/// anything, a patient's name included), so it stays in intake's own row;
+/// notification addresses callers by email and phone and shows their id.
 pub fn caller_contact(t: &TicketRow) -> CallerContact {
     CallerContact {
         caller_id: t.caller_id.clone(),
-        name: t.caller_name.clone(),
+        name: String::new(),
         email: t.caller_email.clone(),
         phone: t.caller_phone.clone(),
     }
