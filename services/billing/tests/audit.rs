@@ -14,6 +14,9 @@ use wardline_testkit::Auth;
 
 const TENANT: &str = "stmarys";
 
+/// A record's method, subject, roles, resource ids and request id.
+type Seen<'a> = (&'a str, &'a str, Vec<&'a str>, Vec<&'a str>, &'a str);
+
 async fn records(grpc: std::net::SocketAddr, auth: Auth) -> Vec<AuditRecord> {
     AuditServiceClient::with_interceptor(wardline_testkit::channel(grpc), auth)
         .list_audit_records(ListAuditRecordsRequest::default())
@@ -76,7 +79,7 @@ async fn who_changed_a_contract_and_issued_an_invoice_is_on_record() {
         None,
     );
     let seen = records(b.grpc, admin).await;
-    let summary: Vec<(&str, &str, Vec<&str>, Vec<&str>, &str)> = seen
+    let summary: Vec<Seen> = seen
         .iter()
         .map(|r| {
             assert_eq!(r.tenant_id, TENANT);

@@ -127,12 +127,11 @@ async fn who_read_and_changed_a_ticket_is_on_record_and_stays_there() {
     assert!(kept >= 6, "{kept}");
 }
 
-/// A tenant admin's view of their tenant's trail, newest first:
-/// (method, subject, roles, resource ids, request id).
-async fn trail(
-    app: &TestApp,
-    tenant: &str,
-) -> Vec<(String, String, Vec<String>, Vec<String>, String)> {
+/// A record's method, subject, roles, resource ids and request id.
+type Seen = (String, String, Vec<String>, Vec<String>, String);
+
+/// A tenant admin's view of their tenant's trail, newest first.
+async fn trail(app: &TestApp, tenant: &str) -> Vec<Seen> {
     AuditServiceClient::with_interceptor(
         wardline_testkit::channel(app.grpc),
         Auth::new(&admin_token(tenant), None),

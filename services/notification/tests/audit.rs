@@ -17,6 +17,9 @@ use wardline_proto::notification::{
 };
 use wardline_testkit::Auth;
 
+/// A record's method, subject, roles and resource ids.
+type Seen<'a> = (&'a str, &'a str, Vec<&'a str>, Vec<&'a str>);
+
 async fn records(h: &Harness, auth: Auth) -> Vec<AuditRecord> {
     AuditServiceClient::with_interceptor(wardline_testkit::channel(h.grpc), auth)
         .list_audit_records(ListAuditRecordsRequest::default())
@@ -109,7 +112,7 @@ async fn who_changed_recipients_webhooks_and_templates_is_on_record() {
 
     // The tenant's admin reads the trail, newest first.
     let seen = records(&h, admin_auth()).await;
-    let summary: Vec<(&str, &str, Vec<&str>, Vec<&str>)> = seen
+    let summary: Vec<Seen> = seen
         .iter()
         .map(|r| {
             assert_eq!(r.tenant_id, TENANT);

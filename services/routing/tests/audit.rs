@@ -42,12 +42,11 @@ fn analyst(id: &str, name: &str, email: &str, tenants: &[&str]) -> pb::UpsertAna
     }
 }
 
-/// (tenant, method, subject, roles, resource ids) of every record `auth`
-/// may read, newest first.
-async fn records(
-    grpc: std::net::SocketAddr,
-    auth: Auth,
-) -> Vec<(String, String, String, Vec<String>, Vec<String>)> {
+/// A record's tenant, method, subject, roles and resource ids.
+type Seen = (String, String, String, Vec<String>, Vec<String>);
+
+/// Every record `auth` may read, newest first.
+async fn records(grpc: std::net::SocketAddr, auth: Auth) -> Vec<Seen> {
     AuditServiceClient::with_interceptor(wardline_testkit::channel(grpc), auth)
         .list_audit_records(ListAuditRecordsRequest::default())
         .await
@@ -62,13 +61,7 @@ async fn records(
         .collect()
 }
 
-fn row(
-    tenant: &str,
-    method: &str,
-    subject: &str,
-    roles: &[&str],
-    ids: &[&str],
-) -> (String, String, String, Vec<String>, Vec<String>) {
+fn row(tenant: &str, method: &str, subject: &str, roles: &[&str], ids: &[&str]) -> Seen {
     let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
     (
         tenant.into(),
