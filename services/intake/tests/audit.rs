@@ -136,3 +136,106 @@ async fn who_read_and_changed_a_ticket_is_on_record_and_stays_there() {
         .unwrap();
     assert!(kept >= 6, "{kept}");
 }
+
+/// A record's method, subject, roles, resource ids and request id.
+type Seen = (String, String, Vec<String>, Vec<String>, String);
+
+/// A tenant admin's view of their tenant's trail, newest first.
+async fn trail(app: &TestApp, tenant: &str) -> Vec<Seen> {
+    AuditServiceClient::with_interceptor(
+        wardline_testkit::channel(app.grpc),
+        Auth::new(&admin_token(tenant), None),
+    )
+    .list_audit_records(ListAuditRecordsRequest::default())
+    .await
+    .expect("audit records")
+    .into_inner()
+    .records
+    .into_iter()
+    .map(|r| {
+        assert_eq!(r.tenant_id, tenant);
+        (r.method, r.subject, r.roles, r.resource_ids, r.request_id)
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn who_created_a_tenant_and_added_a_facility_is_on_record() {
+    let app = spawn_app().await;
+    app.create_tenant("stmarys", "STM").await;
+    app.create_tenant("lakeside", "LKS").await;
+    // St Mary's admin opens a wing; the vendor adds one at Lakeside.
+    let wing = |id: &str, name: &str| AddFacilityRequest {
+        request_id: format!("add-{id}"),
+        facility: Some(Facility {
+            facility_id: id.into(),
+            name: name.into(),
+        }),
+    };
+    let mut admin = app.tenants(Auth::new(&admin_token("stmarys"), None));
+    admin
+        .add_facility(wing("east", "East Wing Oncology"))
+        .await
+        .unwrap();
+    // A replay of the same request adds no second record.
+    admin
+        .add_facility(wing("east", "East Wing Oncology"))
+        .await
+        .unwrap();
+    app.tenants(Auth::new(&vendor_token(), Some("lakeside")))
+        .add_facility(wing("north", "North Tower"))
+        .await
+        .unwrap();
+
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        trail(&app, "stmarys").await,
+        [
+            (
+                "TenantService/AddFacility".to_owned(),
+                "admin".to_owned(),
+                s(&["tenant_admin"]),
+                s(&["stmarys", "east"]),
+                "add-east".to_owned(),
+            ),
+            (
+                "TenantService/CreateTenant".to_owned(),
+                "ops".to_owned(),
+                s(&["vendor_admin"]),
+                s(&["stmarys"]),
+                "create-stmarys".to_owned(),
+            ),
+        ]
+    );
+    assert_eq!(
+        trail(&app, "lakeside").await,
+        [
+            (
+                "TenantService/AddFacility".to_owned(),
+                "ops".to_owned(),
+                s(&["vendor_admin"]),
+                s(&["lakeside", "north"]),
+                "add-north".to_owned(),
+            ),
+            (
+                "TenantService/CreateTenant".to_owned(),
+                "ops".to_owned(),
+                s(&["vendor_admin"]),
+                s(&["lakeside"]),
+                "create-lakeside".to_owned(),
+            ),
+        ]
+    );
+
+    // Ids only: no hospital or facility name on record.
+    let pool = app.db().pool().await;
+    for text in ["hospital", "Main campus", "East Wing", "North Tower"] {
+        let leaked: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM audit_log a WHERE strpos(a::text, $1) > 0")
+                .bind(text)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(leaked, 0, "{text:?} is on record");
+    }
+}

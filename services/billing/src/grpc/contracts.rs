@@ -4,6 +4,7 @@ use chrono::Utc;
 use prost::Message;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
+use wardline_kit::audit;
 use wardline_kit::auth::{Caller, Role};
 use wardline_kit::events::{from_timestamp, timestamp};
 use wardline_kit::grpc::db_status;
@@ -110,6 +111,18 @@ impl ContractService for Api {
         store::insert_version(&mut tx, &tenant, &contract, terms.effective_from)
             .await
             .map_err(|e| db_status(&e))?;
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![
+                contract.contract_id.clone(),
+                format!("v{}", contract.version),
+            ],
+            &r.request_id,
+        )
+        .await
+        .map_err(|e| db_status(&e))?;
         idempotency::finish(&mut tx, &tenant, &r.request_id, &contract.encode_to_vec())
             .await
             .map_err(|e| db_status(&e))?;

@@ -4,6 +4,7 @@ use chrono::Utc;
 use prost::Message;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
+use wardline_kit::audit;
 use wardline_kit::auth::{Caller, Role};
 use wardline_kit::grpc::db_status;
 use wardline_kit::idempotency::{self, Claim};
@@ -186,6 +187,15 @@ impl InvoiceService for Api {
                 )));
             }
         };
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![issued.invoice_id.clone(), period.to_string()],
+            &r.request_id,
+        )
+        .await
+        .map_err(|e| db_status(&e))?;
         idempotency::finish(&mut tx, &tenant, &r.request_id, &issued.encode_to_vec())
             .await
             .map_err(|e| db_status(&e))?;

@@ -2,6 +2,7 @@
 
 use prost::Message;
 use tonic::{Request, Response, Status};
+use wardline_kit::audit;
 use wardline_kit::auth::{Caller, Role};
 use wardline_kit::grpc::db_status;
 use wardline_kit::idempotency::{self, Claim};
@@ -159,6 +160,16 @@ impl TenantService for Api {
         wardline_kit::outbox::enqueue(&mut tx, &env)
             .await
             .map_err(super::outbox_status)?;
+        // On record under the new tenant: its admins see who created it.
+        audit::record(
+            &mut tx,
+            &caller,
+            &row.tenant_id,
+            vec![row.tenant_id.clone()],
+            &r.request_id,
+        )
+        .await
+        .map_err(|e| db_status(&e))?;
         let resp = convert::tenant(&row);
         idempotency::finish(&mut tx, "_vendor", &r.request_id, &resp.encode_to_vec())
             .await
@@ -303,6 +314,15 @@ impl TenantService for Api {
         wardline_kit::outbox::enqueue(&mut tx, &env)
             .await
             .map_err(super::outbox_status)?;
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![tenant.clone(), facility.facility_id.clone()],
+            &r.request_id,
+        )
+        .await
+        .map_err(|e| db_status(&e))?;
         let resp = convert::tenant(&row);
         idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
             .await

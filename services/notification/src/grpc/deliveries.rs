@@ -6,6 +6,7 @@ use prost::Message;
 use sqlx::{Postgres, QueryBuilder};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
+use wardline_kit::audit;
 use wardline_kit::auth::Caller;
 use wardline_kit::events::timestamp;
 use wardline_kit::idempotency::{self, Claim};
@@ -319,6 +320,15 @@ impl DeliveryService for Api {
         .await
         .map_err(db)?;
         let row = one(&mut tx, &tenant, id, false).await?;
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![id.to_string()],
+            &r.request_id,
+        )
+        .await
+        .map_err(db)?;
         let resp = with_attempts(&mut tx, &row).await?;
         idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
             .await

@@ -6,6 +6,7 @@ use chrono::Utc;
 use prost::Message;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
+use wardline_kit::audit;
 use wardline_kit::auth::{Caller, Role};
 use wardline_kit::events::timestamp;
 use wardline_kit::idempotency::{self, Claim};
@@ -324,6 +325,15 @@ impl RecipientService for Api {
                 id
             }
         };
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![id.to_string()],
+            &r.request_id,
+        )
+        .await
+        .map_err(db)?;
         let resp = to_proto(&get(&mut tx, id).await?);
         idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
             .await
@@ -445,6 +455,15 @@ impl RecipientService for Api {
         .bind(prefs.encode_to_vec())
         .bind(Utc::now())
         .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![id.to_string()],
+            &r.request_id,
+        )
         .await
         .map_err(db)?;
         let resp = to_proto(&get(&mut tx, id).await?);

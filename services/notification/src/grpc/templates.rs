@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use prost::Message;
 use tonic::{Request, Response, Status};
+use wardline_kit::audit;
 use wardline_kit::auth::Caller;
 use wardline_kit::events::timestamp;
 use wardline_kit::idempotency::{self, Claim};
@@ -192,6 +193,16 @@ impl TemplateService for Api {
             .await
             .map_err(db)?;
         }
+        // The override is named by its event kind and channel (never its text).
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![format!("{}/{}", kind.as_str_name(), ch.as_str_name())],
+            &r.request_id,
+        )
+        .await
+        .map_err(db)?;
         let row = load(&mut tx, &tenant, kind, ch, false).await?;
         let resp = effective(kind, ch, row.as_ref());
         idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())

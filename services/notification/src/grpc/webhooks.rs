@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use prost::Message;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
+use wardline_kit::audit;
 use wardline_kit::auth::Caller;
 use wardline_kit::events::timestamp;
 use wardline_kit::idempotency::{self, Claim};
@@ -242,6 +243,16 @@ impl WebhookService for Api {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        // The endpoint's id only: its URL and secret are not for the record.
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![id.to_string()],
+            &r.request_id,
+        )
+        .await
+        .map_err(db)?;
         let mut resp = CreateWebhookEndpointResponse {
             endpoint: Some(to_proto(&get(&mut tx, id).await?)),
             secret: String::new(),
@@ -293,6 +304,15 @@ impl WebhookService for Api {
         .bind(self.secret_keys.seal(&id.to_string(), &secret))
         .bind(f64::from(overlap))
         .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![id.to_string()],
+            &r.request_id,
+        )
         .await
         .map_err(db)?;
         let mut resp = RotateWebhookSecretResponse {
@@ -420,6 +440,14 @@ impl WebhookService for Api {
             .await
             .map_err(db)?;
         }
+        // The endpoint and the deliveries its deletion cancelled.
+        let changed = std::iter::once(id)
+            .chain(pending.iter().map(|(d, ..)| *d))
+            .map(|u| u.to_string())
+            .collect();
+        audit::record(&mut tx, &caller, &tenant, changed, &r.request_id)
+            .await
+            .map_err(db)?;
         let resp = DeleteWebhookEndpointResponse {
             endpoint_id: id.to_string(),
             deleted_at: Some(timestamp(now)),

@@ -24,6 +24,7 @@
 use chrono::Utc;
 use prost::Message;
 use tonic::{Request, Response, Status};
+use wardline_kit::audit;
 use wardline_kit::auth::{Caller, Role};
 use wardline_kit::events::envelope;
 use wardline_kit::grpc::db_status;
@@ -365,6 +366,49 @@ fn key_scope(caller: &Caller) -> &str {
     caller.tenant.as_deref().unwrap_or(VENDOR_SCOPE)
 }
 
+/// The tenants a change to analysts `rows` (before and after it) is on
+/// record under: a pinned caller's tenant; for the vendor, every tenant
+/// the analyst covers (so each hospital's admins see who changed the
+/// people serving it), or the vendor's own trail if that is none (only
+/// `"*"`).
+fn audit_tenants<'a>(
+    caller: &Caller,
+    rows: impl IntoIterator<Item = &'a AnalystRow>,
+) -> Vec<String> {
+    if !caller.all_tenants
+        && let Some(t) = &caller.tenant
+    {
+        return vec![t.clone()];
+    }
+    let mut tenants: Vec<String> = rows
+        .into_iter()
+        .flat_map(|a| a.coverage.iter())
+        .filter(|c| c.tenant_id != ALL_TENANTS)
+        .map(|c| c.tenant_id.clone())
+        .collect();
+    tenants.sort();
+    tenants.dedup();
+    if tenants.is_empty() {
+        tenants.push(VENDOR_SCOPE.to_owned());
+    }
+    tenants
+}
+
+/// Puts a change to analyst `a` on record, in the change's transaction.
+async fn record_change(
+    tx: &mut sqlx::PgConnection,
+    caller: &Caller,
+    tenants: &[String],
+    a: &AnalystRow,
+    request_id: &str,
+) -> Result<(), Status> {
+    let entries: Vec<audit::Entry> = tenants
+        .iter()
+        .map(|t| audit::Entry::new(caller, t, vec![a.analyst_id.clone()], request_id))
+        .collect();
+    audit::append(tx, &entries).await.map_err(|e| db_status(&e))
+}
+
 /// Envelope tenants of a directory event about analysts `rows` (the
 /// analyst before and after a change), each once, `"*"` as [`ALL_TENANTS_EVENT`].
 fn event_tenants<'a>(rows: impl IntoIterator<Item = &'a AnalystRow>) -> Vec<String> {
@@ -519,6 +563,8 @@ impl AnalystService for Api {
         wardline_kit::outbox::enqueue_many(&mut tx, &envs)
             .await
             .map_err(outbox_status)?;
+        let tenants = audit_tenants(&caller, before.iter().chain([&after]));
+        record_change(&mut tx, &caller, &tenants, &after, &r.request_id).await?;
         let resp = directory::to_proto(&after, Utc::now(), reach.audience());
         idempotency::finish(&mut tx, &scope, &r.request_id, &resp.encode_to_vec())
             .await
@@ -727,6 +773,8 @@ impl AnalystService for Api {
                 .map_err(outbox_status)?;
             after
         };
+        let tenants = audit_tenants(&caller, [&after]);
+        record_change(&mut tx, &caller, &tenants, &after, &r.request_id).await?;
         let resp = directory::to_proto(&after, Utc::now(), reach.audience());
         idempotency::finish(&mut tx, &scope, &r.request_id, &resp.encode_to_vec())
             .await
@@ -782,6 +830,8 @@ impl AnalystService for Api {
         wardline_kit::outbox::enqueue_many(&mut tx, &envs)
             .await
             .map_err(outbox_status)?;
+        let tenants = audit_tenants(&caller, [&after]);
+        record_change(&mut tx, &caller, &tenants, &after, &r.request_id).await?;
         let resp = directory::to_proto(&after, Utc::now(), reach.audience());
         idempotency::finish(&mut tx, &scope, &r.request_id, &resp.encode_to_vec())
             .await

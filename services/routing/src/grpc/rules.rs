@@ -3,6 +3,7 @@
 
 use prost::Message;
 use tonic::{Request, Response, Status};
+use wardline_kit::audit;
 use wardline_kit::auth::{Caller, Role};
 use wardline_kit::grpc::db_status;
 use wardline_kit::idempotency::{self, Claim};
@@ -124,6 +125,15 @@ impl RoutingRuleService for Api {
         let (stored, at) = policy::set_rule(&mut tx, &tenant, &rule)
             .await
             .map_err(|e| db_status(&e))?;
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![stored.category.as_str_name().to_owned()],
+            &r.request_id,
+        )
+        .await
+        .map_err(|e| db_status(&e))?;
         let resp = policy::rule_to_proto_changed(&stored, Some(at));
         idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
             .await
@@ -156,6 +166,15 @@ impl RoutingRuleService for Api {
         let dropped = policy::reset_rule(&mut tx, &tenant, category)
             .await
             .map_err(|e| db_status(&e))?;
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![category.as_str_name().to_owned()],
+            &r.request_id,
+        )
+        .await
+        .map_err(|e| db_status(&e))?;
         let resp = policy::rule_to_proto(&default_rule(category));
         idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
             .await
@@ -209,6 +228,16 @@ impl SlaTargetService for Api {
         let (stored, at) = policy::set_targets(&mut tx, &tenant, &targets)
             .await
             .map_err(|e| db_status(&e))?;
+        // The targets are the tenant's one set: its id names them.
+        audit::record(
+            &mut tx,
+            &caller,
+            &tenant,
+            vec![tenant.clone()],
+            &r.request_id,
+        )
+        .await
+        .map_err(|e| db_status(&e))?;
         let resp = policy::targets_to_proto(&tenant, &stored, Some(at));
         idempotency::finish(&mut tx, &tenant, &r.request_id, &resp.encode_to_vec())
             .await
