@@ -1,7 +1,6 @@
 //! Contract versions: validating the API message and turning it into the
 //! domain's [`Terms`]. Errors name the field (`contract.rate_card[3].price_per_call: ...`).
 
-use chrono::NaiveDate;
 use wardline_proto::billing::{
     BillingTier, BusinessHours, Contract, DayOfWeek, RoundingRule, TierPrice,
 };
@@ -168,11 +167,6 @@ pub fn terms_from_proto(c: &Contract, version: u32) -> Result<Terms, String> {
         credit_cap_bps: credits.cap_bps,
         rounding,
     })
-}
-
-/// The first local date of a version, as stored.
-pub fn effective_date(c: &Contract) -> Option<NaiveDate> {
-    parse_date(&c.effective_from)
 }
 
 /// A complete, valid contract for tests and the demo: clinical P1..P4

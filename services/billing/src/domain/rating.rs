@@ -191,10 +191,6 @@ pub struct RatedPeriod {
     pub unbilled: Vec<Unbilled>,
 }
 
-fn tier_code(t: Option<Tier>) -> &'static str {
-    t.map(Tier::code).unwrap_or("any")
-}
-
 /// Rates `period` for a tenant in `tz` under `versions`.
 pub fn rate_period(
     tz: Tz,
@@ -487,11 +483,6 @@ pub fn rate_period(
     out.credits = credits;
     out.total = (subtotal + credits).max(0);
     out
-}
-
-/// Description of a tier's line code, exposed for the edge.
-pub fn line_tier_code(t: Option<Tier>) -> &'static str {
-    tier_code(t)
 }
 
 #[cfg(test)]
