@@ -242,26 +242,24 @@ fn call_rows<'e>(
     dates: &[NaiveDate],
     place: impl Fn(NaiveDate) -> Placement,
 ) -> Vec<NewCall<'e>> {
-    calls
-        .iter()
-        .zip(dates)
-        .map(|(c, &date)| {
-            let (period, billed, late) = place(date);
-            NewCall {
-                ticket_id: c.ticket_id,
-                number: c.number,
-                event_id: c.event_id,
-                created_at: c.created_at,
-                local_date: date,
-                tier: c.tier,
-                priority: c.priority,
-                category: c.category,
-                period,
-                billed,
-                late,
-            }
-        })
-        .collect()
+    placed(
+        calls,
+        dates,
+        place,
+        |c, local_date, (period, billed, late)| NewCall {
+            ticket_id: c.ticket_id,
+            number: c.number,
+            event_id: c.event_id,
+            created_at: c.created_at,
+            local_date,
+            tier: c.tier,
+            priority: c.priority,
+            category: c.category,
+            period,
+            billed,
+            late,
+        },
+    )
 }
 
 /// The breach rows to insert, each placed on the period it is billed on.
@@ -270,23 +268,32 @@ fn breach_rows<'e>(
     dates: &[NaiveDate],
     place: impl Fn(NaiveDate) -> Placement,
 ) -> Vec<NewBreach<'e>> {
-    breaches
+    placed(breaches, dates, place, |b, _, (period, billed, late)| {
+        NewBreach {
+            ticket_id: b.ticket_id,
+            target: b.target,
+            number: b.number,
+            event_id: b.event_id,
+            detected_at: b.detected_at,
+            priority: b.priority,
+            period,
+            billed,
+            late,
+        }
+    })
+}
+
+/// `row` of each fact with its local date and where that date is billed.
+fn placed<F, R>(
+    facts: &[F],
+    dates: &[NaiveDate],
+    place: impl Fn(NaiveDate) -> Placement,
+    row: impl Fn(&F, NaiveDate, Placement) -> R,
+) -> Vec<R> {
+    facts
         .iter()
         .zip(dates)
-        .map(|(b, &date)| {
-            let (period, billed, late) = place(date);
-            NewBreach {
-                ticket_id: b.ticket_id,
-                target: b.target,
-                number: b.number,
-                event_id: b.event_id,
-                detected_at: b.detected_at,
-                priority: b.priority,
-                period,
-                billed,
-                late,
-            }
-        })
+        .map(|(f, &date)| row(f, date, place(date)))
         .collect()
 }
 
