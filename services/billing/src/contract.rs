@@ -61,65 +61,15 @@ pub fn terms_from_proto(c: &Contract, version: u32) -> Result<Terms, String> {
     }
     let effective_from =
         parse_date(&c.effective_from).ok_or("contract.effective_from: a date YYYY-MM-DD")?;
-    let mut rate_card = [[-1i64; 4]; 2];
-    for (i, tp) in c.rate_card.iter().enumerate() {
-        let field = format!("contract.rate_card[{i}]");
-        let tier = match BillingTier::try_from(tp.tier) {
-            Ok(BillingTier::Clinical) => 0,
-            Ok(BillingTier::Technical) => 1,
-            _ => return Err(format!("{field}.tier: CLINICAL or TECHNICAL")),
-        };
-        let p = match Priority::try_from(tp.priority) {
-            Ok(p) if p != Priority::Unspecified => p as usize - 1,
-            _ => return Err(format!("{field}.priority: P1-P4")),
-        };
-        if rate_card[tier][p] >= 0 {
-            return Err(format!("{field}: tier and priority given twice"));
-        }
-        rate_card[tier][p] = money(
-            &tp.price_per_call,
-            &currency,
-            &format!("{field}.price_per_call"),
-            false,
-        )?
-        .unwrap_or(0);
-    }
-    if rate_card.iter().flatten().any(|p| *p < 0) {
-        return Err("contract.rate_card: every tier x priority (8 prices) is required".into());
-    }
+    let rate_card = rate_card_from_proto(&c.rate_card, &currency)?;
     if c.after_hours_surcharge_bps > limits::SURCHARGE_BPS {
         return Err(format!(
             "contract.after_hours_surcharge_bps: at most {} (1000 %)",
             limits::SURCHARGE_BPS
         ));
     }
-    let mut week: Week = [None; 7];
-    for (i, h) in c.business_hours.iter().enumerate() {
-        let field = format!("contract.business_hours[{i}]");
-        let day = match DayOfWeek::try_from(h.day) {
-            Ok(d) if d != DayOfWeek::Unspecified => d as usize - 1,
-            _ => return Err(format!("{field}.day: MONDAY-SUNDAY")),
-        };
-        if week[day].is_some() {
-            return Err(format!("{field}.day: given twice"));
-        }
-        let open = parse_hhmm(&h.open, false).ok_or_else(|| format!("{field}.open: HH:MM"))?;
-        let close =
-            parse_hhmm(&h.close, true).ok_or_else(|| format!("{field}.close: HH:MM or 24:00"))?;
-        if close <= open {
-            return Err(format!("{field}.close: must be after open"));
-        }
-        week[day] = Some((open, close));
-    }
-    if c.holidays.len() > limits::HOLIDAYS {
-        return Err(format!("contract.holidays: at most {}", limits::HOLIDAYS));
-    }
-    let mut holidays = Vec::new();
-    for (i, d) in c.holidays.iter().enumerate() {
-        holidays.push(
-            parse_date(d).ok_or_else(|| format!("contract.holidays[{i}]: a date YYYY-MM-DD"))?,
-        );
-    }
+    let week = week_from_proto(&c.business_hours)?;
+    let holidays = holidays_from_proto(&c.holidays)?;
     let credits = c.sla_credits.clone().unwrap_or_default();
     if credits.cap_bps > limits::CREDIT_CAP_BPS {
         return Err(format!(
@@ -170,9 +120,73 @@ pub fn terms_from_proto(c: &Contract, version: u32) -> Result<Terms, String> {
     })
 }
 
-/// The first local date of a version, as stored.
-pub fn effective_date(c: &Contract) -> Option<NaiveDate> {
-    parse_date(&c.effective_from)
+/// The rate card: a price in the contract's currency for every tier x
+/// priority (8 prices), each given once.
+fn rate_card_from_proto(prices: &[TierPrice], currency: &str) -> Result<[[i64; 4]; 2], String> {
+    let mut rate_card = [[-1i64; 4]; 2];
+    for (i, tp) in prices.iter().enumerate() {
+        let field = format!("contract.rate_card[{i}]");
+        let tier = match BillingTier::try_from(tp.tier) {
+            Ok(BillingTier::Clinical) => 0,
+            Ok(BillingTier::Technical) => 1,
+            _ => return Err(format!("{field}.tier: CLINICAL or TECHNICAL")),
+        };
+        let p = match Priority::try_from(tp.priority) {
+            Ok(p) if p != Priority::Unspecified => p as usize - 1,
+            _ => return Err(format!("{field}.priority: P1-P4")),
+        };
+        if rate_card[tier][p] >= 0 {
+            return Err(format!("{field}: tier and priority given twice"));
+        }
+        rate_card[tier][p] = money(
+            &tp.price_per_call,
+            currency,
+            &format!("{field}.price_per_call"),
+            false,
+        )?
+        .unwrap_or(0);
+    }
+    if rate_card.iter().flatten().any(|p| *p < 0) {
+        return Err("contract.rate_card: every tier x priority (8 prices) is required".into());
+    }
+    Ok(rate_card)
+}
+
+/// Business hours: at most one opening per day, closing after it opens.
+fn week_from_proto(hours: &[BusinessHours]) -> Result<Week, String> {
+    let mut week: Week = [None; 7];
+    for (i, h) in hours.iter().enumerate() {
+        let field = format!("contract.business_hours[{i}]");
+        let day = match DayOfWeek::try_from(h.day) {
+            Ok(d) if d != DayOfWeek::Unspecified => d as usize - 1,
+            _ => return Err(format!("{field}.day: MONDAY-SUNDAY")),
+        };
+        if week[day].is_some() {
+            return Err(format!("{field}.day: given twice"));
+        }
+        let open = parse_hhmm(&h.open, false).ok_or_else(|| format!("{field}.open: HH:MM"))?;
+        let close =
+            parse_hhmm(&h.close, true).ok_or_else(|| format!("{field}.close: HH:MM or 24:00"))?;
+        if close <= open {
+            return Err(format!("{field}.close: must be after open"));
+        }
+        week[day] = Some((open, close));
+    }
+    Ok(week)
+}
+
+/// Holidays: at most [`limits::HOLIDAYS`] dates.
+fn holidays_from_proto(dates: &[String]) -> Result<Vec<NaiveDate>, String> {
+    if dates.len() > limits::HOLIDAYS {
+        return Err(format!("contract.holidays: at most {}", limits::HOLIDAYS));
+    }
+    dates
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            parse_date(d).ok_or_else(|| format!("contract.holidays[{i}]: a date YYYY-MM-DD"))
+        })
+        .collect()
 }
 
 /// A complete, valid contract for tests and the demo: clinical P1..P4

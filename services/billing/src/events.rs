@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 use wardline_kit::consumer::{Batch, EventHandler, HandleError, Incoming};
 use wardline_kit::events::from_timestamp;
@@ -165,18 +165,7 @@ async fn record(batch: &mut Batch<'_>, facts: Facts<'_>) -> Result<(), HandleErr
     let Some(tz) = store::tenant_zone(batch.conn(), &tenant).await? else {
         return Err(unknown_tenant());
     };
-    let mut seen = HashSet::new();
-    let calls: Vec<CallFact> = facts
-        .calls
-        .into_iter()
-        .filter(|c| seen.insert(c.ticket_id))
-        .collect();
-    let mut seen = HashSet::new();
-    let breaches: Vec<BreachFact> = facts
-        .breaches
-        .into_iter()
-        .filter(|b| seen.insert((b.ticket_id, b.target)))
-        .collect();
+    let Facts { calls, breaches } = facts.first_of_each();
 
     let call_dates: Vec<_> = calls.iter().map(|c| local_date(tz, c.created_at)).collect();
     let breach_dates: Vec<_> = breaches
@@ -201,45 +190,9 @@ async fn record(batch: &mut Batch<'_>, facts: Facts<'_>) -> Result<(), HandleErr
     days.dedup();
     let terms = store::versions_in_force(batch.conn(), &tenant, &days).await?;
 
-    let rows: Vec<NewCall> = calls
-        .iter()
-        .zip(&call_dates)
-        .map(|(c, &date)| {
-            let (period, billed, late) = place(date);
-            NewCall {
-                ticket_id: c.ticket_id,
-                number: c.number,
-                event_id: c.event_id,
-                created_at: c.created_at,
-                local_date: date,
-                tier: c.tier,
-                priority: c.priority,
-                category: c.category,
-                period,
-                billed,
-                late,
-            }
-        })
-        .collect();
+    let rows = call_rows(&calls, &call_dates, place);
     let new = store::record_calls(batch.conn(), &tenant, &rows).await?;
-    let breach_rows: Vec<NewBreach> = breaches
-        .iter()
-        .zip(&breach_dates)
-        .map(|(b, &date)| {
-            let (period, billed, late) = place(date);
-            NewBreach {
-                ticket_id: b.ticket_id,
-                target: b.target,
-                number: b.number,
-                event_id: b.event_id,
-                detected_at: b.detected_at,
-                priority: b.priority,
-                period,
-                billed,
-                late,
-            }
-        })
-        .collect();
+    let breach_rows = breach_rows(&breaches, &breach_dates, place);
     store::record_breaches(batch.conn(), &tenant, &breach_rows).await?;
 
     let mut late_calls = HashMap::<bool, u64>::new();
@@ -258,6 +211,90 @@ async fn record(batch: &mut Batch<'_>, facts: Facts<'_>) -> Result<(), HandleErr
             .increment(n);
     }
     Ok(())
+}
+
+impl<'e> Facts<'e> {
+    /// The first call of each ticket, and the first breach of each ticket
+    /// and target, in stream order.
+    fn first_of_each(self) -> Self {
+        let mut seen = HashSet::new();
+        let calls = self
+            .calls
+            .into_iter()
+            .filter(|c| seen.insert(c.ticket_id))
+            .collect();
+        let mut seen = HashSet::new();
+        let breaches = self
+            .breaches
+            .into_iter()
+            .filter(|b| seen.insert((b.ticket_id, b.target)))
+            .collect();
+        Self { calls, breaches }
+    }
+}
+
+/// (own period, billed period, late) of a fact's local date.
+type Placement = (Period, Period, bool);
+
+/// The call rows to insert, each placed on the period it is billed on.
+fn call_rows<'e>(
+    calls: &[CallFact<'e>],
+    dates: &[NaiveDate],
+    place: impl Fn(NaiveDate) -> Placement,
+) -> Vec<NewCall<'e>> {
+    placed(
+        calls,
+        dates,
+        place,
+        |c, local_date, (period, billed, late)| NewCall {
+            ticket_id: c.ticket_id,
+            number: c.number,
+            event_id: c.event_id,
+            created_at: c.created_at,
+            local_date,
+            tier: c.tier,
+            priority: c.priority,
+            category: c.category,
+            period,
+            billed,
+            late,
+        },
+    )
+}
+
+/// The breach rows to insert, each placed on the period it is billed on.
+fn breach_rows<'e>(
+    breaches: &[BreachFact<'e>],
+    dates: &[NaiveDate],
+    place: impl Fn(NaiveDate) -> Placement,
+) -> Vec<NewBreach<'e>> {
+    placed(breaches, dates, place, |b, _, (period, billed, late)| {
+        NewBreach {
+            ticket_id: b.ticket_id,
+            target: b.target,
+            number: b.number,
+            event_id: b.event_id,
+            detected_at: b.detected_at,
+            priority: b.priority,
+            period,
+            billed,
+            late,
+        }
+    })
+}
+
+/// `row` of each fact with its local date and where that date is billed.
+fn placed<F, R>(
+    facts: &[F],
+    dates: &[NaiveDate],
+    place: impl Fn(NaiveDate) -> Placement,
+    row: impl Fn(&F, NaiveDate, Placement) -> R,
+) -> Vec<R> {
+    facts
+        .iter()
+        .zip(dates)
+        .map(|(f, &date)| row(f, date, place(date)))
+        .collect()
 }
 
 /// `call.metered` for a call just recorded: it commits (or not) with the

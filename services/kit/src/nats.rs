@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 use crate::config::{ConfigError, Env};
-use crate::tls::{Profile, is_local_host, url_host};
+use crate::tls::{Profile, url_host};
 
 /// Name of the event stream.
 pub const EVENTS_STREAM: &str = "WARDLINE_EVENTS";
@@ -141,13 +141,6 @@ impl NatsConfig {
             url: url.into(),
             ..Self::default()
         }
-    }
-
-    /// Whether every server is on this machine.
-    pub fn is_local(&self) -> bool {
-        self.url
-            .split(',')
-            .all(|u| is_local_host(url_host(u.trim())))
     }
 
     /// Connection options with this identity and TLS; `name` names the

@@ -10,8 +10,9 @@
 //! - [`commands`]: `token`, `tenant`, `ticket` (intake); `analyst`, `queue`,
 //!   `assignments`, `explain`, `rules`, `sla` (routing); `contract`,
 //!   `usage`, `charges`, `unbilled`, `invoice` (billing); `recipient`,
-//!   `webhook`, `delivery` (notification); and their shared context (who
-//!   wardctl acts as, idempotency keys, output mode).
+//!   `webhook`, `delivery` (notification); `audit` (any service's audit
+//!   trail); and their shared context (who wardctl acts as, idempotency
+//!   keys, output mode).
 //! - [`demo`]: `wardctl demo`, a scenario file played and followed through
 //!   the services; [`events`] watches NATS for it.
 //! - [`render`] and [`table`]: labels, times, amounts, tables. JSON output

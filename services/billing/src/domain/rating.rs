@@ -191,11 +191,8 @@ pub struct RatedPeriod {
     pub unbilled: Vec<Unbilled>,
 }
 
-fn tier_code(t: Option<Tier>) -> &'static str {
-    t.map(Tier::code).unwrap_or("any")
-}
-
-/// Rates `period` for a tenant in `tz` under `versions`.
+/// Rates `period` for a tenant in `tz` under `versions`: the module's
+/// steps, one function each.
 pub fn rate_period(
     tz: Tz,
     period: Period,
@@ -204,11 +201,6 @@ pub fn rate_period(
     breaches: &[Breach],
 ) -> RatedPeriod {
     let month_terms = in_force(versions, period.last_day());
-    let mut calls: Vec<&Call> = calls.iter().collect();
-    calls.sort_by(|a, b| (a.created_at, &a.ticket_id).cmp(&(b.created_at, &b.ticket_id)));
-    let allowance = month_terms
-        .map(|t| u64::from(t.included_per_month))
-        .unwrap_or(0);
     let mut out = RatedPeriod {
         period,
         currency: month_terms
@@ -224,13 +216,48 @@ pub fn rate_period(
         included_calls: 0,
         overage_calls: 0,
         after_hours_calls: 0,
-        allowance,
+        allowance: month_terms
+            .map(|t| u64::from(t.included_per_month))
+            .unwrap_or(0),
         p1_response_breaches: 0,
         p2_response_breaches: 0,
         contract_versions: Vec::new(),
         unbilled: Vec::new(),
     };
-    let mut used = 0u64;
+    rate_calls(tz, versions, calls, &mut out);
+    credit_breaches(tz, versions, breaches, &mut out);
+    out.lines = group_into_lines(&out.charges);
+    let subtotal = top_up_to_minimum(month_terms, &mut out.lines);
+    let credits = cap_credits(month_terms, subtotal, &mut out.lines);
+    out.lines.sort_by(|a, b| {
+        (
+            a.kind,
+            &a.description_code,
+            a.tier,
+            a.priority,
+            a.contract_version,
+        )
+            .cmp(&(
+                b.kind,
+                &b.description_code,
+                b.tier,
+                b.priority,
+                b.contract_version,
+            ))
+    });
+    out.contract_versions.sort_unstable();
+    out.subtotal = subtotal;
+    out.credits = credits;
+    out.total = (subtotal + credits).max(0);
+    out
+}
+
+/// Steps 1-4 for every call, in (created_at, ticket_id) order: the first
+/// `allowance` calls that are not late are included, the rest charged, and
+/// calls with no version in force are left unbilled.
+fn rate_calls(tz: Tz, versions: &[Terms], calls: &[Call], out: &mut RatedPeriod) {
+    let mut calls: Vec<&Call> = calls.iter().collect();
+    calls.sort_by(|a, b| (a.created_at, &a.ticket_id).cmp(&(b.created_at, &b.ticket_id)));
     for call in calls {
         let date = local_date(tz, call.created_at);
         let Some(terms) = in_force(versions, date) else {
@@ -249,92 +276,137 @@ pub fn rate_period(
         if !out.contract_versions.contains(&terms.version) {
             out.contract_versions.push(terms.version);
         }
-        let ah = after_hours(tz, call.created_at, &terms.week, &terms.holidays);
-        if ah != AfterHours::No {
+        let rated = RatedCall {
+            call,
+            terms,
+            date,
+            after_hours: after_hours(tz, call.created_at, &terms.week, &terms.holidays),
+        };
+        if rated.after_hours != AfterHours::No {
             out.after_hours_calls += 1;
         }
-        let base = |kind, rule_code: String, rate: i64, line_code: String| Charge {
+        let charge = if call.late {
+            rated.late_charge()
+        } else if out.included_calls < out.allowance {
+            out.included_calls += 1;
+            rated.included()
+        } else {
+            out.overage_calls += 1;
+            rated.charged()
+        };
+        let surcharge = (charge.kind != LineKind::CallsIncluded)
+            .then(|| rated.surcharge(charge.rate))
+            .flatten();
+        out.charges.push(charge);
+        out.charges.extend(surcharge);
+    }
+}
+
+/// A call with the terms in force on its local date, and whether it came
+/// after hours: what each of its charges repeats.
+struct RatedCall<'a> {
+    call: &'a Call,
+    terms: &'a Terms,
+    date: NaiveDate,
+    after_hours: AfterHours,
+}
+
+impl RatedCall<'_> {
+    /// A charge of `rate` for this call.
+    fn charge(&self, kind: LineKind, rule_code: String, rate: i64, line_code: String) -> Charge {
+        let call = self.call;
+        Charge {
             kind,
             ticket_id: call.ticket_id.clone(),
             number: call.number.clone(),
             event_id: call.event_id.clone(),
             occurred_at: call.created_at,
-            local_date: date,
+            local_date: self.date,
             tier: Some(call.tier),
             priority: call.priority,
             category: call.category,
-            after_hours: ah,
-            contract_version: terms.version,
+            after_hours: self.after_hours,
+            contract_version: self.terms.version,
             rule_code,
             rate,
             rate_bps: 0,
             amount: rate,
             line_code,
-        };
-        let tier_rule = format!("rate_card.{}.p{}", call.tier.code(), call.priority);
-        let charged = if call.late {
-            let price = terms.price(call.tier, call.priority);
-            out.charges.push(base(
-                LineKind::Adjustment,
-                tier_rule,
-                price,
-                "late_charge".into(),
-            ));
-            Some(price)
-        } else if used < allowance {
-            used += 1;
-            out.included_calls += 1;
-            out.charges.push(base(
-                LineKind::CallsIncluded,
-                "included".into(),
-                0,
-                "calls_included".into(),
-            ));
-            None
-        } else {
-            out.overage_calls += 1;
-            match terms.overage_price {
-                Some(price) => {
-                    out.charges.push(base(
-                        LineKind::Overage,
-                        "overage".into(),
-                        price,
-                        "overage".into(),
-                    ));
-                    Some(price)
-                }
-                None => {
-                    let price = terms.price(call.tier, call.priority);
-                    let line = format!("tier_price.{}.p{}", call.tier.code(), call.priority);
-                    out.charges
-                        .push(base(LineKind::TierPrice, tier_rule, price, line));
-                    Some(price)
-                }
-            }
-        };
-        if let Some(price) = charged
-            && ah != AfterHours::No
-            && terms.surcharge_bps > 0
-        {
-            let amount = share_bps(price, terms.surcharge_bps, terms.rounding);
-            let kind = if call.late {
-                LineKind::Adjustment
-            } else {
-                LineKind::AfterHoursSurcharge
-            };
-            let line = if call.late {
-                "late_charge".to_owned()
-            } else {
-                format!("after_hours.{}.p{}", call.tier.code(), call.priority)
-            };
-            let mut c = base(kind, "after_hours".into(), price, line);
-            c.rate_bps = terms.surcharge_bps;
-            c.amount = amount;
-            out.charges.push(c);
         }
     }
 
-    // Credits for P1/P2 response breaches, per-breach terms.
+    /// `rate_card.<tier>.p<priority>`.
+    fn tier_rule(&self) -> String {
+        format!(
+            "rate_card.{}.p{}",
+            self.call.tier.code(),
+            self.call.priority
+        )
+    }
+
+    /// Step 2: within the allowance, amount 0.
+    fn included(&self) -> Charge {
+        self.charge(
+            LineKind::CallsIncluded,
+            "included".into(),
+            0,
+            "calls_included".into(),
+        )
+    }
+
+    /// Step 3: past the allowance, the overage price when set, else the
+    /// rate card.
+    fn charged(&self) -> Charge {
+        let (call, terms) = (self.call, self.terms);
+        match terms.overage_price {
+            Some(price) => {
+                self.charge(LineKind::Overage, "overage".into(), price, "overage".into())
+            }
+            None => self.charge(
+                LineKind::TierPrice,
+                self.tier_rule(),
+                terms.price(call.tier, call.priority),
+                format!("tier_price.{}.p{}", call.tier.code(), call.priority),
+            ),
+        }
+    }
+
+    /// A late call: its rate-card price, outside the allowance.
+    fn late_charge(&self) -> Charge {
+        let price = self.terms.price(self.call.tier, self.call.priority);
+        self.charge(
+            LineKind::Adjustment,
+            self.tier_rule(),
+            price,
+            "late_charge".into(),
+        )
+    }
+
+    /// Step 4: `surcharge_bps` of a charged call's `price`, rounded per
+    /// call, when it came after hours.
+    fn surcharge(&self, price: i64) -> Option<Charge> {
+        let (call, terms) = (self.call, self.terms);
+        if self.after_hours == AfterHours::No || terms.surcharge_bps == 0 {
+            return None;
+        }
+        let (kind, line) = if call.late {
+            (LineKind::Adjustment, "late_charge".to_owned())
+        } else {
+            (
+                LineKind::AfterHoursSurcharge,
+                format!("after_hours.{}.p{}", call.tier.code(), call.priority),
+            )
+        };
+        let mut c = self.charge(kind, "after_hours".into(), price, line);
+        c.rate_bps = terms.surcharge_bps;
+        c.amount = share_bps(price, terms.surcharge_bps, terms.rounding);
+        Some(c)
+    }
+}
+
+/// Step 6's credits, one per P1/P2 response breach under the version in
+/// force on its local date (the cap comes later, on the lines).
+fn credit_breaches(tz: Tz, versions: &[Terms], breaches: &[Breach], out: &mut RatedPeriod) {
     let mut breaches: Vec<&Breach> = breaches.iter().collect();
     breaches.sort_by(|a, b| (a.detected_at, &a.ticket_id).cmp(&(b.detected_at, &b.ticket_id)));
     for b in breaches {
@@ -378,12 +450,14 @@ pub fn rate_period(
             },
         });
     }
+}
 
-    // Lines: group charges with the same kind, code, tier, priority, unit
-    // price and version, so each line is exactly quantity x unit price.
+/// Lines: charges with the same kind, code, tier, priority, unit price and
+/// version grouped, so each line is exactly quantity x unit price.
+fn group_into_lines(charges: &[Charge]) -> Vec<Line> {
     type Key = (LineKind, String, Option<Tier>, u8, i64, u32);
     let mut grouped: BTreeMap<Key, u64> = BTreeMap::new();
-    for c in &out.charges {
+    for c in charges {
         let (tier, priority) = match c.kind {
             LineKind::CallsIncluded | LineKind::Overage | LineKind::Adjustment => (None, 0),
             LineKind::SlaCredit => (None, c.priority),
@@ -407,8 +481,9 @@ pub fn rate_period(
             ))
             .or_default() += 1;
     }
-    for ((kind, code, tier, priority, unit, version), qty) in grouped {
-        out.lines.push(Line {
+    grouped
+        .into_iter()
+        .map(|((kind, code, tier, priority, unit, version), qty)| Line {
             kind,
             description_code: code,
             tier,
@@ -417,81 +492,65 @@ pub fn rate_period(
             unit_price: unit,
             amount: unit * qty as i64,
             contract_version: version,
-        });
-    }
-
-    let month_version = month_terms.map(|t| t.version).unwrap_or(0);
-    let is_credit = |l: &Line| l.kind == LineKind::SlaCredit;
-    let mut subtotal: i64 = out
-        .lines
-        .iter()
-        .filter(|l| !is_credit(l))
-        .map(|l| l.amount)
-        .sum();
-    if let Some(min) = month_terms.and_then(|t| t.monthly_minimum)
-        && subtotal < min
-    {
-        out.lines.push(Line {
-            kind: LineKind::MinimumTopUp,
-            description_code: "minimum_top_up".into(),
-            tier: None,
-            priority: 0,
-            quantity: 1,
-            unit_price: min - subtotal,
-            amount: min - subtotal,
-            contract_version: month_version,
-        });
-        subtotal = min;
-    }
-    let mut credits: i64 = out
-        .lines
-        .iter()
-        .filter(|l| is_credit(l))
-        .map(|l| l.amount)
-        .sum();
-    if let Some(t) = month_terms {
-        let cap = share_bps(subtotal, t.credit_cap_bps, t.rounding);
-        if -credits > cap {
-            let correction = -credits - cap;
-            out.lines.push(Line {
-                kind: LineKind::SlaCredit,
-                description_code: "sla_credit_cap".into(),
-                tier: None,
-                priority: 0,
-                quantity: 1,
-                unit_price: correction,
-                amount: correction,
-                contract_version: t.version,
-            });
-            credits = -cap;
-        }
-    }
-    out.lines.sort_by(|a, b| {
-        (
-            a.kind,
-            &a.description_code,
-            a.tier,
-            a.priority,
-            a.contract_version,
-        )
-            .cmp(&(
-                b.kind,
-                &b.description_code,
-                b.tier,
-                b.priority,
-                b.contract_version,
-            ))
-    });
-    out.contract_versions.sort_unstable();
-    out.subtotal = subtotal;
-    out.credits = credits;
-    out.total = (subtotal + credits).max(0);
-    out
+        })
+        .collect()
 }
 
-/// Description of a tier's line code, exposed for the edge.
-pub fn line_tier_code(t: Option<Tier>) -> &'static str {
-    tier_code(t)
+/// Step 5: the subtotal of the lines that are not credits, brought up to
+/// the month's minimum by a top-up line when below it. Returns the subtotal.
+fn top_up_to_minimum(month_terms: Option<&Terms>, lines: &mut Vec<Line>) -> i64 {
+    let subtotal: i64 = lines
+        .iter()
+        .filter(|l| l.kind != LineKind::SlaCredit)
+        .map(|l| l.amount)
+        .sum();
+    let Some((min, version)) = month_terms.and_then(|t| Some((t.monthly_minimum?, t.version)))
+    else {
+        return subtotal;
+    };
+    if subtotal >= min {
+        return subtotal;
+    }
+    lines.push(Line {
+        kind: LineKind::MinimumTopUp,
+        description_code: "minimum_top_up".into(),
+        tier: None,
+        priority: 0,
+        quantity: 1,
+        unit_price: min - subtotal,
+        amount: min - subtotal,
+        contract_version: version,
+    });
+    min
+}
+
+/// Step 6's cap: credits beyond `cap_bps` of `subtotal` are corrected by a
+/// positive `sla_credit_cap` line. Returns the credits (zero or negative).
+fn cap_credits(month_terms: Option<&Terms>, subtotal: i64, lines: &mut Vec<Line>) -> i64 {
+    let credits: i64 = lines
+        .iter()
+        .filter(|l| l.kind == LineKind::SlaCredit)
+        .map(|l| l.amount)
+        .sum();
+    let Some(t) = month_terms else {
+        return credits;
+    };
+    let cap = share_bps(subtotal, t.credit_cap_bps, t.rounding);
+    if -credits <= cap {
+        return credits;
+    }
+    let correction = -credits - cap;
+    lines.push(Line {
+        kind: LineKind::SlaCredit,
+        description_code: "sla_credit_cap".into(),
+        tier: None,
+        priority: 0,
+        quantity: 1,
+        unit_price: correction,
+        amount: correction,
+        contract_version: t.version,
+    });
+    -cap
 }
 
 #[cfg(test)]

@@ -99,17 +99,6 @@ pub fn transition(from: TicketStatus, action: Action) -> Result<TicketStatus, Il
     Ok(to)
 }
 
-/// True while an analyst holds the ticket.
-pub fn is_open_with_analyst(s: TicketStatus) -> bool {
-    matches!(
-        s,
-        TicketStatus::Assigned
-            | TicketStatus::Acknowledged
-            | TicketStatus::InProgress
-            | TicketStatus::OnHold
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -187,6 +187,47 @@ fn reason(kind: &ErrorKind) -> String {
     }
 }
 
+/// The Wardline roles the token's roles claim maps to (an array, or a
+/// space-separated string as OAuth scopes are).
+fn claimed_roles(claims: &Value, map: &ClaimMapping) -> Vec<Role> {
+    match claim(claims, &map.roles) {
+        Some(Value::Array(values)) => map.roles(values.iter().filter_map(Value::as_str)),
+        Some(Value::String(s)) => map.roles(s.split_whitespace()),
+        _ => Vec::new(),
+    }
+}
+
+/// The `x-tenant-id` header, when given. It becomes a query scope, a quota
+/// key and a metric label: only a tenant slug is ever taken from it.
+fn tenant_header_slug(header: Option<&str>) -> Result<Option<&str>, Status> {
+    let header = header.filter(|t| !t.is_empty());
+    if let Some(h) = header
+        && !crate::validate::is_slug(h, 2, 32)
+    {
+        return Err(Status::invalid_argument(format!(
+            "{TENANT_HEADER}: not a tenant slug (2-32 of [a-z0-9-], starting with a letter)"
+        )));
+    }
+    Ok(header)
+}
+
+/// The roles of a token pinned to one tenant. A vendor_admin there is that
+/// tenant's admin, no more: vendor powers (creating tenants, contracts,
+/// invoices; SLA targets; every tenant's lists) need an all-tenants token.
+/// Mapped here once, so no handler can forget it (docs/authorization.md).
+fn pinned_to_tenant(roles: Vec<Role>) -> Vec<Role> {
+    let mut pinned: Vec<Role> = roles
+        .into_iter()
+        .map(|r| match r {
+            Role::VendorAdmin => Role::TenantAdmin,
+            other => other,
+        })
+        .collect();
+    pinned.sort_by_key(|r| *r as u8);
+    pinned.dedup();
+    pinned
+}
+
 /// The value at a dotted `path` of `claims` (a top-level claim whose name
 /// contains dots, such as a URL-named claim, is found first).
 pub fn claim<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
@@ -241,27 +282,7 @@ impl Authenticator {
         tenant_header: Option<&str>,
     ) -> Result<Caller, Status> {
         let cfg = &self.inner.config;
-        // The algorithm is the key's: a header naming another is refused.
-        let mut validation = Validation::new(key.alg);
-        validation.set_issuer(&[&cfg.issuer]);
-        validation.set_audience(&cfg.audiences);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.leeway = cfg.leeway.as_secs();
-        validation.validate_nbf = true;
-        let claims = jsonwebtoken::decode::<Value>(token, &key.key, &validation)
-            .map_err(|e| refused(&reason(e.kind())))?
-            .claims;
-        let int = |name: &str| claims.get(name).and_then(Value::as_u64);
-        let exp = int("exp").ok_or_else(|| refused("missing claim exp"))?;
-        let iat = int("iat").ok_or_else(|| refused("missing claim iat"))?;
-        if exp.saturating_sub(iat) > cfg.max_lifetime.as_secs() {
-            return Err(refused(
-                "its lifetime (exp - iat) is above WARDLINE_JWT_MAX_LIFETIME_SECS",
-            ));
-        }
-        if iat > signing::now() + cfg.leeway.as_secs() {
-            return Err(refused("issued in the future (iat)"));
-        }
+        let claims = self.decode_claims(key, token)?;
         let map = &cfg.mapping;
         let subject = claim(&claims, &map.subject)
             .and_then(Value::as_str)
@@ -277,11 +298,7 @@ impl Authenticator {
                 map.tenant
             )));
         }
-        let roles = match claim(&claims, &map.roles) {
-            Some(Value::Array(values)) => map.roles(values.iter().filter_map(Value::as_str)),
-            Some(Value::String(s)) => map.roles(s.split_whitespace()),
-            _ => Vec::new(),
-        };
+        let roles = claimed_roles(&claims, map);
         let all = token_tenant == ALL_TENANTS;
         // A token naming every tenant is the vendor's: a desk or hospital
         // role on it is a provider misconfiguration, refused as a whole
@@ -291,34 +308,8 @@ impl Authenticator {
                 "an all-tenants ({ALL_TENANTS}) token carries only the vendor roles (vendor_admin, billing)"
             )));
         }
-        let header = tenant_header.filter(|t| !t.is_empty());
-        // The header becomes a query scope, a quota key and a metric label:
-        // only a tenant slug is ever taken from it.
-        if let Some(h) = header
-            && !crate::validate::is_slug(h, 2, 32)
-        {
-            return Err(Status::invalid_argument(format!(
-                "{TENANT_HEADER}: not a tenant slug (2-32 of [a-z0-9-], starting with a letter)"
-            )));
-        }
-        // A vendor_admin pinned to one tenant is that tenant's admin, no
-        // more: vendor powers (creating tenants, contracts, invoices; SLA
-        // targets; every tenant's lists) need an all-tenants token. Mapped
-        // here once, so no handler can forget it (docs/authorization.md).
-        let roles = if all {
-            roles
-        } else {
-            let mut pinned: Vec<Role> = roles
-                .into_iter()
-                .map(|r| match r {
-                    Role::VendorAdmin => Role::TenantAdmin,
-                    other => other,
-                })
-                .collect();
-            pinned.sort_by_key(|r| *r as u8);
-            pinned.dedup();
-            pinned
-        };
+        let header = tenant_header_slug(tenant_header)?;
+        let roles = if all { roles } else { pinned_to_tenant(roles) };
         let tenant = if all {
             header.map(str::to_owned)
         } else {
@@ -352,6 +343,35 @@ impl Authenticator {
             email,
             phone,
         })
+    }
+
+    /// The token's claims, once its signature, issuer, audience and times
+    /// hold: signed with `key`'s algorithm, not expired nor before `nbf`,
+    /// issued in the past, and living at most `WARDLINE_JWT_MAX_LIFETIME_SECS`.
+    fn decode_claims(&self, key: &keys::VerifyKey, token: &str) -> Result<Value, Status> {
+        let cfg = &self.inner.config;
+        // The algorithm is the key's: a header naming another is refused.
+        let mut validation = Validation::new(key.alg);
+        validation.set_issuer(&[&cfg.issuer]);
+        validation.set_audience(&cfg.audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.leeway = cfg.leeway.as_secs();
+        validation.validate_nbf = true;
+        let claims = jsonwebtoken::decode::<Value>(token, &key.key, &validation)
+            .map_err(|e| refused(&reason(e.kind())))?
+            .claims;
+        let int = |name: &str| claims.get(name).and_then(Value::as_u64);
+        let exp = int("exp").ok_or_else(|| refused("missing claim exp"))?;
+        let iat = int("iat").ok_or_else(|| refused("missing claim iat"))?;
+        if exp.saturating_sub(iat) > cfg.max_lifetime.as_secs() {
+            return Err(refused(
+                "its lifetime (exp - iat) is above WARDLINE_JWT_MAX_LIFETIME_SECS",
+            ));
+        }
+        if iat > signing::now() + cfg.leeway.as_secs() {
+            return Err(refused("issued in the future (iat)"));
+        }
+        Ok(claims)
     }
 
     /// Verifies the bearer token of a request's headers.

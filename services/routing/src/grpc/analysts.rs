@@ -193,71 +193,11 @@ fn validate_coverage(coverage: &[pb::TenantCoverage]) -> Result<Vec<Coverage>, S
 /// Output-only fields are ignored; availability is used on create only.
 fn validate_analyst(a: &pb::Analyst) -> Result<AnalystRow, Status> {
     check_analyst_id(&a.analyst_id, "analyst.analyst_id")?;
-    if !validate::is_display_text(&a.name, limits::NAME) {
-        return Err(invalid(format!(
-            "analyst.name: 1-{} characters, no control characters",
-            limits::NAME
-        )));
-    }
-    if !a.email.is_empty() && !validate::is_email(&a.email) {
-        return Err(invalid("analyst.email: not an email address"));
-    }
-    if !a.phone.is_empty() && !validate::is_e164(&a.phone) {
-        return Err(invalid("analyst.phone: E.164 format, e.g. +13125550100"));
-    }
-    if !a.pager.is_empty() && !validate::is_display_text(&a.pager, limits::PAGER) {
-        return Err(invalid(format!(
-            "analyst.pager: at most {} characters, no control characters",
-            limits::PAGER
-        )));
-    }
-    if a.time_zone.parse::<chrono_tz::Tz>().is_err() {
-        return Err(invalid(
-            "analyst.time_zone: not an IANA time zone (e.g. America/Chicago)",
-        ));
-    }
+    check_contacts(a)?;
     let coverage = validate_coverage(&a.coverage)?;
-    let mut skills: Vec<SkillRow> = Vec::with_capacity(a.skills.len());
-    for (i, s) in a.skills.iter().enumerate() {
-        let module =
-            module_from_proto(s.module, &format!("analyst.skills[{i}].module")).map_err(invalid)?;
-        if !(1..=5).contains(&s.level) {
-            return Err(invalid(format!("analyst.skills[{i}].level: 1-5")));
-        }
-        if skills.iter().any(|k| k.module == module as i16) {
-            return Err(invalid(format!("analyst.skills[{i}].module: duplicate")));
-        }
-        skills.push(SkillRow {
-            module: module as i16,
-            level: s.level as i16,
-        });
-    }
-    let mut credentials: Vec<i16> = Vec::with_capacity(a.credentials.len());
-    for (i, c) in a.credentials.iter().enumerate() {
-        let c = credential_from_proto(*c, &format!("analyst.credentials[{i}]")).map_err(invalid)?
-            as i16;
-        if credentials.contains(&c) {
-            return Err(invalid(format!("analyst.credentials[{i}]: duplicate")));
-        }
-        credentials.push(c);
-    }
-    if a.languages.len() > MAX_LANGUAGES {
-        return Err(invalid(format!(
-            "analyst.languages: at most {MAX_LANGUAGES}"
-        )));
-    }
-    let mut languages: Vec<String> = Vec::with_capacity(a.languages.len());
-    for (i, l) in a.languages.iter().enumerate() {
-        if !is_language_tag(l) {
-            return Err(invalid(format!(
-                "analyst.languages[{i}]: a BCP-47 language tag, e.g. en or es-MX"
-            )));
-        }
-        if languages.iter().any(|x| x.eq_ignore_ascii_case(l)) {
-            return Err(invalid(format!("analyst.languages[{i}]: duplicate")));
-        }
-        languages.push(l.clone());
-    }
+    let skills = validate_skills(&a.skills)?;
+    let credentials = validate_credentials(&a.credentials)?;
+    let languages = validate_languages(&a.languages)?;
     if !(1..=limits::MAX_CONCURRENT_TICKETS).contains(&a.max_concurrent_tickets) {
         return Err(invalid(format!(
             "analyst.max_concurrent_tickets: 1-{}",
@@ -265,16 +205,7 @@ fn validate_analyst(a: &pb::Analyst) -> Result<AnalystRow, Status> {
         )));
     }
     let shifts = validate_shifts(&a.shifts, "analyst.shifts")?;
-    let availability = match Availability::try_from(a.availability) {
-        Ok(Availability::Unspecified) => Availability::Offline,
-        Ok(v) => v,
-        Err(_) => {
-            return Err(invalid(format!(
-                "analyst.availability: unknown value {}",
-                a.availability
-            )));
-        }
-    };
+    let availability = initial_availability(a.availability)?;
     let now = Utc::now();
     Ok(AnalystRow {
         analyst_id: a.analyst_id.clone(),
@@ -299,6 +230,141 @@ fn validate_analyst(a: &pb::Analyst) -> Result<AnalystRow, Status> {
         created_at: now,
         updated_at: now,
     })
+}
+
+/// The analyst's name and how to reach them: a name, optional email, phone
+/// (E.164) and pager, and the IANA time zone their shifts are in.
+fn check_contacts(a: &pb::Analyst) -> Result<(), Status> {
+    if !validate::is_display_text(&a.name, limits::NAME) {
+        return Err(invalid(format!(
+            "analyst.name: 1-{} characters, no control characters",
+            limits::NAME
+        )));
+    }
+    if !a.email.is_empty() && !validate::is_email(&a.email) {
+        return Err(invalid("analyst.email: not an email address"));
+    }
+    if !a.phone.is_empty() && !validate::is_e164(&a.phone) {
+        return Err(invalid("analyst.phone: E.164 format, e.g. +13125550100"));
+    }
+    if !a.pager.is_empty() && !validate::is_display_text(&a.pager, limits::PAGER) {
+        return Err(invalid(format!(
+            "analyst.pager: at most {} characters, no control characters",
+            limits::PAGER
+        )));
+    }
+    if a.time_zone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(invalid(
+            "analyst.time_zone: not an IANA time zone (e.g. America/Chicago)",
+        ));
+    }
+    Ok(())
+}
+
+/// Skills: a known module at level 1-5, each module once.
+fn validate_skills(skills: &[pb::Skill]) -> Result<Vec<SkillRow>, Status> {
+    let mut out: Vec<SkillRow> = Vec::with_capacity(skills.len());
+    for (i, s) in skills.iter().enumerate() {
+        let module =
+            module_from_proto(s.module, &format!("analyst.skills[{i}].module")).map_err(invalid)?;
+        if !(1..=5).contains(&s.level) {
+            return Err(invalid(format!("analyst.skills[{i}].level: 1-5")));
+        }
+        if out.iter().any(|k| k.module == module as i16) {
+            return Err(invalid(format!("analyst.skills[{i}].module: duplicate")));
+        }
+        out.push(SkillRow {
+            module: module as i16,
+            level: s.level as i16,
+        });
+    }
+    Ok(out)
+}
+
+/// Credentials: known values, each once.
+fn validate_credentials(credentials: &[i32]) -> Result<Vec<i16>, Status> {
+    let mut out: Vec<i16> = Vec::with_capacity(credentials.len());
+    for (i, c) in credentials.iter().enumerate() {
+        let c = credential_from_proto(*c, &format!("analyst.credentials[{i}]")).map_err(invalid)?
+            as i16;
+        if out.contains(&c) {
+            return Err(invalid(format!("analyst.credentials[{i}]: duplicate")));
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Languages: at most [`MAX_LANGUAGES`] BCP-47 tags, each once (ignoring case).
+fn validate_languages(languages: &[String]) -> Result<Vec<String>, Status> {
+    if languages.len() > MAX_LANGUAGES {
+        return Err(invalid(format!(
+            "analyst.languages: at most {MAX_LANGUAGES}"
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(languages.len());
+    for (i, l) in languages.iter().enumerate() {
+        if !is_language_tag(l) {
+            return Err(invalid(format!(
+                "analyst.languages[{i}]: a BCP-47 language tag, e.g. en or es-MX"
+            )));
+        }
+        if out.iter().any(|x| x.eq_ignore_ascii_case(l)) {
+            return Err(invalid(format!("analyst.languages[{i}]: duplicate")));
+        }
+        out.push(l.clone());
+    }
+    Ok(out)
+}
+
+/// The availability a new analyst starts with: offline unless stated.
+fn initial_availability(value: i32) -> Result<Availability, Status> {
+    match Availability::try_from(value) {
+        Ok(Availability::Unspecified) => Ok(Availability::Offline),
+        Ok(v) => Ok(v),
+        Err(_) => Err(invalid(format!(
+            "analyst.availability: unknown value {value}"
+        ))),
+    }
+}
+
+/// The availability SetAvailability asks for: one of the four states.
+fn requested_availability(value: i32) -> Result<Availability, Status> {
+    match Availability::try_from(value) {
+        Ok(Availability::Unspecified) => Err(invalid(
+            "availability: required (available, busy, away or offline)",
+        )),
+        Ok(a) => Ok(a),
+        Err(_) => Err(invalid(format!("availability: unknown value {value}"))),
+    }
+}
+
+/// Whose availability SetAvailability sets: the analyst named, or the
+/// caller themselves when none is.
+fn availability_target(caller: &Caller, analyst_id: &str) -> Result<String, Status> {
+    if analyst_id.is_empty() {
+        return Ok(caller.subject.clone());
+    }
+    check_analyst_id(analyst_id, "analyst_id")?;
+    Ok(analyst_id.to_owned())
+}
+
+/// How far the caller reaches when setting `id`'s availability: a directory
+/// reader setting their own, or a manager setting anyone's they manage.
+/// Asked after the role check, an id no analyst can have (a caller whose
+/// subject is not an analyst id, asking for themselves) is NOT_FOUND.
+fn availability_reach(caller: &Caller, id: &str) -> Result<Reach, Status> {
+    let own = id == caller.subject && caller.has_any(READERS);
+    let reach = if own {
+        own_reach(caller)?
+    } else {
+        caller.require(MANAGERS)?;
+        reach(caller)?
+    };
+    if !is_analyst_id(id) {
+        return Err(not_found(id));
+    }
+    Ok(reach)
 }
 
 /// How far a caller reaches in the directory.
@@ -701,37 +767,10 @@ impl AnalystService for Api {
         caller.require(READERS)?;
         let r = req.into_inner();
         require_request_id(&r.request_id)?;
-        let availability = match Availability::try_from(r.availability) {
-            Ok(Availability::Unspecified) => {
-                return Err(invalid(
-                    "availability: required (available, busy, away or offline)",
-                ));
-            }
-            Ok(a) => a,
-            Err(_) => {
-                return Err(invalid(format!(
-                    "availability: unknown value {}",
-                    r.availability
-                )));
-            }
-        };
-        let id = if r.analyst_id.is_empty() {
-            caller.subject.clone()
-        } else {
-            check_analyst_id(&r.analyst_id, "analyst_id")?;
-            r.analyst_id.clone()
-        };
+        let availability = requested_availability(r.availability)?;
+        let id = availability_target(&caller, &r.analyst_id)?;
         tracing::Span::current().record("analyst_id", id.as_str());
-        let own = id == caller.subject && caller.has_any(READERS);
-        let reach = if own {
-            own_reach(&caller)?
-        } else {
-            caller.require(MANAGERS)?;
-            reach(&caller)?
-        };
-        if !is_analyst_id(&id) {
-            return Err(not_found(&id));
-        }
+        let reach = availability_reach(&caller, &id)?;
         // "Myself" is resolved before hashing, so two analysts' identical
         // requests can never replay each other's answers.
         let normalized = SetAvailabilityRequest {
