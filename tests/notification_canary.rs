@@ -26,6 +26,9 @@ async fn the_description_reaches_no_message_log_line_or_span_of_notification() {
     let otlp = TestOtlp::start().await;
     let s = spawn_stack().await;
     let db = TestDb::create("notification").await;
+    // Billing too: the canary must reach none of the four databases.
+    let billing_db = TestDb::create("billing").await;
+    let billing = start_billing(&billing_db, &s.nats).await;
     let smtp = TestSmtp::start().await;
     let (sms, pager, hooks) = (
         HttpSink::start().await,
@@ -122,6 +125,16 @@ async fn the_description_reaches_no_message_log_line_or_span_of_notification() {
         t.status() == TicketStatus::Assigned
     })
     .await;
+    // A note carries the canary too: it stays in intake's notes.
+    s.tickets(&admin_token("stmarys"))
+        .add_note(wardline_proto::intake::AddNoteRequest {
+            request_id: "canary-note".into(),
+            ticket_id: t.ticket_id.clone(),
+            body: format!("Called back about {CANARY}"),
+            public: false,
+        })
+        .await
+        .unwrap();
     // Caller: received + assigned; analyst: assigned; webhook x2; SMS; page.
     wardline_testkit::eventually(30, "every channel", || async {
         (smtp.messages().len() >= 3
@@ -267,10 +280,26 @@ async fn the_description_reaches_no_message_log_line_or_span_of_notification() {
     // row, an audit record or another service.
     assert_eq!(
         tables_containing(&s.intake_db, CANARY).await,
-        ["tickets"],
-        "intake keeps the description only in the ticket"
+        ["notes", "tickets"],
+        "intake keeps the text only in the ticket and its notes"
     );
-    for (name, db) in [("routing", &s.routing_db), ("notification", &db)] {
+    // No event on the stream carries it either.
+    for e in
+        wardline_testkit::events::read_all(&s.nats, "wardline.events.>", Duration::from_millis(300))
+            .await
+    {
+        assert!(
+            !e.raw.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+            "event on {} carries the canary",
+            e.subject
+        );
+    }
+    billing.stop().await;
+    for (name, db) in [
+        ("routing", &s.routing_db),
+        ("billing", &billing_db),
+        ("notification", &db),
+    ] {
         assert!(
             tables_containing(db, CANARY).await.is_empty(),
             "{name} stores the description"
