@@ -45,16 +45,46 @@ pub fn free_port() -> u16 {
 /// (32768–60999), for a server that must get its port back after a
 /// restart: a port from the ephemeral range can meanwhile become the
 /// source port of any outgoing connection on the machine.
+///
+/// Free is not enough: between the pick and the server's bind, another test
+/// process could pick the same port (seen in CI as "Address already in
+/// use"). Each pick is therefore claimed for ten minutes by a marker file
+/// created exclusively in a directory every test process on the machine
+/// shares, so no two processes hand out the same port while they start.
 pub fn stable_port() -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEED: AtomicU64 = AtomicU64::new(0);
     loop {
         let r = (uuid::Uuid::new_v4().as_u128() as u64) ^ SEED.fetch_add(7919, Ordering::Relaxed);
         let port = 20_000 + (r % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if claim(port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+}
+
+/// Claims `port` for this process's tests (see [`stable_port`]); false if
+/// another process claimed it in the last ten minutes.
+fn claim(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("wardline-test-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true; // no shared directory: fall back to the bind check
+    }
+    let marker = dir.join(port.to_string());
+    let fresh = std::fs::metadata(&marker)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|age| age < std::time::Duration::from_secs(600));
+    if fresh {
+        return false;
+    }
+    let _ = std::fs::remove_file(&marker);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&marker)
+        .is_ok()
 }
 
 /// The test-only identity of [`TestNats::client`].
