@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 use wardline_kit::auth::Role;
+use wardline_kit::db::{self, Scope};
 use wardline_kit::service::{Base, Listeners};
 use wardline_proto::billing::contract_service_server::ContractServiceServer;
 use wardline_proto::billing::invoice_service_server::InvoiceServiceServer;
@@ -31,17 +32,25 @@ pub struct Application {
     listeners: Listeners,
 }
 
+/// Unbilled calls of every tenant: one number over all of them, so the
+/// transaction sees every tenant's rows.
+async fn unbilled_calls(pool: &sqlx::PgPool) -> Result<i64, sqlx::Error> {
+    let mut tx = db::begin(pool, Scope::AllTenants).await?;
+    let n = sqlx::query_scalar(
+        "SELECT count(*) FROM calls c WHERE NOT EXISTS
+           (SELECT 1 FROM contract_versions v WHERE v.tenant_id = c.tenant_id AND v.effective_from <= c.local_date)",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
 /// Publishes the number of unbilled calls (tenants without a contract in
 /// force) every 30 s, so a forgotten contract shows on the dashboard.
 async fn unbilled_gauge(pool: sqlx::PgPool, stop: CancellationToken) {
     loop {
-        let n: Result<i64, _> = sqlx::query_scalar(
-            "SELECT count(*) FROM calls c WHERE NOT EXISTS
-               (SELECT 1 FROM contract_versions v WHERE v.tenant_id = c.tenant_id AND v.effective_from <= c.local_date)",
-        )
-        .fetch_one(&pool)
-        .await;
-        if let Ok(n) = n {
+        if let Ok(n) = unbilled_calls(&pool).await {
             metrics::gauge!("wardline_billing_unbilled_calls").set(n as f64);
         }
         tokio::select! {

@@ -54,10 +54,12 @@ async fn billing(prefix: &str) -> (TestDb, PgPool) {
     (db, pool)
 }
 
-/// `events` as one batch of the consumer loop: one transaction.
+/// `events` as one batch of the consumer loop: one transaction that sees
+/// the batch's tenant's rows.
 async fn apply(pool: &PgPool, events: &[EventEnvelope]) {
     let incoming: Vec<Incoming> = events.iter().map(|e| Incoming::new(e.clone(), 1)).collect();
-    let mut tx = pool.begin().await.unwrap();
+    let scope = wardline_kit::db::Scope::Tenant(&events[0].tenant_id);
+    let mut tx = wardline_kit::db::begin(pool, scope).await.unwrap();
     wardline_kit::consumer::apply_with(&BillingEvents, &mut tx, &incoming)
         .await
         .expect("handled");

@@ -17,7 +17,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use wardline_kit::events::timestamp;
 use wardline_proto::routing as pb;
 
@@ -384,7 +384,7 @@ pub struct AnalystFilter {
 /// analyst is on shift depends on their time zone and is filtered by the
 /// caller, not here.
 pub async fn list_analysts(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     f: &AnalystFilter,
     limit: i64,
 ) -> Result<Vec<AnalystRow>, sqlx::Error> {
@@ -423,7 +423,7 @@ pub async fn list_analysts(
         q.push(" AND a.analyst_id > ").push_bind(after.clone());
     }
     q.push(" ORDER BY a.analyst_id LIMIT ").push_bind(limit);
-    let rows: Vec<Flat> = q.build_query_as().fetch_all(pool).await?;
+    let rows: Vec<Flat> = q.build_query_as().fetch_all(conn).await?;
     Ok(rows.into_iter().map(AnalystRow::from).collect())
 }
 
@@ -911,7 +911,7 @@ mod db_tests {
     use super::*;
     use wardline_testkit::TestDb;
 
-    async fn fresh(prefix: &str) -> (TestDb, PgPool) {
+    async fn fresh(prefix: &str) -> (TestDb, sqlx::PgPool) {
         let db = TestDb::create(prefix).await;
         let pool = db.pool().await;
         wardline_kit::db::migrate(&pool, &crate::MIGRATOR)
@@ -1067,7 +1067,9 @@ mod db_tests {
     #[tokio::test]
     async fn shifts_are_replaced_under_a_lock() {
         let (_db, pool) = fresh("routing_dir_shifts").await;
-        let mut tx = pool.begin().await.unwrap();
+        let mut tx = wardline_kit::db::begin(&pool, wardline_kit::db::Scope::AllTenants)
+            .await
+            .unwrap();
         upsert_analyst(&mut tx, &analyst("a1", &[("stmarys", &[])]))
             .await
             .unwrap();
@@ -1125,12 +1127,11 @@ mod db_tests {
         upsert_analyst(&mut conn, &analyst("c.lake", &[("lakeside", &[])]))
             .await
             .unwrap();
-        drop(conn);
         let ids =
             |rows: Vec<AnalystRow>| rows.into_iter().map(|r| r.analyst_id).collect::<Vec<_>>();
         let all = AnalystFilter::default();
         assert_eq!(
-            ids(list_analysts(&pool, &all, 10).await.unwrap()),
+            ids(list_analysts(&mut conn, &all, 10).await.unwrap()),
             ["a.stm", "b.stm", "c.lake", "v.all"]
         );
         let stm = AnalystFilter {
@@ -1138,7 +1139,7 @@ mod db_tests {
             ..all.clone()
         };
         assert_eq!(
-            ids(list_analysts(&pool, &stm, 10).await.unwrap()),
+            ids(list_analysts(&mut conn, &stm, 10).await.unwrap()),
             ["a.stm", "b.stm", "v.all"]
         );
         let page = AnalystFilter {
@@ -1146,7 +1147,7 @@ mod db_tests {
             ..stm.clone()
         };
         assert_eq!(
-            ids(list_analysts(&pool, &page, 1).await.unwrap()),
+            ids(list_analysts(&mut conn, &page, 1).await.unwrap()),
             ["b.stm"]
         );
         let avail = AnalystFilter {
@@ -1154,7 +1155,7 @@ mod db_tests {
             ..stm.clone()
         };
         assert_eq!(
-            ids(list_analysts(&pool, &avail, 10).await.unwrap()),
+            ids(list_analysts(&mut conn, &avail, 10).await.unwrap()),
             ["b.stm"]
         );
         let skilled = AnalystFilter {
@@ -1163,7 +1164,7 @@ mod db_tests {
             ..stm.clone()
         };
         assert_eq!(
-            ids(list_analysts(&pool, &skilled, 10).await.unwrap()),
+            ids(list_analysts(&mut conn, &skilled, 10).await.unwrap()),
             ["a.stm", "v.all"]
         );
         let any_module = AnalystFilter {
@@ -1171,7 +1172,7 @@ mod db_tests {
             ..stm.clone()
         };
         assert_eq!(
-            ids(list_analysts(&pool, &any_module, 10).await.unwrap()),
+            ids(list_analysts(&mut conn, &any_module, 10).await.unwrap()),
             ["a.stm", "v.all"]
         );
         let rn = AnalystFilter {
@@ -1179,7 +1180,7 @@ mod db_tests {
             ..stm.clone()
         };
         assert_eq!(
-            ids(list_analysts(&pool, &rn, 10).await.unwrap()),
+            ids(list_analysts(&mut conn, &rn, 10).await.unwrap()),
             ["a.stm", "b.stm"]
         );
         let sup = AnalystFilter {
@@ -1187,7 +1188,7 @@ mod db_tests {
             ..all.clone()
         };
         assert_eq!(
-            ids(list_analysts(&pool, &sup, 10).await.unwrap()),
+            ids(list_analysts(&mut conn, &sup, 10).await.unwrap()),
             ["v.all"]
         );
     }

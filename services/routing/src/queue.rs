@@ -10,6 +10,7 @@ use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
+use wardline_kit::db::{self, Scope};
 
 use crate::assignment::{Routed, facts_of, route_queued};
 use crate::cache::{Policy, PolicyCache};
@@ -100,6 +101,24 @@ pub async fn hand_over(
     Ok(assigned)
 }
 
+/// [`hand_over`] inside a transaction that sees `tenant`'s rows only (an
+/// event batch's): the analyst's queue spans every tenant they cover, so
+/// the hand-over sees every tenant's rows (machinery across tenants, like
+/// [`drain`]; each ticket is still decided under its own tenant's policy),
+/// and the transaction goes back to `tenant`'s rows for the events after
+/// it. Two statements more, paid only by events that free a slot.
+pub async fn hand_over_within(
+    conn: &mut PgConnection,
+    cache: &PolicyCache,
+    analyst: &str,
+    tenant: &str,
+) -> Result<usize, sqlx::Error> {
+    db::set_scope(conn, Scope::AllTenants).await?;
+    let assigned = hand_over(conn, cache, analyst).await?;
+    db::set_scope(conn, Scope::Tenant(tenant)).await?;
+    Ok(assigned)
+}
+
 /// Tries to assign waiting tickets (P1 first, then oldest), page by page:
 /// what capacity freed outside a hand-over (an analyst available again, a
 /// shift starting, a directory change) goes to. Returns how many were
@@ -116,7 +135,11 @@ pub async fn drain(pool: &PgPool, cache: &PolicyCache) -> Result<usize, sqlx::Er
     let mut after = queue_start();
     let mut policies: HashMap<String, Policy> = HashMap::new();
     for _ in 0..50 {
-        let mut tx = pool.begin().await?;
+        // Every tenant's rows: a pass serves every queue in one priority
+        // order, because an analyst covering several tenants takes the
+        // oldest P1 of any of them first (each ticket is still decided
+        // under its own tenant's policy).
+        let mut tx = db::begin(pool, Scope::AllTenants).await?;
         let rows = tickets::queue_page(&mut tx, after, 16).await?;
         let Some(last) = rows.last() else { break };
         after = last.queue_key();

@@ -36,7 +36,7 @@ impl ContractService for Api {
             .ok_or_else(|| Status::invalid_argument("contract: required"))?;
         let terms = terms_from_proto(given, 0).map_err(Status::invalid_argument)?;
         let hash = idempotency::request_hash("CreateContractVersion", &r);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) = idempotency::begin(
             &mut tx,
             &tenant,
@@ -138,14 +138,14 @@ impl ContractService for Api {
         let caller = Caller::from_request(&req)?;
         let tenant = tenant_of(&caller, READERS)?;
         let r = req.into_inner();
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        let versions = store::versions(&mut conn, &tenant)
+        let mut tx = self.begin(&tenant).await?;
+        let versions = store::versions(&mut tx, &tenant)
             .await
             .map_err(|e| db_status(&e))?;
         let found = if r.version != 0 {
             versions.into_iter().find(|v| v.terms.version == r.version)
         } else {
-            let tz = store::tenant_zone(&mut conn, &tenant)
+            let tz = store::tenant_zone(&mut tx, &tenant)
                 .await
                 .map_err(|e| db_status(&e))?
                 .ok_or_else(|| Status::not_found(format!("tenant {tenant} not found")))?;
@@ -161,6 +161,7 @@ impl ContractService for Api {
                 .filter(|v| v.terms.effective_from <= date)
                 .max_by_key(|v| v.terms.effective_from)
         };
+        tx.commit().await.map_err(|e| db_status(&e))?;
         found.map(|v| Response::new(v.contract)).ok_or_else(|| {
             Status::not_found(format!("no contract version of tenant {tenant} matches"))
         })
@@ -181,14 +182,15 @@ impl ContractService for Api {
                 Status::invalid_argument("page_token: not a token from a previous response")
             })?
         };
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        let mut versions: Vec<Contract> = store::versions(&mut conn, &tenant)
+        let mut tx = self.begin(&tenant).await?;
+        let mut versions: Vec<Contract> = store::versions(&mut tx, &tenant)
             .await
             .map_err(|e| db_status(&e))?
             .into_iter()
             .map(|v| v.contract)
             .filter(|c| c.version < before)
             .collect();
+        tx.commit().await.map_err(|e| db_status(&e))?;
         versions.reverse();
         let more = versions.len() > size;
         versions.truncate(size);

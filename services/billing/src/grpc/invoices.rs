@@ -26,22 +26,24 @@ impl Api {
     async fn invoice_by_id(&self, tenant: &str, id: &str) -> Result<Invoice, Status> {
         let invoice_id = Uuid::parse_str(id)
             .map_err(|_| Status::invalid_argument("invoice_id: not a valid invoice id"))?;
+        let mut tx = self.begin(tenant).await?;
         let period: Option<String> = sqlx::query_scalar(
             "SELECT period FROM periods WHERE tenant_id = $1 AND invoice_id = $2",
         )
         .bind(tenant)
         .bind(invoice_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(|e| db_status(&e))?;
         let period = period
             .and_then(|p| Period::parse(&p))
             .ok_or_else(|| Status::not_found(format!("invoice {id} not found")))?;
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        Ok(invoice::current(&mut conn, tenant, period)
+        let invoice = invoice::current(&mut tx, tenant, period)
             .await
             .map_err(invoice_status)?
-            .0)
+            .0;
+        tx.commit().await.map_err(|e| db_status(&e))?;
+        Ok(invoice)
     }
 }
 
@@ -88,6 +90,7 @@ impl InvoiceService for Api {
             ));
         }
         let statuses: Vec<i16> = r.statuses.iter().map(|s| *s as i16).collect();
+        let mut tx = self.begin(&tenant).await?;
         let periods: Vec<(String, i16)> = sqlx::query_as(
             "SELECT period, status FROM periods WHERE tenant_id = $1
                AND ($2 = '' OR period >= $2) AND ($3 = '' OR period <= $3) AND ($4 = '' OR period < $4)
@@ -100,21 +103,21 @@ impl InvoiceService for Api {
         .bind(&r.page_token)
         .bind(&statuses)
         .bind(size as i64 + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(|e| db_status(&e))?;
         let more = periods.len() > size;
         let mut invoices = Vec::new();
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
         for (p, _) in periods.iter().take(size) {
             let period =
                 Period::parse(p).ok_or_else(|| Status::internal("stored period is malformed"))?;
-            let (mut inv, _) = invoice::current(&mut conn, &tenant, period)
+            let (mut inv, _) = invoice::current(&mut tx, &tenant, period)
                 .await
                 .map_err(invoice_status)?;
             inv.lines.clear();
             invoices.push(inv);
         }
+        tx.commit().await.map_err(|e| db_status(&e))?;
         let next_page_token = if more {
             invoices
                 .last()
@@ -136,11 +139,12 @@ impl InvoiceService for Api {
         let caller = Caller::from_request(&req)?;
         let tenant = tenant_of(&caller, READERS)?;
         let r = req.into_inner();
-        let period = period_or_current(&self.pool, &tenant, "period", &r.period).await?;
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        let (inv, _) = invoice::current(&mut conn, &tenant, period)
+        let mut tx = self.begin(&tenant).await?;
+        let period = period_or_current(&mut tx, &tenant, "period", &r.period).await?;
+        let (inv, _) = invoice::current(&mut tx, &tenant, period)
             .await
             .map_err(invoice_status)?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         if inv.status == InvoiceStatus::Issued as i32 {
             return Err(Status::failed_precondition(format!(
                 "period {period} is issued as invoice {}; use GetInvoice",
@@ -161,7 +165,7 @@ impl InvoiceService for Api {
         let period = Period::parse(&r.period)
             .ok_or_else(|| Status::invalid_argument("period: a period YYYY-MM"))?;
         let hash = idempotency::request_hash("IssueInvoice", &r);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, &r.request_id, "IssueInvoice", &hash).await?
         {
@@ -245,10 +249,11 @@ impl InvoiceService for Api {
         let r = req.into_inner();
         let period = Period::parse(&r.period)
             .ok_or_else(|| Status::invalid_argument("period: a period YYYY-MM"))?;
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        let check = invoice::rebuild_check(&mut conn, &tenant, period)
+        let mut tx = self.begin(&tenant).await?;
+        let check = invoice::rebuild_check(&mut tx, &tenant, period)
             .await
             .map_err(invoice_status)?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         if !check.matches {
             tracing::error!(tenant = %tenant, invoice_id = %check.invoice_id, "rebuild check found differences");
             metrics::counter!("wardline_billing_rebuild_mismatches_total").increment(1);

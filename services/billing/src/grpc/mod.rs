@@ -8,9 +8,10 @@ mod usage;
 
 use chrono::Utc;
 use prost::Message;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tonic::{Response, Status};
 use wardline_kit::auth::{Caller, Role};
+use wardline_kit::db::{self, Scope};
 use wardline_kit::grpc::db_status;
 
 use crate::domain::calendar::{Period, local_date};
@@ -29,6 +30,25 @@ impl Api {
     /// The API over `pool`.
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
+    }
+
+    /// A transaction that sees `tenant`'s rows only (row-level security):
+    /// every statement of a handler acting for one tenant runs in one.
+    pub(crate) async fn begin(
+        &self,
+        tenant: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Status> {
+        self.begin_scoped(Scope::Tenant(tenant)).await
+    }
+
+    /// [`Api::begin`] for any scope (ListUnbilled across tenants).
+    pub(crate) async fn begin_scoped(
+        &self,
+        scope: Scope<'_>,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Status> {
+        db::begin(&self.pool, scope)
+            .await
+            .map_err(|e| db_status(&e))
     }
 }
 
@@ -83,7 +103,7 @@ pub(crate) fn check_filter(field: &str, n: usize) -> Result<(), Status> {
 
 /// `field` as a period, or the tenant's current one when empty.
 pub(crate) async fn period_or_current(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tenant: &str,
     field: &str,
     value: &str,
@@ -92,8 +112,7 @@ pub(crate) async fn period_or_current(
         return Period::parse(value)
             .ok_or_else(|| Status::invalid_argument(format!("{field}: a period YYYY-MM")));
     }
-    let mut conn = pool.acquire().await.map_err(|e| db_status(&e))?;
-    let tz = crate::store::tenant_zone(&mut conn, tenant)
+    let tz = crate::store::tenant_zone(conn, tenant)
         .await
         .map_err(|e| db_status(&e))?
         .ok_or_else(|| Status::not_found(format!("tenant {tenant} not found")))?;

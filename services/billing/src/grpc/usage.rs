@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use wardline_kit::auth::{Caller, Role};
+use wardline_kit::db::Scope;
 use wardline_kit::events::{from_timestamp, timestamp};
 use wardline_kit::grpc::db_status;
 use wardline_proto::billing::usage_service_server::UsageService;
@@ -38,11 +39,12 @@ impl UsageService for Api {
         let caller = Caller::from_request(&req)?;
         let tenant = tenant_of(&caller, READERS)?;
         let r = req.into_inner();
-        let period = period_or_current(&self.pool, &tenant, "period", &r.period).await?;
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        let (inv, c) = invoice::current(&mut conn, &tenant, period)
+        let mut tx = self.begin(&tenant).await?;
+        let period = period_or_current(&mut tx, &tenant, "period", &r.period).await?;
+        let (inv, c) = invoice::current(&mut tx, &tenant, period)
             .await
             .map_err(invoice_status)?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         let rated = &c.rated;
         let mut buckets: BTreeMap<(i32, i32), (u64, u64)> = BTreeMap::new();
         for ch in rated
@@ -95,7 +97,6 @@ impl UsageService for Api {
         let caller = Caller::from_request(&req)?;
         let tenant = tenant_of(&caller, READERS)?;
         let r = req.into_inner();
-        let period = period_or_current(&self.pool, &tenant, "period", &r.period).await?;
         let size = super::page_size(r.page_size)? as usize;
         super::check_filter("kinds", r.kinds.len())?;
         let offset: usize = if r.page_token.is_empty() {
@@ -105,10 +106,12 @@ impl UsageService for Api {
                 Status::invalid_argument("page_token: not a token from a previous response")
             })?
         };
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        let (inv, c) = invoice::current(&mut conn, &tenant, period)
+        let mut tx = self.begin(&tenant).await?;
+        let period = period_or_current(&mut tx, &tenant, "period", &r.period).await?;
+        let (inv, c) = invoice::current(&mut tx, &tenant, period)
             .await
             .map_err(invoice_status)?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         let issued = inv.status == wardline_proto::billing::InvoiceStatus::Issued as i32;
         let mut charges = invoice::charges(&c, issued.then_some(inv.invoice_id.as_str()));
         charges.retain(|ch| {
@@ -179,6 +182,11 @@ impl UsageService for Api {
             ),
             None => (None, None),
         };
+        // A vendor's listing of every tenant sees every tenant's rows; any
+        // other listing is one tenant's.
+        let mut tx = self
+            .begin_scoped(tenant.as_deref().map_or(Scope::AllTenants, Scope::Tenant))
+            .await?;
         let rows: Vec<UnbilledRow> = sqlx::query_as(
             "SELECT c.tenant_id, c.ticket_id, c.number, c.source_event_id, c.created_at, c.tier, c.priority, c.category,
                     EXISTS (SELECT 1 FROM contract_versions v WHERE v.tenant_id = c.tenant_id) AS any_version
@@ -188,14 +196,15 @@ impl UsageService for Api {
                 AND NOT EXISTS (SELECT 1 FROM contract_versions v WHERE v.tenant_id = c.tenant_id AND v.effective_from <= c.local_date)
               ORDER BY c.ticket_id LIMIT $5",
         )
-        .bind(tenant)
+        .bind(&tenant)
         .bind(after)
         .bind(from)
         .bind(to)
         .bind(size + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         let more = rows.len() as i64 > size;
         let calls: Vec<UnbilledCall> = rows
             .iter()

@@ -113,9 +113,11 @@ fn created(n: usize) -> (Uuid, Incoming) {
     (id, Incoming::new(env, 1))
 }
 
-/// Applies an event as the consumer loop does: in one transaction.
+/// Applies an event as the consumer loop does: in one transaction that
+/// sees the event's tenant's rows.
 async fn deliver(pool: &PgPool, replica: &TicketEvents, incoming: &Incoming) {
-    let mut tx = pool.begin().await.unwrap();
+    let scope = wardline_kit::db::Scope::Tenant(&incoming.envelope.tenant_id);
+    let mut tx = wardline_kit::db::begin(pool, scope).await.unwrap();
     wardline_kit::consumer::apply_with(replica, &mut tx, std::slice::from_ref(incoming))
         .await
         .expect("handled");

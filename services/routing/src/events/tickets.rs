@@ -24,7 +24,7 @@ use wardline_proto::routing::{AssignmentState, DecisionTrigger};
 use crate::assignment::{release, route, route_new, route_new_batch};
 use crate::cache::{Policy, PolicyCache};
 use crate::domain::sla::Targets;
-use crate::queue::hand_over;
+use crate::queue::hand_over_within;
 use crate::store::assignments;
 use crate::store::tickets::{self, TicketRow, state};
 use crate::store::timers::{self, timer};
@@ -125,8 +125,8 @@ impl EventHandler for TicketEvents {
     async fn handle(&self, batch: &mut Batch<'_>, events: &[Incoming]) -> Result<(), HandleError> {
         let creations: Vec<Uuid> = events.iter().filter_map(creation_of).collect();
         let mut run = Run::default();
+        let tenant = batch.tenant().to_owned();
         if creations.len() > 1 {
-            let tenant = batch.tenant().to_owned();
             let p = self
                 .cache
                 .policy_for_tickets(batch.conn(), &tenant, &creations)
@@ -144,7 +144,7 @@ impl EventHandler for TicketEvents {
                 continue;
             }
             self.route_run(batch, events, &mut run).await?;
-            self.apply(batch.conn(), event)
+            self.apply(batch.conn(), &tenant, event)
                 .instrument(event.span.clone())
                 .await?;
             // What this event changed (loads, the ticket stored) is read
@@ -229,20 +229,28 @@ impl TicketEvents {
                 Some(p) => p,
                 None => fresh.insert(self.cache.policy(batch.conn(), &tenant).await?),
             };
-            route_new(batch.conn(), &mut t, fresh)
+            let routed = route_new(batch.conn(), &mut t, fresh)
                 .instrument(spans[i].clone())
-                .await?
-                .ok_or_else(stored_concurrently)?;
+                .await?;
+            if routed.is_none() {
+                return Err(not_inserted(batch.conn(), t.ticket_id).await);
+            }
         }
         run.known.extend(run.ids.drain());
         run.events.clear();
         Ok(())
     }
 
-    /// Applies one event: a creation is routed before anything is stored;
-    /// any other event is applied to the locked ticket when it is newer
-    /// than what routing holds (older ones are skipped).
-    async fn apply(&self, conn: &mut PgConnection, event: &Incoming) -> Result<(), HandleError> {
+    /// Applies one event of `tenant`'s batch (the transaction sees that
+    /// tenant's rows): a creation is routed before anything is stored; any
+    /// other event is applied to the locked ticket when it is newer than
+    /// what routing holds (older ones are skipped).
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        tenant: &str,
+        event: &Incoming,
+    ) -> Result<(), HandleError> {
         let env = &event.envelope;
         let payload = env
             .payload
@@ -257,7 +265,8 @@ impl TicketEvents {
         tracing::Span::current().record("event_kind", wardline_kit::events::kind(payload).1);
         let mut cx = Cx {
             cache: &self.cache,
-            tenant: env.tenant_id.as_str(),
+            // The batch's (its subject's), which the transaction sees.
+            tenant,
             policy: None,
         };
         // A creation is nearly always the ticket's first event: decide before
@@ -267,9 +276,9 @@ impl TicketEvents {
             let mut p = self.cache.policy_for_ticket(conn, cx.tenant, id).await?;
             if !p.ticket_known {
                 let mut t = new_ticket(cx.tenant, snap, version, p.targets())?;
-                route_new(conn, &mut t, &mut p)
-                    .await?
-                    .ok_or_else(stored_concurrently)?;
+                if route_new(conn, &mut t, &mut p).await?.is_none() {
+                    return Err(not_inserted(conn, id).await);
+                }
                 return Ok(());
             }
             cx.policy = Some(p);
@@ -299,7 +308,7 @@ impl TicketEvents {
         };
         tickets::save(conn, &t).await?;
         if let Some(analyst) = freed {
-            hand_over(conn, &self.cache, &analyst).await?;
+            hand_over_within(conn, &self.cache, &analyst, tenant).await?;
         }
         Ok(())
     }
@@ -309,6 +318,19 @@ impl TicketEvents {
 /// ticket: roll back; the redelivery finds it and applies the event to it.
 fn stored_concurrently() -> HandleError {
     HandleError::Retry("ticket stored concurrently by another of its events".into())
+}
+
+/// Why ticket `id`, unknown a moment ago, could not be inserted: stored
+/// meanwhile by a concurrent event of it ([`stored_concurrently`]), or its
+/// id is a ticket of another tenant, which this batch's transaction does
+/// not see (row-level security) and never will: poison, not a retry loop.
+/// The reason names no tenant.
+async fn not_inserted(conn: &mut PgConnection, id: Uuid) -> HandleError {
+    match tickets::visible(conn, id).await {
+        Ok(true) => stored_concurrently(),
+        Ok(false) => HandleError::Poison("ticket_id: taken outside this tenant".into()),
+        Err(e) => e.into(),
+    }
 }
 
 /// One event's context: the tenant, and its policy once loaded.
@@ -333,6 +355,7 @@ async fn lock_or_insert(
     id: Uuid,
     version: i64,
 ) -> Result<Option<(TicketRow, bool)>, HandleError> {
+    let mut inserted_by_another = false;
     loop {
         match tickets::lock(conn, id, false).await? {
             Some(t) if version <= t.ticket_version => {
@@ -344,13 +367,16 @@ async fn lock_or_insert(
                 return Ok(None);
             }
             Some(t) => return Ok(Some((t, false))),
+            None if inserted_by_another => return Err(not_inserted(conn, id).await),
             None => {
                 let targets = cx.policy(conn).await?.targets().clone();
                 let t = new_ticket(cx.tenant, snap, version, &targets)?;
                 if tickets::insert_new(conn, &t).await? {
                     return Ok(Some((t, true)));
                 }
-                // Inserted by a concurrent event meanwhile (committed now): lock it.
+                // Inserted by a concurrent event meanwhile (committed now):
+                // lock it. Not there once more: another tenant's id.
+                inserted_by_another = true;
             }
         }
     }

@@ -26,6 +26,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 use wardline_kit::audit;
 use wardline_kit::auth::{Caller, Role};
+use wardline_kit::db::Scope;
 use wardline_kit::events::envelope;
 use wardline_kit::grpc::db_status;
 use wardline_kit::idempotency::{self, Claim};
@@ -379,6 +380,18 @@ enum Reach {
 }
 
 impl Reach {
+    /// Whose rows a read with this reach sees underneath (row-level
+    /// security): a tenant's callers its coverage rows and the `"*"` ones;
+    /// the vendor every row, and so does an analyst reading their own
+    /// record (shown whole, as [`Reach::audience`] says: their coverage
+    /// elsewhere is about them, and `sees` still requires this tenant's).
+    fn scope(&self) -> Scope<'_> {
+        match self {
+            Reach::Everything | Reach::Own(_) => Scope::AllTenants,
+            Reach::Tenant(t) => Scope::Tenant(t),
+        }
+    }
+
     /// How an analyst in reach is shown.
     fn audience(&self) -> directory::Audience<'_> {
         match self {
@@ -578,7 +591,12 @@ impl AnalystService for Api {
         }
         let scope = key_scope(&caller).to_owned();
         let hash = idempotency::request_hash("UpsertAnalyst", &r);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        // Every tenant's rows: the directory is the vendor's, shared by
+        // tenants. Whether a tenant admin may change an analyst depends on
+        // the analyst's coverage elsewhere (`covers_only`, checked above and
+        // below on the full row), and the change's events go to every
+        // tenant the analyst covers.
+        let mut tx = self.begin(Scope::AllTenants).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &scope, &r.request_id, "UpsertAnalyst", &hash).await?
         {
@@ -665,12 +683,13 @@ impl AnalystService for Api {
         } else {
             reach(&caller)?
         };
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        let row = directory::get_analyst(&mut conn, &id)
+        let mut tx = self.begin(reach.scope()).await?;
+        let row = directory::get_analyst(&mut tx, &id)
             .await
             .map_err(|e| db_status(&e))?
             .filter(|row| reach.sees(row))
             .ok_or_else(|| not_found(&id))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         Ok(Response::new(directory::to_proto(
             &row,
             Utc::now(),
@@ -721,8 +740,9 @@ impl AnalystService for Api {
             size + 1
         };
         let mut page: Vec<AnalystRow> = Vec::new();
+        let mut tx = self.begin(reach.scope()).await?;
         loop {
-            let rows = directory::list_analysts(&self.pool, &filter, batch)
+            let rows = directory::list_analysts(&mut tx, &filter, batch)
                 .await
                 .map_err(|e| db_status(&e))?;
             let exhausted = (rows.len() as i64) < batch;
@@ -739,6 +759,7 @@ impl AnalystService for Api {
                 break;
             }
         }
+        tx.commit().await.map_err(|e| db_status(&e))?;
         let more = page.len() as i64 > size;
         page.truncate(size as usize);
         let next_page_token = if more {
@@ -779,7 +800,12 @@ impl AnalystService for Api {
         };
         let scope = key_scope(&caller).to_owned();
         let hash = idempotency::request_hash("SetAvailability", &normalized);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        // Every tenant's rows: the directory is the vendor's, shared by
+        // tenants. Whether a tenant admin may change an analyst depends on
+        // the analyst's coverage elsewhere (`covers_only`, checked above and
+        // below on the full row), and the change's events go to every
+        // tenant the analyst covers.
+        let mut tx = self.begin(Scope::AllTenants).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &scope, &r.request_id, "SetAvailability", &hash).await?
         {
@@ -840,7 +866,12 @@ impl AnalystService for Api {
         let shifts = validate_shifts(&r.shifts, "shifts")?;
         let scope = key_scope(&caller).to_owned();
         let hash = idempotency::request_hash("SetShifts", &r);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        // Every tenant's rows: the directory is the vendor's, shared by
+        // tenants. Whether a tenant admin may change an analyst depends on
+        // the analyst's coverage elsewhere (`covers_only`, checked above and
+        // below on the full row), and the change's events go to every
+        // tenant the analyst covers.
+        let mut tx = self.begin(Scope::AllTenants).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &scope, &r.request_id, "SetShifts", &hash).await?
         {

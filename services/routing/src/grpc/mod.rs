@@ -12,6 +12,7 @@ use prost::Message;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tonic::{Response, Status};
+use wardline_kit::db::{self, Scope};
 use wardline_kit::outbox::OutboxError;
 
 /// Implements routing's gRPC services.
@@ -26,6 +27,17 @@ impl Api {
     /// The API over `pool`, waking `wake` when capacity may have freed.
     pub fn new(pool: PgPool, wake: Arc<Notify>) -> Self {
         Self { pool, wake }
+    }
+
+    /// A transaction that sees the rows of `scope` only (row-level
+    /// security): every statement of a handler runs in one.
+    pub(crate) async fn begin(
+        &self,
+        scope: Scope<'_>,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Status> {
+        db::begin(&self.pool, scope)
+            .await
+            .map_err(|e| wardline_kit::grpc::db_status(&e))
     }
 }
 

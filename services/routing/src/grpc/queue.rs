@@ -6,6 +6,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use wardline_kit::auth::{Caller, Role};
+use wardline_kit::db::Scope;
 use wardline_kit::events::{from_timestamp, timestamp};
 use wardline_kit::grpc::db_status;
 use wardline_kit::sql::Named;
@@ -130,7 +131,8 @@ impl QueueService for Api {
             }
         }
         let now = Utc::now();
-        let rows = tickets::queued(&self.pool, &tenant, &priorities, offset, size + 1)
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
+        let rows = tickets::queued(&mut tx, &tenant, &priorities, offset, size + 1)
             .await
             .map_err(|e| db_status(&e))?;
         let more = rows.len() as i64 > size;
@@ -140,9 +142,10 @@ impl QueueService for Api {
             .enumerate()
             .map(|(i, t)| queued_ticket(t, offset + i as i64 + 1, now))
             .collect();
-        let counts = tickets::queue_counts(&self.pool, &tenant)
+        let counts = tickets::queue_counts(&mut tx, &tenant)
             .await
             .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         let depth = counts.iter().map(|(_, n, _)| *n).sum::<i64>() as u32;
         Ok(Response::new(GetQueueResponse {
             tenant_id: tenant,
@@ -225,6 +228,7 @@ impl QueueService for Api {
                AND ($6::timestamptz IS NULL OR a.assigned_at >= $6) AND ($7::timestamptz IS NULL OR a.assigned_at < $7)
              ORDER BY a.assignment_id DESC LIMIT $8"
         );
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
         let rows: Vec<AssignmentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&tenant)
             .bind(before)
@@ -234,9 +238,10 @@ impl QueueService for Api {
             .bind(from)
             .bind(to)
             .bind(size + 1)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         let more = rows.len() as i64 > size;
         let assignments: Vec<Assignment> =
             rows.iter().take(size as usize).map(assignment).collect();
@@ -265,19 +270,23 @@ impl QueueService for Api {
         let id = Uuid::parse_str(&r.assignment_id)
             .map_err(|_| Status::invalid_argument("assignment_id: not a valid id"))?;
         let sql = format!("{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.assignment_id = $2");
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
         let row: Option<AssignmentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&tenant)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(|e| db_status(&e))?;
         let row = row.ok_or_else(|| Status::not_found(format!("assignment {id} not found")))?;
-        let bytes: Vec<u8> =
-            sqlx::query_scalar("SELECT explanation FROM assignments WHERE assignment_id = $1")
-                .bind(id)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| db_status(&e))?;
+        let bytes: Vec<u8> = sqlx::query_scalar(
+            "SELECT explanation FROM assignments WHERE tenant_id = $1 AND assignment_id = $2",
+        )
+        .bind(&tenant)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         let mut exp = AssignmentExplanation::decode(bytes.as_slice())
             .map_err(|_| Status::internal("stored explanation is unreadable"))?;
         exp.assignment = Some(assignment(&row));

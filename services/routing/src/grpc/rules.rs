@@ -5,6 +5,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 use wardline_kit::audit;
 use wardline_kit::auth::{Caller, Role};
+use wardline_kit::db::Scope;
 use wardline_kit::grpc::db_status;
 use wardline_kit::idempotency::{self, Claim};
 use wardline_proto::routing::routing_rule_service_server::RoutingRuleService;
@@ -89,10 +90,11 @@ impl RoutingRuleService for Api {
     ) -> Result<Response<GetRoutingRulesResponse>, Status> {
         let caller = Caller::from_request(&req)?;
         let tenant = tenant_of(&caller, RULE_READERS)?;
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        let rules = policy::effective_rules_changed(&mut conn, &tenant)
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
+        let rules = policy::effective_rules_changed(&mut tx, &tenant)
             .await
             .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         Ok(Response::new(GetRoutingRulesResponse {
             rules: rules
                 .iter()
@@ -112,7 +114,7 @@ impl RoutingRuleService for Api {
         let rule = rule_of(&r)?;
         tracing::Span::current().record("category", rule.category as i32);
         let hash = idempotency::request_hash("SetCategoryRule", &r);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, &r.request_id, "SetCategoryRule", &hash).await?
         {
@@ -157,7 +159,7 @@ impl RoutingRuleService for Api {
             .map_err(Status::invalid_argument)?;
         tracing::Span::current().record("category", category as i32);
         let hash = idempotency::request_hash("ResetCategoryRule", &r);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, &r.request_id, "ResetCategoryRule", &hash).await?
         {
@@ -196,10 +198,11 @@ impl SlaTargetService for Api {
     ) -> Result<Response<SlaTargets>, Status> {
         let caller = Caller::from_request(&req)?;
         let tenant = tenant_of(&caller, TARGET_READERS)?;
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        let (targets, changed) = policy::targets_changed(&mut conn, &tenant)
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
+        let (targets, changed) = policy::targets_changed(&mut tx, &tenant)
             .await
             .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         Ok(Response::new(policy::targets_to_proto(
             &tenant, &targets, changed,
         )))
@@ -215,7 +218,7 @@ impl SlaTargetService for Api {
         require_request_id(&r.request_id)?;
         let targets = targets_of(&r)?;
         let hash = idempotency::request_hash("SetSlaTargets", &r);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, &r.request_id, "SetSlaTargets", &hash).await?
         {

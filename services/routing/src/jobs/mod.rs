@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use wardline_kit::db::{self, Scope};
 
 use crate::cache::PolicyCache;
 use crate::queue;
@@ -62,13 +63,30 @@ pub async fn run_scanner(
     }
 }
 
+/// Queued tickets per tenant and priority, read in one transaction that
+/// sees every tenant's rows: the gauges are per tenant, of every tenant.
+async fn queue_depths(
+    pool: &PgPool,
+) -> Result<
+    Vec<(
+        String,
+        wardline_kit::sql::Named<wardline_proto::common::Priority>,
+        i64,
+    )>,
+    sqlx::Error,
+> {
+    let mut tx = db::begin(pool, Scope::AllTenants).await?;
+    let rows = tickets::queue_depths(&mut tx).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
 /// Publishes queue depth per tenant and priority every 10 s.
 pub async fn run_queue_gauges(pool: PgPool, stop: CancellationToken) {
     let mut seen: std::collections::HashSet<(String, wardline_proto::common::Priority)> =
         Default::default();
     loop {
-        let rows = tickets::queue_depths(&pool).await;
-        if let Ok(rows) = rows {
+        if let Ok(rows) = queue_depths(&pool).await {
             // Summed per label: without WARDLINE_METRICS_TENANT_LABELS every
             // tenant is `_all`.
             let mut depth: std::collections::HashMap<

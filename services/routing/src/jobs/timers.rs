@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
+use wardline_kit::db::{self, Scope};
 use wardline_kit::events::timestamp;
 use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{EscalationLevel, SlaBreached, SlaTarget, TicketEscalated};
@@ -20,7 +21,10 @@ use crate::store::timers::{self, timer};
 
 /// Fires due timers (at most a batch). Returns how many fired.
 pub async fn fire_due(pool: &PgPool, cache: &PolicyCache) -> Result<usize, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    // Every tenant's rows: one scan takes the timers due first, whichever
+    // tenant they belong to (a freed slot is handed to the analyst's queue
+    // across the tenants they cover, as the drain does).
+    let mut tx = db::begin(pool, Scope::AllTenants).await?;
     let due = timers::due(&mut tx).await?;
     let mut fired = 0;
     for d in due {

@@ -3,7 +3,7 @@
 //! (priority, then creation, then id).
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 use wardline_kit::sql::Named;
 use wardline_proto::common::{CallerRole, Category, Priority};
@@ -103,6 +103,15 @@ pub async fn lock(
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_optional(conn)
+        .await
+}
+
+/// Whether the transaction sees ticket `id` (row-level security hides
+/// other tenants' tickets).
+pub async fn visible(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tickets WHERE ticket_id = $1)")
+        .bind(id)
+        .fetch_one(conn)
         .await
 }
 
@@ -296,7 +305,7 @@ pub async fn queue_page(
 /// A tenant's waiting tickets in queue order (only `priorities` unless
 /// empty), `limit` from `offset`: GetQueue's page.
 pub async fn queued(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tenant: &str,
     priorities: &[Named<Priority>],
     offset: i64,
@@ -312,14 +321,14 @@ pub async fn queued(
         .bind(priorities)
         .bind(offset)
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await
 }
 
 /// A tenant's waiting tickets per priority: how many, and since when the
 /// oldest waits.
 pub async fn queue_counts(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tenant: &str,
 ) -> Result<Vec<(Named<Priority>, i64, Option<DateTime<Utc>>)>, sqlx::Error> {
     sqlx::query_as(
@@ -327,18 +336,18 @@ pub async fn queue_counts(
           GROUP BY priority ORDER BY priority",
     )
     .bind(tenant)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
 
 /// Queued tickets per tenant and priority.
 pub async fn queue_depths(
-    pool: &PgPool,
+    conn: &mut PgConnection,
 ) -> Result<Vec<(String, Named<Priority>, i64)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT tenant_id, priority, count(*) FROM tickets WHERE state = 'waiting' GROUP BY 1, 2",
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
 

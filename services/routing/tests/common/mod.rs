@@ -78,9 +78,11 @@ pub async fn analyst(api: &Api, id: &str, module: pb::SkillModule, level: u32, c
     .expect("analyst upserted");
 }
 
-/// Applies `events` as one batch of the consumer loop: one transaction.
+/// Applies `events` as one batch of the consumer loop: one transaction
+/// that sees the batch's tenant's rows.
 pub async fn apply(pool: &PgPool, handler: &TicketEvents, events: &[Incoming]) {
-    let mut tx = pool.begin().await.unwrap();
+    let scope = wardline_kit::db::Scope::Tenant(&events[0].envelope.tenant_id);
+    let mut tx = wardline_kit::db::begin(pool, scope).await.unwrap();
     wardline_kit::consumer::apply_with(handler, &mut tx, events)
         .await
         .expect("handled");
