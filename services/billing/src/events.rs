@@ -48,6 +48,20 @@ fn poison(what: &str) -> HandleError {
     HandleError::Poison(format!("invalid_event: {what}"))
 }
 
+/// The tenant a tenant event describes, which must be the batch's own
+/// (its subject's): the transaction sees and writes that tenant's rows
+/// only, so another one's could never be stored (poison, not a retry).
+fn own_tenant<'e>(
+    batch: &Batch<'_>,
+    tenant: Option<&'e wardline_proto::events::TenantInfo>,
+) -> Result<&'e wardline_proto::events::TenantInfo, HandleError> {
+    match tenant {
+        Some(t) if t.tenant_id == batch.tenant() => Ok(t),
+        Some(_) => Err(poison("tenant.tenant_id")),
+        None => Err(poison("tenant")),
+    }
+}
+
 fn unknown_tenant() -> HandleError {
     HandleError::Retry("unknown tenant (tenant event not applied yet)".into())
 }
@@ -89,12 +103,12 @@ impl EventHandler for BillingEvents {
             let event_id = || Uuid::parse_str(&env.event_id).map_err(|_| poison("event_id"));
             match env.payload.as_ref() {
                 Some(Payload::TenantCreated(p)) => {
-                    let t = p.tenant.as_ref().ok_or_else(|| poison("tenant"))?;
+                    let t = own_tenant(batch, p.tenant.as_ref())?;
                     record(batch, std::mem::take(&mut facts)).await?;
                     store::upsert_tenant(batch.conn(), &t.tenant_id, &t.time_zone).await?;
                 }
                 Some(Payload::TenantUpdated(p)) => {
-                    let t = p.tenant.as_ref().ok_or_else(|| poison("tenant"))?;
+                    let t = own_tenant(batch, p.tenant.as_ref())?;
                     record(batch, std::mem::take(&mut facts)).await?;
                     store::upsert_tenant(batch.conn(), &t.tenant_id, &t.time_zone).await?;
                 }

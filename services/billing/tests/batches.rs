@@ -17,22 +17,25 @@ use wardline_proto::events::{CallMetered, EventEnvelope, SlaBreached, SlaTarget}
 use wardline_testkit::TestDb;
 use wardline_testkit::build::{snapshot, tenant_created, ticket_created};
 
+mod common;
+
+use common::{all_tenants, migrated};
+
 const TENANT: &str = "stmarys";
 const TZ: &str = "America/Chicago";
 
 /// A migrated billing database that knows the tenant, with the example
 /// contract from 1 January 2026 and January 2026 already invoiced.
+/// The pool is the runtime role's (row-level security applies).
 async fn billing(prefix: &str) -> (TestDb, PgPool) {
-    let db = TestDb::create(prefix).await;
-    let pool = db.pool().await;
-    wardline_kit::db::migrate(&pool, &wardline_billing::MIGRATOR)
-        .await
-        .expect("migrate");
+    let (db, pool) = migrated(prefix).await;
     apply(&pool, &[tenant_created(TENANT, TZ)]).await;
     let mut contract = wardline_billing::contract::example("USD", "2026-01-01");
     contract.contract_id = uuid::Uuid::now_v7().to_string();
     contract.version = 1;
-    let mut conn = pool.acquire().await.unwrap();
+    let mut conn = wardline_kit::db::begin(&pool, wardline_kit::db::Scope::Tenant(TENANT))
+        .await
+        .unwrap();
     wardline_billing::store::insert_version(
         &mut conn,
         TENANT,
@@ -51,6 +54,7 @@ async fn billing(prefix: &str) -> (TestDb, PgPool) {
     )
     .await
     .expect("January issued");
+    conn.commit().await.unwrap();
     (db, pool)
 }
 
@@ -145,7 +149,7 @@ async fn breaches(pool: &PgPool) -> Vec<(String, i16, String, String, bool, uuid
         "SELECT ticket_id::text, target, period, billed_period, late, source_event_id
            FROM breaches ORDER BY ticket_id, target",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *all_tenants(pool).await)
     .await
     .unwrap()
 }
@@ -156,7 +160,7 @@ async fn calls(pool: &PgPool) -> Vec<(String, String, String, String, bool, i16,
         "SELECT ticket_id::text, number, period, billed_period, late, priority, source_event_id
            FROM calls ORDER BY ticket_id",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *all_tenants(pool).await)
     .await
     .unwrap()
 }
@@ -166,7 +170,7 @@ async fn metered(pool: &PgPool) -> Vec<CallMetered> {
     let payloads: Vec<Vec<u8>> = sqlx::query_scalar(
         "SELECT payload FROM outbox WHERE subject LIKE '%.call.metered' ORDER BY event_id",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *all_tenants(pool).await)
     .await
     .unwrap();
     let mut out: Vec<CallMetered> = payloads

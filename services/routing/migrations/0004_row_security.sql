@@ -12,7 +12,8 @@ SELECT wardline_protect('sla_targets');
 
 -- Which tenants an analyst covers. A tenant's transaction sees its own
 -- coverage rows and, through the second policy (read only), the '*' rows
--- of the vendor's analysts who cover every tenant: both are what a decision
+-- of the vendor's analysts who cover every tenant (a transaction that set
+-- no tenant sees none of them either): both are what a decision
 -- and a listing for that tenant look at (`tenant_id IN ($1, '*')`). No
 -- tenant's transaction sees (or can write) another tenant's coverage, so
 -- the directory answers per tenant underneath too; the directory's writes
@@ -21,7 +22,8 @@ SELECT wardline_protect('sla_targets');
 -- every tenant covered.
 SELECT wardline_protect('analyst_coverage');
 DROP POLICY IF EXISTS coverage_of_every_tenant ON analyst_coverage;
-CREATE POLICY coverage_of_every_tenant ON analyst_coverage FOR SELECT USING (tenant_id = '*');
+CREATE POLICY coverage_of_every_tenant ON analyst_coverage FOR SELECT
+    USING (tenant_id = '*' AND current_setting('wardline.tenant', true) <> '');
 
 -- Not protected, on purpose (no tenant column):
 -- - analysts, analyst_skills, analyst_shifts: the vendor's staff directory.

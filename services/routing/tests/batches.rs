@@ -18,7 +18,7 @@ use wardline_proto::routing as pb;
 use wardline_routing::events::TicketEvents;
 use wardline_testkit::TestDb;
 
-use common::{TENANT, analyst, apply, routing};
+use common::{TENANT, all_tenants, analyst, apply, routing};
 
 async fn setup(prefix: &str) -> (TestDb, PgPool, Arc<TicketEvents>) {
     let (db, pool, api, handler) = routing(prefix).await;
@@ -67,12 +67,13 @@ fn acknowledged(id: Uuid, n: usize, analyst: &str) -> Incoming {
 
 /// (ticket number, state, assignee) of every ticket, and each analyst's load.
 async fn outcome(pool: &PgPool) -> (Vec<(String, String, String)>, Vec<(String, i32)>) {
+    let mut tx = all_tenants(pool).await;
     let tickets = sqlx::query_as("SELECT number, state, assignee FROM tickets ORDER BY number")
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await
         .unwrap();
     let loads = sqlx::query_as("SELECT analyst_id, current_load FROM analysts ORDER BY analyst_id")
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await
         .unwrap();
     (tickets, loads)
@@ -110,7 +111,7 @@ async fn a_batch_of_new_tickets_ends_as_one_event_after_another_would() {
         let pool = batched.clone();
         async move {
             sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&pool)
+                .fetch_one(&mut *all_tenants(&pool).await)
                 .await
                 .unwrap()
         }
@@ -124,7 +125,10 @@ async fn a_batch_of_new_tickets_ends_as_one_event_after_another_would() {
         "SELECT count(*) FROM timers",
         "SELECT count(*) FROM outbox",
     ] {
-        let single: i64 = sqlx::query_scalar(sql).fetch_one(&single).await.unwrap();
+        let single: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&mut *all_tenants(&single).await)
+            .await
+            .unwrap();
         assert_eq!(count(sql).await, single, "{sql}");
     }
 }

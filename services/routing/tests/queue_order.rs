@@ -25,7 +25,7 @@ use wardline_routing::events::TicketEvents;
 use wardline_routing::grpc::Api;
 use wardline_testkit::TestDb;
 
-use common::{TENANT, analyst, apply, req, routing};
+use common::{TENANT, all_tenants, analyst, apply, req, routing};
 
 /// A ticket as intake describes it.
 #[derive(Clone)]
@@ -111,7 +111,7 @@ impl Hospital {
         let (state, assignee): (String, String) =
             sqlx::query_as("SELECT state, assignee FROM tickets WHERE ticket_id = $1")
                 .bind(t.id)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *all_tenants(&self.pool).await)
                 .await
                 .unwrap();
         (state != "waiting").then_some(assignee)

@@ -70,3 +70,30 @@ pub async fn start(prefix: &str) -> Billing {
         running,
     }
 }
+
+/// A fresh database migrated by billing's own start-up path (as the owner
+/// role, granting the runtime role), and the runtime role's pool: what
+/// billing serves on, so row-level security applies.
+pub async fn migrated(prefix: &str) -> (TestDb, sqlx::PgPool) {
+    let db = TestDb::create(prefix).await;
+    let env = Env::from_pairs(db.env("BILLING"));
+    let cfg = wardline_kit::config::DbConfig::from_env(
+        &env,
+        "BILLING",
+        "",
+        wardline_kit::tls::Profile::Development,
+    )
+    .expect("database configuration");
+    let pool = wardline_kit::roles::prepare(&cfg, &wardline_billing::MIGRATOR)
+        .await
+        .expect("migrated");
+    (db, pool)
+}
+
+/// A transaction on `pool` that sees every tenant's rows, for a test's
+/// look at what billing stored.
+pub async fn all_tenants(pool: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    wardline_kit::db::begin(pool, wardline_kit::db::Scope::AllTenants)
+        .await
+        .expect("begin")
+}

@@ -28,7 +28,10 @@ const TENANT: &str = "stmarys";
 
 struct Setup {
     _db: TestDb,
+    /// The runtime role's pool (row-level security applies).
     pool: PgPool,
+    /// The superuser's, for looking at what was stored.
+    rows: PgPool,
     api: Api,
     /// Two replicas: each its own cache, one database.
     replicas: [Arc<TicketEvents>; 2],
@@ -126,11 +129,8 @@ async fn deliver(pool: &PgPool, replica: &TicketEvents, incoming: &Incoming) {
 
 impl Setup {
     async fn new(prefix: &str) -> Self {
-        let db = TestDb::create(prefix).await;
-        let pool = db.pool().await;
-        wardline_kit::db::migrate(&pool, &crate::MIGRATOR)
-            .await
-            .expect("migrate");
+        let (db, pool) = crate::runtime_db(prefix).await;
+        let rows = db.pool().await;
         let replica = || {
             Arc::new(TicketEvents {
                 cache: Arc::new(PolicyCache::new()),
@@ -140,6 +140,7 @@ impl Setup {
             api: Api::new(pool.clone(), Arc::new(Notify::new())),
             _db: db,
             pool,
+            rows,
             replicas: [replica(), replica()],
             n: 0,
         };
@@ -184,7 +185,7 @@ impl Setup {
         let id = self.ticket(replica).await;
         sqlx::query_scalar("SELECT assignee FROM tickets WHERE ticket_id = $1")
             .bind(id)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.rows)
             .await
             .unwrap()
     }
@@ -302,7 +303,7 @@ async fn directory_changes_through_the_api_are_seen_by_the_next_decision() {
         ],
     );
     let held: i32 = sqlx::query_scalar("SELECT current_load FROM analysts WHERE analyst_id = 'lo'")
-        .fetch_one(&s.pool)
+        .fetch_one(&s.rows)
         .await
         .unwrap();
     lo.max_concurrent_tickets = held as u32 + 1;
@@ -314,7 +315,7 @@ async fn directory_changes_through_the_api_are_seen_by_the_next_decision() {
 async fn sla_targets_changed_through_the_api_set_the_next_tickets_deadlines() {
     let mut s = Setup::new("routing_cache_targets").await;
     let response_minutes = |s: &Setup, id: Uuid| {
-        let pool = s.pool.clone();
+        let pool = s.rows.clone();
         async move {
             let secs: f64 = sqlx::query_scalar(
                 "SELECT EXTRACT(EPOCH FROM response_due - created_at)::float8 FROM tickets WHERE ticket_id = $1",
@@ -399,7 +400,7 @@ async fn concurrent_decisions_on_two_replicas_fill_capacity_exactly() {
                 (SELECT count(*) FROM assignments x WHERE x.analyst_id = a.analyst_id AND x.state IN ('pending-ack', 'acknowledged'))
            FROM analysts a WHERE a.analyst_id LIKE 'an.%' ORDER BY 1",
     )
-    .fetch_all(&s.pool)
+    .fetch_all(&s.rows)
     .await
     .unwrap();
     for (id, load, live) in &loads {
@@ -407,7 +408,7 @@ async fn concurrent_decisions_on_two_replicas_fill_capacity_exactly() {
     }
     let states: Vec<(String, i64)> =
         sqlx::query_as("SELECT state, count(*) FROM tickets GROUP BY 1 ORDER BY 1")
-            .fetch_all(&s.pool)
+            .fetch_all(&s.rows)
             .await
             .unwrap();
     assert_eq!(

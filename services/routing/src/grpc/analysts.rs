@@ -48,6 +48,18 @@ use crate::domain::shift::{Shift, on_shift, parse_hhmm};
 use crate::limits;
 use crate::policy::{credential_from_proto, module_from_proto};
 
+/// The scope of every transaction on the analyst directory: every
+/// tenant's rows. The directory is the vendor's, shared by tenants, and
+/// what a tenant's caller may see or change of an analyst depends on the
+/// analyst's coverage elsewhere: contacts of staff shared with other
+/// tenants are hidden and a tenant admin changes only analysts covering
+/// their tenant alone (`covers_only`), which a tenant-scoped transaction
+/// could not tell (it sees its own coverage rows only). The handlers'
+/// reach (`Reach::sees`, `check_manage`, `directory::to_proto`'s audience)
+/// decides what leaves, as before; changes' events go to every tenant
+/// covered. The engine's reads of coverage run in the batch's tenant.
+const DIRECTORY: Scope<'static> = Scope::AllTenants;
+
 /// Roles that read the directory.
 const READERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin, Role::Analyst];
 /// Roles that change it.
@@ -380,18 +392,6 @@ enum Reach {
 }
 
 impl Reach {
-    /// Whose rows a read with this reach sees underneath (row-level
-    /// security): a tenant's callers its coverage rows and the `"*"` ones;
-    /// the vendor every row, and so does an analyst reading their own
-    /// record (shown whole, as [`Reach::audience`] says: their coverage
-    /// elsewhere is about them, and `sees` still requires this tenant's).
-    fn scope(&self) -> Scope<'_> {
-        match self {
-            Reach::Everything | Reach::Own(_) => Scope::AllTenants,
-            Reach::Tenant(t) => Scope::Tenant(t),
-        }
-    }
-
     /// How an analyst in reach is shown.
     fn audience(&self) -> directory::Audience<'_> {
         match self {
@@ -591,12 +591,8 @@ impl AnalystService for Api {
         }
         let scope = key_scope(&caller).to_owned();
         let hash = idempotency::request_hash("UpsertAnalyst", &r);
-        // Every tenant's rows: the directory is the vendor's, shared by
-        // tenants. Whether a tenant admin may change an analyst depends on
-        // the analyst's coverage elsewhere (`covers_only`, checked above and
-        // below on the full row), and the change's events go to every
-        // tenant the analyst covers.
-        let mut tx = self.begin(Scope::AllTenants).await?;
+        // Every tenant's rows: see [`DIRECTORY`].
+        let mut tx = self.begin(DIRECTORY).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &scope, &r.request_id, "UpsertAnalyst", &hash).await?
         {
@@ -683,7 +679,8 @@ impl AnalystService for Api {
         } else {
             reach(&caller)?
         };
-        let mut tx = self.begin(reach.scope()).await?;
+        // Every tenant's rows: see [`DIRECTORY`].
+        let mut tx = self.begin(DIRECTORY).await?;
         let row = directory::get_analyst(&mut tx, &id)
             .await
             .map_err(|e| db_status(&e))?
@@ -740,7 +737,8 @@ impl AnalystService for Api {
             size + 1
         };
         let mut page: Vec<AnalystRow> = Vec::new();
-        let mut tx = self.begin(reach.scope()).await?;
+        // Every tenant's rows: see [`DIRECTORY`].
+        let mut tx = self.begin(DIRECTORY).await?;
         loop {
             let rows = directory::list_analysts(&mut tx, &filter, batch)
                 .await
@@ -800,12 +798,8 @@ impl AnalystService for Api {
         };
         let scope = key_scope(&caller).to_owned();
         let hash = idempotency::request_hash("SetAvailability", &normalized);
-        // Every tenant's rows: the directory is the vendor's, shared by
-        // tenants. Whether a tenant admin may change an analyst depends on
-        // the analyst's coverage elsewhere (`covers_only`, checked above and
-        // below on the full row), and the change's events go to every
-        // tenant the analyst covers.
-        let mut tx = self.begin(Scope::AllTenants).await?;
+        // Every tenant's rows: see [`DIRECTORY`].
+        let mut tx = self.begin(DIRECTORY).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &scope, &r.request_id, "SetAvailability", &hash).await?
         {
@@ -866,12 +860,8 @@ impl AnalystService for Api {
         let shifts = validate_shifts(&r.shifts, "shifts")?;
         let scope = key_scope(&caller).to_owned();
         let hash = idempotency::request_hash("SetShifts", &r);
-        // Every tenant's rows: the directory is the vendor's, shared by
-        // tenants. Whether a tenant admin may change an analyst depends on
-        // the analyst's coverage elsewhere (`covers_only`, checked above and
-        // below on the full row), and the change's events go to every
-        // tenant the analyst covers.
-        let mut tx = self.begin(Scope::AllTenants).await?;
+        // Every tenant's rows: see [`DIRECTORY`].
+        let mut tx = self.begin(DIRECTORY).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &scope, &r.request_id, "SetShifts", &hash).await?
         {
@@ -1388,12 +1378,9 @@ pub(crate) mod db_tests {
 
     use super::*;
 
+    /// The API over the runtime role's pool (row-level security applies).
     pub(crate) async fn api(prefix: &str) -> (TestDb, Api) {
-        let db = TestDb::create(prefix).await;
-        let pool = db.pool().await;
-        wardline_kit::db::migrate(&pool, &crate::MIGRATOR)
-            .await
-            .expect("migrate");
+        let (db, pool) = crate::runtime_db(prefix).await;
         (db, Api::new(pool, Arc::new(Notify::new())))
     }
 
@@ -1416,7 +1403,11 @@ pub(crate) mod db_tests {
 
     async fn subjects(api: &Api) -> Vec<String> {
         sqlx::query_scalar("SELECT subject FROM outbox ORDER BY seq")
-            .fetch_all(&api.pool)
+            .fetch_all(
+                &mut *wardline_kit::db::begin(&api.pool, Scope::AllTenants)
+                    .await
+                    .unwrap(),
+            )
             .await
             .unwrap()
     }

@@ -37,19 +37,36 @@ pub fn req<T>(msg: T) -> Request<T> {
     r
 }
 
-/// A fresh, migrated database, routing's API over it and a handler with a
-/// cache of its own.
+/// A fresh database migrated by routing's own start-up path (as the owner
+/// role, granting the runtime role), the runtime role's pool (row-level
+/// security applies: look at rows through [`all_tenants`]), routing's API
+/// over it and a handler with a cache of its own.
 pub async fn routing(prefix: &str) -> (TestDb, PgPool, Api, Arc<TicketEvents>) {
     let db = TestDb::create(prefix).await;
-    let pool = db.pool().await;
-    wardline_kit::db::migrate(&pool, &wardline_routing::MIGRATOR)
+    let env = wardline_kit::config::Env::from_pairs(db.env("ROUTING"));
+    let cfg = wardline_kit::config::DbConfig::from_env(
+        &env,
+        "ROUTING",
+        "",
+        wardline_kit::tls::Profile::Development,
+    )
+    .expect("database configuration");
+    let pool = wardline_kit::roles::prepare(&cfg, &wardline_routing::MIGRATOR)
         .await
-        .expect("migrate");
+        .expect("migrated");
     let api = Api::new(pool.clone(), Arc::new(Notify::new()));
     let handler = Arc::new(TicketEvents {
         cache: Arc::new(PolicyCache::new()),
     });
     (db, pool, api, handler)
+}
+
+/// A transaction on `pool` that sees every tenant's rows, for a test's
+/// look at what the service stored.
+pub async fn all_tenants(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    wardline_kit::db::begin(pool, wardline_kit::db::Scope::AllTenants)
+        .await
+        .expect("begin")
 }
 
 /// An available analyst covering [`TENANT`] with one skill.

@@ -1,0 +1,203 @@
+//! Row-level security under routing's own store functions, as the service's
+//! runtime role: St Mary's rows (a ticket, its assignment and timers, a
+//! category rule, SLA targets, an analyst's coverage) are invisible to a
+//! transaction scoped to Lakeside and to one that set no tenant at all,
+//! and Lakeside cannot write a row of St Mary's. The vendor's analysts who
+//! cover every tenant (`'*'`) are part of each tenant's view, read only.
+//! The workspace-level check that every tenant table is protected is
+//! `tests/row_security.rs` at the top.
+
+mod common;
+
+use chrono::Utc;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+use wardline_kit::consumer::Incoming;
+use wardline_kit::db::{self, Scope};
+use wardline_proto::common::{CallerRole, Category, Priority};
+use wardline_proto::routing as pb;
+use wardline_proto::routing::routing_rule_service_server::RoutingRuleService;
+use wardline_routing::directory;
+use wardline_routing::policy;
+use wardline_routing::store::{assignments, tickets};
+use wardline_testkit::build;
+
+use common::{TENANT, analyst, apply, req, routing};
+
+const OTHER: &str = "lakeside";
+
+/// Routing's tenant tables.
+const TABLES: &[&str] = &[
+    "tickets",
+    "assignments",
+    "timers",
+    "category_rules",
+    "sla_targets",
+    "analyst_coverage",
+];
+
+/// What `conn`'s transaction sees of St Mary's, through routing's store.
+struct Seen {
+    ticket: bool,
+    pending_assignment: bool,
+    rows: Vec<(&'static str, i64)>,
+    rule_changed: bool,
+    targets_changed: bool,
+    candidates: Vec<String>,
+}
+
+async fn seen(conn: &mut PgConnection, ticket: Uuid) -> Seen {
+    let mut rows = Vec::new();
+    for table in TABLES {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE tenant_id = '{TENANT}'"
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        rows.push((*table, n));
+    }
+    let rules = policy::effective_rules_changed(&mut *conn, TENANT)
+        .await
+        .unwrap();
+    Seen {
+        ticket: tickets::lock(&mut *conn, ticket, false)
+            .await
+            .unwrap()
+            .is_some(),
+        pending_assignment: assignments::pending(&mut *conn, ticket)
+            .await
+            .unwrap()
+            .is_some(),
+        rows,
+        rule_changed: rules.iter().any(|(_, changed)| changed.is_some()),
+        targets_changed: policy::targets_changed(&mut *conn, TENANT)
+            .await
+            .unwrap()
+            .1
+            .is_some(),
+        candidates: directory::candidates(&mut *conn, TENANT)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.analyst_id)
+            .collect(),
+    }
+}
+
+/// St Mary's routed ticket, with a rule and SLA targets of its own, an
+/// analyst of its own and the vendor's analyst covering every tenant.
+async fn st_marys(prefix: &str) -> (wardline_testkit::TestDb, PgPool, Uuid) {
+    let (db, pool, api, handler) = routing(prefix).await;
+    analyst(&api, "an.stm", pb::SkillModule::Printing, 3, 2).await;
+    api.set_category_rule(req(pb::SetCategoryRuleRequest {
+        request_id: Uuid::now_v7().to_string(),
+        rule: Some(pb::CategoryRule {
+            category: Category::Printing as i32,
+            required_skills: vec![pb::SkillRequirement {
+                module: pb::SkillModule::Printing as i32,
+                min_level: 2,
+            }],
+            credential_policy: pb::CredentialPolicy::None as i32,
+            ..Default::default()
+        }),
+        expected_version: 0,
+    }))
+    .await
+    .expect("rule set");
+    // The vendor's set-up, as a `"*"` vendor admin's transaction makes it.
+    let mut tx = db::begin(&pool, Scope::AllTenants).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO analysts (analyst_id, name, time_zone, max_concurrent, availability)
+              VALUES ('v.all', 'Vendor', 'UTC', 5, 4);
+         INSERT INTO analyst_coverage (analyst_id, tenant_id) VALUES ('v.all', '*');
+         INSERT INTO sla_targets (tenant_id, response_minutes, resolution_minutes, ack_timeout_seconds)
+              VALUES ('stmarys', '{15,30,240,480}', '{240,480,1440,4320}', 120);",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let id = Uuid::now_v7();
+    let mut snap = build::snapshot(&id.to_string(), "STM-000001", Priority::P2, Utc::now());
+    snap.category = Category::Printing as i32;
+    snap.clinical_category = false;
+    snap.caller_role = CallerRole::NonClinical as i32;
+    apply(
+        &pool,
+        &handler,
+        &[Incoming::new(build::ticket_created(TENANT, snap), 1)],
+    )
+    .await;
+    (db, pool, id)
+}
+
+/// A transaction as `scope`, or one that set no tenant at all (`None`).
+async fn begin(pool: &PgPool, scope: Option<Scope<'_>>) -> Transaction<'static, Postgres> {
+    match scope {
+        Some(s) => db::begin(pool, s).await.unwrap(),
+        None => pool.begin().await.unwrap(),
+    }
+}
+
+/// The error code `sql` fails with as `scope` (`None`: it succeeded).
+async fn refused(pool: &PgPool, scope: Option<Scope<'_>>, sql: &'static str) -> Option<String> {
+    let mut tx = begin(pool, scope).await;
+    let e = sqlx::query(sql).execute(&mut *tx).await.err()?;
+    e.as_database_error()?.code().map(|c| c.into_owned())
+}
+
+#[tokio::test]
+async fn another_tenant_and_no_tenant_see_none_of_st_marys_rows() {
+    let (_db, pool, ticket) = st_marys("rt_rls_read").await;
+
+    let mut own = begin(&pool, Some(Scope::Tenant(TENANT))).await;
+    let s = seen(&mut own, ticket).await;
+    assert!(s.ticket && s.pending_assignment && s.rule_changed && s.targets_changed);
+    assert!(s.rows.iter().all(|(_, n)| *n > 0), "{:?}", s.rows);
+    assert_eq!(s.candidates, ["an.stm", "v.all"]);
+
+    let mut other = begin(&pool, Some(Scope::Tenant(OTHER))).await;
+    let s = seen(&mut other, ticket).await;
+    assert!(!s.ticket && !s.pending_assignment && !s.rule_changed && !s.targets_changed);
+    assert!(s.rows.iter().all(|(_, n)| *n == 0), "{:?}", s.rows);
+    // Coverage of every tenant is Lakeside's too; St Mary's own analyst is not.
+    assert_eq!(s.candidates, ["v.all"]);
+
+    let mut unscoped = begin(&pool, None).await;
+    let s = seen(&mut unscoped, ticket).await;
+    assert!(!s.ticket && !s.pending_assignment && !s.rule_changed && !s.targets_changed);
+    assert!(s.rows.iter().all(|(_, n)| *n == 0), "{:?}", s.rows);
+    assert!(s.candidates.is_empty(), "{:?}", s.candidates);
+}
+
+#[tokio::test]
+async fn another_tenant_writes_no_row_of_st_marys() {
+    let (_db, pool, ticket) = st_marys("rt_rls_write").await;
+    for scope in [Some(Scope::Tenant(OTHER)), None] {
+        for sql in [
+            "INSERT INTO category_rules (tenant_id, category, required_modules, min_levels, credential_policy)
+                  VALUES ('stmarys', 1, '{}', '{}', 1)",
+            "INSERT INTO analyst_coverage (analyst_id, tenant_id) VALUES ('v.all', 'stmarys')",
+            "INSERT INTO analyst_coverage (analyst_id, tenant_id) VALUES ('an.stm', '*')",
+        ] {
+            let code = refused(&pool, scope, sql).await;
+            assert_eq!(code.as_deref(), Some("42501"), "{scope:?}: {sql}");
+        }
+        // Updates and deletes find nothing to change.
+        let mut tx = begin(&pool, scope).await;
+        for sql in [
+            "UPDATE tickets SET assignee = 'someone' WHERE tenant_id = 'stmarys'",
+            "DELETE FROM timers WHERE tenant_id = 'stmarys'",
+            "DELETE FROM assignments WHERE tenant_id = 'stmarys'",
+        ] {
+            let done = sqlx::query(sql).execute(&mut *tx).await.unwrap();
+            assert_eq!(done.rows_affected(), 0, "{scope:?}: {sql}");
+        }
+        tx.commit().await.unwrap();
+    }
+    let mut own = begin(&pool, Some(Scope::Tenant(TENANT))).await;
+    let s = seen(&mut own, ticket).await;
+    assert!(s.ticket && s.pending_assignment);
+    assert!(s.rows.iter().all(|(_, n)| *n > 0), "{:?}", s.rows);
+}
