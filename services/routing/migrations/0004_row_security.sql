@@ -1,8 +1,8 @@
 -- Row-level security (docs/access-model.md, "Row-level security"): every
 -- table of routing that holds a tenant's rows shows a transaction only the
 -- tenant it set (wardline_kit::db::begin), or every tenant when it set '*'
--- (a vendor's cross-tenant call, the drainer, the timer scanner, the
--- directory's writes). wardline_protect comes with the kit's migrations.
+-- (the directory's RPCs, the drainer, the timer scanner, the gauges, a
+-- hand-over). wardline_protect comes with the kit's migrations.
 
 SELECT wardline_protect('tickets');
 SELECT wardline_protect('assignments');
@@ -13,13 +13,12 @@ SELECT wardline_protect('sla_targets');
 -- Which tenants an analyst covers. A tenant's transaction sees its own
 -- coverage rows and, through the second policy (read only), the '*' rows
 -- of the vendor's analysts who cover every tenant (a transaction that set
--- no tenant sees none of them either): both are what a decision
--- and a listing for that tenant look at (`tenant_id IN ($1, '*')`). No
--- tenant's transaction sees (or can write) another tenant's coverage, so
--- the directory answers per tenant underneath too; the directory's writes
--- run with '*' because whether a tenant admin may change an analyst
--- depends on the coverage elsewhere (covers_only) and its events go to
--- every tenant covered.
+-- no tenant sees none of them either): both are what a decision for
+-- that tenant looks at (`tenant_id IN ($1, '*')`). No
+-- tenant's transaction sees (or can write) another tenant's coverage. The
+-- directory's RPCs run with '*' (grpc/analysts.rs, DIRECTORY): what a
+-- tenant may see or change of an analyst depends on the coverage
+-- elsewhere (covers_only), and their events go to every tenant covered.
 SELECT wardline_protect('analyst_coverage');
 DROP POLICY IF EXISTS coverage_of_every_tenant ON analyst_coverage;
 CREATE POLICY coverage_of_every_tenant ON analyst_coverage FOR SELECT

@@ -4,6 +4,8 @@
 //! transaction scoped to Lakeside and to one that set no tenant at all,
 //! and Lakeside cannot write a row of St Mary's. The vendor's analysts who
 //! cover every tenant (`'*'`) are part of each tenant's view, read only.
+//! The one machinery that widens a batch's scope, the hand-over of a freed
+//! slot, still serves the analyst's queue across the tenants they cover.
 //! The workspace-level check that every tenant table is protected is
 //! `tests/row_security.rs` at the top.
 
@@ -12,10 +14,14 @@ mod common;
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
+use wardline_kit::auth::{Caller, Role};
 use wardline_kit::consumer::Incoming;
 use wardline_kit::db::{self, Scope};
 use wardline_proto::common::{CallerRole, Category, Priority};
+use wardline_proto::events::event_envelope::Payload;
+use wardline_proto::events::{Availability, TicketResolved};
 use wardline_proto::routing as pb;
+use wardline_proto::routing::analyst_service_server::AnalystService;
 use wardline_proto::routing::routing_rule_service_server::RoutingRuleService;
 use wardline_routing::directory;
 use wardline_routing::policy;
@@ -200,4 +206,105 @@ async fn another_tenant_writes_no_row_of_st_marys() {
     let s = seen(&mut own, ticket).await;
     assert!(s.ticket && s.pending_assignment);
     assert!(s.rows.iter().all(|(_, n)| *n > 0), "{:?}", s.rows);
+}
+
+/// A ticket as intake describes it, in `tenant`, `minutes_ago` old.
+fn call(tenant: &str, id: Uuid, priority: Priority, minutes_ago: i64, version: u64) -> Incoming {
+    let at = Utc::now() - chrono::Duration::minutes(minutes_ago);
+    let mut snap = build::snapshot(&id.to_string(), "N-1", priority, at);
+    snap.category = Category::Printing as i32;
+    snap.clinical_category = false;
+    snap.caller_role = CallerRole::NonClinical as i32;
+    let mut env = build::ticket_created(tenant, snap.clone());
+    if version > 1 {
+        snap.status = wardline_proto::common::TicketStatus::Resolved as i32;
+        env = wardline_kit::events::envelope(
+            "intake",
+            tenant,
+            &id.to_string(),
+            version,
+            Payload::TicketResolved(TicketResolved {
+                ticket: Some(snap),
+                analyst_id: "v.both".into(),
+                ..Default::default()
+            }),
+        );
+    }
+    Incoming::new(env, 1)
+}
+
+/// The hand-over inside a batch sees every tenant (an analyst's queue spans
+/// the tenants they cover): a slot freed by a St Mary's resolution goes to
+/// Lakeside's waiting P1 in the freeing transaction, and the batch goes on
+/// as St Mary's.
+#[tokio::test]
+async fn a_slot_freed_in_one_tenants_batch_goes_to_another_tenants_queue_head() {
+    let (_db, pool, api, handler) = routing("rt_rls_hand_over").await;
+    let vendor = Caller {
+        subject: "ops".into(),
+        tenant: None,
+        all_tenants: true,
+        roles: vec![Role::VendorAdmin],
+        email: None,
+        phone: None,
+    };
+    let mut r = tonic::Request::new(pb::UpsertAnalystRequest {
+        request_id: Uuid::now_v7().to_string(),
+        analyst: Some(pb::Analyst {
+            analyst_id: "v.both".into(),
+            name: "Both".into(),
+            time_zone: "UTC".into(),
+            coverage: [TENANT, OTHER]
+                .map(|t| pb::TenantCoverage {
+                    tenant_id: t.into(),
+                    facility_ids: vec![],
+                })
+                .into(),
+            skills: vec![pb::Skill {
+                module: pb::SkillModule::Printing as i32,
+                level: 3,
+            }],
+            max_concurrent_tickets: 1,
+            availability: Availability::Available as i32,
+            ..Default::default()
+        }),
+        expected_version: 0,
+    });
+    r.extensions_mut().insert(vendor);
+    api.upsert_analyst(r).await.expect("vendor's analyst");
+    let (mine, theirs) = (Uuid::now_v7(), Uuid::now_v7());
+    apply(&pool, &handler, &[call(TENANT, mine, Priority::P3, 30, 1)]).await;
+    apply(&pool, &handler, &[call(OTHER, theirs, Priority::P1, 20, 1)]).await;
+    let holder = |id: Uuid| {
+        let pool = pool.clone();
+        async move {
+            let (state, assignee): (String, String) =
+                sqlx::query_as("SELECT state, assignee FROM tickets WHERE ticket_id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *common::all_tenants(&pool).await)
+                    .await
+                    .unwrap();
+            (state, assignee)
+        }
+    };
+    assert_eq!(holder(mine).await, ("assigned".into(), "v.both".into()));
+    assert_eq!(holder(theirs).await.0, "waiting");
+
+    // St Mary's resolution, then a new St Mary's call in the same batch.
+    let next = Uuid::now_v7();
+    apply(
+        &pool,
+        &handler,
+        &[
+            call(TENANT, mine, Priority::P3, 30, 2),
+            call(TENANT, next, Priority::P3, 1, 1),
+        ],
+    )
+    .await;
+    assert_eq!(holder(theirs).await, ("assigned".into(), "v.both".into()));
+    // Stored as St Mary's (the batch went back to its tenant), and waiting:
+    // the slot went to the older P1.
+    let mut own = begin(&pool, Some(Scope::Tenant(TENANT))).await;
+    let t = tickets::lock(&mut own, next, false).await.unwrap().unwrap();
+    assert_eq!((t.tenant_id.as_str(), t.assignee.as_str()), (TENANT, ""));
 }
