@@ -12,7 +12,6 @@
 
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
-use wardline_kit::config::{DbConfig, Env};
 use wardline_kit::db::{self, DbError, Scope};
 use wardline_kit::roles;
 use wardline_kit::tls::Profile;
@@ -37,19 +36,11 @@ fn services() -> [(&'static str, &'static Migrator); 4] {
     ]
 }
 
-fn db_config(db: &TestDb, profile: Profile) -> DbConfig {
-    let env = Env::from_pairs(db.env("RLSTEST"));
-    DbConfig::from_env(&env, "RLSTEST", "postgres://unused@127.0.0.1/x", profile)
-        .expect("the test database's variables")
-}
-
 /// A service's database migrated exactly as start-up does it: as the
 /// owner, then grants to the runtime role; returns the runtime pool.
 async fn migrated(service: &str, migrator: &Migrator) -> (TestDb, PgPool) {
     let db = TestDb::create(&format!("rls_{service}")).await;
-    let pool = roles::prepare(&db_config(&db, Profile::Production), migrator)
-        .await
-        .unwrap_or_else(|e| panic!("{service}: start-up as the runtime role: {e}"));
+    let pool = db.runtime_pool(migrator).await;
     (db, pool)
 }
 
