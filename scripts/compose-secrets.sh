@@ -6,8 +6,11 @@
 #
 #   postgres_password                 the PostgreSQL superuser's
 #   {intake,routing,billing,notification}_db_password
-#                                     each service's database role
+#                                     each service's runtime database role
 #                                     (created with it on the first start)
+#   {intake,routing,billing,notification}_db_owner_password
+#                                     each service's owner role (owns the
+#                                     database, runs the migrations)
 #   grafana_admin_password            Grafana's admin (the `metrics` profile)
 #
 # The directory is 0700 (only its owner gets in); the files are 0644 so the
@@ -29,7 +32,8 @@ mkdir -p "$dir"
 chmod 0700 "$dir"
 made=0
 for name in postgres_password intake_db_password routing_db_password billing_db_password \
-    notification_db_password grafana_admin_password; do
+    notification_db_password intake_db_owner_password routing_db_owner_password \
+    billing_db_owner_password notification_db_owner_password grafana_admin_password; do
     file="$dir/$name"
     if [[ -s "$file" ]]; then
         continue

@@ -86,17 +86,49 @@ fi
 
 WARDLINE_PG_URL="$PG_URL" scripts/ensure-postgres.sh
 
+# Each service's database with its two roles (docs/access-model.md,
+# "Row-level security"): <db>_owner owns it and migrates it
+# (<PREFIX>_MIGRATE_DATABASE_URL), <db>_app is what the service runs as
+# (<PREFIX>_DATABASE_URL: no superuser, no BYPASSRLS, owns nothing). One
+# random password for the demo's roles, kept in $STATE/db-password. A
+# database from an earlier demo (owned by the admin role) is handed over.
+DB_PASSWORD_FILE="$STATE/db-password"
+if [[ ! -s "$DB_PASSWORD_FILE" ]]; then
+    (umask 077 && head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DB_PASSWORD_FILE")
+fi
+DB_PASSWORD="$(<"$DB_PASSWORD_FILE")"
+
 ensure_database() {
     local db="$1"
     if [[ "$(psql "$PG_URL" -XAtqc "select 1 from pg_database where datname = '$db'")" != 1 ]]; then
         log "creating database $db"
         psql "$PG_URL" -Xq -v ON_ERROR_STOP=1 -c "create database \"$db\"" >&2
     fi
+    psql "$PG_URL" -Xq -v ON_ERROR_STOP=1 -v db="$db" -v owner="${db}_owner" -v app="${db}_app" \
+        -v password="$DB_PASSWORD" >/dev/null <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN', r) FROM (VALUES (:'owner'), (:'app')) AS v(r)
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) \gexec
+SELECT format('ALTER ROLE %I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD %L', r, :'password')
+  FROM (VALUES (:'owner'), (:'app')) AS v(r) \gexec
+SELECT format('ALTER DATABASE %I OWNER TO %I', :'db', :'owner') \gexec
+\connect :"db"
+SELECT format('ALTER TABLE %s OWNER TO %I', c.oid::regclass, :'owner')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')
+   AND pg_get_userbyid(c.relowner) <> :'owner' \gexec
+SELECT format('ALTER FUNCTION %s OWNER TO %I', p.oid::regprocedure, :'owner')
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> :'owner' \gexec
+SQL
 }
 ensure_database "$INTAKE_DB"
 ensure_database "$ROUTING_DB"
 ensure_database "$BILLING_DB"
 ensure_database "$NOTIFICATION_DB"
+
+# The runtime and owner URLs of database $1.
+db_url() { echo "postgres://${1}_app:$DB_PASSWORD@$PG_HOST:$PG_PORT/$1"; }
+db_owner_url() { echo "postgres://${1}_owner:$DB_PASSWORD@$PG_HOST:$PG_PORT/$1"; }
 
 # ---------------------------------------------------------------- build
 
@@ -182,17 +214,20 @@ start_service() {
 }
 
 start_service intake "$INTAKE_ADMIN_ADDR" "$INTAKE_GRPC_ADDR" \
-    INTAKE_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$INTAKE_DB" \
+    INTAKE_DATABASE_URL="$(db_url "$INTAKE_DB")" \
+    INTAKE_MIGRATE_DATABASE_URL="$(db_owner_url "$INTAKE_DB")" \
     INTAKE_GRPC_ADDR="$INTAKE_GRPC_ADDR" \
     INTAKE_ADMIN_ADDR="$INTAKE_ADMIN_ADDR"
 
 start_service routing "$ROUTING_ADMIN_ADDR" "$ROUTING_GRPC_ADDR" \
-    ROUTING_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$ROUTING_DB" \
+    ROUTING_DATABASE_URL="$(db_url "$ROUTING_DB")" \
+    ROUTING_MIGRATE_DATABASE_URL="$(db_owner_url "$ROUTING_DB")" \
     ROUTING_GRPC_ADDR="$ROUTING_GRPC_ADDR" \
     ROUTING_ADMIN_ADDR="$ROUTING_ADMIN_ADDR"
 
 start_service billing "$BILLING_ADMIN_ADDR" "$BILLING_GRPC_ADDR" \
-    BILLING_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$BILLING_DB" \
+    BILLING_DATABASE_URL="$(db_url "$BILLING_DB")" \
+    BILLING_MIGRATE_DATABASE_URL="$(db_owner_url "$BILLING_DB")" \
     BILLING_GRPC_ADDR="$BILLING_GRPC_ADDR" \
     BILLING_ADMIN_ADDR="$BILLING_ADMIN_ADDR"
 
@@ -221,7 +256,8 @@ start_service notification "$NOTIFICATION_ADMIN_ADDR" "$NOTIFICATION_GRPC_ADDR" 
     NOTIFICATION_WEBHOOK_ALLOW_HTTP="${NOTIFICATION_WEBHOOK_ALLOW_HTTP:-true}" \
     NOTIFICATION_EGRESS_ALLOW_HOSTS="${NOTIFICATION_EGRESS_ALLOW_HOSTS:-127.0.0.1}" \
     NOTIFICATION_SECRET_KEYS_FILE="$PKI/notification/secret-keys" \
-    NOTIFICATION_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$NOTIFICATION_DB" \
+    NOTIFICATION_DATABASE_URL="$(db_url "$NOTIFICATION_DB")" \
+    NOTIFICATION_MIGRATE_DATABASE_URL="$(db_owner_url "$NOTIFICATION_DB")" \
     NOTIFICATION_GRPC_ADDR="$NOTIFICATION_GRPC_ADDR" \
     NOTIFICATION_ADMIN_ADDR="$NOTIFICATION_ADMIN_ADDR"
 

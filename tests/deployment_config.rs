@@ -24,7 +24,7 @@ fn compose() -> Value {
 
 /// Variables the images' entrypoint (`deploy/entrypoint.sh`) sets from the
 /// file `<NAME>_FILE` names: compose passes these secrets as files.
-const FILE_VARIABLES: &[&str] = &["PGPASSWORD"];
+const FILE_VARIABLES: &[&str] = &["PGPASSWORD", "WARDLINE_MIGRATE_PGPASSWORD"];
 
 /// The environment of compose service `name`, with `${VAR...}` references
 /// replaced by a value long enough for secrets, and each `<NAME>_FILE` of

@@ -366,9 +366,10 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn decimal(minor: i64) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    format!("{sign}{}.{:02}", minor.abs() / 100, minor.abs() % 100)
+/// The amount in major units with its currency's decimals (ISO 4217:
+/// `45.00` USD, `4500` JPY, `45.000` BHD).
+fn decimal(minor: i64, currency: &str) -> String {
+    wardline_proto::money::format(minor, currency)
 }
 
 fn kind_name(k: i32) -> &'static str {
@@ -411,8 +412,8 @@ pub fn to_csv(inv: &Invoice) -> String {
                 tier,
                 priority,
                 l.quantity.to_string(),
-                decimal(amount(&l.unit_price)),
-                decimal(amount(&l.amount)),
+                decimal(amount(&l.unit_price), &inv.currency),
+                decimal(amount(&l.amount), &inv.currency),
                 amount(&l.amount).to_string(),
                 csv_field(&inv.currency),
                 l.contract_version.to_string(),
@@ -431,7 +432,7 @@ pub fn to_csv(inv: &Invoice) -> String {
             csv_field(&inv.invoice_id),
             csv_field(&inv.tenant_id),
             csv_field(&inv.period),
-            decimal(amount(m)),
+            decimal(amount(m), &inv.currency),
             amount(m),
             csv_field(&inv.currency)
         ));
@@ -528,7 +529,9 @@ mod tests {
         );
         assert!(rows[4].contains("TOTAL") && rows[4].contains("85.00,8500"));
         assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(decimal(-5), "-0.05");
+        assert_eq!(decimal(-5, "USD"), "-0.05");
+        assert_eq!(decimal(-5, "JPY"), "-5");
+        assert_eq!(decimal(12345, "BHD"), "12.345");
     }
 
     #[test]

@@ -208,7 +208,11 @@ async fn commit(
     pool: &sqlx::PgPool,
     tickets: &[NewTicket],
 ) -> Result<Vec<Result<Created, Status>>, OutboxError> {
-    let mut tx = pool.begin().await?;
+    // Every tenant's scope: a group commit spans the tenants of its batch
+    // (that is its point). Each ticket's tenant is its authenticated
+    // caller's, set by the handler before the ticket reaches the writer,
+    // and every statement below binds each row's own tenant.
+    let mut tx = wardline_kit::db::begin(pool, wardline_kit::db::Scope::AllTenants).await?;
     let keys: Vec<idempotency::Key<'_>> = tickets
         .iter()
         .map(|t| {

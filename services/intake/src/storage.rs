@@ -176,7 +176,7 @@ pub async fn get_tenant(
 
 /// Tenants ordered by id, after `after`.
 pub async fn list_tenants(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     after: &str,
     limit: i64,
 ) -> Result<Vec<TenantRow>, sqlx::Error> {
@@ -186,14 +186,14 @@ pub async fn list_tenants(
     )
     .bind(after)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let ids: Vec<String> = rows.iter().map(|r| r.tenant_id.clone()).collect();
     let facilities: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT tenant_id, facility_id, name FROM facilities WHERE tenant_id = ANY($1) ORDER BY facility_id",
     )
     .bind(&ids)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     for (tenant, facility_id, name) in facilities {
         if let Some(r) = rows.iter_mut().find(|r| r.tenant_id == tenant) {
@@ -404,7 +404,7 @@ pub struct TicketFilter {
 
 /// Tickets of `tenant` that `owner` may see, newest first.
 pub async fn list_tickets(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tenant: &str,
     owner: Owner<'_>,
     f: &TicketFilter,
@@ -441,7 +441,7 @@ pub async fn list_tickets(
         q.push(" AND ticket_id < ").push_bind(b);
     }
     q.push(" ORDER BY ticket_id DESC LIMIT ").push_bind(limit);
-    q.build_query_as().fetch_all(pool).await
+    q.build_query_as().fetch_all(&mut *conn).await
 }
 
 /// A note row (body may contain PHI).
@@ -481,7 +481,7 @@ pub async fn insert_note(
 /// A page of a ticket's notes after `after` (UUIDv7: creation order), at
 /// most `limit`; with `only_for`, just the public ones and that author's.
 pub async fn list_notes(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tenant: &str,
     ticket: Uuid,
     only_for: Option<&str>,
@@ -499,14 +499,14 @@ pub async fn list_notes(
     .bind(after)
     .bind(only_for)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
 }
 
 /// The free text and caller contact of a ticket `owner` may see, for
 /// completing a replayed response whose stored copy leaves them out.
 pub async fn ticket_text(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tenant: &str,
     owner: Owner<'_>,
     ticket: Uuid,
@@ -519,14 +519,14 @@ pub async fn ticket_text(
     .bind(tenant)
     .bind(ticket)
     .bind(owner.subject())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await
 }
 
 /// A note's body, for completing a replayed AddNote response; `None` when
 /// the note is missing or on a ticket `owner` may not see.
 pub async fn note_body(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tenant: &str,
     owner: Owner<'_>,
     note: Uuid,
@@ -540,7 +540,7 @@ pub async fn note_body(
     .bind(tenant)
     .bind(note)
     .bind(owner.subject())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await
 }
 
@@ -629,7 +629,9 @@ pub async fn reserve_blocks(
 ) -> Result<std::collections::HashMap<String, Block>, sqlx::Error> {
     let tenants: Vec<&str> = counts.iter().map(|c| c.0.as_str()).collect();
     let ns: Vec<i64> = counts.iter().map(|c| c.1).collect();
-    let mut tx = pool.begin().await?;
+    // Every tenant's scope: one reservation serves a group commit's
+    // tenants (see `create`), each row locked by its own tenant id.
+    let mut tx = wardline_kit::db::begin(pool, wardline_kit::db::Scope::AllTenants).await?;
     sqlx::query("SET LOCAL synchronous_commit = off")
         .execute(&mut *tx)
         .await?;

@@ -374,7 +374,11 @@ async fn a_tenant_is_named_only_by_the_vendor_and_only_by_the_slug_of_an_existin
 async fn tickets_filed_before_creators_were_recorded_belong_to_their_caller() {
     let db = wardline_testkit::TestDb::create("intake").await;
     let pool = db.pool().await;
-    // The schema as it was, with one ticket in it.
+    // The schema as it was, with one ticket in it (the kit's tables and
+    // its row-security function first, as every start-up applies them).
+    wardline_kit::db::migrate(&pool, &sqlx::migrate::Migrator::with_migrations(vec![]))
+        .await
+        .unwrap();
     wardline_intake::MIGRATOR.run_to(1, &pool).await.unwrap();
     sqlx::raw_sql(
         "INSERT INTO tenants (tenant_id, name, time_zone, ticket_prefix, reopen_window_hours)

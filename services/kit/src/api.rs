@@ -24,6 +24,7 @@ use prost::Message;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tonic::{Code, Status};
 
+use crate::db::Scope;
 use crate::idempotency::{self, Claim, IdempotencyError};
 use crate::outbox::OutboxError;
 
@@ -243,7 +244,7 @@ impl Idempotent {
     ) -> Result<Begun<Resp>, ApiError> {
         require_request_id(request_id)?;
         let hash = idempotency::request_hash(operation, request);
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::db::begin(pool, Scope::of(tenant)).await?;
         match idempotency::begin(&mut tx, tenant, request_id, operation, &hash).await? {
             Claim::Replay(bytes) => Ok(Begun::Replay(decode_replay(&bytes)?)),
             Claim::Fresh => Ok(Begun::Fresh(Self {

@@ -22,6 +22,7 @@ use wardline_proto::common::audit_service_server::{AuditService, AuditServiceSer
 use wardline_proto::common::{AuditRecord, ListAuditRecordsRequest, ListAuditRecordsResponse};
 
 use crate::auth::{Caller, Role};
+use crate::db::Scope;
 use crate::events::from_timestamp;
 use crate::grpc::db_status;
 
@@ -259,7 +260,12 @@ impl AuditService for Service {
                 .push_bind(parse_cursor(&r.page_token)?);
         }
         q.push(" ORDER BY seq DESC LIMIT ").push_bind(size + 1);
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
+        // The read and its own record in one transaction, in the caller's
+        // scope: a tenant admin's tenant, or every tenant for the vendor.
+        let scope = tenant.as_deref().map_or(Scope::AllTenants, Scope::Tenant);
+        let mut conn = crate::db::begin(&self.pool, scope)
+            .await
+            .map_err(|e| db_status(&e))?;
         let rows: Vec<Row> = q
             .build_query_as()
             .fetch_all(&mut *conn)
@@ -281,6 +287,7 @@ impl AuditService for Service {
         )
         .await
         .map_err(|e| db_status(&e))?;
+        conn.commit().await.map_err(|e| db_status(&e))?;
         let (rows, next_page_token) =
             crate::api::page(rows, size, |last: &Row| last.seq.to_string());
         Ok(tonic::Response::new(ListAuditRecordsResponse {

@@ -66,7 +66,7 @@ use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
 use wardline_proto::events::EventEnvelope;
 
-use crate::db::is_unavailable;
+use crate::db::{Scope, is_unavailable};
 use crate::outbox::TraceContext;
 use crate::telemetry;
 
@@ -744,11 +744,15 @@ impl<H: EventHandler> Loop<H> {
         if redelivered.is_empty() {
             return Ok(Vec::new());
         }
+        // Every tenant's scope: the consumer's own bookkeeping, looking up
+        // only the events it holds, by id, and reading only the reason.
+        let mut tx = crate::db::begin(&self.pool, Scope::AllTenants).await?;
         let rows: Vec<(Uuid, String)> =
             sqlx::query_as("SELECT event_id, reason FROM dead_letters WHERE event_id = ANY($1)")
                 .bind(&redelivered)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?;
+        tx.commit().await?;
         let reasons: HashMap<Uuid, String> = rows.into_iter().collect();
         Ok(items
             .iter()
@@ -771,7 +775,9 @@ impl<H: EventHandler> Loop<H> {
         if candidates.is_empty() {
             return Ok(Default::default());
         }
-        let mut tx = self.pool.begin().await?;
+        // The batch's tenant (every event's subject names it): the handler
+        // sees and writes that tenant's rows only.
+        let mut tx = crate::db::begin(&self.pool, Scope::Tenant(tenant)).await?;
         let ids: Vec<Uuid> = candidates.iter().map(|&i| items[i].event_id).collect();
         let subjects: Vec<&str> = candidates
             .iter()
@@ -995,6 +1001,9 @@ async fn write_dead_letter(
     spec: &ConsumerSpec,
     letter: &Letter<'_>,
 ) -> Result<(), DeadLetterError> {
+    // Every tenant's scope: a dead letter may have no tenant (an
+    // undecodable subject) and the row is the letter's own tenant's.
+    let mut tx = crate::db::begin(pool, Scope::AllTenants).await?;
     let inserted = sqlx::query(
         "WITH cleared AS (DELETE FROM consumer_failures WHERE event_id = $1)
          INSERT INTO dead_letters (event_id, subject, tenant_id, reason, deliveries, payload)
@@ -1006,10 +1015,11 @@ async fn write_dead_letter(
     .bind(&letter.reason)
     .bind(i32::try_from(letter.deliveries).unwrap_or(i32::MAX))
     .bind(letter.payload.as_ref())
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected()
         == 1;
+    tx.commit().await?;
     if inserted {
         tracing::error!(event_id = %letter.event_id, reason = %letter.reason, "event dead-lettered");
         metrics::counter!("wardline_dead_letters_total", "consumer" => crate::admin::consumer_label(spec.service, &spec.durable))

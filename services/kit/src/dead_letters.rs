@@ -8,6 +8,7 @@ use tonic::Status;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
+use crate::db::Scope;
 use crate::events::from_timestamp;
 use crate::grpc::db_status;
 use wardline_proto::common::event_dead_letter_service_server::{
@@ -87,6 +88,7 @@ pub async fn list(
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT event_id, subject, tenant_id, reason, deliveries, first_seen_at FROM dead_letters WHERE TRUE",
     );
+    let tenant_scope = tenant.clone();
     if let Some(t) = tenant {
         q.push(" AND tenant_id = ").push_bind(t);
     }
@@ -105,11 +107,21 @@ pub async fn list(
     }
     q.push(" ORDER BY first_seen_at DESC, event_id DESC LIMIT ")
         .push_bind(size + 1);
-    let mut rows: Vec<DeadLetterRow> = q
-        .build_query_as()
-        .fetch_all(pool)
+    // Row-level security agrees with the predicate above: a tenant's
+    // caller reads in its tenant's scope, only the all-tenants vendor in
+    // every tenant's.
+    let scope = tenant_scope
+        .as_deref()
+        .map_or(Scope::AllTenants, Scope::Tenant);
+    let mut tx = crate::db::begin(pool, scope)
         .await
         .map_err(|e| db_status(&e))?;
+    let mut rows: Vec<DeadLetterRow> = q
+        .build_query_as()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| db_status(&e))?;
+    tx.commit().await.map_err(|e| db_status(&e))?;
     let more = rows.len() as i64 > size;
     rows.truncate(size as usize);
     let next_page_token = match rows.last() {

@@ -130,15 +130,20 @@ impl Retention {
 }
 
 /// Runs one purge until fewer than a batch is left; returns rows deleted.
+///
+/// Each batch runs in every tenant's scope: retention is the same for all
+/// tenants and the statement selects rows by age only.
 pub async fn purge(pool: &PgPool, p: &Purge) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
+        let mut tx = crate::db::begin(pool, crate::db::Scope::AllTenants).await?;
         let n = sqlx::query(sqlx::AssertSqlSafe(p.delete))
             .bind(p.retention.as_secs_f64())
             .bind(BATCH)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        tx.commit().await?;
         total += n;
         if n < BATCH as u64 {
             return Ok(total);

@@ -234,7 +234,10 @@ impl Relay {
     /// Claims one batch, publishes it pipelined, marks what was acknowledged.
     /// Returns the number of rows claimed.
     pub async fn publish_batch(&self) -> Result<usize, RelayError> {
-        let mut tx = self.pool.begin().await?;
+        // Every tenant's scope: the relay publishes every tenant's events
+        // (the outbox is not tenant-scoped today; the scope keeps the relay
+        // right if it becomes so).
+        let mut tx = crate::db::begin(&self.pool, crate::db::Scope::AllTenants).await?;
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT seq, event_id, subject, payload, traceparent, tracestate
                FROM outbox WHERE sent_at IS NULL

@@ -3,7 +3,7 @@
 
 use secrecy::SecretString;
 use wardline_kit::config::DbConfig;
-use wardline_kit::db::DbError;
+use wardline_kit::db::{self, DbError, Scope};
 use wardline_kit::roles;
 use wardline_kit::tls::Profile;
 use wardline_testkit::{RUNTIME_ROLE, TestDb};
@@ -42,13 +42,15 @@ async fn the_owner_migrates_and_the_runtime_role_gets_dml_and_nothing_else() {
             .is_empty()
     );
 
-    // DML on the kit's tables works...
+    // DML on the kit's tables works, in the row's tenant's scope...
+    let mut tx = db::begin(&pool, Scope::Tenant("stmarys")).await.unwrap();
     sqlx::query(
         "INSERT INTO audit_log (tenant_id, subject, roles, method) VALUES ('stmarys', 'a', '{}', 'm')",
     )
-    .execute(&pool)
+    .execute(&mut *tx)
     .await
     .expect("the runtime role appends to the audit log");
+    tx.commit().await.unwrap();
     // ... but the audit log is append-only and DDL is the owner's.
     for sql in [
         "UPDATE audit_log SET subject = 'b'",

@@ -128,6 +128,26 @@ impl TestDb {
         ]
     }
 
+    /// What a service's start-up does to its database, for tests that
+    /// build a service's parts directly instead of through its `Config`:
+    /// migrates as [`OWNER_ROLE`] (the kit's migrations, then
+    /// `migrator`'s), grants [`RUNTIME_ROLE`] its privileges, checks that
+    /// role as production would, and returns a pool of it. Row-level
+    /// security applies to everything done on that pool.
+    pub async fn runtime_pool(&self, migrator: &sqlx::migrate::Migrator) -> sqlx::PgPool {
+        let env = wardline_kit::config::Env::from_pairs(self.env("TESTDB"));
+        let cfg = wardline_kit::config::DbConfig::from_env(
+            &env,
+            "TESTDB",
+            "postgres://unused@127.0.0.1/unused",
+            wardline_kit::tls::Profile::Production,
+        )
+        .expect("the test database's URLs");
+        wardline_kit::roles::prepare(&cfg, migrator)
+            .await
+            .unwrap_or_else(|e| panic!("migrate and serve as the runtime role: {e}"))
+    }
+
     /// A new pool on the test database as the superuser, for a test's
     /// set-up and assertions on stored rows. It bypasses row-level
     /// security (sees every tenant); services never use it.

@@ -1,6 +1,6 @@
 //! Local dates, periods and business hours in the tenant's time zone.
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// A calendar month, e.g. 2026-03.
@@ -107,35 +107,18 @@ pub fn parse_hhmm(s: &str, allow_24: bool) -> Option<u16> {
     (h < 24 && m < 60).then_some(h * 60 + m)
 }
 
-/// Why a moment is after hours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterHours {
-    /// Within business hours.
-    No,
-    /// Outside the weekday's hours.
-    OutsideHours,
-    /// A weekday without hours.
-    ClosedDay,
-    /// A holiday.
-    Holiday,
-}
+pub use wardline_calendar::AfterHours;
 
 /// Business hours per ISO weekday (index 0 = Monday): `[open, close)` minutes.
 pub type Week = [Option<(u16, u16)>; 7];
 
-/// Whether `at` is after hours in `tz` under `week` and `holidays`.
+/// Whether `at` is after hours in `tz` under `week` and `holidays`: the
+/// shared calendar's rule (`wardline_calendar`), the one routing's
+/// business-time clocks use too.
 pub fn after_hours(tz: Tz, at: DateTime<Utc>, week: &Week, holidays: &[NaiveDate]) -> AfterHours {
-    let local = at.with_timezone(&tz);
-    if holidays.contains(&local.date_naive()) {
-        return AfterHours::Holiday;
-    }
-    let day = local.weekday().num_days_from_monday() as usize;
-    let minute = (local.hour() * 60 + local.minute()) as u16;
-    match week[day] {
-        None => AfterHours::ClosedDay,
-        Some((open, close)) if minute >= open && minute < close => AfterHours::No,
-        Some(_) => AfterHours::OutsideHours,
-    }
+    wardline_calendar::after_hours(tz, at, &wardline_calendar::Week(*week), |d| {
+        holidays.contains(&d)
+    })
 }
 
 #[cfg(test)]

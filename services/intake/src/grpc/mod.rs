@@ -12,6 +12,7 @@ pub use convert::snapshot;
 
 use sqlx::PgPool;
 use tonic::Status;
+use wardline_kit::db::Scope;
 use wardline_kit::outbox::OutboxError;
 
 /// Implements intake's gRPC services.
@@ -58,6 +59,18 @@ impl Api {
             quota: std::sync::Arc::new(quota),
             notes: std::sync::Arc::new(NoteLimits::default()),
         }
+    }
+
+    /// A transaction that sees `scope`'s rows only (row-level security):
+    /// every read and write of a handler goes through one, a tenant's
+    /// caller in its tenant's scope.
+    pub(crate) async fn begin(
+        &self,
+        scope: Scope<'_>,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Status> {
+        wardline_kit::db::begin(&self.pool, scope)
+            .await
+            .map_err(|e| wardline_kit::grpc::db_status(&e))
     }
 
     /// The API with AddNote limited by `notes` instead of the defaults.

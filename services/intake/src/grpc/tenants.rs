@@ -4,6 +4,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 use wardline_kit::audit;
 use wardline_kit::auth::{Caller, Role};
+use wardline_kit::db::Scope;
 use wardline_kit::grpc::db_status;
 use wardline_kit::idempotency::{self, Claim};
 use wardline_kit::validate;
@@ -123,7 +124,10 @@ impl TenantService for Api {
         let row = validate_create(&r)?;
         tracing::Span::current().record("tenant", row.tenant_id.as_str());
         let hash = idempotency::request_hash("CreateTenant", &r);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        // Every tenant's scope: only an all-tenants vendor admin gets here
+        // (above), the new tenant's row is not in any tenant's scope yet,
+        // and the key belongs to the vendor pseudo-tenant.
+        let mut tx = self.begin(Scope::AllTenants).await?;
         // Vendor-level keys are scoped to the vendor pseudo-tenant.
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, "_vendor", &r.request_id, "CreateTenant", &hash).await?
@@ -207,11 +211,12 @@ impl TenantService for Api {
                 r.tenant_id
             )));
         };
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
+        let mut conn = self.begin(Scope::Tenant(&tenant)).await?;
         let row = storage::get_tenant(&mut conn, &tenant)
             .await
             .map_err(|e| db_status(&e))?
             .ok_or_else(|| Status::not_found(format!("tenant {tenant} not found")))?;
+        conn.commit().await.map_err(|e| db_status(&e))?;
         Ok(Response::new(convert::tenant(&row)))
     }
 
@@ -234,9 +239,13 @@ impl TenantService for Api {
                 "page_token: not a token from a previous response",
             ));
         }
-        let rows = storage::list_tenants(&self.pool, &r.page_token, size + 1)
+        // Every tenant's scope: the list of hospitals is the all-tenants
+        // vendor admin's only (checked above).
+        let mut tx = self.begin(Scope::AllTenants).await?;
+        let rows = storage::list_tenants(&mut tx, &r.page_token, size + 1)
             .await
             .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         let more = rows.len() as i64 > size;
         let tenants: Vec<Tenant> = rows
             .iter()
@@ -273,7 +282,7 @@ impl TenantService for Api {
             .ok_or_else(|| Status::invalid_argument("facility: required"))?;
         let facility = validate_facility(facility, "facility")?;
         let hash = idempotency::request_hash("AddFacility", &r);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, &r.request_id, "AddFacility", &hash).await?
         {

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use wardline_kit::audit;
 use wardline_kit::auth::{Caller, Role};
+use wardline_kit::db::Scope;
 use wardline_kit::events::{envelope, from_timestamp};
 use wardline_kit::grpc::db_status;
 use wardline_kit::idempotency::{self, Claim};
@@ -303,7 +304,7 @@ impl Api {
         require_request_id(request_id)?;
         let id = parse_ticket_id(ticket_id)?;
         let hash = idempotency::request_hash(operation, request);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, request_id, operation, &hash).await?
         {
@@ -370,10 +371,12 @@ impl Api {
     ) -> Result<Response<Ticket>, Status> {
         let mut t: Ticket = decode_replay(bytes)?.into_inner();
         let id = parse_ticket_id(&t.ticket_id)?;
-        let (description, name, email, phone) = storage::ticket_text(&self.pool, tenant, owner, id)
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let (description, name, email, phone) = storage::ticket_text(&mut tx, tenant, owner, id)
             .await
             .map_err(|e| db_status(&e))?
             .ok_or_else(|| not_found(&t.ticket_id))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         t.description = description;
         if let Some(c) = t.caller.as_mut() {
             c.name = name;
@@ -481,7 +484,7 @@ impl TicketService for Api {
                 return Err(Status::invalid_argument("ticket_id: required (or number)"));
             }
         };
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
+        let mut conn = self.begin(Scope::Tenant(&tenant)).await?;
         let row = storage::get_ticket(&mut conn, &tenant, owner(&caller), key, false)
             .await
             .map_err(|e| db_status(&e))?
@@ -497,6 +500,7 @@ impl TicketService for Api {
         )
         .await
         .map_err(|e| db_status(&e))?;
+        conn.commit().await.map_err(|e| db_status(&e))?;
         Ok(Response::new(convert::ticket(&row)))
     }
 
@@ -558,7 +562,9 @@ impl TicketService for Api {
                 Status::invalid_argument("page_token: not a token from a previous response")
             })?);
         }
-        let rows = storage::list_tickets(&self.pool, &tenant, owner(&caller), &filter, size + 1)
+        // The list and its audit record in one transaction of the tenant.
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
+        let rows = storage::list_tickets(&mut tx, &tenant, owner(&caller), &filter, size + 1)
             .await
             .map_err(|e| db_status(&e))?;
         let more = rows.len() as i64 > size;
@@ -576,10 +582,10 @@ impl TicketService for Api {
             String::new()
         };
         let shown = tickets.iter().map(|t| t.ticket_id.clone()).collect();
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        audit::record(&mut conn, &caller, &tenant, shown, "")
+        audit::record(&mut tx, &caller, &tenant, shown, "")
             .await
             .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         Ok(Response::new(ListTicketsResponse {
             tickets,
             next_page_token,
@@ -732,7 +738,7 @@ impl TicketService for Api {
         let caller = Caller::from_request(&req)?;
         let r = req.into_inner();
         let tenant = caller.tenant()?.to_owned();
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
+        let mut conn = self.begin(Scope::Tenant(&tenant)).await?;
         let window = storage::get_tenant(&mut conn, &tenant)
             .await
             .map_err(|e| db_status(&e))?
@@ -824,19 +830,19 @@ impl TicketService for Api {
             return Err(text_rule("body"));
         }
         let hash = idempotency::request_hash("AddNote", &r);
-        let mut tx = self.pool.begin().await.map_err(|e| db_status(&e))?;
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, &r.request_id, "AddNote", &hash).await?
         {
-            drop(tx);
             // Stored without its body (PHI stays in the note's row).
             let mut note: Note = decode_replay(&bytes)?.into_inner();
             let note_id = Uuid::parse_str(&note.note_id)
                 .map_err(|_| Status::internal("stored response is unreadable"))?;
-            note.body = storage::note_body(&self.pool, &tenant, owner(&caller), note_id)
+            note.body = storage::note_body(&mut tx, &tenant, owner(&caller), note_id)
                 .await
                 .map_err(|e| db_status(&e))?
                 .ok_or_else(|| not_found(&r.ticket_id))?;
+            tx.commit().await.map_err(|e| db_status(&e))?;
             return Ok(Response::new(note));
         }
         // A retry above is not a new note: the rate counts new ones.
@@ -920,12 +926,13 @@ impl TicketService for Api {
         let tenant = caller.tenant()?.to_owned();
         let r = req.into_inner();
         let id = parse_ticket_id(&r.ticket_id)?;
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        storage::get_ticket(&mut conn, &tenant, owner(&caller), TicketKey::Id(id), false)
+        // The check, the page and its audit record in one transaction of
+        // the tenant.
+        let mut tx = self.begin(Scope::Tenant(&tenant)).await?;
+        storage::get_ticket(&mut tx, &tenant, owner(&caller), TicketKey::Id(id), false)
             .await
             .map_err(|e| db_status(&e))?
             .ok_or_else(|| not_found(&r.ticket_id))?;
-        drop(conn);
         let size = wardline_kit::api::page_size(
             r.page_size,
             limits::DEFAULT_NOTES_PAGE,
@@ -943,15 +950,15 @@ impl TicketService for Api {
             Owner::Any => None,
             Owner::Subject(s) => Some(s),
         };
-        let rows = storage::list_notes(&self.pool, &tenant, id, only_for, after, size + 1)
+        let rows = storage::list_notes(&mut tx, &tenant, id, only_for, after, size + 1)
             .await
             .map_err(|e| db_status(&e))?;
         let (notes, next_page_token) =
             wardline_kit::api::page(rows, size, |n| n.note_id.to_string());
-        let mut conn = self.pool.acquire().await.map_err(|e| db_status(&e))?;
-        audit::record(&mut conn, &caller, &tenant, vec![id.to_string()], "")
+        audit::record(&mut tx, &caller, &tenant, vec![id.to_string()], "")
             .await
             .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
         Ok(Response::new(ListNotesResponse {
             notes: notes.iter().map(convert::note).collect(),
             next_page_token,
