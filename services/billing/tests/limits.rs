@@ -18,8 +18,11 @@ use wardline_proto::billing::usage_service_client::UsageServiceClient;
 use wardline_proto::billing::*;
 use wardline_proto::common::Money;
 use wardline_testkit::Auth;
+use wardline_testkit::limits::{Nul, Size, walk};
 
 const TENANT: &str = "stmarys";
+
+type Edge = wardline_testkit::limits::Edge<Ctx, Call>;
 
 type Contracts = ContractServiceClient<InterceptedService<Channel, Auth>>;
 type Usages = UsageServiceClient<InterceptedService<Channel, Auth>>;
@@ -61,24 +64,12 @@ fn version(ctx: &Ctx, tweak: impl FnOnce(&mut Contract)) -> Call {
     }))
 }
 
-enum Size {
-    Text(fn(usize) -> String),
-    Count,
-}
-
-struct Edge {
-    rpc: &'static str,
-    field: &'static str,
-    max: usize,
-    size: Size,
-    make: fn(&Ctx, String, usize) -> Call,
-}
-
 fn edges() -> Vec<Edge> {
     use Size::{Count, Text};
     vec![
         Edge {
             rpc: "CreateContractVersion",
+            at_max: Code::Ok,
             field: "request_id",
             max: limits::REQUEST_ID,
             size: Text(|n| "k".repeat(n)),
@@ -95,6 +86,7 @@ fn edges() -> Vec<Edge> {
         },
         Edge {
             rpc: "CreateContractVersion",
+            at_max: Code::Ok,
             field: "contract.holidays",
             max: limits::HOLIDAYS,
             size: Count,
@@ -109,6 +101,7 @@ fn edges() -> Vec<Edge> {
         },
         Edge {
             rpc: "CreateContractVersion",
+            at_max: Code::Ok,
             field: "contract.after_hours_surcharge_bps",
             max: limits::SURCHARGE_BPS as usize,
             size: Count,
@@ -116,6 +109,7 @@ fn edges() -> Vec<Edge> {
         },
         Edge {
             rpc: "CreateContractVersion",
+            at_max: Code::Ok,
             field: "contract.sla_credits.cap_bps",
             max: limits::CREDIT_CAP_BPS as usize,
             size: Count,
@@ -127,6 +121,7 @@ fn edges() -> Vec<Edge> {
         },
         Edge {
             rpc: "CreateContractVersion",
+            at_max: Code::Ok,
             field: "contract.overage_price_per_call.minor_units",
             max: limits::MONEY_MINOR_UNITS as usize,
             size: Count,
@@ -141,6 +136,7 @@ fn edges() -> Vec<Edge> {
         },
         Edge {
             rpc: "ListContractVersions",
+            at_max: Code::Ok,
             field: "page_size",
             max: limits::PAGE_SIZE as usize,
             size: Count,
@@ -153,6 +149,7 @@ fn edges() -> Vec<Edge> {
         },
         Edge {
             rpc: "ListCharges",
+            at_max: Code::Ok,
             field: "kinds",
             max: limits::FILTER_VALUES,
             size: Count,
@@ -165,6 +162,7 @@ fn edges() -> Vec<Edge> {
         },
         Edge {
             rpc: "ListCharges",
+            at_max: Code::Ok,
             field: "page_size",
             max: limits::PAGE_SIZE as usize,
             size: Count,
@@ -177,6 +175,7 @@ fn edges() -> Vec<Edge> {
         },
         Edge {
             rpc: "ListUnbilled",
+            at_max: Code::Ok,
             field: "tenant_id",
             max: limits::TENANT_ID,
             size: Text(|n| "a".repeat(n)),
@@ -189,6 +188,7 @@ fn edges() -> Vec<Edge> {
         },
         Edge {
             rpc: "ListUnbilled",
+            at_max: Code::Ok,
             field: "page_size",
             max: limits::PAGE_SIZE as usize,
             size: Count,
@@ -201,6 +201,7 @@ fn edges() -> Vec<Edge> {
         },
         Edge {
             rpc: "ListInvoices",
+            at_max: Code::Ok,
             field: "statuses",
             max: limits::FILTER_VALUES,
             size: Count,
@@ -213,6 +214,7 @@ fn edges() -> Vec<Edge> {
         },
         Edge {
             rpc: "ListInvoices",
+            at_max: Code::Ok,
             field: "page_size",
             max: limits::PAGE_SIZE as usize,
             size: Count,
@@ -258,7 +260,7 @@ async fn every_bounded_field_takes_its_maximum_and_refuses_one_more_by_name() {
         Some(TENANT),
     );
     let channel = wardline_testkit::channel(grpc);
-    let mut clients = (
+    let clients = (
         ContractServiceClient::with_interceptor(channel.clone(), vendor.clone()),
         UsageServiceClient::with_interceptor(channel.clone(), vendor.clone()),
         InvoiceServiceClient::with_interceptor(channel, vendor),
@@ -287,49 +289,17 @@ async fn every_bounded_field_takes_its_maximum_and_refuses_one_more_by_name() {
             .await
             .unwrap()
     };
-    let mut refused = 0;
-    for edge in edges() {
-        let case = format!("{} {} (max {})", edge.rpc, edge.field, edge.max);
-        let (at, past, control) = match edge.size {
-            Size::Text(fill) => {
-                let mut nul = fill(edge.max);
-                let i = nul.len() - 2;
-                nul.replace_range(i..i + 1, "\0");
-                (
-                    (edge.make)(&ctx, fill(edge.max), 0),
-                    (edge.make)(&ctx, fill(edge.max + 1), 0),
-                    Some((edge.make)(&ctx, nul, 0)),
-                )
-            }
-            Size::Count => (
-                (edge.make)(&ctx, String::new(), edge.max),
-                (edge.make)(&ctx, String::new(), edge.max + 1),
-                None,
-            ),
-        };
-        let answer = send(&ctx, &mut clients, at).await;
-        assert!(
-            answer.is_ok(),
-            "{case}: the maximum is accepted: {answer:?}"
-        );
-        let before = stored().await;
-        for (what, call) in [
-            ("one past the maximum", Some(past)),
-            ("a NUL byte", control),
-        ] {
-            let Some(call) = call else { continue };
-            let e = send(&ctx, &mut clients, call)
-                .await
-                .expect_err(&format!("{case}: {what} is refused"));
-            assert_eq!(e.code(), Code::InvalidArgument, "{case}: {what}: {e:?}");
-            assert!(
-                e.message().starts_with(&format!("{}:", edge.field)),
-                "{case}: {what} names the field: {}",
-                e.message()
-            );
-            refused += 1;
-        }
-        assert_eq!(stored().await, before, "{case}: nothing refused was stored");
-    }
+    let ctx = &ctx;
+    let refused = walk(
+        ctx,
+        edges(),
+        Nul::SecondToLast,
+        |call| {
+            let mut clients = clients.clone();
+            async move { send(ctx, &mut clients, call).await }
+        },
+        stored,
+    )
+    .await;
     assert!(refused > 12, "{refused} refusals checked");
 }

@@ -13,6 +13,7 @@ use wardline_intake::limits;
 use wardline_proto::common::{Priority, TicketStatus};
 use wardline_proto::intake::*;
 use wardline_testkit::Auth;
+use wardline_testkit::limits::{Nul, Size, walk};
 
 /// One request of the table.
 enum Call {
@@ -57,23 +58,7 @@ impl Ctx {
     }
 }
 
-/// How a field is filled: a value `n` long, or `n` list entries.
-enum Size {
-    Text(fn(usize) -> String),
-    Count,
-}
-
-struct Edge {
-    rpc: &'static str,
-    field: &'static str,
-    max: usize,
-    size: Size,
-    /// The request with the field at `value` (text) or `n` entries (count).
-    make: fn(&Ctx, String, usize) -> Call,
-    /// What the maximum answers: OK, or NOT_FOUND for a lookup of a
-    /// well-formed key nobody holds.
-    at_max: Code,
-}
+type Edge = wardline_testkit::limits::Edge<Ctx, Call>;
 
 fn letters(n: usize) -> String {
     "a".repeat(n)
@@ -498,9 +483,9 @@ async fn every_bounded_field_takes_its_maximum_and_refuses_one_more_by_name() {
         ticket_id: first.ticket_id,
         seq: AtomicU32::new(0),
     };
-    let mut vendor = app.vendor();
-    let mut admin = app.tenants(Auth::new(&admin_token("stmarys"), None));
-    let mut tickets = app.tickets(&admin_token("stmarys"));
+    let vendor = app.vendor();
+    let admin = app.tenants(Auth::new(&admin_token("stmarys"), None));
+    let tickets = app.tickets(&admin_token("stmarys"));
     let count = |tickets: Tickets| async move {
         let mut tickets = tickets;
         let page = tickets
@@ -513,53 +498,17 @@ async fn every_bounded_field_takes_its_maximum_and_refuses_one_more_by_name() {
             .into_inner();
         page.tickets.len()
     };
-    let mut refused = 0;
-    for edge in edges() {
-        let case = format!("{} {} (max {})", edge.rpc, edge.field, edge.max);
-        let (at, past, control) = match edge.size {
-            Size::Text(fill) => {
-                let mut nul = fill(edge.max);
-                nul.replace_range(1..2, "\0");
-                (
-                    (edge.make)(&ctx, fill(edge.max), 0),
-                    (edge.make)(&ctx, fill(edge.max + 1), 0),
-                    Some((edge.make)(&ctx, nul, 0)),
-                )
-            }
-            Size::Count => (
-                (edge.make)(&ctx, String::new(), edge.max),
-                (edge.make)(&ctx, String::new(), edge.max + 1),
-                None,
-            ),
-        };
-        let answer = send(&mut vendor, &mut admin, &mut tickets, at).await;
-        let code = answer.as_ref().err().map_or(Code::Ok, tonic::Status::code);
-        assert_eq!(
-            code, edge.at_max,
-            "{case}: the maximum is accepted: {answer:?}"
-        );
-        let before = count(tickets.clone()).await;
-        for (what, call) in [
-            ("one past the maximum", Some(past)),
-            ("a NUL byte", control),
-        ] {
-            let Some(call) = call else { continue };
-            let e = send(&mut vendor, &mut admin, &mut tickets, call)
-                .await
-                .expect_err(&format!("{case}: {what} is refused"));
-            assert_eq!(e.code(), Code::InvalidArgument, "{case}: {what}: {e:?}");
-            assert!(
-                e.message().starts_with(&format!("{}:", edge.field)),
-                "{case}: {what} names the field: {}",
-                e.message()
-            );
-            refused += 1;
-        }
-        assert_eq!(
-            count(tickets.clone()).await,
-            before,
-            "{case}: nothing refused was stored"
-        );
-    }
+    let refused = walk(
+        &ctx,
+        edges(),
+        Nul::Second,
+        |call| {
+            let (mut vendor, mut admin, mut tickets) =
+                (vendor.clone(), admin.clone(), tickets.clone());
+            async move { send(&mut vendor, &mut admin, &mut tickets, call).await }
+        },
+        || count(tickets.clone()),
+    )
+    .await;
     assert!(refused > 40, "{refused} refusals checked");
 }

@@ -18,6 +18,9 @@ use wardline_proto::routing::analyst_service_server::AnalystService;
 use wardline_proto::routing::queue_service_server::QueueService;
 use wardline_routing::grpc::Api;
 use wardline_routing::limits;
+use wardline_testkit::limits::{Nul, Size, walk};
+
+type Edge = wardline_testkit::limits::Edge<(), Call>;
 
 enum Call {
     /// Sent by the vendor (coverage beyond one tenant needs the vendor).
@@ -99,20 +102,6 @@ fn language(i: usize) -> String {
     format!("{a}{b}")
 }
 
-enum Size {
-    Text(fn(usize) -> String),
-    Count,
-}
-
-struct Edge {
-    rpc: &'static str,
-    field: &'static str,
-    max: usize,
-    size: Size,
-    make: fn(String, usize) -> Call,
-    at_max: Code,
-}
-
 fn letters(n: usize) -> String {
     "a".repeat(n)
 }
@@ -126,7 +115,7 @@ fn edges() -> Vec<Edge> {
             field: "request_id",
             max: limits::REQUEST_ID,
             size: Text(|n| "k".repeat(n)),
-            make: |v, _| {
+            make: |_, v, _| {
                 let n = v.len();
                 Call::Upsert(Box::new(pb::UpsertAnalystRequest {
                     request_id: format!("{}{v}", next())[..n].to_owned(),
@@ -141,7 +130,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst.analyst_id",
             max: limits::ANALYST_ID,
             size: Text(letters),
-            make: |v, _| {
+            make: |_, v, _| {
                 upsert(pb::Analyst {
                     analyst_id: v,
                     ..someone()
@@ -154,7 +143,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst.name",
             max: limits::NAME,
             size: Text(letters),
-            make: |v, _| {
+            make: |_, v, _| {
                 upsert(pb::Analyst {
                     name: v,
                     ..someone()
@@ -167,7 +156,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst.email",
             max: limits::EMAIL,
             size: Text(|n| format!("{}@example.org", "r".repeat(n - 12))),
-            make: |v, _| {
+            make: |_, v, _| {
                 upsert(pb::Analyst {
                     email: v,
                     ..someone()
@@ -180,7 +169,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst.phone",
             max: limits::PHONE_DIGITS,
             size: Text(|n| format!("+{}", "1".repeat(n))),
-            make: |v, _| {
+            make: |_, v, _| {
                 upsert(pb::Analyst {
                     phone: v,
                     ..someone()
@@ -193,7 +182,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst.pager",
             max: limits::PAGER,
             size: Text(letters),
-            make: |v, _| {
+            make: |_, v, _| {
                 upsert(pb::Analyst {
                     pager: v,
                     ..someone()
@@ -206,7 +195,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst.coverage",
             max: limits::COVERAGE,
             size: Count,
-            make: |_, n| {
+            make: |_, _, n| {
                 upsert(pb::Analyst {
                     coverage: (0..n)
                         .map(|i| pb::TenantCoverage {
@@ -224,7 +213,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst.coverage[0].facility_ids",
             max: limits::FACILITIES,
             size: Count,
-            make: |_, n| {
+            make: |_, _, n| {
                 upsert(pb::Analyst {
                     coverage: vec![pb::TenantCoverage {
                         tenant_id: TENANT.into(),
@@ -240,7 +229,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst.coverage[0].tenant_id",
             max: limits::TENANT_ID,
             size: Text(letters),
-            make: |v, _| {
+            make: |_, v, _| {
                 upsert(pb::Analyst {
                     coverage: vec![pb::TenantCoverage {
                         tenant_id: v,
@@ -256,7 +245,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst.coverage[0].facility_ids[0]",
             max: limits::FACILITY_ID,
             size: Text(letters),
-            make: |v, _| {
+            make: |_, v, _| {
                 upsert(pb::Analyst {
                     coverage: vec![pb::TenantCoverage {
                         tenant_id: TENANT.into(),
@@ -272,7 +261,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst.languages",
             max: limits::LANGUAGES,
             size: Count,
-            make: |_, n| {
+            make: |_, _, n| {
                 upsert(pb::Analyst {
                     languages: (0..n).map(language).collect(),
                     ..someone()
@@ -285,7 +274,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst.shifts",
             max: limits::SHIFTS,
             size: Count,
-            make: |_, n| {
+            make: |_, _, n| {
                 upsert(pb::Analyst {
                     shifts: (0..n).map(shift).collect(),
                     ..someone()
@@ -298,7 +287,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst.max_concurrent_tickets",
             max: limits::MAX_CONCURRENT_TICKETS as usize,
             size: Count,
-            make: |_, n| {
+            make: |_, _, n| {
                 upsert(pb::Analyst {
                     max_concurrent_tickets: n as u32,
                     ..someone()
@@ -311,7 +300,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst_id",
             max: limits::ANALYST_ID,
             size: Text(|n| "b".repeat(n)),
-            make: |v, _| Call::Get(pb::GetAnalystRequest { analyst_id: v }),
+            make: |_, v, _| Call::Get(pb::GetAnalystRequest { analyst_id: v }),
             at_max: Code::NotFound,
         },
         Edge {
@@ -319,7 +308,7 @@ fn edges() -> Vec<Edge> {
             field: "page_size",
             max: limits::PAGE_SIZE as usize,
             size: Count,
-            make: |_, n| {
+            make: |_, _, n| {
                 Call::List(pb::ListAnalystsRequest {
                     page_size: n as u32,
                     ..Default::default()
@@ -332,7 +321,7 @@ fn edges() -> Vec<Edge> {
             field: "shifts",
             max: limits::SHIFTS,
             size: Count,
-            make: |_, n| {
+            make: |_, _, n| {
                 Call::SetShifts(pb::SetShiftsRequest {
                     request_id: format!("edge-{}", next()),
                     analyst_id: "an.edge".into(),
@@ -347,7 +336,7 @@ fn edges() -> Vec<Edge> {
             field: "priorities",
             max: limits::FILTER_VALUES,
             size: Count,
-            make: |_, n| {
+            make: |_, _, n| {
                 Call::Queue(pb::GetQueueRequest {
                     priorities: vec![Priority::P1 as i32; n],
                     ..Default::default()
@@ -360,7 +349,7 @@ fn edges() -> Vec<Edge> {
             field: "page_size",
             max: limits::PAGE_SIZE as usize,
             size: Count,
-            make: |_, n| {
+            make: |_, _, n| {
                 Call::Queue(pb::GetQueueRequest {
                     page_size: n as u32,
                     ..Default::default()
@@ -373,7 +362,7 @@ fn edges() -> Vec<Edge> {
             field: "analyst_id",
             max: limits::ANALYST_ID,
             size: Text(letters),
-            make: |v, _| {
+            make: |_, v, _| {
                 Call::Assignments(pb::ListAssignmentsRequest {
                     analyst_id: v,
                     ..Default::default()
@@ -386,7 +375,7 @@ fn edges() -> Vec<Edge> {
             field: "states",
             max: limits::FILTER_VALUES,
             size: Count,
-            make: |_, n| {
+            make: |_, _, n| {
                 Call::Assignments(pb::ListAssignmentsRequest {
                     states: vec![pb::AssignmentState::PendingAck as i32; n],
                     ..Default::default()
@@ -399,7 +388,7 @@ fn edges() -> Vec<Edge> {
             field: "page_size",
             max: limits::PAGE_SIZE as usize,
             size: Count,
-            make: |_, n| {
+            make: |_, _, n| {
                 Call::Assignments(pb::ListAssignmentsRequest {
                     page_size: n as u32,
                     ..Default::default()
@@ -422,49 +411,6 @@ async fn every_bounded_field_takes_its_maximum_and_refuses_one_more_by_name() {
         .await
         .unwrap()
     };
-    let mut refused = 0;
-    for edge in edges() {
-        let case = format!("{} {} (max {})", edge.rpc, edge.field, edge.max);
-        let (at, past, control) = match edge.size {
-            Size::Text(fill) => {
-                let mut nul = fill(edge.max);
-                nul.replace_range(1..2, "\0");
-                (
-                    (edge.make)(fill(edge.max), 0),
-                    (edge.make)(fill(edge.max + 1), 0),
-                    Some((edge.make)(nul, 0)),
-                )
-            }
-            Size::Count => (
-                (edge.make)(String::new(), edge.max),
-                (edge.make)(String::new(), edge.max + 1),
-                None,
-            ),
-        };
-        let answer = send(&api, at).await;
-        let code = answer.as_ref().err().map_or(Code::Ok, Status::code);
-        assert_eq!(
-            code, edge.at_max,
-            "{case}: the maximum is accepted: {answer:?}"
-        );
-        let before = stored().await;
-        for (what, call) in [
-            ("one past the maximum", Some(past)),
-            ("a NUL byte", control),
-        ] {
-            let Some(call) = call else { continue };
-            let e = send(&api, call)
-                .await
-                .expect_err(&format!("{case}: {what} is refused"));
-            assert_eq!(e.code(), Code::InvalidArgument, "{case}: {what}: {e:?}");
-            assert!(
-                e.message().starts_with(&format!("{}:", edge.field)),
-                "{case}: {what} names the field: {}",
-                e.message()
-            );
-            refused += 1;
-        }
-        assert_eq!(stored().await, before, "{case}: nothing refused was stored");
-    }
+    let refused = walk(&(), edges(), Nul::Second, |call| send(&api, call), stored).await;
     assert!(refused > 25, "{refused} refusals checked");
 }

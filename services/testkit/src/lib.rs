@@ -34,6 +34,7 @@ pub mod events;
 pub mod hostile;
 mod http_sink;
 mod idp;
+pub mod limits;
 mod nats;
 mod otlp;
 mod pg;
