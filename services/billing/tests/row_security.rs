@@ -80,6 +80,7 @@ async fn st_marys(prefix: &str) -> (wardline_testkit::TestDb, PgPool, Period) {
             target: SlaTarget::Response as i32,
             deadline: None,
             breached_at: Some(timestamp(now)),
+            internal: false,
         }),
     );
     apply(&pool, &[created, breached]).await;

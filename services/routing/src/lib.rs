@@ -37,23 +37,3 @@ pub mod store;
 
 pub use app::{Application, MIGRATOR, SERVICE};
 pub use config::Config;
-
-/// A fresh database for the crate's tests, migrated by routing's own
-/// start-up path (as the owner role, granting the runtime role), and the
-/// runtime pool the service would serve on: row-level security applies.
-#[cfg(test)]
-pub(crate) async fn runtime_db(prefix: &str) -> (wardline_testkit::TestDb, sqlx::PgPool) {
-    let db = wardline_testkit::TestDb::create(prefix).await;
-    let env = wardline_kit::config::Env::from_pairs(db.env("ROUTING"));
-    let cfg = wardline_kit::config::DbConfig::from_env(
-        &env,
-        "ROUTING",
-        "",
-        wardline_kit::tls::Profile::Development,
-    )
-    .expect("database configuration");
-    let pool = wardline_kit::roles::prepare(&cfg, &MIGRATOR)
-        .await
-        .expect("migrated");
-    (db, pool)
-}

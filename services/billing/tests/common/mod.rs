@@ -71,22 +71,12 @@ pub async fn start(prefix: &str) -> Billing {
     }
 }
 
-/// A fresh database migrated by billing's own start-up path (as the owner
+/// A fresh database migrated as billing's start-up does (as the owner
 /// role, granting the runtime role), and the runtime role's pool: what
 /// billing serves on, so row-level security applies.
 pub async fn migrated(prefix: &str) -> (TestDb, sqlx::PgPool) {
     let db = TestDb::create(prefix).await;
-    let env = Env::from_pairs(db.env("BILLING"));
-    let cfg = wardline_kit::config::DbConfig::from_env(
-        &env,
-        "BILLING",
-        "",
-        wardline_kit::tls::Profile::Development,
-    )
-    .expect("database configuration");
-    let pool = wardline_kit::roles::prepare(&cfg, &wardline_billing::MIGRATOR)
-        .await
-        .expect("migrated");
+    let pool = db.runtime_pool(&wardline_billing::MIGRATOR).await;
     (db, pool)
 }
 

@@ -129,7 +129,8 @@ async fn deliver(pool: &PgPool, replica: &TicketEvents, incoming: &Incoming) {
 
 impl Setup {
     async fn new(prefix: &str) -> Self {
-        let (db, pool) = crate::runtime_db(prefix).await;
+        let db = TestDb::create(prefix).await;
+        let pool = db.runtime_pool(&crate::MIGRATOR).await;
         let rows = db.pool().await;
         let replica = || {
             Arc::new(TicketEvents {

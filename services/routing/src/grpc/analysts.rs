@@ -1380,7 +1380,8 @@ pub(crate) mod db_tests {
 
     /// The API over the runtime role's pool (row-level security applies).
     pub(crate) async fn api(prefix: &str) -> (TestDb, Api) {
-        let (db, pool) = crate::runtime_db(prefix).await;
+        let db = TestDb::create(prefix).await;
+        let pool = db.runtime_pool(&crate::MIGRATOR).await;
         (db, Api::new(pool, Arc::new(Notify::new())))
     }
 

@@ -42,23 +42,13 @@ pub fn req_as<T>(subject: &str, role: Role, msg: T) -> Request<T> {
     r
 }
 
-/// A fresh database migrated by routing's own start-up path (as the owner
+/// A fresh database migrated as routing's start-up does (as the owner
 /// role, granting the runtime role), the runtime role's pool (row-level
 /// security applies: look at rows through [`all_tenants`]), routing's API
 /// over it and a handler with a cache of its own.
 pub async fn routing(prefix: &str) -> (TestDb, PgPool, Api, Arc<TicketEvents>) {
     let db = TestDb::create(prefix).await;
-    let env = wardline_kit::config::Env::from_pairs(db.env("ROUTING"));
-    let cfg = wardline_kit::config::DbConfig::from_env(
-        &env,
-        "ROUTING",
-        "",
-        wardline_kit::tls::Profile::Development,
-    )
-    .expect("database configuration");
-    let pool = wardline_kit::roles::prepare(&cfg, &wardline_routing::MIGRATOR)
-        .await
-        .expect("migrated");
+    let pool = db.runtime_pool(&wardline_routing::MIGRATOR).await;
     let api = Api::new(pool.clone(), Arc::new(Notify::new()));
     let handler = Arc::new(TicketEvents {
         cache: Arc::new(PolicyCache::new()),
