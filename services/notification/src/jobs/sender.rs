@@ -5,9 +5,15 @@
 //! What must hold (see `docs/notification-delivery.md`):
 //! - **Claim, then send, then record.** A claim transaction (rows locked
 //!   with `FOR UPDATE SKIP LOCKED`, so replicas never claim the same row)
-//!   writes the attempt row and sets `sending_since`, and commits *before*
-//!   anything is sent. The result is recorded in a second transaction. So
+//!   writes the attempt rows and sets `sending_since`, and commits *before*
+//!   anything is sent. Results are recorded in later transactions. So
 //!   every attempt that may have reached a receiver has a row.
+//! - **Per round, not per delivery.** One claim transaction per round
+//!   (array statements for the attempts, one read of the round's template
+//!   overrides and of its endpoints' secrets); results are recorded as
+//!   they come in, every result at hand in one transaction (one array
+//!   statement for attempts and deliveries, one outbox insert), while the
+//!   other sends of the round go on.
 //! - **Exactly once per (event, recipient, channel), with one limit.** A
 //!   delivery succeeds at most once: a finished row is never claimed again.
 //!   The limit: a sender that dies after the receiver accepted and before
@@ -21,31 +27,35 @@
 //!   restart loses no retry. Permanent failures finish at once; retries
 //!   exhausted dead-letter the delivery.
 //! - A final outcome publishes `DeliveryOutcome` through the outbox, in the
-//!   transaction that records it.
+//!   transaction that records it, continuing its attempt's trace.
 //! - Spans and logs carry delivery id, tenant, ticket number, event kind
 //!   and outcome; never an address or a message body.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
+use wardline_kit::outbox::TraceContext;
 use wardline_proto::events::event_envelope::Payload;
-use wardline_proto::events::{DeliveryOutcome, DeliveryStatus};
+use wardline_proto::events::{DeliveryOutcome, DeliveryStatus, EventEnvelope};
 
 use crate::channels::{Channels, Outgoing};
 use crate::domain::retry::{Next, RetryPolicy, Verdict};
 use crate::domain::sealing::Keyring;
 use crate::domain::template::{self, Rendered, Template, Vars};
 use crate::domain::{
-    AttemptOutcome, DeliveryState, ErrorClass, EventKind, NotificationChannel, channel_label,
-    kind_label,
+    AttemptOutcome, DeliveryState, ErrorClass, NotificationChannel, channel_label, kind_label,
 };
+use crate::store::attempts::{self, Finish};
+use crate::store::deliveries::{self, Claimed};
+use crate::store::templates::{self, OverrideKey};
+use crate::store::webhooks::{self, EndpointSecrets};
 use wardline_kit::quota::TenantQuota;
 
 /// Channel the deliveries trigger notifies.
@@ -79,45 +89,17 @@ pub struct Sender {
     secret_keys: Arc<Keyring>,
 }
 
-/// A claimed delivery: the attempt row exists, nothing is sent yet.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct Claimed {
-    delivery_id: Uuid,
-    tenant_id: String,
-    source_event_id: Uuid,
-    event_kind: i16,
-    channel: i16,
-    recipient_id: Option<Uuid>,
-    endpoint_id: Option<Uuid>,
-    address: String,
-    number: String,
-    vars: serde_json::Value,
-    attempt_count: i32,
-    attempts_base: i32,
-    traceparent: Option<String>,
+/// What a round read once for all its deliveries.
+struct RoundData {
+    overrides: HashMap<OverrideKey, (String, String)>,
+    secrets: HashMap<Uuid, EndpointSecrets>,
 }
 
-/// An endpoint's signing secrets, sealed.
-#[derive(Debug, sqlx::FromRow)]
-struct EndpointSecrets {
-    secret_sealed: Option<Vec<u8>>,
-    previous_sealed: Option<Vec<u8>>,
-    previous_expires_at: Option<DateTime<Utc>>,
-    deleted_at: Option<DateTime<Utc>>,
-}
-
-const CLAIM_COLUMNS: &str =
-    "delivery_id, tenant_id, source_event_id, event_kind, channel, recipient_id, endpoint_id,
-    address, number, vars, attempt_count, attempts_base, traceparent";
-
-impl Claimed {
-    fn kind(&self) -> EventKind {
-        EventKind::try_from(i32::from(self.event_kind)).unwrap_or(EventKind::Unspecified)
-    }
-    fn channel(&self) -> NotificationChannel {
-        NotificationChannel::try_from(i32::from(self.channel))
-            .unwrap_or(NotificationChannel::Unspecified)
-    }
+/// An attempt made, waiting to be recorded.
+struct Done {
+    claimed: Claimed,
+    verdict: Verdict,
+    trace: TraceContext,
 }
 
 impl Sender {
@@ -168,29 +150,43 @@ impl Sender {
         }
     }
 
-    /// Claims due deliveries and makes one attempt each. Returns how many
-    /// rows were looked at.
+    /// Claims due deliveries and makes one attempt each, recording results
+    /// as they come in. Returns how many rows were looked at.
     pub async fn round(&self) -> Result<usize, sqlx::Error> {
-        let (claimed, seen) = self.claim().await?;
-        futures::stream::iter(claimed)
-            .for_each_concurrent(self.cfg.concurrency.max(1), |c| self.attempt(c))
-            .await;
+        let (claimed, seen, data) = self.claim().await?;
+        if claimed.is_empty() {
+            return Ok(seen);
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
+        let data = &data;
+        let sends = async move {
+            futures::stream::iter(claimed)
+                .for_each_concurrent(self.cfg.concurrency.max(1), |c| {
+                    let tx = tx.clone();
+                    async move {
+                        // The receiver lives until every send is done.
+                        let _ = tx.send(self.attempt(c, data).await);
+                    }
+                })
+                .await;
+        };
+        let record = async {
+            let mut buf = Vec::with_capacity(BATCH as usize);
+            while rx.recv_many(&mut buf, BATCH as usize).await > 0 {
+                self.record(&buf).await;
+                buf.clear();
+            }
+        };
+        tokio::join!(sends, record);
         Ok(seen)
     }
 
-    /// Claims due deliveries, first attempts before retries: a backlog
-    /// retrying against a dead endpoint never delays a fresh notification.
-    async fn claim(&self) -> Result<(Vec<Claimed>, usize), sqlx::Error> {
+    /// Claims due deliveries (one transaction for the round) and reads what
+    /// their messages need: the tenants' template overrides and the
+    /// endpoints' secrets, one query each.
+    async fn claim(&self) -> Result<(Vec<Claimed>, usize, RoundData), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let sql = format!(
-            "SELECT {CLAIM_COLUMNS} FROM deliveries
-              WHERE state <> 4 AND sending_since IS NULL AND next_attempt_at <= now()
-              ORDER BY attempt_count, next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED"
-        );
-        let rows: Vec<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(BATCH)
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = deliveries::lock_due(&mut tx, BATCH).await?;
         let seen = rows.len();
         let mut claimed = Vec::with_capacity(rows.len());
         let (mut later, mut waits) = (Vec::new(), Vec::new());
@@ -204,57 +200,38 @@ impl Sender {
             row.attempt_count += 1;
             claimed.push(row);
         }
-        // Two statements for the whole round, not two per delivery.
-        if !later.is_empty() {
-            sqlx::query(
-                "UPDATE deliveries d SET next_attempt_at = now() + make_interval(secs => w.secs)
-                   FROM UNNEST($1::uuid[], $2::float8[]) AS w(id, secs) WHERE d.delivery_id = w.id",
-            )
-            .bind(&later)
-            .bind(&waits)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !claimed.is_empty() {
-            let ids: Vec<Uuid> = claimed.iter().map(|c| c.delivery_id).collect();
-            let attempts: Vec<i32> = claimed.iter().map(|c| c.attempt_count).collect();
-            sqlx::query(
-                "WITH c AS (SELECT * FROM UNNEST($1::uuid[], $2::int4[]) AS c(id, attempt)),
-                      marked AS (UPDATE deliveries d SET sending_since = now(), attempt_count = c.attempt,
-                                        updated_at = now()
-                                   FROM c WHERE d.delivery_id = c.id)
-                 INSERT INTO delivery_attempts (delivery_id, attempt, started_at)
-                 SELECT id, attempt, now() FROM c",
-            )
-            .bind(&ids)
-            .bind(&attempts)
-            .execute(&mut *tx)
-            .await?;
-        }
+        deliveries::defer(&mut tx, &later, &waits).await?;
+        let ids: Vec<Uuid> = claimed.iter().map(|c| c.delivery_id).collect();
+        let counts: Vec<i32> = claimed.iter().map(|c| c.attempt_count).collect();
+        attempts::start(&mut tx, &ids, &counts, true).await?;
+        let mut keys: Vec<OverrideKey> = claimed
+            .iter()
+            .map(|c| (c.tenant_id.clone(), c.event_kind, c.channel))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let overrides = templates::for_round(&mut tx, &keys).await?;
+        let mut endpoints: Vec<Uuid> = claimed.iter().filter_map(|c| c.endpoint_id).collect();
+        endpoints.sort();
+        endpoints.dedup();
+        let secrets = webhooks::secrets_for_round(&mut tx, &endpoints).await?;
         tx.commit().await?;
-        Ok((claimed, seen))
+        Ok((claimed, seen, RoundData { overrides, secrets }))
     }
 
-    /// Renders and, for webhooks, finds the signing secrets. An error is
+    /// Renders and, for webhooks, opens the signing secrets. An error is
     /// the attempt's verdict (nothing is sent).
-    async fn prepare(&self, c: &Claimed) -> Result<Outgoing, Verdict> {
+    async fn prepare(&self, c: &Claimed, data: &RoundData) -> Result<Outgoing, Verdict> {
         let kind = c.kind();
         let channel = c.channel();
-        let db_failed = |e: sqlx::Error| {
-            tracing::warn!(error = %e, "database error preparing an attempt");
-            Verdict::failed(ErrorClass::Connection, 0)
-        };
-        let custom: Option<(String, String)> = sqlx::query_as(
-            "SELECT subject, body FROM template_overrides WHERE tenant_id = $1 AND event_kind = $2 AND channel = $3",
-        )
-        .bind(&c.tenant_id)
-        .bind(c.event_kind)
-        .bind(c.channel)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_failed)?;
-        let t = match custom {
-            Some((subject, body)) => Template { subject, body },
+        let t = match data
+            .overrides
+            .get(&(c.tenant_id.clone(), c.event_kind, c.channel))
+        {
+            Some((subject, body)) => Template {
+                subject: subject.clone(),
+                body: body.clone(),
+            },
             None => template::default_template(kind, channel),
         };
         let pairs: BTreeMap<String, String> =
@@ -262,17 +239,11 @@ impl Sender {
         let message = render_off_runtime(t, Vars::from_pairs(pairs)).await?;
         let mut secrets = Vec::new();
         if channel == NotificationChannel::Webhook {
-            let row: Option<EndpointSecrets> = sqlx::query_as(
-                "SELECT secret_sealed, previous_sealed, previous_expires_at, deleted_at FROM webhook_endpoints WHERE endpoint_id = $1",
-            )
-            .bind(c.endpoint_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_failed)?;
-            let Some(e) = row.filter(|e| e.deleted_at.is_none()) else {
+            let found = c.endpoint_id.and_then(|id| data.secrets.get(&id));
+            let Some(e) = found.filter(|e| e.deleted_at.is_none()) else {
                 return Err(Verdict::failed(ErrorClass::EndpointDeleted, 0));
             };
-            let bound_to = c.endpoint_id.map(|id| id.to_string()).unwrap_or_default();
+            let bound_to = e.endpoint_id.to_string();
             let open = |sealed: &[u8]| {
                 self.secret_keys.open(&bound_to, sealed).map_err(|e| {
                     // A key missing from NOTIFICATION_SECRET_KEYS: an
@@ -304,7 +275,9 @@ impl Sender {
         })
     }
 
-    async fn attempt(&self, c: Claimed) {
+    /// Makes the attempt in its own span (continuing the ticket's trace)
+    /// and hands back what to record.
+    async fn attempt(&self, c: Claimed, data: &RoundData) -> Done {
         let channel = c.channel();
         let span = tracing::info_span!(
             "notification.send",
@@ -325,9 +298,10 @@ impl Sender {
             &span,
             &wardline_kit::telemetry::MapExtractor(&carrier),
         );
-        async {
+        let trace = TraceContext::of(&span);
+        let verdict = async {
             let started = Instant::now();
-            let verdict = match (self.prepare(&c).await, self.channels.get(channel)) {
+            let verdict = match (self.prepare(&c, data).await, self.channels.get(channel)) {
                 (Err(v), _) => v,
                 (Ok(_), None) => Verdict::failed(ErrorClass::RemoteRejected, 0),
                 (Ok(out), Some(ch)) => tokio::time::timeout(self.cfg.timeout, ch.send(&out))
@@ -344,76 +318,73 @@ impl Sender {
             tracing::Span::current().record("outcome", outcome);
             metrics::counter!("wardline_notification_attempts_total", "channel" => channel_label(channel), "outcome" => outcome)
                 .increment(1);
-            // Recording is retried briefly; if the database stays away the
-            // claim expires and the reconciler records the attempt as
-            // interrupted instead.
-            let mut delay = Duration::from_millis(100);
-            for _ in 0..5 {
-                match self.record(&c, verdict).await {
-                    Ok(()) => return,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "recording an attempt failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                    }
-                }
-            }
-            tracing::error!("attempt not recorded; the reconciler will take it");
+            verdict
         }
         .instrument(span)
-        .await
+        .await;
+        Done {
+            claimed: c,
+            verdict,
+            trace,
+        }
     }
 
-    async fn record(&self, c: &Claimed, v: Verdict) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let still_ours: bool = sqlx::query_scalar(
-            "SELECT sending_since IS NOT NULL AND attempt_count = $2 FROM deliveries WHERE delivery_id = $1 FOR UPDATE",
-        )
-        .bind(c.delivery_id)
-        .bind(c.attempt_count)
-        .fetch_optional(&mut *tx)
-        .await?
-        .unwrap_or(false);
-        if !still_ours {
-            // Reconciled meanwhile (the lease expired): that record stands.
-            tx.rollback().await?;
-            return Ok(());
+    /// Records the attempts in `done` in one transaction. Retried briefly;
+    /// if the database stays away the claims expire and the reconciler
+    /// records those attempts as interrupted instead.
+    async fn record(&self, done: &[Done]) {
+        let items: Vec<(Attempted, Verdict, &TraceContext)> = done
+            .iter()
+            .map(|d| (Attempted::of(&d.claimed), d.verdict, &d.trace))
+            .collect();
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..5 {
+            let result = async {
+                let mut tx = self.pool.begin().await?;
+                // Only attempts still claimed: one reconciled meanwhile (the
+                // lease expired) keeps that record.
+                finish_attempts(&mut tx, &items, &self.cfg.policy, true).await?;
+                tx.commit().await
+            }
+            .await;
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempts = done.len(), "recording attempts failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
         }
-        finish_attempt(&mut tx, &Attempted::of(c), v, &self.cfg.policy).await?;
-        tx.commit().await
+        tracing::error!(
+            attempts = done.len(),
+            "attempts not recorded; the reconciler will take them"
+        );
     }
 
     /// Records attempts whose claim outlived the lease as interrupted and
     /// schedules what follows. Returns how many.
     pub async fn reconcile(&self) -> Result<usize, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let sql = format!(
-            "SELECT {CLAIM_COLUMNS} FROM deliveries
-              WHERE sending_since IS NOT NULL AND sending_since < now() - make_interval(secs => $1)
-              ORDER BY sending_since LIMIT 100 FOR UPDATE SKIP LOCKED"
-        );
-        let rows: Vec<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(self.cfg.lease.as_secs_f64())
-            .fetch_all(&mut *tx)
-            .await?;
-        for c in &rows {
-            tracing::warn!(delivery_id = %c.delivery_id, tenant = %c.tenant_id, "attempt interrupted (sender lost); outcome unknown, scheduling the next");
-            metrics::counter!("wardline_notification_interrupted_attempts_total", "channel" => channel_label(c.channel()))
-                .increment(1);
-            finish_attempt(
-                &mut tx,
-                &Attempted::of(c),
-                Verdict::failed(ErrorClass::Timeout, 0),
-                &self.cfg.policy,
-            )
-            .await?;
-        }
+        let rows =
+            deliveries::lock_expired_claims(&mut tx, self.cfg.lease.as_secs_f64(), 100).await?;
+        let trace = TraceContext::current();
+        let items: Vec<(Attempted, Verdict, &TraceContext)> = rows
+            .iter()
+            .map(|c| {
+                tracing::warn!(delivery_id = %c.delivery_id, tenant = %c.tenant_id, "attempt interrupted (sender lost); outcome unknown, scheduling the next");
+                metrics::counter!("wardline_notification_interrupted_attempts_total", "channel" => channel_label(c.channel()))
+                    .increment(1);
+                (Attempted::of(c), Verdict::failed(ErrorClass::Timeout, 0), &trace)
+            })
+            .collect();
+        finish_attempts(&mut tx, &items, &self.cfg.policy, true).await?;
         tx.commit().await?;
         Ok(rows.len())
     }
 }
 
-/// What [`finish_attempt`] needs about a delivery.
+/// What [`finish_attempts`] needs about a delivery.
 #[derive(Debug, Clone)]
 pub(crate) struct Attempted {
     pub delivery_id: Uuid,
@@ -426,7 +397,7 @@ pub(crate) struct Attempted {
 }
 
 impl Attempted {
-    fn of(c: &Claimed) -> Self {
+    pub(crate) fn of(c: &Claimed) -> Self {
         Self {
             delivery_id: c.delivery_id,
             tenant_id: c.tenant_id.clone(),
@@ -439,59 +410,33 @@ impl Attempted {
     }
 }
 
-/// Completes attempt `a.attempt` with `v` and moves the delivery on
-/// (retry, finish, dead letter), publishing the final outcome. The
-/// delivery's row must be locked by the caller's transaction.
-pub(crate) async fn finish_attempt(
+/// Completes each attempt with its verdict and moves its delivery on
+/// (retry, finish, dead letter) in one array statement, then publishes the
+/// final outcomes in one outbox insert, each under its own trace. With
+/// `claimed`, deliveries no longer claimed by that attempt are left alone.
+/// Returns the deliveries recorded.
+pub(crate) async fn finish_attempts(
     conn: &mut PgConnection,
-    a: &Attempted,
-    v: Verdict,
+    items: &[(Attempted, Verdict, &TraceContext)],
     policy: &RetryPolicy,
-) -> Result<Next, sqlx::Error> {
+    claimed: bool,
+) -> Result<usize, sqlx::Error> {
+    if items.is_empty() {
+        return Ok(0);
+    }
     let now = Utc::now();
-    let in_schedule = u32::try_from(a.attempt - a.attempts_base)
-        .unwrap_or(1)
-        .max(1);
-    let next = policy.next(v, in_schedule);
-    let (state, outcome, next_at) = match next {
-        Next::Delivered => (DeliveryState::Finished, DeliveryStatus::Delivered, None),
-        Next::Failed => (DeliveryState::Finished, DeliveryStatus::Failed, None),
-        Next::DeadLetter => (DeliveryState::Finished, DeliveryStatus::DeadLettered, None),
-        Next::RetryIn(d) => (
-            DeliveryState::RetryScheduled,
-            DeliveryStatus::Unspecified,
-            Some(now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))),
-        ),
-    };
-    sqlx::query(
-        "UPDATE delivery_attempts SET finished_at = $3, outcome = $4, status_code = $5, error_class = $6, next_retry_at = $7
-          WHERE delivery_id = $1 AND attempt = $2",
-    )
-    .bind(a.delivery_id)
-    .bind(a.attempt)
-    .bind(now)
-    .bind(v.outcome as i16)
-    .bind(v.status_code as i32)
-    .bind(v.class as i16)
-    .bind(next_at)
-    .execute(&mut *conn)
-    .await?;
-    let finished = state == DeliveryState::Finished;
-    sqlx::query(
-        "UPDATE deliveries SET sending_since = NULL, state = $2, outcome = $3, next_attempt_at = $4,
-            finished_at = CASE WHEN $5 THEN $6 ELSE NULL END, updated_at = $6
-          WHERE delivery_id = $1",
-    )
-    .bind(a.delivery_id)
-    .bind(state as i16)
-    .bind(outcome as i16)
-    .bind(next_at)
-    .bind(finished)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    let channel = channel_label(a.channel);
-    if finished {
+    let plans: Vec<(Finish, DeliveryStatus)> = items
+        .iter()
+        .map(|(a, v, _)| plan(a, *v, policy, now))
+        .collect();
+    let rows: Vec<Finish> = plans.iter().map(|(f, _)| f.clone()).collect();
+    let changed = attempts::finish(conn, &rows, now, claimed).await?;
+    let mut outbox: Vec<(EventEnvelope, &TraceContext)> = Vec::new();
+    for ((a, _, trace), (f, outcome)) in items.iter().zip(&plans) {
+        if !f.finished || !changed.contains(&a.delivery_id) {
+            continue;
+        }
+        let channel = channel_label(a.channel);
         let label = match outcome {
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
@@ -499,7 +444,7 @@ pub(crate) async fn finish_attempt(
         };
         metrics::counter!("wardline_notification_deliveries_total", "channel" => channel, "outcome" => label)
             .increment(1);
-        if outcome == DeliveryStatus::DeadLettered {
+        if *outcome == DeliveryStatus::DeadLettered {
             metrics::counter!("wardline_notification_dead_letters_total", "channel" => channel)
                 .increment(1);
             tracing::warn!(delivery_id = %a.delivery_id, tenant = %a.tenant_id, "delivery dead-lettered after its retries");
@@ -514,18 +459,56 @@ pub(crate) async fn finish_attempt(
                 source_event_id: a.source_event_id.to_string(),
                 channel: channel.to_owned(),
                 recipient_id: a.target.map(|t| t.to_string()).unwrap_or_default(),
-                status: outcome as i32,
+                status: *outcome as i32,
                 attempts: a.attempt as u32,
             }),
         );
-        wardline_kit::outbox::enqueue(conn, &env)
-            .await
-            .map_err(|e| match e {
-                wardline_kit::outbox::OutboxError::Db(e) => e,
-                other => sqlx::Error::Protocol(other.to_string()),
-            })?;
+        outbox.push((env, *trace));
     }
-    Ok(next)
+    let rows: Vec<(&EventEnvelope, &TraceContext)> = outbox.iter().map(|(e, t)| (e, *t)).collect();
+    wardline_kit::outbox::enqueue_traced(conn, &rows)
+        .await
+        .map_err(|e| match e {
+            wardline_kit::outbox::OutboxError::Db(e) => e,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
+    Ok(changed.len())
+}
+
+/// Where attempt `a.attempt` ending with `v` takes its delivery.
+fn plan(
+    a: &Attempted,
+    v: Verdict,
+    policy: &RetryPolicy,
+    now: chrono::DateTime<Utc>,
+) -> (Finish, DeliveryStatus) {
+    let in_schedule = u32::try_from(a.attempt - a.attempts_base)
+        .unwrap_or(1)
+        .max(1);
+    let (state, outcome, next_at) = match policy.next(v, in_schedule) {
+        Next::Delivered => (DeliveryState::Finished, DeliveryStatus::Delivered, None),
+        Next::Failed => (DeliveryState::Finished, DeliveryStatus::Failed, None),
+        Next::DeadLetter => (DeliveryState::Finished, DeliveryStatus::DeadLettered, None),
+        Next::RetryIn(d) => (
+            DeliveryState::RetryScheduled,
+            DeliveryStatus::Unspecified,
+            Some(now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))),
+        ),
+    };
+    (
+        Finish {
+            delivery_id: a.delivery_id,
+            attempt: a.attempt,
+            outcome: v.outcome as i16,
+            status_code: v.status_code as i32,
+            error_class: v.class as i16,
+            next_at,
+            state: state as i16,
+            delivery_outcome: outcome as i16,
+            finished: state == DeliveryState::Finished,
+        },
+        outcome,
+    )
 }
 
 /// How long one render may take before the attempt fails with RENDER_FAILED
