@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use secrecy::ExposeSecret;
-use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::config::DbConfig;
 
@@ -87,4 +87,95 @@ pub async fn migrate(pool: &PgPool, service: &Migrator) -> Result<(), DbError> {
     kit.run(pool).await?;
     service.run(pool).await?;
     Ok(())
+}
+
+/// The setting row-level security reads (`current_setting('wardline.tenant',
+/// true)` in every tenant-scoped table's policy; docs/access-model.md). Set
+/// per transaction only (`SET LOCAL`), so a pooled connection never carries
+/// one request's tenant into the next.
+pub const TENANT_SETTING: &str = "wardline.tenant";
+
+/// The value of [`TENANT_SETTING`] that lets a transaction see every
+/// tenant's rows. Never a slug, so no tenant can be named so.
+pub const ALL_TENANTS: &str = "*";
+
+/// Whose rows a transaction may see under row-level security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// One tenant's rows: every request of a tenant-pinned caller and every
+    /// event handler (the kit takes the tenant from the event's subject).
+    Tenant(&'a str),
+    /// Every tenant's rows: a `"*"` vendor caller's cross-tenant reads and
+    /// the service's own machinery (outbox relay, timers, housekeeping).
+    /// Each use says why in a comment.
+    AllTenants,
+}
+
+impl<'a> Scope<'a> {
+    /// The scope of a request acting for `tenant`: a slug is one tenant;
+    /// [`ALL_TENANTS`] (a vendor's `"*"`) is every tenant.
+    pub fn of(tenant: &'a str) -> Self {
+        if tenant == ALL_TENANTS {
+            Scope::AllTenants
+        } else {
+            Scope::Tenant(tenant)
+        }
+    }
+
+    /// The setting's value, or an error for a tenant that is not a slug
+    /// (callers validate tenants long before this; refusing here keeps the
+    /// value safe to write into the `BEGIN` statement).
+    fn value(self) -> Result<&'a str, sqlx::Error> {
+        match self {
+            Scope::AllTenants => Ok(ALL_TENANTS),
+            Scope::Tenant(t) if crate::validate::is_slug(t, 1, 64) => Ok(t),
+            Scope::Tenant(_) => Err(sqlx::Error::InvalidArgument(
+                "tenant scope must be a slug".into(),
+            )),
+        }
+    }
+}
+
+/// Begins a transaction that sees the rows of `scope` only: `BEGIN` and
+/// `SET LOCAL wardline.tenant` in one round trip. Every transaction of a
+/// service against tenant-scoped tables starts here (a plain `pool.begin()`
+/// or a query on the pool itself sees no tenant-scoped row at all).
+pub async fn begin(
+    pool: &PgPool,
+    scope: Scope<'_>,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let value = scope.value()?;
+    pool.begin_with(sqlx::AssertSqlSafe(format!(
+        "BEGIN; SET LOCAL {TENANT_SETTING} = '{value}'"
+    )))
+    .await
+}
+
+/// Sets the scope inside a transaction that is already open (for a
+/// transaction begun elsewhere, e.g. by `sqlx::Acquire::begin` on a
+/// connection). Later calls replace earlier ones.
+pub async fn set_scope(conn: &mut sqlx::PgConnection, scope: Scope<'_>) -> Result<(), sqlx::Error> {
+    let value = scope.value()?;
+    sqlx::query("SELECT set_config($1, $2, true)")
+        .bind(TENANT_SETTING)
+        .bind(value)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vendor_star_is_every_tenant_and_only_slugs_are_tenants() {
+        assert_eq!(Scope::of("*"), Scope::AllTenants);
+        assert_eq!(Scope::of("st-olaf"), Scope::Tenant("st-olaf"));
+        assert_eq!(Scope::AllTenants.value().unwrap(), "*");
+        assert_eq!(Scope::Tenant("st-olaf").value().unwrap(), "st-olaf");
+        for bad in ["", "x'; RESET ROLE; --", "Acme", "a b", "-a"] {
+            assert!(Scope::Tenant(bad).value().is_err(), "{bad:?}");
+        }
+    }
 }
