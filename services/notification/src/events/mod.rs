@@ -478,6 +478,13 @@ impl EventHandler for Events {
         // One event at a time, each in its own span (so what it records
         // continues its trace), inside the batch's transaction; the
         // deliveries of all of them in one statement at the end.
+        if batch.tenant() == ALL_TENANTS_EVENT {
+            // Routing's events about analysts who cover every tenant: they
+            // write the global directory and the '_vendor' recipients, no
+            // hospital's rows, so the batch is not one tenant's. '_all' is
+            // no tenant slug (the kit's scope for it would see nothing).
+            wardline_kit::db::set_scope(batch.conn(), wardline_kit::db::Scope::AllTenants).await?;
+        }
         let mut out = Recorded::default();
         for event in events {
             self.apply_one(batch.conn(), event, &mut out)

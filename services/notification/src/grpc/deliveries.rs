@@ -154,7 +154,7 @@ impl DeliveryService for Api {
             created_to,
             after: parse_cursor(&r.page_token)?,
         };
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.begin(&tenant).await?;
         let rows = deliveries::list(&mut conn, &tenant, &filter, size + 1)
             .await
             .map_err(db)?;
@@ -177,7 +177,7 @@ impl DeliveryService for Api {
         let tenant = tenant_of(&caller, ADMINS)?;
         let id = parse_uuid(&req.get_ref().delivery_id, "delivery_id")?;
         tracing::Span::current().record("delivery_id", tracing::field::display(id));
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.begin(&tenant).await?;
         let row = one(&mut conn, &tenant, id, false).await?;
         Ok(Response::new(with_attempts(&mut conn, &row).await?))
     }
@@ -192,7 +192,7 @@ impl DeliveryService for Api {
         require_request_id(&r.request_id)?;
         let id = parse_uuid(&r.delivery_id, "delivery_id")?;
         let hash = idempotency::request_hash("RetryDelivery", &r);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, &r.request_id, "RetryDelivery", &hash).await?
         {
@@ -238,7 +238,7 @@ impl DeliveryService for Api {
         let channels = enums(&r.channels, "channels", channel)?;
         let (from, to) = range(r.dead_lettered.as_ref(), "dead_lettered")?;
         let after = parse_cursor(&r.page_token)?;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.begin(&tenant).await?;
         let rows =
             deliveries::dead_letters(&mut conn, &tenant, &channels, (from, to), after, size + 1)
                 .await

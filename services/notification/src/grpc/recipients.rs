@@ -225,7 +225,7 @@ impl RecipientService for Api {
             Some(parse_uuid(&given.recipient_id, "recipient.recipient_id")?)
         };
         let hash = idempotency::request_hash("UpsertRecipient", &r);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, &r.request_id, "UpsertRecipient", &hash).await?
         {
@@ -343,7 +343,7 @@ impl RecipientService for Api {
             Uuid::parse_str(&r.page_token)
                 .map_err(|_| invalid("page_token: not a token from a previous response"))?
         };
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.begin(&tenant).await?;
         let rows = recipients::list(&mut conn, &tenant, after, &kinds, &r.subject_id, size + 1)
             .await
             .map_err(db)?;
@@ -375,14 +375,18 @@ impl RecipientService for Api {
             .clone()
             .ok_or_else(|| invalid("preferences: required"))?;
         let hash = idempotency::request_hash("SetPreferences", &r);
-        let scope = if admin {
-            tenant.clone()
+        // An analyst's keys are their own: the key names the caller inside
+        // the tenant's keys (a line break no request id contains keeps it
+        // apart from every admin's key), so the row stays the tenant's under
+        // row-level security.
+        let key = if admin {
+            r.request_id.clone()
         } else {
-            format!("{tenant}/{}", caller.subject)
+            format!("{}\n{}", caller.subject, r.request_id)
         };
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) =
-            idempotency::begin(&mut tx, &scope, &r.request_id, "SetPreferences", &hash).await?
+            idempotency::begin(&mut tx, &tenant, &key, "SetPreferences", &hash).await?
         {
             return decode_replay(&bytes);
         }
@@ -419,7 +423,7 @@ impl RecipientService for Api {
         .await
         .map_err(db)?;
         let resp = to_proto(&get(&mut tx, id).await?);
-        idempotency::finish(&mut tx, &scope, &r.request_id, &resp.encode_to_vec())
+        idempotency::finish(&mut tx, &tenant, &key, &resp.encode_to_vec())
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;

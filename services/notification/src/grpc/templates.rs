@@ -78,7 +78,7 @@ impl TemplateService for Api {
         let r = req.into_inner();
         let kind = event_kind(r.event_kind, "event_kind")?;
         let ch = channel(r.channel, "channel")?;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.begin(&tenant).await?;
         let row = load(&mut conn, &tenant, kind, ch, false).await?;
         Ok(Response::new(effective(kind, ch, row.as_ref())))
     }
@@ -127,7 +127,7 @@ impl TemplateService for Api {
                 })?;
         }
         let hash = idempotency::request_hash("SetTemplateOverride", &r);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) = idempotency::begin(
             &mut tx,
             &tenant,

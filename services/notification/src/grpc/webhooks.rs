@@ -99,7 +99,9 @@ pub async fn seal_at_rest(
     pool: &sqlx::PgPool,
     keys: &crate::domain::sealing::Keyring,
 ) -> anyhow::Result<()> {
-    let mut conn = pool.acquire().await?;
+    // Every tenant's endpoints: start-up maintenance of the service's own
+    // secrets, before any request is served.
+    let mut conn = wardline_kit::db::begin(pool, wardline_kit::db::Scope::AllTenants).await?;
     let rows = store::unsealed(&mut conn, keys.current_id()).await?;
     let current = keys.current_id();
     let mut resealed = 0;
@@ -123,6 +125,7 @@ pub async fn seal_at_rest(
             resealed += 1;
         }
     }
+    conn.commit().await?;
     if resealed > 0 {
         tracing::info!(
             resealed,
@@ -170,7 +173,7 @@ impl WebhookService for Api {
             kinds.push(k);
         }
         let hash = idempotency::request_hash("CreateWebhookEndpoint", &r);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) = idempotency::begin(
             &mut tx,
             &tenant,
@@ -227,7 +230,7 @@ impl WebhookService for Api {
             _ => return Err(invalid("overlap_seconds: at most 604800 (7 days)")),
         };
         let hash = idempotency::request_hash("RotateWebhookSecret", &r);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) = idempotency::begin(
             &mut tx,
             &tenant,
@@ -282,7 +285,7 @@ impl WebhookService for Api {
             Uuid::parse_str(&r.page_token)
                 .map_err(|_| invalid("page_token: not a token from a previous response"))?
         };
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.begin(&tenant).await?;
         let rows = store::list(&mut conn, &tenant, after, size + 1)
             .await
             .map_err(db)?;
@@ -307,7 +310,7 @@ impl WebhookService for Api {
         require_request_id(&r.request_id)?;
         let id = parse_uuid(&r.endpoint_id, "endpoint_id")?;
         let hash = idempotency::request_hash("DeleteWebhookEndpoint", &r);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) = idempotency::begin(
             &mut tx,
             &tenant,

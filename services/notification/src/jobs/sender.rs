@@ -120,6 +120,17 @@ impl Sender {
         }
     }
 
+    /// A transaction over every tenant's deliveries. The sender is the
+    /// service's own machinery, not a request: one round claims whatever is
+    /// due, whichever hospital it belongs to (a scan per tenant would cost
+    /// a transaction per tenant per round and need a list of tenants
+    /// notification does not keep). Safe because what it reads goes only
+    /// to each row's own recipient, and what it writes is keyed by the
+    /// rows it claimed.
+    async fn all_tenants(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        wardline_kit::db::begin(&self.pool, wardline_kit::db::Scope::AllTenants).await
+    }
+
     /// Runs until `stop`: woken by NOTIFY when deliveries commit, polling
     /// as a fallback; finishes the attempts in flight before returning.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
@@ -185,7 +196,7 @@ impl Sender {
     /// their messages need: the tenants' template overrides and the
     /// endpoints' secrets, one query each.
     async fn claim(&self) -> Result<(Vec<Claimed>, usize, RoundData), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.all_tenants().await?;
         let rows = deliveries::lock_due(&mut tx, BATCH).await?;
         let seen = rows.len();
         let mut claimed = Vec::with_capacity(rows.len());
@@ -340,7 +351,7 @@ impl Sender {
         let mut delay = Duration::from_millis(100);
         for _ in 0..5 {
             let result = async {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.all_tenants().await?;
                 // Only attempts still claimed: one reconciled meanwhile (the
                 // lease expired) keeps that record.
                 finish_attempts(&mut tx, &items, &self.cfg.policy, true).await?;
@@ -365,7 +376,7 @@ impl Sender {
     /// Records attempts whose claim outlived the lease as interrupted and
     /// schedules what follows. Returns how many.
     pub async fn reconcile(&self) -> Result<usize, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.all_tenants().await?;
         let rows =
             deliveries::lock_expired_claims(&mut tx, self.cfg.lease.as_secs_f64(), 100).await?;
         let trace = TraceContext::current();

@@ -48,8 +48,8 @@ pub async fn start(
                             SET sending_since = CASE WHEN $3 THEN now() ELSE d.sending_since END,
                                 attempt_count = c.attempt, updated_at = now()
                            FROM c WHERE d.delivery_id = c.id)
-         INSERT INTO delivery_attempts (delivery_id, attempt, started_at)
-         SELECT id, attempt, now() FROM c",
+         INSERT INTO delivery_attempts (delivery_id, tenant_id, attempt, started_at)
+         SELECT c.id, d.tenant_id, c.attempt, now() FROM c JOIN deliveries d ON d.delivery_id = c.id",
     )
     .bind(ids)
     .bind(attempts)
