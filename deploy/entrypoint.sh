@@ -6,11 +6,12 @@
 # Secrets from files: for each variable below, NAME_FILE names a file (a
 # compose or Docker secret, a mounted Kubernetes Secret) whose content,
 # without the trailing newline, becomes NAME. Setting both is an error.
-#   PGPASSWORD           the database password; the service's *_DATABASE_URL
-#                        then carries no password (sqlx reads PGPASSWORD)
+#   PGPASSWORD           the runtime role's database password; the service's
+#                        *_DATABASE_URL then carries no password (sqlx reads PGPASSWORD)
+#   WARDLINE_MIGRATE_PGPASSWORD
+#                        the owner role's password for *_MIGRATE_DATABASE_URL
 set -eu
-# shellcheck disable=SC2043 # one variable today; the list is where another goes
-for name in PGPASSWORD; do
+for name in PGPASSWORD WARDLINE_MIGRATE_PGPASSWORD; do
     eval "file=\${${name}_FILE:-}"
     [ -n "$file" ] || continue
     eval "current=\${${name}:-}"

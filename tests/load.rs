@@ -108,8 +108,7 @@ async fn two_hundred_tickets_at_a_hundred_a_second_are_created_assigned_billed_a
         .as_array()
         .expect("per-database costs");
     for db in [&intake_db, &routing_db, &billing_db, &notification_db] {
-        let url = db.url();
-        let name = url.rsplit('/').next().unwrap_or_default();
+        let name = db.name();
         let row = dbs
             .iter()
             .find(|d| d["name"] == name)

@@ -157,7 +157,7 @@ async fn postgres_verify_full_works_with_the_ca_and_fails_without_it() {
     let (_dir, pki) = pki();
     let cluster = TestPgCluster::start_tls(&pki.cert_file("postgres"), &pki.key_file("postgres"));
     let db = cluster.create_db("intake_pg_tls").await;
-    let name = db.url().rsplit('/').next().unwrap().to_owned();
+    let name = db.name().to_owned();
     let base = format!("postgres://postgres@127.0.0.1:{}/{name}", cluster.port());
     let ca = pki.ca_file().display().to_string();
     let verified = format!("{base}?sslmode=verify-full&sslrootcert={ca}");
@@ -178,12 +178,17 @@ async fn postgres_verify_full_works_with_the_ca_and_fails_without_it() {
         .await
         .expect_err("the server refuses plaintext");
 
-    // A whole service on it, in the production profile.
+    // A whole service on it, in the production profile, migrating as the
+    // owner and serving as the runtime role, both over verified TLS.
     let nats = TestNats::start();
     let mut env = service_env("INTAKE", &db, &nats, &[]);
+    let tls = format!("?sslmode=verify-full&sslrootcert={ca}");
     for (k, v) in env.iter_mut() {
         if k == "INTAKE_DATABASE_URL" {
-            *v = verified.clone();
+            *v = format!("{}{tls}", db.url());
+        }
+        if k == "INTAKE_MIGRATE_DATABASE_URL" {
+            *v = format!("{}{tls}", db.owner_url());
         }
     }
     let intake = start_in_process_intake(env).await;

@@ -80,6 +80,7 @@ pub fn service_env(
         (format!("{prefix}_GRPC_ADDR"), "127.0.0.1:0".into()),
         (format!("{prefix}_ADMIN_ADDR"), "127.0.0.1:0".into()),
         (format!("{prefix}_DATABASE_URL"), db.url()),
+        (format!("{prefix}_MIGRATE_DATABASE_URL"), db.owner_url()),
         (format!("{prefix}_DB_MAX_CONNECTIONS"), "8".into()),
         (format!("{prefix}_RELAY_POLL_MS"), "200".into()),
         ("WARDLINE_SHUTDOWN_TIMEOUT_MS".into(), "5000".into()),

@@ -119,6 +119,7 @@ async fn metering(n: usize) -> anyhow::Result<()> {
         ("BILLING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("BILLING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("BILLING_DATABASE_URL".to_owned(), db.url()),
+        ("BILLING_MIGRATE_DATABASE_URL".to_owned(), db.owner_url()),
     ]);
     pairs.extend(wardline_testkit::auth_env());
     let config = wardline_billing::Config::from_env(&Env::from_pairs(pairs))?;

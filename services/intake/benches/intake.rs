@@ -115,6 +115,7 @@ async fn run() {
         ("INTAKE_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("INTAKE_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
         ("INTAKE_DATABASE_URL", db.url()),
+        ("INTAKE_MIGRATE_DATABASE_URL", db.owner_url()),
         ("INTAKE_TENANT_RATE", "0".to_owned()),
     ]
     .into_iter()

@@ -25,6 +25,7 @@ fn start_intake(
         ("INTAKE_GRPC_ADDR".to_owned(), grpc.to_string()),
         ("INTAKE_ADMIN_ADDR".to_owned(), admin.to_string()),
         ("INTAKE_DATABASE_URL".to_owned(), db.url()),
+        ("INTAKE_MIGRATE_DATABASE_URL".to_owned(), db.owner_url()),
         ("INTAKE_RELAY_POLL_MS".to_owned(), "200".to_owned()),
         ("RUST_LOG".to_owned(), "info".to_owned()),
     ];

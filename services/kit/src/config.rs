@@ -311,22 +311,43 @@ fn retention(env: &Env) -> Result<crate::housekeeping::Retention, ConfigError> {
     })
 }
 
-/// Database pool settings for a service, read from `<PREFIX>_DATABASE_URL`
-/// and `<PREFIX>_DB_MAX_CONNECTIONS`.
+/// Database settings for a service: `<PREFIX>_DATABASE_URL` (the runtime
+/// role the service serves as), `<PREFIX>_MIGRATE_DATABASE_URL` (the owner
+/// role that migrates, optional) and `<PREFIX>_DB_MAX_CONNECTIONS`.
+///
+/// The two roles are what makes row-level security hold: the owner owns
+/// the schema and is the only one that runs DDL; the runtime role has DML
+/// on the tables and nothing else, so FORCEd policies apply to it and it
+/// cannot disable them (see docs/access-model.md, "Row-level security").
 #[derive(Debug, Clone)]
 pub struct DbConfig {
-    /// Connection URL (wrapped: it may carry a password).
+    /// Connection URL of the runtime role (wrapped: it may carry a password).
     pub url: SecretString,
+    /// Connection URL of the owner role that applies migrations at start-up.
+    /// `None`: the service does not migrate; it checks that the schema is
+    /// current and refuses to start otherwise (migrations then run as a
+    /// separate job, e.g. `wardline-migrate`, before the rollout).
+    pub migrate_url: Option<SecretString>,
+    /// `WARDLINE_MIGRATE_PGPASSWORD`: the owner role's password when the
+    /// migrate URL carries none (container images read it from
+    /// `WARDLINE_MIGRATE_PGPASSWORD_FILE`, like `PGPASSWORD` for the
+    /// runtime role), so neither password sits in a URL.
+    pub migrate_password: Option<SecretString>,
     /// Pool size.
     pub max_connections: u32,
+    /// How strict the start-up checks of the runtime role are.
+    pub profile: crate::tls::Profile,
+    /// The variables' prefix (`INTAKE`, ...), for errors that name them.
+    pub prefix: String,
 }
 
 impl DbConfig {
-    /// Reads `<prefix>_DATABASE_URL` (with a development default) and the
-    /// pool size. In production (`profile`) a server that is not local must
-    /// be reached with `sslmode=verify-full` or `verify-ca` (in the URL or
-    /// `PGSSLMODE`): `disable`, `allow`, `prefer` and `require` would let a
-    /// machine in the middle read the PHI that flows to the database.
+    /// Reads `<prefix>_DATABASE_URL` (with a development default),
+    /// `<prefix>_MIGRATE_DATABASE_URL` and the pool size. In production
+    /// (`profile`) a server that is not local must be reached with
+    /// `sslmode=verify-full` or `verify-ca` (in the URL or `PGSSLMODE`):
+    /// `disable`, `allow`, `prefer` and `require` would let a machine in the
+    /// middle read the PHI that flows to the database.
     pub fn from_env(
         env: &Env,
         prefix: &str,
@@ -334,43 +355,65 @@ impl DbConfig {
         profile: crate::tls::Profile,
     ) -> Result<Self, ConfigError> {
         let var = format!("{prefix}_DATABASE_URL");
-        let url = env.string(&var, default_url);
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(ConfigError::Invalid {
-                var,
-                reason: "must be a postgres:// URL".into(),
-            });
-        }
-        let opts: sqlx::postgres::PgConnectOptions =
-            url.parse().map_err(|e| ConfigError::Invalid {
-                var: var.clone(),
-                reason: format!("not a usable PostgreSQL URL: {e}"),
-            })?;
-        let verified = matches!(
-            opts.get_ssl_mode(),
-            sqlx::postgres::PgSslMode::VerifyFull | sqlx::postgres::PgSslMode::VerifyCa
-        );
-        let host = match opts.get_socket() {
-            Some(socket) => socket.display().to_string(),
-            None => opts.get_host().to_owned(),
+        let url = checked_pg_url(var.clone(), env.string(&var, default_url), profile)?;
+        let migrate_var = format!("{prefix}_MIGRATE_DATABASE_URL");
+        let migrate_url = match env.get(&migrate_var) {
+            Some(v) if !v.trim().is_empty() => Some(checked_pg_url(migrate_var, v, profile)?),
+            _ => None,
         };
-        if !verified && !crate::tls::is_local_host(&host) {
-            if profile.is_production() {
-                return Err(ConfigError::Invalid {
-                    var,
-                    reason: format!(
-                        "sslmode={} to {host} is not verified TLS; use sslmode=verify-full with sslrootcert=<CA file> (or set WARDLINE_ENV=development)",
-                        format!("{:?}", opts.get_ssl_mode()).to_lowercase()
-                    ),
-                });
-            }
-            tracing::warn!(%var, %host, "PostgreSQL without verified TLS (WARDLINE_ENV=development)");
-        }
+        let migrate_password = env
+            .get("WARDLINE_MIGRATE_PGPASSWORD")
+            .filter(|p| !p.is_empty())
+            .map(SecretString::from);
         Ok(Self {
-            url: SecretString::from(url),
+            url,
+            migrate_url,
+            migrate_password,
             max_connections: env.parse(&format!("{prefix}_DB_MAX_CONNECTIONS"), 16)?,
+            profile,
+            prefix: prefix.to_owned(),
         })
     }
+}
+
+/// Checks that `url` (the value of `var`) is a usable PostgreSQL URL and,
+/// in production, reaches a remote server only over verified TLS.
+fn checked_pg_url(
+    var: String,
+    url: String,
+    profile: crate::tls::Profile,
+) -> Result<SecretString, ConfigError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConfigError::Invalid {
+            var,
+            reason: "must be a postgres:// URL".into(),
+        });
+    }
+    let opts: sqlx::postgres::PgConnectOptions = url.parse().map_err(|e| ConfigError::Invalid {
+        var: var.clone(),
+        reason: format!("not a usable PostgreSQL URL: {e}"),
+    })?;
+    let verified = matches!(
+        opts.get_ssl_mode(),
+        sqlx::postgres::PgSslMode::VerifyFull | sqlx::postgres::PgSslMode::VerifyCa
+    );
+    let host = match opts.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => opts.get_host().to_owned(),
+    };
+    if !verified && !crate::tls::is_local_host(&host) {
+        if profile.is_production() {
+            return Err(ConfigError::Invalid {
+                var,
+                reason: format!(
+                    "sslmode={} to {host} is not verified TLS; use sslmode=verify-full with sslrootcert=<CA file> (or set WARDLINE_ENV=development)",
+                    format!("{:?}", opts.get_ssl_mode()).to_lowercase()
+                ),
+            });
+        }
+        tracing::warn!(%var, %host, "PostgreSQL without verified TLS (WARDLINE_ENV=development)");
+    }
+    Ok(SecretString::from(url))
 }
 
 /// Default addresses and database of one service.
@@ -385,7 +428,7 @@ pub struct ServiceDefaults {
 }
 
 /// What every service reads, under its prefix: `<PREFIX>_GRPC_ADDR`,
-/// `<PREFIX>_ADMIN_ADDR`, `<PREFIX>_DATABASE_URL`,
+/// `<PREFIX>_ADMIN_ADDR`, `<PREFIX>_DATABASE_URL`, `<PREFIX>_MIGRATE_DATABASE_URL`,
 /// `<PREFIX>_DB_MAX_CONNECTIONS`, `<PREFIX>_RELAY_BATCH`,
 /// `<PREFIX>_RELAY_POLL_MS`, `<PREFIX>_CONSUMER_WORKERS`,
 /// `<PREFIX>_CONSUMER_BATCH`, `<PREFIX>_JWT_AUDIENCE`, plus the token

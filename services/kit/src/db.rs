@@ -10,13 +10,17 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::config::DbConfig;
 
 /// The kit's own tables (outbox, inbox, dead letters, idempotency keys).
 pub static KIT_MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The history table of [`KIT_MIGRATOR`] (the service's is sqlx's default,
+/// `_sqlx_migrations`).
+pub const KIT_MIGRATIONS_TABLE: &str = "_wardline_kit_migrations";
 
 /// Errors opening or migrating the database.
 #[derive(Debug, thiserror::Error)]
@@ -27,20 +31,46 @@ pub enum DbError {
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A database URL that names no usable role.
+    #[error("database URL: {0}")]
+    Config(String),
+    /// A start-up query (grants, checks) failed.
+    #[error("database start-up query failed: {0}")]
+    Query(#[source] sqlx::Error),
+    /// Started without a migrate URL on a schema that is not current.
+    #[error("the database schema is not current: {0}")]
+    NotMigrated(String),
+    /// The runtime role would bypass or could undo row-level security
+    /// (refused in the production profile).
+    #[error("the runtime database role is unsafe for row-level security: {0}")]
+    UnsafeRole(String),
 }
 
 /// Opens a pool, retrying for up to about a minute.
 pub async fn connect(cfg: &DbConfig) -> Result<PgPool, DbError> {
-    let url = cfg.url.expose_secret().to_owned();
-    let max = cfg.max_connections;
+    connect_url(cfg.url.expose_secret(), cfg.max_connections).await
+}
+
+/// Opens a pool of at most `max` connections on `url`, retrying like
+/// [`connect`].
+pub async fn connect_url(url: &str, max: u32) -> Result<PgPool, DbError> {
+    let opts: PgConnectOptions = url
+        .parse()
+        .map_err(|e: sqlx::Error| DbError::Config(e.to_string()))?;
+    connect_options(opts, max).await
+}
+
+/// Opens a pool of at most `max` connections with `opts`, retrying like
+/// [`connect`].
+pub async fn connect_options(opts: PgConnectOptions, max: u32) -> Result<PgPool, DbError> {
     (|| {
-        let url = url.clone();
+        let opts = opts.clone();
         async move {
             PgPoolOptions::new()
                 .max_connections(max)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect(&url)
+                .connect_with(opts)
                 .await
         }
     })
@@ -83,7 +113,7 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 /// history table, so their version numbers never collide.
 pub async fn migrate(pool: &PgPool, service: &Migrator) -> Result<(), DbError> {
     let mut kit = Migrator::with_migrations(KIT_MIGRATOR.iter().cloned().collect());
-    kit.dangerous_set_table_name("_wardline_kit_migrations");
+    kit.dangerous_set_table_name(KIT_MIGRATIONS_TABLE);
     kit.run(pool).await?;
     service.run(pool).await?;
     Ok(())

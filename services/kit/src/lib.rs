@@ -4,6 +4,7 @@
 //! - [`telemetry`]: JSON/pretty logs with trace ids, OTLP export, W3C propagation.
 //! - [`auth`]: bearer JWTs carrying tenant and roles, verified by a tonic interceptor.
 //! - [`db`]: PostgreSQL pool with retries; the kit's and the service's migrations.
+//! - [`roles`]: migrate as the owner role, serve as the runtime role, and the start-up check of it.
 //! - [`dead_letters`]: listing the dead letters every service keeps, for its API.
 //! - [`nats`]: NATS identities and TLS, stream provisioning, the permission layout, subject naming.
 //! - [`events`]: event envelopes and the payload-to-subject mapping.
@@ -35,6 +36,7 @@ pub mod idempotency;
 pub mod nats;
 pub mod outbox;
 pub mod quota;
+pub mod roles;
 pub mod service;
 pub mod shutdown;
 pub mod sql;

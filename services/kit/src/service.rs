@@ -1,7 +1,8 @@
 //! The life of a service process, written once for all four.
 //!
-//! [`Base::start`] opens PostgreSQL (with retries), applies migrations,
-//! connects to NATS as the service's identity, waits until the streams exist
+//! [`Base::start`] opens PostgreSQL (with retries), applies migrations as
+//! the owner role (or checks that they were applied), checks the runtime
+//! role it serves as ([`crate::roles`]), connects to NATS as the service's identity, waits until the streams exist
 //! (`wardline-provision` creates them), binds both ports and starts the
 //! outbox relay. The service spawns its consumer and background tasks on the
 //! base ([`Base::spawn_consumer`], [`Base::spawn`]), lists its gRPC services
@@ -144,7 +145,8 @@ pub struct Base {
 }
 
 impl Base {
-    /// Opens the database (and migrates it), connects to NATS and waits for the streams.
+    /// Opens the database (migrating it as the owner role when configured,
+    /// see [`crate::roles`]), connects to NATS and waits for the streams.
     pub async fn connect(
         service: &'static str,
         common: &CommonConfig,
@@ -152,8 +154,7 @@ impl Base {
         migrator: &Migrator,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
-        let pool = crate::db::connect(db).await?;
-        crate::db::migrate(&pool, migrator).await?;
+        let pool = crate::roles::prepare(db, migrator).await?;
         let nats = crate::nats::connect(&common.nats, service).await?;
         let js = jetstream::new(nats.clone());
         crate::nats::wait_for_streams(&js, &shutdown).await;

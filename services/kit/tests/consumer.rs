@@ -264,7 +264,7 @@ impl Harness {
 #[tokio::test]
 async fn a_database_error_that_is_not_a_lost_connection_ends_as_a_dead_letter() {
     let db = TestDb::create("kit_dberr").await;
-    let h = start(migrated_pool(&db.url()).await, spec(|_| {})).await;
+    let h = start(migrated_pool(&db.superuser_url()).await, spec(|_| {})).await;
     let bad = event("stmarys", "db-error");
     h.publish(&bad).await;
 
@@ -284,7 +284,7 @@ async fn a_database_error_that_is_not_a_lost_connection_ends_as_a_dead_letter() 
 #[tokio::test]
 async fn data_the_database_refuses_is_dead_lettered_at_once_naming_only_the_sqlstate() {
     let db = TestDb::create("kit_baddata").await;
-    let h = start(migrated_pool(&db.url()).await, spec(|_| {})).await;
+    let h = start(migrated_pool(&db.superuser_url()).await, spec(|_| {})).await;
     let bad = event("stmarys", "bad-data");
     h.publish(&bad).await;
 
@@ -303,7 +303,7 @@ async fn data_the_database_refuses_is_dead_lettered_at_once_naming_only_the_sqls
 #[tokio::test]
 async fn an_event_that_fails_then_applies_is_applied_once_and_its_count_cleared() {
     let db = TestDb::create("kit_flaky").await;
-    let h = start(migrated_pool(&db.url()).await, spec(|_| {})).await;
+    let h = start(migrated_pool(&db.superuser_url()).await, spec(|_| {})).await;
     let flaky = event("stmarys", "flaky");
     h.publish(&flaky).await;
     eventually(20, "the flaky event applied", || async {
@@ -318,7 +318,7 @@ async fn an_event_that_fails_then_applies_is_applied_once_and_its_count_cleared(
 #[tokio::test]
 async fn poison_a_broken_envelope_and_a_forged_tenant_are_dead_lettered_at_once() {
     let db = TestDb::create("kit_poison").await;
-    let h = start(migrated_pool(&db.url()).await, spec(|_| {})).await;
+    let h = start(migrated_pool(&db.superuser_url()).await, spec(|_| {})).await;
 
     let poison = event("stmarys", "poison");
     h.publish(&poison).await;
@@ -363,7 +363,7 @@ async fn poison_a_broken_envelope_and_a_forged_tenant_are_dead_lettered_at_once(
 async fn a_panicking_handler_is_counted_and_dead_lettered_and_the_worker_lives_on() {
     let db = TestDb::create("kit_panic").await;
     let h = start(
-        migrated_pool(&db.url()).await,
+        migrated_pool(&db.superuser_url()).await,
         spec(|s| {
             s.workers = 1;
             s.max_failures = 2;
@@ -386,7 +386,7 @@ async fn a_panicking_handler_is_counted_and_dead_lettered_and_the_worker_lives_o
 #[tokio::test]
 async fn a_redelivered_or_republished_event_is_applied_once() {
     let db = TestDb::create("kit_dup").await;
-    let h = start(migrated_pool(&db.url()).await, spec(|_| {})).await;
+    let h = start(migrated_pool(&db.superuser_url()).await, spec(|_| {})).await;
     let ok = event("stmarys", "ok");
     h.publish(&ok).await;
     // Past the stream's duplicate window: another message id, same event.
@@ -403,7 +403,7 @@ async fn postgres_down_for_longer_than_the_budget_loses_nothing() {
     let cluster = TestPgCluster::start();
     let db = cluster.create_db("kit_outage").await;
     let h = start(
-        migrated_pool(&db.url()).await,
+        migrated_pool(&db.superuser_url()).await,
         spec(|s| {
             s.max_failures = 2;
             s.ack_wait = Duration::from_secs(1);
@@ -446,7 +446,7 @@ async fn postgres_down_for_longer_than_the_budget_loses_nothing() {
 #[tokio::test]
 async fn a_dead_letter_that_cannot_be_written_leaves_the_event_in_jetstream() {
     let db = TestDb::create("kit_dlfail").await;
-    let pool = migrated_pool(&db.url()).await;
+    let pool = migrated_pool(&db.superuser_url()).await;
     sqlx::raw_sql(
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
            $$ BEGIN RAISE EXCEPTION 'dead letters refused by the test'; END $$;
@@ -486,7 +486,7 @@ async fn an_event_jetstream_gives_up_on_is_dead_lettered_from_the_advisory() {
     let db = TestDb::create("kit_advisory").await;
     // A budget JetStream's ceiling undercuts: only the advisory can end it.
     let h = start(
-        migrated_pool(&db.url()).await,
+        migrated_pool(&db.superuser_url()).await,
         spec(|s| {
             s.max_failures = 100;
             s.max_deliver = 2;
@@ -507,7 +507,7 @@ async fn an_event_jetstream_gives_up_on_is_dead_lettered_from_the_advisory() {
 #[tokio::test]
 async fn what_is_in_hand_is_applied_in_one_transaction_and_a_poison_event_spoils_no_neighbour() {
     let db = TestDb::create("kit_batch").await;
-    let mut h = prepare(migrated_pool(&db.url()).await).await;
+    let mut h = prepare(migrated_pool(&db.superuser_url()).await).await;
     // Everything waits in the stream before the consumer starts, so the
     // first pulls bring many at once.
     let mut oks = Vec::new();
@@ -541,7 +541,7 @@ async fn what_is_in_hand_is_applied_in_one_transaction_and_a_poison_event_spoils
 #[tokio::test]
 async fn one_aggregates_events_are_applied_in_stream_order_across_workers() {
     let db = TestDb::create("kit_order").await;
-    let mut h = prepare(migrated_pool(&db.url()).await).await;
+    let mut h = prepare(migrated_pool(&db.superuser_url()).await).await;
     for version in 1..=60u64 {
         let mut e = event("stmarys", "ordered");
         e.aggregate_version = version;

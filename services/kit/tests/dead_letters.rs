@@ -32,7 +32,7 @@ async fn newest_first_per_tenant_with_pages() {
     let db = TestDb::create("kit_dead_letters").await;
     let pool = PgPoolOptions::new()
         .max_connections(2)
-        .connect(&db.url())
+        .connect(&db.superuser_url())
         .await
         .unwrap();
     wardline_kit::db::migrate(&pool, &sqlx::migrate::Migrator::with_migrations(vec![]))

@@ -191,6 +191,7 @@ async fn pipeline(rows: &[AnalystRow]) -> anyhow::Result<()> {
         ("ROUTING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("ROUTING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("ROUTING_DATABASE_URL".to_owned(), db.url()),
+        ("ROUTING_MIGRATE_DATABASE_URL".to_owned(), db.owner_url()),
         ("ROUTING_RELAY_POLL_MS".to_owned(), "200".to_owned()),
     ];
     pairs.extend(wardline_testkit::auth_env());

@@ -81,6 +81,7 @@ async fn who_changed_analysts_and_rules_is_on_record_per_tenant() {
             ("ROUTING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("ROUTING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("ROUTING_DATABASE_URL".to_owned(), db.url()),
+            ("ROUTING_MIGRATE_DATABASE_URL".to_owned(), db.owner_url()),
             ("WARDLINE_SHUTDOWN_TIMEOUT_MS".to_owned(), "5000".to_owned()),
         ]
         .into_iter()

@@ -20,6 +20,7 @@ async fn hostile_events_end_applied_or_dead_lettered_and_the_consumer_goes_on() 
             ("ROUTING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("ROUTING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("ROUTING_DATABASE_URL".to_owned(), db.url()),
+            ("ROUTING_MIGRATE_DATABASE_URL".to_owned(), db.owner_url()),
             ("WARDLINE_SHUTDOWN_TIMEOUT_MS".to_owned(), "5000".to_owned()),
         ]
         .into_iter()

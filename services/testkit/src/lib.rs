@@ -47,7 +47,7 @@ pub use nats::TestNats;
 pub use nats::free_port;
 pub use nats::stable_port;
 pub use otlp::{ReceivedSpan, TestOtlp};
-pub use pg::TestDb;
+pub use pg::{OWNER_ROLE, RUNTIME_ROLE, TestDb};
 pub use pg_cluster::TestPgCluster;
 pub use process::ServiceProcess;
 pub use smtp::{Mail, TestSmtp};

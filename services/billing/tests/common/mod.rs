@@ -46,6 +46,7 @@ pub async fn start(prefix: &str) -> Billing {
             ("BILLING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("BILLING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("BILLING_DATABASE_URL".to_owned(), db.url()),
+            ("BILLING_MIGRATE_DATABASE_URL".to_owned(), db.owner_url()),
             ("BILLING_RELAY_POLL_MS".to_owned(), "200".to_owned()),
             ("WARDLINE_SHUTDOWN_TIMEOUT_MS".to_owned(), "5000".to_owned()),
         ]

@@ -39,6 +39,7 @@ pub fn config_with(db: &TestDb, nats: &TestNats, extra: &[(&str, &str)]) -> Conf
         ("INTAKE_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("INTAKE_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
         ("INTAKE_DATABASE_URL", db.url()),
+        ("INTAKE_MIGRATE_DATABASE_URL", db.owner_url()),
         ("INTAKE_DB_MAX_CONNECTIONS", "8".to_owned()),
         ("INTAKE_RELAY_POLL_MS", "200".to_owned()),
         ("WARDLINE_SHUTDOWN_TIMEOUT_MS", "5000".to_owned()),

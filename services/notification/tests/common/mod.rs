@@ -68,6 +68,7 @@ pub fn env(
         ("NOTIFICATION_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("NOTIFICATION_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
         ("NOTIFICATION_DATABASE_URL", db.url()),
+        ("NOTIFICATION_MIGRATE_DATABASE_URL", db.owner_url()),
         ("NOTIFICATION_DB_MAX_CONNECTIONS", "8".to_owned()),
         ("NOTIFICATION_RELAY_POLL_MS", "200".to_owned()),
         ("NOTIFICATION_SMTP_HOST", "127.0.0.1".to_owned()),
