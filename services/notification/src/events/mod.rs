@@ -478,13 +478,19 @@ impl EventHandler for Events {
         // One event at a time, each in its own span (so what it records
         // continues its trace), inside the batch's transaction; the
         // deliveries of all of them in one statement at the end.
-        if batch.tenant() == ALL_TENANTS_EVENT {
-            // Routing's events about analysts who cover every tenant: they
-            // write the global directory and the '_vendor' recipients, no
-            // hospital's rows, so the batch is not one tenant's. '_all' is
-            // no tenant slug (the kit's scope for it would see nothing).
-            wardline_kit::db::set_scope(batch.conn(), wardline_kit::db::Scope::AllTenants).await?;
-        }
+        // The batch's rows are its tenant's (row-level security). Routing's
+        // events about analysts who cover every tenant come as '_all', no
+        // tenant slug: they write the global directory and the '_vendor'
+        // recipients, no hospital's rows, so that batch sees every tenant.
+        // (Set here until the kit's loop sets the subject's tenant itself;
+        // then only the '_all' case stays.)
+        let tenant = batch.tenant().to_owned();
+        let scope = if tenant == ALL_TENANTS_EVENT {
+            wardline_kit::db::Scope::AllTenants
+        } else {
+            wardline_kit::db::Scope::Tenant(&tenant)
+        };
+        wardline_kit::db::set_scope(batch.conn(), scope).await?;
         let mut out = Recorded::default();
         for event in events {
             self.apply_one(batch.conn(), event, &mut out)
