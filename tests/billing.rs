@@ -95,6 +95,7 @@ fn breach(tenant: &str, ticket_id: &str, priority: Priority, at: DateTime<Utc>) 
             target: SlaTarget::Response as i32,
             deadline: Some(timestamp(at)),
             breached_at: Some(timestamp(at)),
+            internal: false,
         }),
     )
 }

@@ -125,6 +125,8 @@ impl EventHandler for BillingEvents {
                         category: snap.category as i16,
                     });
                 }
+                // A tenant's internal target alerts and never credits.
+                Some(Payload::SlaBreached(p)) if p.internal => {}
                 Some(Payload::SlaBreached(p)) => {
                     let ticket_id =
                         Uuid::parse_str(&p.ticket_id).map_err(|_| poison("ticket_id"))?;

@@ -75,7 +75,8 @@ fn local(m: u32, d: u32, h: u32) -> DateTime<Utc> {
 /// 50 calls of one tenant: business hours, nights, a weekend, January
 /// (invoiced already, so billed late on February), every priority; then
 /// a copy of every fifth under a new event id, mixed in among the others;
-/// and six response breaches among them.
+/// six response breaches among them, and three internal-target alerts
+/// (never credited).
 fn fifty_calls_with_copies() -> Vec<EventEnvelope> {
     let priorities = [Priority::P1, Priority::P2, Priority::P3, Priority::P4];
     let calls: Vec<EventEnvelope> = (0..50u32)
@@ -107,34 +108,41 @@ fn fifty_calls_with_copies() -> Vec<EventEnvelope> {
     // Response breaches of the first five calls, the first one twice
     // (a new event id), and one January breach (credited late).
     for (i, call) in calls.iter().take(5).chain(calls.iter().take(1)).enumerate() {
-        let Some(Payload::TicketCreated(t)) = &call.payload else {
-            unreachable!()
-        };
-        let t = t.ticket.as_ref().unwrap();
         let at = if i == 3 {
             local(1, 21, 9)
         } else {
             local(2, 9, 9)
         };
-        batch.insert(
-            10 + 7 * i,
-            wardline_kit::events::envelope(
-                "routing",
-                TENANT,
-                &t.ticket_id,
-                2,
-                Payload::SlaBreached(SlaBreached {
-                    ticket_id: t.ticket_id.clone(),
-                    number: t.number.clone(),
-                    priority: t.priority,
-                    target: SlaTarget::Response as i32,
-                    deadline: None,
-                    breached_at: Some(wardline_kit::events::timestamp(at)),
-                }),
-            ),
-        );
+        batch.insert(10 + 7 * i, response_breach(call, at, false));
+    }
+    // Three of the tenant's own internal targets missed: alerts, never credits.
+    for call in &calls[5..8] {
+        batch.push(response_breach(call, local(2, 9, 9), true));
     }
     batch
+}
+
+/// Routing's response breach of the ticket `call` created.
+fn response_breach(call: &EventEnvelope, at: DateTime<Utc>, internal: bool) -> EventEnvelope {
+    let Some(Payload::TicketCreated(t)) = &call.payload else {
+        unreachable!()
+    };
+    let t = t.ticket.as_ref().unwrap();
+    wardline_kit::events::envelope(
+        "routing",
+        TENANT,
+        &t.ticket_id,
+        2,
+        Payload::SlaBreached(SlaBreached {
+            ticket_id: t.ticket_id.clone(),
+            number: t.number.clone(),
+            priority: t.priority,
+            target: SlaTarget::Response as i32,
+            deadline: None,
+            breached_at: Some(wardline_kit::events::timestamp(at)),
+            internal,
+        }),
+    )
 }
 
 /// Breach rows as comparable tuples, by ticket.
@@ -183,7 +191,7 @@ async fn metered(pool: &PgPool) -> Vec<CallMetered> {
 #[tokio::test]
 async fn a_batch_of_fifty_calls_with_copies_is_metered_once_each_as_one_by_one_would() {
     let events = fifty_calls_with_copies();
-    assert_eq!(events.len(), 66);
+    assert_eq!(events.len(), 69);
 
     let (_batched_db, batched) = billing("billing_batch").await;
     apply(&batched, &events).await;
@@ -195,7 +203,11 @@ async fn a_batch_of_fifty_calls_with_copies_is_metered_once_each_as_one_by_one_w
 
     let recorded = calls(&batched).await;
     let credited = breaches(&batched).await;
-    assert_eq!(credited.len(), 5, "one breach per ticket and target");
+    assert_eq!(
+        credited.len(),
+        5,
+        "one breach per ticket and target; internal alerts credit nothing"
+    );
     assert_eq!(
         credited,
         breaches(&single).await,

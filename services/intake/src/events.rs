@@ -64,6 +64,8 @@ fn change_of(event: &Incoming) -> Result<Option<(Uuid, RoutingChange)>, HandleEr
                 level: i16::try_from(p.level).unwrap_or(0),
             },
         ),
+        // A tenant's internal target is an alert, not a breach of the ticket's SLA.
+        Some(Payload::SlaBreached(p)) if p.internal => return Ok(None),
         Some(Payload::SlaBreached(p)) => (
             &p.ticket_id,
             RoutingChange::Breached {

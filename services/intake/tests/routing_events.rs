@@ -83,6 +83,7 @@ fn breached(t: &Ticket, seq: u64, target: i32) -> EventEnvelope {
             target,
             deadline: None,
             breached_at: None,
+            internal: false,
         }),
     )
 }
@@ -154,14 +155,25 @@ async fn an_assignment_from_routing_shows_on_the_ticket_once() {
         }),
     );
     publish(&app, &stale, &stale.event_id).await;
+    // An internal-target alert is not a breach of the ticket's SLA.
+    let mut internal = response_breached(&t, 3);
+    if let Some(Payload::SlaBreached(b)) = internal.payload.as_mut() {
+        b.internal = true;
+    }
+    publish(&app, &internal, &internal.event_id).await;
     // A breach after them is applied, proving the others were processed first.
-    let breach = response_breached(&t, 3);
+    let breach = response_breached(&t, 4);
     publish(&app, &breach, &breach.event_id).await;
     let last = eventually(10, "breach", || async {
         let t = get(&app, &t.ticket_id).await;
         (!t.breached_targets.is_empty()).then_some(t)
     })
     .await;
+    assert_eq!(
+        last.breached_targets,
+        [SlaTarget::Response as i32],
+        "the internal alert added no breach"
+    );
     assert_eq!(
         last.assignee_analyst_id, "rn.analyst",
         "the stale event was skipped"
@@ -176,8 +188,8 @@ async fn an_assignment_from_routing_shows_on_the_ticket_once() {
         .await
         .unwrap();
     assert_eq!(
-        inbox, 4,
-        "queued, assigned, stale, breach; the duplicate is not a new entry"
+        inbox, 5,
+        "queued, assigned, stale, internal alert, breach; the duplicate is not a new entry"
     );
 }
 

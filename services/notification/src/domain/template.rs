@@ -95,7 +95,11 @@ pub const VARIABLES: &[Variable] = &[
         "Escalation reason code",
         "resolution_target_missed",
     ),
-    var("sla.target", "Missed SLA target code", "RESOLUTION"),
+    var(
+        "sla.target",
+        "Missed SLA target code (INTERNAL_RESPONSE or INTERNAL_RESOLUTION for the tenant's own internal targets)",
+        "RESOLUTION",
+    ),
     var(
         "invoice.id",
         "Id of the invoice",

@@ -629,9 +629,13 @@ impl Events {
                 )
                 .await
                 .map(|mut f| {
-                    let target = SlaTarget::try_from(p.target)
+                    let mut target = SlaTarget::try_from(p.target)
                         .map(|t| code(t.as_str_name(), "SLA_TARGET_"))
                         .unwrap_or_default();
+                    if p.internal {
+                        // The tenant's own stricter target: an alert, not a contractual breach.
+                        target = format!("INTERNAL_{target}");
+                    }
                     f.vars.set("sla.target", target);
                     f.caller = None;
                     f

@@ -85,9 +85,86 @@ impl Targets {
     }
 }
 
+/// A tenant's own internal targets: per priority (index 0 = P1), the
+/// response and resolution minutes, or none. Stricter than the contract's,
+/// they alert and never credit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InternalTargets {
+    pub minutes: [Option<(u32, u32)>; 4],
+    pub version: u64,
+}
+
+impl InternalTargets {
+    /// Sets `priority`'s targets; an error names the field when the
+    /// priority already has an entry.
+    pub fn set(
+        &mut self,
+        priority: Priority,
+        response: u32,
+        resolution: u32,
+    ) -> Result<(), String> {
+        let slot = &mut self.minutes[index(priority)];
+        if slot.is_some() || priority == Priority::Unspecified {
+            return Err("priority: each of P1-P4 at most once".into());
+        }
+        *slot = Some((response, resolution));
+        Ok(())
+    }
+
+    /// Why these targets are unusable beside the contract's, naming the
+    /// field: each must be stricter than (or equal to) the contractual one.
+    pub fn validate(&self, contract: &Targets) -> Result<(), String> {
+        for (i, m) in self.minutes.iter().enumerate() {
+            let Some((r, s)) = *m else { continue };
+            let p = i + 1;
+            let (cr, cs) = (contract.response_minutes[i], contract.resolution_minutes[i]);
+            if r == 0 || r > cr {
+                return Err(format!(
+                    "targets[P{p}].response_minutes: 1 to the contractual {cr}"
+                ));
+            }
+            if s <= r || s > cs {
+                return Err(format!(
+                    "targets[P{p}].resolution_minutes: longer than the response target, at most the contractual {cs}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_targets_are_stricter_than_the_contract() {
+        let contract = Targets::default();
+        let mut t = InternalTargets::default();
+        t.set(Priority::P1, 5, 60).unwrap();
+        t.validate(&contract).unwrap();
+        assert!(
+            t.set(Priority::P1, 5, 60)
+                .unwrap_err()
+                .starts_with("priority")
+        );
+        let mut loose = InternalTargets::default();
+        loose.set(Priority::P2, 31, 100).unwrap();
+        assert!(
+            loose
+                .validate(&contract)
+                .unwrap_err()
+                .starts_with("targets[P2].response_minutes")
+        );
+        let mut upside_down = InternalTargets::default();
+        upside_down.set(Priority::P3, 10, 10).unwrap();
+        assert!(
+            upside_down
+                .validate(&contract)
+                .unwrap_err()
+                .starts_with("targets[P3].resolution_minutes")
+        );
+    }
 
     #[test]
     fn defaults_are_valid_and_tighter_for_higher_priority() {

@@ -3,6 +3,7 @@
 
 use prost::Message;
 use tonic::{Request, Response, Status};
+use wardline_kit::api::{ApiError, Begun, Idempotent};
 use wardline_kit::audit;
 use wardline_kit::auth::{Caller, Role};
 use wardline_kit::grpc::db_status;
@@ -10,14 +11,16 @@ use wardline_kit::idempotency::{self, Claim};
 use wardline_proto::routing::routing_rule_service_server::RoutingRuleService;
 use wardline_proto::routing::sla_target_service_server::SlaTargetService;
 use wardline_proto::routing::{
-    CategoryRule, GetRoutingRulesRequest, GetRoutingRulesResponse, GetSlaTargetsRequest,
-    ResetCategoryRuleRequest, SetCategoryRuleRequest, SetSlaTargetsRequest, SlaTargets,
+    CategoryRule, GetInternalSlaTargetsRequest, GetRoutingRulesRequest, GetRoutingRulesResponse,
+    GetSlaTargetsRequest, InternalSlaTargets, PriorityTargets, ResetCategoryRuleRequest,
+    SetCategoryRuleRequest, SetInternalSlaTargetsRequest, SetSlaTargetsRequest, SlaTargets,
 };
 
 use super::{Api, decode_replay, require_request_id};
 use crate::domain::rules::default_rule;
-use crate::domain::sla::Targets;
+use crate::domain::sla::{InternalTargets, Targets};
 use crate::policy;
+use crate::store::internal_sla;
 
 /// Roles that read rules.
 const RULE_READERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin, Role::Analyst];
@@ -70,6 +73,46 @@ fn targets_of(r: &SetSlaTargetsRequest) -> Result<Targets, Status> {
         .as_ref()
         .ok_or_else(|| Status::invalid_argument("targets: required"))?;
     policy::targets_from_proto(t).map_err(|e| Status::invalid_argument(format!("targets.{e}")))
+}
+
+/// Internal targets from a request, shape-checked (the comparison with
+/// the contract's needs the database); errors name `targets[i].<field>`.
+fn internal_of(r: &SetInternalSlaTargetsRequest) -> Result<InternalTargets, Status> {
+    let mut t = InternalTargets::default();
+    for (i, e) in r.targets.iter().enumerate() {
+        let p = wardline_proto::common::Priority::try_from(e.priority)
+            .unwrap_or(wardline_proto::common::Priority::Unspecified);
+        t.set(p, e.response_minutes, e.resolution_minutes)
+            .map_err(|m| Status::invalid_argument(format!("targets[{i}].{m}")))?;
+    }
+    Ok(t)
+}
+
+/// Internal targets as the API shows them (P1 first, set priorities only).
+fn internal_to_proto(
+    tenant: &str,
+    t: &InternalTargets,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> InternalSlaTargets {
+    use wardline_proto::common::Priority;
+    let priorities = [Priority::P1, Priority::P2, Priority::P3, Priority::P4];
+    InternalSlaTargets {
+        tenant_id: tenant.to_owned(),
+        targets: t
+            .minutes
+            .iter()
+            .zip(priorities)
+            .filter_map(|(m, p)| {
+                m.map(|(r, s)| PriorityTargets {
+                    priority: p as i32,
+                    response_minutes: r,
+                    resolution_minutes: s,
+                })
+            })
+            .collect(),
+        version: t.version,
+        updated_at: at.map(wardline_kit::events::timestamp),
+    }
 }
 
 fn check_version(expected: u64, current: u64, what: &str) -> Result<(), Status> {
@@ -244,6 +287,75 @@ impl SlaTargetService for Api {
             .map_err(|e| db_status(&e))?;
         tx.commit().await.map_err(|e| db_status(&e))?;
         tracing::info!(tenant = %tenant, version = stored.version, "SLA targets set");
+        Ok(Response::new(resp))
+    }
+
+    async fn get_internal_sla_targets(
+        &self,
+        req: Request<GetInternalSlaTargetsRequest>,
+    ) -> Result<Response<InternalSlaTargets>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let tenant = tenant_of(&caller, RULE_READERS)?;
+        let mut tx = wardline_kit::db::begin(&self.pool, wardline_kit::db::Scope::Tenant(&tenant))
+            .await
+            .map_err(|e| db_status(&e))?;
+        let (targets, at) = internal_sla::get(&mut tx, &tenant)
+            .await
+            .map_err(|e| db_status(&e))?;
+        tx.commit().await.map_err(|e| db_status(&e))?;
+        Ok(Response::new(internal_to_proto(&tenant, &targets, at)))
+    }
+
+    async fn set_internal_sla_targets(
+        &self,
+        req: Request<SetInternalSlaTargetsRequest>,
+    ) -> Result<Response<InternalSlaTargets>, Status> {
+        let caller = Caller::from_request(&req)?;
+        let tenant = tenant_of(&caller, WRITERS)?;
+        let r = req.into_inner();
+        let mut targets = internal_of(&r)?;
+        let mut work = match Idempotent::begin(
+            &self.pool,
+            &tenant,
+            &r.request_id,
+            "SetInternalSlaTargets",
+            &r,
+        )
+        .await?
+        {
+            Begun::Replay(resp) => return Ok(Response::new(resp)),
+            Begun::Fresh(work) => work,
+        };
+        let contract = policy::targets(work.conn(), &tenant)
+            .await
+            .map_err(ApiError::from)?;
+        targets
+            .validate(&contract)
+            .map_err(Status::invalid_argument)?;
+        let current = internal_sla::lock_version(work.conn(), &tenant)
+            .await
+            .map_err(ApiError::from)?;
+        check_version(
+            r.expected_version,
+            current,
+            "the tenant's internal SLA targets",
+        )?;
+        let (version, at) = internal_sla::set(work.conn(), &tenant, &targets)
+            .await
+            .map_err(ApiError::from)?;
+        targets.version = version;
+        audit::record(
+            work.conn(),
+            &caller,
+            &tenant,
+            vec![tenant.clone()],
+            &r.request_id,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        let resp = internal_to_proto(&tenant, &targets, Some(at));
+        work.commit(&resp).await?;
+        tracing::info!(tenant = %tenant, version, "internal SLA targets set");
         Ok(Response::new(resp))
     }
 }

@@ -1,7 +1,9 @@
 //! Background work `app.rs` spawns: the queue drainer (woken when the API
 //! frees capacity, and periodically for shifts that start by the clock),
-//! the timer scanner ([`timers`]) and the queue-depth gauges.
+//! the timer scanner ([`timers`], then the internal-target watcher
+//! [`internal_sla`]) and the queue-depth gauges.
 
+pub mod internal_sla;
 pub mod timers;
 
 use std::sync::Arc;
@@ -51,6 +53,16 @@ pub async fn run_scanner(
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "timer scan failed; retrying");
+                    break;
+                }
+            }
+        }
+        loop {
+            match internal_sla::alert_due(&pool).await {
+                Ok(n) if n >= internal_sla::BATCH => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "internal SLA scan failed; retrying");
                     break;
                 }
             }

@@ -130,6 +130,7 @@ async fn breach(
             target: target as i32,
             deadline: Some(timestamp(deadline)),
             breached_at: Some(timestamp(now)),
+            internal: false,
         }),
     )
     .await?;

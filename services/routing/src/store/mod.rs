@@ -10,5 +10,6 @@
 //! only to take it, and checks it still waits ([`tickets::lock_waiting`]).
 
 pub mod assignments;
+pub mod internal_sla;
 pub mod tickets;
 pub mod timers;

@@ -25,12 +25,17 @@ pub const TENANT: &str = "stmarys";
 
 /// `msg` as the tenant's admin sends it.
 pub fn req<T>(msg: T) -> Request<T> {
+    req_as("boss", Role::TenantAdmin, msg)
+}
+
+/// `msg` as `subject` with `role` in [`TENANT`] sends it.
+pub fn req_as<T>(subject: &str, role: Role, msg: T) -> Request<T> {
     let mut r = Request::new(msg);
     r.extensions_mut().insert(Caller {
-        subject: "boss".into(),
+        subject: subject.into(),
         tenant: Some(TENANT.into()),
         all_tenants: false,
-        roles: vec![Role::TenantAdmin],
+        roles: vec![role],
         email: None,
         phone: None,
     });

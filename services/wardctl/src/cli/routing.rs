@@ -160,11 +160,37 @@ pub enum SlaCommand {
     /// Change --tenant's targets; what is not given keeps its current value.
     /// Times are RESPONSE/RESOLUTION, minutes or with units: 15/240, 15m/4h, 4h/1d.
     Set(SetSlaArgs),
+    /// Show --tenant's internal targets (stricter than the contract's:
+    /// they alert the tenant's supervisors and never credit).
+    Internal,
+    /// Replace --tenant's internal targets with those given (a tenant admin
+    /// may; each at most the contract's); `--clear` alone removes them.
+    SetInternal(SetInternalArgs),
 }
 
-/// `wardctl sla set`.
+/// `wardctl sla set-internal`.
 #[derive(Debug, Args)]
-pub struct SetSlaArgs {
+pub struct SetInternalArgs {
+    #[command(flatten)]
+    pub targets: PriorityTargetArgs,
+    /// Remove every internal target (give no --p1..--p4 with it).
+    #[arg(long, conflicts_with_all = ["p1", "p2", "p3", "p4"])]
+    pub clear: bool,
+    /// Apply only if the internal targets are still at this version (else ABORTED).
+    #[arg(long)]
+    pub expected_version: Option<u64>,
+}
+
+impl SetInternalArgs {
+    /// The priorities given, as `(priority, targets)`.
+    pub fn given(&self) -> Vec<(Priority, TargetsArg)> {
+        self.targets.given()
+    }
+}
+
+/// `--p1`..`--p4`: RESPONSE/RESOLUTION per priority.
+#[derive(Debug, Args)]
+pub struct PriorityTargetArgs {
     /// P1 targets, RESPONSE/RESOLUTION, e.g. 15/240 or 15m/4h.
     #[arg(long, value_parser = parse_targets)]
     pub p1: Option<TargetsArg>,
@@ -177,6 +203,23 @@ pub struct SetSlaArgs {
     /// P4 targets.
     #[arg(long, value_parser = parse_targets)]
     pub p4: Option<TargetsArg>,
+}
+
+impl PriorityTargetArgs {
+    /// The priorities given, as `(priority, targets)`.
+    pub fn given(&self) -> Vec<(Priority, TargetsArg)> {
+        Priority::values()
+            .zip([self.p1, self.p2, self.p3, self.p4])
+            .filter_map(|(p, t)| t.map(|t| (p, t)))
+            .collect()
+    }
+}
+
+/// `wardctl sla set`.
+#[derive(Debug, Args)]
+pub struct SetSlaArgs {
+    #[command(flatten)]
+    pub targets: PriorityTargetArgs,
     /// Seconds an analyst has to acknowledge an assignment (10-3600).
     #[arg(long, value_parser = clap::value_parser!(u32).range(10..=3600))]
     pub ack_timeout: Option<u32>,
@@ -191,10 +234,7 @@ pub struct SetSlaArgs {
 impl SetSlaArgs {
     /// The priorities given, as `(priority, targets)`.
     pub fn given(&self) -> Vec<(Priority, TargetsArg)> {
-        Priority::values()
-            .zip([self.p1, self.p2, self.p3, self.p4])
-            .filter_map(|(p, t)| t.map(|t| (p, t)))
-            .collect()
+        self.targets.given()
     }
 }
 

@@ -8,14 +8,14 @@ use tonic::Code;
 use wardline_proto::ProtoEnum as _;
 use wardline_proto::common::Priority;
 use wardline_proto::routing::{
-    Assignment, ExplainAssignmentRequest, GetQueueRequest, GetQueueResponse,
-    GetRoutingRulesRequest, GetSlaTargetsRequest, ListAssignmentsRequest, PriorityTargets,
-    SetSlaTargetsRequest, SlaTargets,
+    Assignment, ExplainAssignmentRequest, GetInternalSlaTargetsRequest, GetQueueRequest,
+    GetQueueResponse, GetRoutingRulesRequest, GetSlaTargetsRequest, ListAssignmentsRequest,
+    PriorityTargets, SetInternalSlaTargetsRequest, SetSlaTargetsRequest, SlaTargets,
 };
 
 use super::ticket::{TicketKey, ticket_key};
 use super::{Context, print_json};
-use crate::cli::{AssignmentsArgs, QueueArgs, SetSlaArgs, SlaCommand};
+use crate::cli::{AssignmentsArgs, QueueArgs, SetInternalArgs, SetSlaArgs, SlaCommand};
 use crate::grpc::Session;
 use crate::render::Zone;
 use crate::render::routing as render;
@@ -262,9 +262,60 @@ pub fn merge_targets(current: &SlaTargets, args: &SetSlaArgs) -> Result<SlaTarge
     })
 }
 
-/// `wardctl sla get|set`.
+/// `wardctl sla internal|set-internal`.
+async fn internal_sla(
+    ctx: &Context,
+    tenant: Option<&str>,
+    args: Option<SetInternalArgs>,
+) -> Result<()> {
+    let session = ctx.routing_session(tenant).await?;
+    let shown = match args {
+        None => session
+            .sla()
+            .get_internal_sla_targets(GetInternalSlaTargetsRequest {})
+            .await?
+            .into_inner(),
+        Some(args) => {
+            if args.given().is_empty() && !args.clear {
+                bail!("nothing to set: give --p1..--p4 RESPONSE/RESOLUTION, or --clear");
+            }
+            let req = SetInternalSlaTargetsRequest {
+                request_id: ctx.request_id(),
+                targets: args
+                    .given()
+                    .into_iter()
+                    .map(|(p, t)| PriorityTargets {
+                        priority: p as i32,
+                        response_minutes: t.response_minutes,
+                        resolution_minutes: t.resolution_minutes,
+                    })
+                    .collect(),
+                expected_version: args.expected_version.unwrap_or(0),
+            };
+            session
+                .sla()
+                .set_internal_sla_targets(req)
+                .await?
+                .into_inner()
+        }
+    };
+    if ctx.json {
+        print_json(&shown);
+    } else {
+        let zone = tenant_zone(ctx, tenant).await;
+        print!("{}", render::internal_sla_text(&shown, zone));
+    }
+    Ok(())
+}
+
+/// `wardctl sla get|set|internal|set-internal`.
 pub async fn sla(ctx: &Context, cmd: SlaCommand) -> Result<()> {
     let tenant = ctx.tenant_for("the tenant whose SLA targets to use")?;
+    let cmd = match cmd {
+        SlaCommand::Internal => return internal_sla(ctx, tenant, None).await,
+        SlaCommand::SetInternal(args) => return internal_sla(ctx, tenant, Some(args)).await,
+        other => other,
+    };
     let session = ctx.routing_session(tenant).await?;
     let current = session
         .sla()
@@ -272,7 +323,7 @@ pub async fn sla(ctx: &Context, cmd: SlaCommand) -> Result<()> {
         .await?
         .into_inner();
     let shown = match cmd {
-        SlaCommand::Get => current,
+        SlaCommand::Get | SlaCommand::Internal | SlaCommand::SetInternal(_) => current,
         SlaCommand::Set(args) => {
             if args.given().is_empty() && args.ack_timeout.is_none() && args.pause_on_hold.is_none()
             {

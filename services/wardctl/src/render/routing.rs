@@ -6,8 +6,8 @@ use wardline_proto::events::{Availability, EscalationLevel};
 use wardline_proto::routing::{
     Analyst, Assignment, AssignmentExplanation, AssignmentState, Candidate, CategoryRule,
     ClinicalCredential, CredentialPolicy, DayOfWeek, DecisionTrigger, GetQueueResponse,
-    IneligibilityReason, QueuedTicket, RankingKey, RuleSource, Shift, Skill, SkillModule,
-    SlaTargets, TenantCoverage,
+    IneligibilityReason, InternalSlaTargets, QueuedTicket, RankingKey, RuleSource, Shift, Skill,
+    SkillModule, SlaTargets, TenantCoverage,
 };
 
 use super::{Zone, dash, label, label_opt, priority, time, utc};
@@ -510,6 +510,34 @@ pub fn sla_text(s: &SlaTargets, zone: Zone) -> String {
                 "--{} {response}/{resolution}",
                 priority(t.priority).to_ascii_lowercase()
             ),
+        ]);
+    }
+    out.push_str(&table.render());
+    out
+}
+
+/// A tenant's internal targets: one row per priority that has one.
+pub fn internal_sla_text(s: &InternalSlaTargets, zone: Zone) -> String {
+    let mut out = key_values(&[
+        ("tenant", s.tenant_id.clone()),
+        ("version", s.version.to_string()),
+        ("updated", time(s.updated_at.as_ref(), zone)),
+        (
+            "meaning",
+            "alerts the tenant's supervisors; never credited, never escalated".to_owned(),
+        ),
+    ]);
+    out.push('\n');
+    if s.targets.is_empty() {
+        out.push_str("no internal targets\n");
+        return out;
+    }
+    let mut table = Table::of("PRIORITY|RESPONSE|RESOLUTION");
+    for t in &s.targets {
+        table.row([
+            priority(t.priority).to_owned(),
+            format_minutes(t.response_minutes),
+            format_minutes(t.resolution_minutes),
         ]);
     }
     out.push_str(&table.render());
