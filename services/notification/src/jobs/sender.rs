@@ -89,6 +89,15 @@ pub struct Sender {
     secret_keys: Arc<Keyring>,
 }
 
+/// What a round did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Round {
+    /// Due rows looked at (a full round means more may be due).
+    pub seen: usize,
+    /// The soonest a row the tenant rate limit pushed back falls due.
+    pub deferred_for: Option<Duration>,
+}
+
 /// What a round read once for all its deliveries.
 struct RoundData {
     overrides: HashMap<OverrideKey, (String, String)>,
@@ -143,17 +152,26 @@ impl Sender {
                     tracing::warn!(error = %e, "reconciling interrupted attempts failed");
                 }
             }
+            // Rows pushed back by the rate limit wake nobody (the trigger
+            // fires only for what is due now): wait for the soonest of them.
+            let mut wait = self.cfg.scan_interval;
             loop {
                 match self.round().await {
-                    Ok(n) if n as i64 >= BATCH && !stop.is_cancelled() => continue,
-                    Ok(_) => break,
+                    Ok(r) => {
+                        if let Some(d) = r.deferred_for {
+                            wait = wait.min(d);
+                        }
+                        if r.seen as i64 >= BATCH && !stop.is_cancelled() {
+                            continue;
+                        }
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "delivery round failed; retrying");
                         break;
                     }
                 }
             }
-            let wait = self.cfg.scan_interval;
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = wakeup.wait(wait) => {}
@@ -162,11 +180,11 @@ impl Sender {
     }
 
     /// Claims due deliveries and makes one attempt each, recording results
-    /// as they come in. Returns how many rows were looked at.
-    pub async fn round(&self) -> Result<usize, sqlx::Error> {
-        let (claimed, seen, data) = self.claim().await?;
+    /// as they come in.
+    pub async fn round(&self) -> Result<Round, sqlx::Error> {
+        let (claimed, round, data) = self.claim().await?;
         if claimed.is_empty() {
-            return Ok(seen);
+            return Ok(round);
         }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
         let data = &data;
@@ -189,13 +207,13 @@ impl Sender {
             }
         };
         tokio::join!(sends, record);
-        Ok(seen)
+        Ok(round)
     }
 
     /// Claims due deliveries (one transaction for the round) and reads what
     /// their messages need: the tenants' template overrides and the
     /// endpoints' secrets, one query each.
-    async fn claim(&self) -> Result<(Vec<Claimed>, usize, RoundData), sqlx::Error> {
+    async fn claim(&self) -> Result<(Vec<Claimed>, Round, RoundData), sqlx::Error> {
         let mut tx = self.all_tenants().await?;
         let rows = deliveries::lock_due(&mut tx, BATCH).await?;
         let seen = rows.len();
@@ -227,7 +245,13 @@ impl Sender {
         endpoints.dedup();
         let secrets = webhooks::secrets_for_round(&mut tx, &endpoints).await?;
         tx.commit().await?;
-        Ok((claimed, seen, RoundData { overrides, secrets }))
+        let deferred_for = waits
+            .iter()
+            .copied()
+            .reduce(f64::min)
+            .map(Duration::from_secs_f64);
+        let round = Round { seen, deferred_for };
+        Ok((claimed, round, RoundData { overrides, secrets }))
     }
 
     /// Renders and, for webhooks, opens the signing secrets. An error is
