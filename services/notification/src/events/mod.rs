@@ -188,6 +188,7 @@ impl Events {
     async fn snapshot_event(
         &self,
         conn: &mut PgConnection,
+        out: &mut Recorded,
         env: &EventEnvelope,
         snap: &TicketSnapshot,
         kind: Option<EventKind>,
@@ -196,7 +197,7 @@ impl Events {
         let id = parse_id(&snap.ticket_id, "ticket.ticket_id")?;
         let version = env.aggregate_version as i64;
         tracing::Span::current().record("ticket_id", snap.ticket_id.as_str());
-        match tickets::lock(conn, id).await? {
+        match out.tickets.get(&id).cloned() {
             None => {
                 let Some(caller) = created else {
                     // The ticket's TicketCreated (with the caller's contact)
@@ -204,13 +205,32 @@ impl Events {
                     return Err(HandleError::Retry("ticket not seen yet".into()));
                 };
                 tickets::insert(conn, id, &env.tenant_id, snap, caller, version).await?;
+                out.tickets.insert(
+                    id,
+                    tickets::TicketRow {
+                        ticket_id: id,
+                        caller_id: snap.caller_id.clone(),
+                        number: snap.number.clone(),
+                        priority: snap.priority as i16,
+                        status: snap.status as i16,
+                        category: snap.category as i16,
+                        ticket_version: version,
+                        routing_seq: 0,
+                    },
+                );
                 if !snap.caller_id.is_empty() {
                     recipients::upsert_caller(conn, &env.tenant_id, &snap.caller_id, caller)
                         .await?;
                 }
             }
-            Some(t) if version > t.ticket_version => {
+            Some(mut t) if version > t.ticket_version => {
                 tickets::apply_snapshot(conn, id, snap, version).await?;
+                t.number.clone_from(&snap.number);
+                t.priority = snap.priority as i16;
+                t.status = snap.status as i16;
+                t.category = snap.category as i16;
+                t.ticket_version = version;
+                out.tickets.insert(id, t);
             }
             Some(_) => {} // stale snapshot: the event still happened and is told
         }
@@ -238,9 +258,11 @@ impl Events {
     }
 
     /// Facts of one of routing's ticket events (the ticket must be known).
+    #[allow(clippy::too_many_arguments)]
     async fn routing_event(
         &self,
         conn: &mut PgConnection,
+        out: &mut Recorded,
         env: &EventEnvelope,
         ticket_id: &str,
         kind: EventKind,
@@ -249,7 +271,7 @@ impl Events {
     ) -> Result<Facts, HandleError> {
         let id = parse_id(ticket_id, "ticket_id")?;
         tracing::Span::current().record("ticket_id", ticket_id);
-        let Some(t) = tickets::lock(conn, id).await? else {
+        let Some(t) = out.tickets.get(&id).cloned() else {
             return Err(HandleError::Retry("ticket not seen yet".into()));
         };
         let seq = env.aggregate_version as i64;
@@ -257,6 +279,9 @@ impl Events {
             && seq > t.routing_seq
         {
             tickets::assign(conn, id, analyst, seq).await?;
+            if let Some(held) = out.tickets.get_mut(&id) {
+                held.routing_seq = seq;
+            }
         }
         let status = if kind == EventKind::TicketAssigned {
             TicketStatus::Assigned as i32
@@ -406,11 +431,14 @@ impl Events {
 }
 
 /// What a batch's events add up to: the deliveries to record (in one
-/// statement at the end of the batch) and the tenant's webhook endpoints
-/// (read once per batch, when the first event needs them).
+/// statement at the end of the batch), the batch's tickets (locked and
+/// read in one statement at its start, kept current as its events apply)
+/// and the tenant's webhook endpoints (read once per batch, when the first
+/// event needs them).
 #[derive(Default)]
 struct Recorded {
     rows: Vec<NewDelivery>,
+    tickets: std::collections::HashMap<Uuid, tickets::TicketRow>,
     endpoints: Option<(String, Vec<Subscribed>)>,
 }
 
@@ -492,6 +520,19 @@ impl EventHandler for Events {
         };
         wardline_kit::db::set_scope(batch.conn(), scope).await?;
         let mut out = Recorded::default();
+        let mut ids: Vec<Uuid> = events
+            .iter()
+            .filter_map(|e| e.envelope.payload.as_ref())
+            .filter_map(ticket_of)
+            .filter_map(|t| Uuid::parse_str(t).ok())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        out.tickets = tickets::lock_many(batch.conn(), &ids)
+            .await?
+            .into_iter()
+            .map(|t| (t.ticket_id, t))
+            .collect();
         for event in events {
             self.apply_one(batch.conn(), event, &mut out)
                 .instrument(event.span.clone())
@@ -504,6 +545,20 @@ impl EventHandler for Events {
                 .increment(1);
         }
         Ok(())
+    }
+}
+
+/// The ticket an event is about, if any.
+fn ticket_of(payload: &Payload) -> Option<&str> {
+    match payload {
+        Payload::TicketCreated(p) => p.ticket.as_ref().map(|t| t.ticket_id.as_str()),
+        Payload::TicketAssigned(p) => Some(&p.ticket_id),
+        Payload::TicketQueued(p) => Some(&p.ticket_id),
+        Payload::TicketEscalated(p) => Some(&p.ticket_id),
+        Payload::SlaBreached(p) => Some(&p.ticket_id),
+        other => intake_event(other)
+            .and_then(|(t, _)| t.as_ref())
+            .map(|t| t.ticket_id.as_str()),
     }
 }
 
@@ -543,7 +598,7 @@ impl Events {
         };
         if let Some((ticket, kind)) = intake_event(payload) {
             let facts = self
-                .snapshot_event(conn, env, &snap(ticket)?, kind, None)
+                .snapshot_event(conn, out, env, &snap(ticket)?, kind, None)
                 .await?;
             return match facts {
                 Some(f) => self.record(conn, env, f, out).await,
@@ -562,6 +617,7 @@ impl Events {
                 let caller = p.caller.clone().unwrap_or_default();
                 self.snapshot_event(
                     conn,
+                    out,
                     env,
                     &s,
                     Some(EventKind::TicketReceived),
@@ -572,6 +628,7 @@ impl Events {
             Payload::TicketAssigned(p) => Some(
                 self.routing_event(
                     conn,
+                    out,
                     env,
                     &p.ticket_id,
                     EventKind::TicketAssigned,
@@ -588,6 +645,7 @@ impl Events {
             Payload::TicketQueued(p) => Some(
                 self.routing_event(
                     conn,
+                    out,
                     env,
                     &p.ticket_id,
                     EventKind::TicketQueued,
@@ -599,6 +657,7 @@ impl Events {
             Payload::TicketEscalated(p) => Some(
                 self.routing_event(
                     conn,
+                    out,
                     env,
                     &p.ticket_id,
                     EventKind::TicketEscalated,
@@ -621,6 +680,7 @@ impl Events {
             Payload::SlaBreached(p) => Some(
                 self.routing_event(
                     conn,
+                    out,
                     env,
                     &p.ticket_id,
                     EventKind::SlaBreached,

@@ -7,8 +7,10 @@ use uuid::Uuid;
 use wardline_proto::events::TicketSnapshot;
 
 /// A ticket as stored.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TicketRow {
+    /// The ticket.
+    pub ticket_id: Uuid,
     /// The caller's subject id.
     pub caller_id: String,
     /// The tenant's ticket number.
@@ -25,14 +27,21 @@ pub struct TicketRow {
     pub routing_seq: i64,
 }
 
-/// The ticket, locked for the caller's transaction.
-pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<TicketRow>, sqlx::Error> {
+/// The tickets `ids` that exist, locked for the caller's transaction: a
+/// consumer batch reads all its tickets at once.
+pub async fn lock_many(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<TicketRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     sqlx::query_as(
-        "SELECT caller_id, number, priority, status, category, ticket_version, routing_seq
-           FROM tickets WHERE ticket_id = $1 FOR UPDATE",
+        "SELECT ticket_id, caller_id, number, priority, status, category, ticket_version, routing_seq
+           FROM tickets WHERE ticket_id = ANY($1) ORDER BY ticket_id FOR UPDATE",
     )
-    .bind(id)
-    .fetch_optional(conn)
+    .bind(ids)
+    .fetch_all(conn)
     .await
 }
 
