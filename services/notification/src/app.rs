@@ -14,9 +14,9 @@ use wardline_proto::notification::webhook_service_server::WebhookServiceServer;
 
 use crate::channels::Channels;
 use crate::config::Config;
-use crate::consumer::{CONSUMED, Enabled, Events};
+use crate::events::{CONSUMED, Enabled, Events};
 use crate::grpc::Api;
-use crate::sender::{Sender, SenderConfig};
+use crate::jobs::sender::{Sender, SenderConfig};
 
 /// Notification's own migrations.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -42,7 +42,7 @@ pub fn filter_subjects(tenants: &[String]) -> Vec<String> {
     let mut subjects = wardline_kit::nats::filter_subjects(tenants, CONSUMED);
     if !tenants.is_empty() {
         subjects.push(wardline_kit::nats::event_subject(
-            crate::consumer::ALL_TENANTS_EVENT,
+            crate::events::ALL_TENANTS_EVENT,
             "analyst",
             "upserted",
         ));

@@ -517,3 +517,50 @@ async fn a_fresh_notification_goes_out_before_a_backlog_of_retries() {
         "the fresh email waited behind {retried} retries"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_covering_every_tenant_hears_a_tenants_escalation() {
+    let h = spawn().await;
+    // Routing announces an analyst who covers every tenant under '_all';
+    // notification keeps them as a '_vendor' recipient, which every
+    // tenant's events reach (row-level security lets them, and only them,
+    // across).
+    let mut vendor = analyst("sup.vera", 1, true, false);
+    vendor.tenant_id = "_all".into();
+    if let Some(Payload::AnalystUpserted(p)) = &mut vendor.payload {
+        p.analyst.as_mut().unwrap().tenants = vec!["*".into()];
+    }
+    h.publish(&vendor).await;
+    let pool = h.db.pool().await;
+    wardline_testkit::eventually(20, "the vendor supervisor as a recipient", || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM recipients WHERE tenant_id = '_vendor' AND subject_id = 'sup.vera'",
+            )
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (n >= 1).then_some(())
+        }
+    })
+    .await;
+    let id = new_id();
+    h.publish(&ticket_created(&id, "STM-000077", Priority::P2))
+        .await;
+    h.publish(&escalated(&id, "STM-000077", Priority::P2, 2))
+        .await;
+    // received (caller), escalation (the vendor supervisor).
+    h.finished(2, 20).await;
+    settle().await;
+    let to_vera = h
+        .smtp
+        .messages()
+        .into_iter()
+        .filter(|m| m.to == vec!["sup.vera@desk.example.org".to_owned()])
+        .count();
+    assert_eq!(
+        to_vera, 1,
+        "the vendor supervisor hears the escalation once"
+    );
+}

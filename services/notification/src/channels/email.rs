@@ -1,6 +1,9 @@
 //! Email over SMTP with lettre.
 //!
-//! The transport pools connections; STARTTLS (required, not opportunistic),
+//! The transport pools connections (lettre's pool: up to one per attempt
+//! in flight, `NOTIFICATION_SEND_CONCURRENCY`, each closed after a minute
+//! idle), so a burst of email reuses sessions instead of paying TCP, TLS
+//! and EHLO (and AUTH) per message; STARTTLS (required, not opportunistic),
 //! implicit TLS or plain SMTP, and authentication, come from the
 //! configuration. The `Message-ID` is derived from the delivery id, so a
 //! repeated attempt carries the same id and mail systems (and people's
@@ -10,6 +13,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
@@ -26,14 +30,24 @@ pub struct Email {
 }
 
 impl Email {
-    /// A channel for `cfg`, each SMTP command limited to `timeout`.
-    pub fn new(cfg: &SmtpConfig, timeout: Duration) -> anyhow::Result<Self> {
+    /// How long a pooled SMTP connection may stay idle before it is closed.
+    const IDLE: Duration = Duration::from_secs(60);
+
+    /// A channel for `cfg`, each SMTP command limited to `timeout`, with up
+    /// to `connections` pooled sessions (one per attempt in flight).
+    pub fn new(cfg: &SmtpConfig, timeout: Duration, connections: usize) -> anyhow::Result<Self> {
         let builder = match cfg.tls {
             SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
             SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)?,
             SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host)?,
         };
-        let mut builder = builder.port(cfg.port).timeout(Some(timeout));
+        let pool = PoolConfig::new()
+            .max_size(u32::try_from(connections.max(1)).unwrap_or(u32::MAX))
+            .idle_timeout(Self::IDLE);
+        let mut builder = builder
+            .port(cfg.port)
+            .timeout(Some(timeout))
+            .pool_config(pool);
         if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
             builder = builder.credentials(Credentials::new(
                 user.clone(),

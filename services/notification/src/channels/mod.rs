@@ -76,6 +76,7 @@ impl Channels {
             email: Some(Arc::new(email::Email::new(
                 &config.smtp,
                 config.send_timeout,
+                config.send_concurrency,
             )?)),
             sms: config
                 .sms

@@ -1,9 +1,7 @@
 //! DeliveryService: deliveries with their attempts, a fresh retry schedule
 //! for a failed one, and the dead-lettered ones.
 
-use chrono::{DateTime, Utc};
 use prost::Message;
-use sqlx::{Postgres, QueryBuilder};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use wardline_kit::audit;
@@ -22,42 +20,8 @@ use super::{
     parse_uuid, range, require_request_id, tenant_of,
 };
 use crate::domain::{DeliveryState, ErrorClass, NotificationChannel, egress};
-
-#[derive(Debug, sqlx::FromRow)]
-struct Row {
-    delivery_id: Uuid,
-    tenant_id: String,
-    source_event_id: Uuid,
-    event_kind: i16,
-    channel: i16,
-    recipient_id: Option<Uuid>,
-    endpoint_id: Option<Uuid>,
-    address: String,
-    ticket_id: Option<Uuid>,
-    number: String,
-    priority: i16,
-    state: i16,
-    outcome: i16,
-    attempt_count: i32,
-    next_attempt_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    finished_at: Option<DateTime<Utc>>,
-}
-
-const COLUMNS: &str = "delivery_id, tenant_id, source_event_id, event_kind, channel, recipient_id, endpoint_id,
-    address, ticket_id, number, priority, state, outcome, attempt_count, next_attempt_at, created_at, updated_at, finished_at";
-
-#[derive(Debug, sqlx::FromRow)]
-struct AttemptRow {
-    attempt: i32,
-    started_at: DateTime<Utc>,
-    finished_at: Option<DateTime<Utc>>,
-    outcome: Option<i16>,
-    status_code: i32,
-    error_class: i16,
-    next_retry_at: Option<DateTime<Utc>>,
-}
+use crate::store::attempts::{self, AttemptRow};
+use crate::store::deliveries::{self, DeliveryRow as Row, Filter};
 
 fn to_proto(r: &Row, mut attempts: Vec<DeliveryAttempt>) -> Delivery {
     let opt = |u: Option<Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
@@ -93,51 +57,16 @@ fn to_proto(r: &Row, mut attempts: Vec<DeliveryAttempt>) -> Delivery {
     }
 }
 
-async fn attempts(
-    conn: &mut sqlx::PgConnection,
-    ids: &[Uuid],
-) -> Result<Vec<(Uuid, DeliveryAttempt)>, Status> {
-    let rows: Vec<(Uuid, AttemptRow)> = sqlx::query_as::<_, (Uuid, i32, DateTime<Utc>, Option<DateTime<Utc>>, Option<i16>, i32, i16, Option<DateTime<Utc>>)>(
-        "SELECT delivery_id, attempt, started_at, finished_at, outcome, status_code, error_class, next_retry_at
-           FROM delivery_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
-    )
-    .bind(ids)
-    .fetch_all(conn)
-    .await
-    .map_err(db)?
-    .into_iter()
-    .map(|(id, attempt, started_at, finished_at, outcome, status_code, error_class, next_retry_at)| {
-        (
-            id,
-            AttemptRow {
-                attempt,
-                started_at,
-                finished_at,
-                outcome,
-                status_code,
-                error_class,
-                next_retry_at,
-            },
-        )
-    })
-    .collect();
-    Ok(rows
-        .into_iter()
-        .map(|(id, a)| {
-            (
-                id,
-                DeliveryAttempt {
-                    attempt: a.attempt as u32,
-                    started_at: Some(timestamp(a.started_at)),
-                    finished_at: a.finished_at.map(timestamp),
-                    outcome: a.outcome.map(i32::from).unwrap_or(0),
-                    status_code: a.status_code as u32,
-                    error_class: i32::from(a.error_class),
-                    next_retry_at: a.next_retry_at.map(timestamp),
-                },
-            )
-        })
-        .collect())
+fn attempt_to_proto(a: &AttemptRow) -> DeliveryAttempt {
+    DeliveryAttempt {
+        attempt: a.attempt as u32,
+        started_at: Some(timestamp(a.started_at)),
+        finished_at: a.finished_at.map(timestamp),
+        outcome: a.outcome.map(i32::from).unwrap_or(0),
+        status_code: a.status_code as u32,
+        error_class: i32::from(a.error_class),
+        next_retry_at: a.next_retry_at.map(timestamp),
+    }
 }
 
 async fn one(
@@ -146,22 +75,15 @@ async fn one(
     id: Uuid,
     lock: bool,
 ) -> Result<Row, Status> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM deliveries WHERE delivery_id = $1 AND tenant_id = $2{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(tenant)
-        .fetch_optional(conn)
+    deliveries::one(conn, tenant, id, lock)
         .await
         .map_err(db)?
         .ok_or_else(|| Status::not_found(format!("delivery {id} not found")))
 }
 
 async fn with_attempts(conn: &mut sqlx::PgConnection, r: &Row) -> Result<Delivery, Status> {
-    let list = attempts(conn, &[r.delivery_id]).await?;
-    Ok(to_proto(r, list.into_iter().map(|(_, a)| a).collect()))
+    let list = attempts::of(conn, &[r.delivery_id]).await.map_err(db)?;
+    Ok(to_proto(r, list.iter().map(attempt_to_proto).collect()))
 }
 
 fn enums<T>(
@@ -218,50 +140,24 @@ impl DeliveryService for Api {
         let endpoint = opt_uuid(&r.endpoint_id, "endpoint_id")?;
         let ticket = opt_uuid(&r.ticket_id, "ticket_id")?;
         let source = opt_uuid(&r.source_event_id, "source_event_id")?;
-        let (from, to) = range(r.created.as_ref(), "created")?;
-        let after = parse_cursor(&r.page_token)?;
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "SELECT {COLUMNS} FROM deliveries WHERE tenant_id = "
-        ));
-        q.push_bind(&tenant);
-        for (col, list) in [
-            ("event_kind", &kinds),
-            ("channel", &channels),
-            ("state", &states),
-            ("outcome", &outcomes),
-        ] {
-            if !list.is_empty() {
-                q.push(format!(" AND {col} = ANY("))
-                    .push_bind(list.clone())
-                    .push(")");
-            }
-        }
-        for (col, v) in [
-            ("recipient_id", recipient),
-            ("endpoint_id", endpoint),
-            ("ticket_id", ticket),
-            ("source_event_id", source),
-        ] {
-            if let Some(v) = v {
-                q.push(format!(" AND {col} = ")).push_bind(v);
-            }
-        }
-        if let Some(f) = from {
-            q.push(" AND created_at >= ").push_bind(f);
-        }
-        if let Some(t) = to {
-            q.push(" AND created_at < ").push_bind(t);
-        }
-        if let Some((at, id)) = after {
-            q.push(" AND (created_at, delivery_id) < (")
-                .push_bind(at)
-                .push(", ")
-                .push_bind(id)
-                .push(")");
-        }
-        q.push(" ORDER BY created_at DESC, delivery_id DESC LIMIT ")
-            .push_bind(size + 1);
-        let rows: Vec<Row> = q.build_query_as().fetch_all(&self.pool).await.map_err(db)?;
+        let (created_from, created_to) = range(r.created.as_ref(), "created")?;
+        let filter = Filter {
+            kinds,
+            channels,
+            states,
+            outcomes,
+            recipient_id: recipient,
+            endpoint_id: endpoint,
+            ticket_id: ticket,
+            source_event_id: source,
+            created_from,
+            created_to,
+            after: parse_cursor(&r.page_token)?,
+        };
+        let mut conn = self.begin(&tenant).await?;
+        let rows = deliveries::list(&mut conn, &tenant, &filter, size + 1)
+            .await
+            .map_err(db)?;
         let more = rows.len() as i64 > size;
         let page = &rows[..rows.len().min(size as usize)];
         Ok(Response::new(ListDeliveriesResponse {
@@ -281,7 +177,7 @@ impl DeliveryService for Api {
         let tenant = tenant_of(&caller, ADMINS)?;
         let id = parse_uuid(&req.get_ref().delivery_id, "delivery_id")?;
         tracing::Span::current().record("delivery_id", tracing::field::display(id));
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.begin(&tenant).await?;
         let row = one(&mut conn, &tenant, id, false).await?;
         Ok(Response::new(with_attempts(&mut conn, &row).await?))
     }
@@ -296,7 +192,7 @@ impl DeliveryService for Api {
         require_request_id(&r.request_id)?;
         let id = parse_uuid(&r.delivery_id, "delivery_id")?;
         let hash = idempotency::request_hash("RetryDelivery", &r);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, &r.request_id, "RetryDelivery", &hash).await?
         {
@@ -311,14 +207,7 @@ impl DeliveryService for Api {
                 "delivery_id: only a FAILED or DEAD_LETTERED delivery can be retried",
             ));
         }
-        sqlx::query(
-            "UPDATE deliveries SET state = 1, outcome = 0, attempts_base = attempt_count, next_attempt_at = now(),
-                finished_at = NULL, updated_at = now() WHERE delivery_id = $1",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        deliveries::restart(&mut tx, id).await.map_err(db)?;
         let row = one(&mut tx, &tenant, id, false).await?;
         audit::record(
             &mut tx,
@@ -349,41 +238,22 @@ impl DeliveryService for Api {
         let channels = enums(&r.channels, "channels", channel)?;
         let (from, to) = range(r.dead_lettered.as_ref(), "dead_lettered")?;
         let after = parse_cursor(&r.page_token)?;
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "SELECT {COLUMNS} FROM deliveries WHERE outcome = 3 AND tenant_id = "
-        ));
-        q.push_bind(&tenant);
-        if !channels.is_empty() {
-            q.push(" AND channel = ANY(").push_bind(channels).push(")");
-        }
-        if let Some(f) = from {
-            q.push(" AND finished_at >= ").push_bind(f);
-        }
-        if let Some(t) = to {
-            q.push(" AND finished_at < ").push_bind(t);
-        }
-        if let Some((at, id)) = after {
-            q.push(" AND (finished_at, delivery_id) < (")
-                .push_bind(at)
-                .push(", ")
-                .push_bind(id)
-                .push(")");
-        }
-        q.push(" ORDER BY finished_at DESC, delivery_id DESC LIMIT ")
-            .push_bind(size + 1);
-        let rows: Vec<Row> = q.build_query_as().fetch_all(&self.pool).await.map_err(db)?;
+        let mut conn = self.begin(&tenant).await?;
+        let rows =
+            deliveries::dead_letters(&mut conn, &tenant, &channels, (from, to), after, size + 1)
+                .await
+                .map_err(db)?;
         let more = rows.len() as i64 > size;
         let page = &rows[..rows.len().min(size as usize)];
-        let mut conn = self.pool.acquire().await.map_err(db)?;
         let ids: Vec<Uuid> = page.iter().map(|r| r.delivery_id).collect();
-        let all = attempts(&mut conn, &ids).await?;
+        let all = attempts::of(&mut conn, &ids).await.map_err(db)?;
         let deliveries = page
             .iter()
             .map(|r| {
                 let mine = all
                     .iter()
-                    .filter(|(id, _)| *id == r.delivery_id)
-                    .map(|(_, a)| *a)
+                    .filter(|a| a.delivery_id == r.delivery_id)
+                    .map(attempt_to_proto)
                     .collect();
                 to_proto(r, mine)
             })

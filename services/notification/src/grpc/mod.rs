@@ -54,6 +54,19 @@ impl Api {
     }
 }
 
+impl Api {
+    /// A transaction that sees `tenant`'s rows only (row-level security):
+    /// every request's reads and writes run in one.
+    pub(crate) async fn begin(
+        &self,
+        tenant: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Status> {
+        wardline_kit::db::begin(&self.pool, wardline_kit::db::Scope::of(tenant))
+            .await
+            .map_err(db)
+    }
+}
+
 /// Roles that administer a tenant's notification settings.
 pub(crate) const ADMINS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin];
 

@@ -2,7 +2,6 @@
 //! preferences. Recipients created from events (callers, analysts) can be
 //! edited here; once an admin sets addresses, events no longer change them.
 
-use chrono::Utc;
 use prost::Message;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -21,9 +20,10 @@ use super::{
     ADMINS, Api, channel, db, decode_replay, event_kind, invalid, page_size, parse_uuid,
     require_request_id, tenant_of,
 };
-use crate::consumer::{RECIPIENT_COLUMNS, RecipientRow, VENDOR_TENANT};
 use crate::domain::audience::parse_hhmm;
 use crate::domain::{NotificationChannel, RecipientKind};
+use crate::store::VENDOR_TENANT;
+use crate::store::recipients::{self, RecipientRow};
 
 fn not_found(id: &str) -> Status {
     Status::not_found(format!("recipient {id} not found"))
@@ -168,25 +168,11 @@ async fn lock(
     tenants: &[&str],
     id: Uuid,
 ) -> Result<Option<RecipientRow>, Status> {
-    let sql = format!(
-        "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE recipient_id = $1 AND tenant_id = ANY($2) FOR UPDATE"
-    );
-    let tenants: Vec<String> = tenants.iter().map(|t| (*t).to_owned()).collect();
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(&tenants)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)
+    recipients::lock(conn, tenants, id).await.map_err(db)
 }
 
 async fn get(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<RecipientRow, Status> {
-    let sql = format!("SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE recipient_id = $1");
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_one(conn)
-        .await
-        .map_err(db)
+    recipients::get(conn, id).await.map_err(db)
 }
 
 #[tonic::async_trait]
@@ -239,7 +225,7 @@ impl RecipientService for Api {
             Some(parse_uuid(&given.recipient_id, "recipient.recipient_id")?)
         };
         let hash = idempotency::request_hash("UpsertRecipient", &r);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) =
             idempotency::begin(&mut tx, &tenant, &r.request_id, "UpsertRecipient", &hash).await?
         {
@@ -258,14 +244,7 @@ impl RecipientService for Api {
                 Some(row)
             }
             None if kind != RecipientKind::Custom => {
-                let sql = format!(
-                    "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE tenant_id = $1 AND kind = $2 AND subject_id = $3 FOR UPDATE"
-                );
-                sqlx::query_as::<_, RecipientRow>(sqlx::AssertSqlSafe(sql))
-                    .bind(&tenant)
-                    .bind(kind as i16)
-                    .bind(&given.subject_id)
-                    .fetch_optional(&mut *tx)
+                recipients::lock_by_subject(&mut tx, &tenant, kind, &given.subject_id)
                     .await
                     .map_err(db)?
             }
@@ -278,18 +257,13 @@ impl RecipientService for Api {
                 if prefs.is_none() {
                     check_preferences(&row.preferences(), &addrs, "recipient.addresses")?;
                 }
-                sqlx::query(
-                    "UPDATE recipients SET name = $2, email = $3, phone = $4, pager = $5, addresses_managed = TRUE,
-                        preferences = COALESCE($6, preferences), active = TRUE, version = version + 1, updated_at = now()
-                      WHERE recipient_id = $1",
+                recipients::update_managed(
+                    &mut tx,
+                    row.recipient_id,
+                    given.name.trim(),
+                    &addrs,
+                    prefs.as_deref(),
                 )
-                .bind(row.recipient_id)
-                .bind(given.name.trim())
-                .bind(&addrs[0])
-                .bind(&addrs[1])
-                .bind(&addrs[2])
-                .bind(&prefs)
-                .execute(&mut *tx)
                 .await
                 .map_err(db)?;
                 row.recipient_id
@@ -301,20 +275,16 @@ impl RecipientService for Api {
                     ));
                 }
                 let id = Uuid::now_v7();
-                sqlx::query(
-                    "INSERT INTO recipients (recipient_id, tenant_id, kind, subject_id, name, email, phone, pager,
-                        addresses_managed, preferences) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE, $9)",
+                recipients::insert_managed(
+                    &mut tx,
+                    id,
+                    &tenant,
+                    kind,
+                    &given.subject_id,
+                    given.name.trim(),
+                    &addrs,
+                    prefs.as_deref(),
                 )
-                .bind(id)
-                .bind(&tenant)
-                .bind(kind as i16)
-                .bind(&given.subject_id)
-                .bind(given.name.trim())
-                .bind(&addrs[0])
-                .bind(&addrs[1])
-                .bind(&addrs[2])
-                .bind(&prefs)
-                .execute(&mut *tx)
                 .await
                 .map_err(|e| match &e {
                     sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
@@ -373,20 +343,8 @@ impl RecipientService for Api {
             Uuid::parse_str(&r.page_token)
                 .map_err(|_| invalid("page_token: not a token from a previous response"))?
         };
-        let sql = format!(
-            "SELECT {RECIPIENT_COLUMNS} FROM recipients
-              WHERE tenant_id = $1 AND recipient_id > $2
-                AND (cardinality($3::smallint[]) = 0 OR kind = ANY($3))
-                AND ($4 = '' OR subject_id = $4)
-              ORDER BY recipient_id LIMIT $5"
-        );
-        let rows: Vec<RecipientRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(&tenant)
-            .bind(after)
-            .bind(&kinds)
-            .bind(&r.subject_id)
-            .bind(size + 1)
-            .fetch_all(&self.pool)
+        let mut conn = self.begin(&tenant).await?;
+        let rows = recipients::list(&mut conn, &tenant, after, &kinds, &r.subject_id, size + 1)
             .await
             .map_err(db)?;
         let more = rows.len() as i64 > size;
@@ -417,14 +375,18 @@ impl RecipientService for Api {
             .clone()
             .ok_or_else(|| invalid("preferences: required"))?;
         let hash = idempotency::request_hash("SetPreferences", &r);
-        let scope = if admin {
-            tenant.clone()
+        // An analyst's keys are their own: the key names the caller inside
+        // the tenant's keys (a line break no request id contains keeps it
+        // apart from every admin's key), so the row stays the tenant's under
+        // row-level security.
+        let key = if admin {
+            r.request_id.clone()
         } else {
-            format!("{tenant}/{}", caller.subject)
+            format!("{}\n{}", caller.subject, r.request_id)
         };
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) =
-            idempotency::begin(&mut tx, &scope, &r.request_id, "SetPreferences", &hash).await?
+            idempotency::begin(&mut tx, &tenant, &key, "SetPreferences", &hash).await?
         {
             return decode_replay(&bytes);
         }
@@ -448,15 +410,9 @@ impl RecipientService for Api {
         check_version(r.expected_version, &row)?;
         let addrs = [row.email.clone(), row.phone.clone(), row.pager.clone()];
         check_preferences(&prefs, &addrs, "preferences")?;
-        sqlx::query(
-            "UPDATE recipients SET preferences = $2, version = version + 1, updated_at = $3 WHERE recipient_id = $1",
-        )
-        .bind(id)
-        .bind(prefs.encode_to_vec())
-        .bind(Utc::now())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        recipients::set_preferences(&mut tx, id, &prefs.encode_to_vec())
+            .await
+            .map_err(db)?;
         audit::record(
             &mut tx,
             &caller,
@@ -467,7 +423,7 @@ impl RecipientService for Api {
         .await
         .map_err(db)?;
         let resp = to_proto(&get(&mut tx, id).await?);
-        idempotency::finish(&mut tx, &scope, &r.request_id, &resp.encode_to_vec())
+        idempotency::finish(&mut tx, &tenant, &key, &resp.encode_to_vec())
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;

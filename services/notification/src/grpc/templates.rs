@@ -2,7 +2,6 @@
 //! a tenant's overrides (checked: syntax, only the kind's variables, length
 //! or JSON with the longest values).
 
-use chrono::{DateTime, Utc};
 use prost::Message;
 use tonic::{Request, Response, Status};
 use wardline_kit::audit;
@@ -20,14 +19,7 @@ use super::{
 };
 use crate::domain::template::{self, TemplateError};
 use crate::domain::{EventKind, NotificationChannel};
-
-#[derive(Debug, sqlx::FromRow)]
-struct Row {
-    subject: String,
-    body: String,
-    version: i64,
-    updated_at: DateTime<Utc>,
-}
+use crate::store::templates::{self as store, OverrideRow as Row};
 
 fn effective(kind: EventKind, ch: NotificationChannel, row: Option<&Row>) -> Template {
     let variables = template::variables(kind)
@@ -72,18 +64,7 @@ async fn load(
     ch: NotificationChannel,
     lock: bool,
 ) -> Result<Option<Row>, Status> {
-    let sql = format!(
-        "SELECT subject, body, version, updated_at FROM template_overrides
-          WHERE tenant_id = $1 AND event_kind = $2 AND channel = $3{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(tenant)
-        .bind(kind as i16)
-        .bind(ch as i16)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)
+    store::load(conn, tenant, kind, ch, lock).await.map_err(db)
 }
 
 #[tonic::async_trait]
@@ -97,7 +78,7 @@ impl TemplateService for Api {
         let r = req.into_inner();
         let kind = event_kind(r.event_kind, "event_kind")?;
         let ch = channel(r.channel, "channel")?;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.begin(&tenant).await?;
         let row = load(&mut conn, &tenant, kind, ch, false).await?;
         Ok(Response::new(effective(kind, ch, row.as_ref())))
     }
@@ -146,7 +127,7 @@ impl TemplateService for Api {
                 })?;
         }
         let hash = idempotency::request_hash("SetTemplateOverride", &r);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) = idempotency::begin(
             &mut tx,
             &tenant,
@@ -167,31 +148,13 @@ impl TemplateService for Api {
             )));
         }
         if r.reset {
-            sqlx::query(
-                "DELETE FROM template_overrides WHERE tenant_id = $1 AND event_kind = $2 AND channel = $3",
-            )
-            .bind(&tenant)
-            .bind(kind as i16)
-            .bind(ch as i16)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            store::delete(&mut tx, &tenant, kind, ch)
+                .await
+                .map_err(db)?;
         } else {
-            sqlx::query(
-                "INSERT INTO template_overrides (tenant_id, event_kind, channel, subject, body)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (tenant_id, event_kind, channel) DO UPDATE
-                    SET subject = EXCLUDED.subject, body = EXCLUDED.body,
-                        version = template_overrides.version + 1, updated_at = now()",
-            )
-            .bind(&tenant)
-            .bind(kind as i16)
-            .bind(ch as i16)
-            .bind(&r.subject)
-            .bind(&r.body)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            store::upsert(&mut tx, &tenant, kind, ch, &r.subject, &r.body)
+                .await
+                .map_err(db)?;
         }
         // The override is named by its event kind and channel (never its text).
         audit::record(

@@ -7,7 +7,7 @@
 //! signing until the overlap ends, so the receiver can switch at any time
 //! in between.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use prost::Message;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -27,25 +27,14 @@ use super::{
     tenant_of,
 };
 use crate::domain::retry::Verdict;
-use crate::domain::{ErrorClass, NotificationChannel, signature};
-use crate::sender::{Attempted, finish_attempt};
+use crate::domain::{ErrorClass, signature};
+use crate::jobs::sender::{Attempted, finish_attempts};
+use crate::store::attempts;
+use crate::store::deliveries;
+use crate::store::webhooks::{self as store, EndpointRow as Row};
 
 const DEFAULT_OVERLAP: u32 = 86_400;
 const MAX_OVERLAP: u32 = crate::limits::OVERLAP_SECONDS;
-
-#[derive(Debug, sqlx::FromRow)]
-struct Row {
-    endpoint_id: Uuid,
-    tenant_id: String,
-    url: String,
-    event_kinds: Vec<i16>,
-    secret_issued_at: DateTime<Utc>,
-    previous_expires_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-}
-
-const COLUMNS: &str =
-    "endpoint_id, tenant_id, url, event_kinds, secret_issued_at, previous_expires_at, created_at";
 
 fn to_proto(r: &Row) -> WebhookEndpoint {
     WebhookEndpoint {
@@ -110,25 +99,10 @@ pub async fn seal_at_rest(
     pool: &sqlx::PgPool,
     keys: &crate::domain::sealing::Keyring,
 ) -> anyhow::Result<()> {
-    type Stored = (
-        Uuid,
-        Option<String>,
-        Option<String>,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-    );
-    let rows: Vec<Stored> = sqlx::query_as(
-        // Only what needs sealing: clear secrets, and sealed ones whose key
-        // id (byte 0 its length, then the id) is not the current key's, so
-        // a restart with nothing to do reads nothing.
-        "SELECT endpoint_id, secret, previous_secret, secret_sealed, previous_sealed FROM webhook_endpoints
-          WHERE secret IS NOT NULL OR previous_secret IS NOT NULL
-             OR substring(secret_sealed from 2 for get_byte(secret_sealed, 0)) <> $1
-             OR substring(previous_sealed from 2 for get_byte(previous_sealed, 0)) <> $1",
-    )
-    .bind(keys.current_id().as_bytes())
-    .fetch_all(pool)
-    .await?;
+    // Every tenant's endpoints: start-up maintenance of the service's own
+    // secrets, before any request is served.
+    let mut conn = wardline_kit::db::begin(pool, wardline_kit::db::Scope::AllTenants).await?;
+    let rows = store::unsealed(&mut conn, keys.current_id()).await?;
     let current = keys.current_id();
     let mut resealed = 0;
     for (id, clear, prev_clear, sealed, prev_sealed) in rows {
@@ -147,18 +121,11 @@ pub async fn seal_at_rest(
         let (secret, a) = reseal(clear, sealed)?;
         let (previous, b) = reseal(prev_clear, prev_sealed)?;
         if a || b {
-            sqlx::query(
-                "UPDATE webhook_endpoints SET secret_sealed = $2, previous_sealed = $3, secret = NULL, previous_secret = NULL
-                  WHERE endpoint_id = $1",
-            )
-            .bind(id)
-            .bind(secret)
-            .bind(previous)
-            .execute(pool)
-            .await?;
+            store::store_sealed(&mut conn, id, secret.as_deref(), previous.as_deref()).await?;
             resealed += 1;
         }
     }
+    conn.commit().await?;
     if resealed > 0 {
         tracing::info!(
             resealed,
@@ -170,25 +137,14 @@ pub async fn seal_at_rest(
 }
 
 async fn lock(conn: &mut sqlx::PgConnection, tenant: &str, id: Uuid) -> Result<Row, Status> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1 AND tenant_id = $2 AND deleted_at IS NULL FOR UPDATE"
-    );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(tenant)
-        .fetch_optional(conn)
+    store::lock(conn, tenant, id)
         .await
         .map_err(db)?
         .ok_or_else(|| not_found(&id.to_string()))
 }
 
 async fn get(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Row, Status> {
-    let sql = format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1");
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_one(conn)
-        .await
-        .map_err(db)
+    store::get(conn, id).await.map_err(db)
 }
 
 #[tonic::async_trait]
@@ -217,7 +173,7 @@ impl WebhookService for Api {
             kinds.push(k);
         }
         let hash = idempotency::request_hash("CreateWebhookEndpoint", &r);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) = idempotency::begin(
             &mut tx,
             &tenant,
@@ -231,18 +187,10 @@ impl WebhookService for Api {
         }
         let id = Uuid::now_v7();
         let secret = signature::new_secret();
-        sqlx::query(
-            "INSERT INTO webhook_endpoints (endpoint_id, tenant_id, url, event_kinds, secret_sealed, secret_issued_at)
-             VALUES ($1, $2, $3, $4, $5, now())",
-        )
-        .bind(id)
-        .bind(&tenant)
-        .bind(&r.url)
-        .bind(&kinds)
-        .bind(self.secret_keys.seal(&id.to_string(), &secret))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        let sealed = self.secret_keys.seal(&id.to_string(), &secret);
+        store::insert(&mut tx, id, &tenant, &r.url, &kinds, &sealed)
+            .await
+            .map_err(db)?;
         // The endpoint's id only: its URL and secret are not for the record.
         audit::record(
             &mut tx,
@@ -282,7 +230,7 @@ impl WebhookService for Api {
             _ => return Err(invalid("overlap_seconds: at most 604800 (7 days)")),
         };
         let hash = idempotency::request_hash("RotateWebhookSecret", &r);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) = idempotency::begin(
             &mut tx,
             &tenant,
@@ -296,16 +244,10 @@ impl WebhookService for Api {
         }
         lock(&mut tx, &tenant, id).await?;
         let secret = signature::new_secret();
-        sqlx::query(
-            "UPDATE webhook_endpoints SET previous_sealed = secret_sealed, previous_expires_at = now() + make_interval(secs => $3),
-                secret_sealed = $2, secret_issued_at = now() WHERE endpoint_id = $1",
-        )
-        .bind(id)
-        .bind(self.secret_keys.seal(&id.to_string(), &secret))
-        .bind(f64::from(overlap))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        let sealed = self.secret_keys.seal(&id.to_string(), &secret);
+        store::rotate(&mut tx, id, &sealed, f64::from(overlap))
+            .await
+            .map_err(db)?;
         audit::record(
             &mut tx,
             &caller,
@@ -343,15 +285,8 @@ impl WebhookService for Api {
             Uuid::parse_str(&r.page_token)
                 .map_err(|_| invalid("page_token: not a token from a previous response"))?
         };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL AND endpoint_id > $2
-              ORDER BY endpoint_id LIMIT $3"
-        );
-        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(&tenant)
-            .bind(after)
-            .bind(size + 1)
-            .fetch_all(&self.pool)
+        let mut conn = self.begin(&tenant).await?;
+        let rows = store::list(&mut conn, &tenant, after, size + 1)
             .await
             .map_err(db)?;
         let more = rows.len() as i64 > size;
@@ -375,7 +310,7 @@ impl WebhookService for Api {
         require_request_id(&r.request_id)?;
         let id = parse_uuid(&r.endpoint_id, "endpoint_id")?;
         let hash = idempotency::request_hash("DeleteWebhookEndpoint", &r);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin(&tenant).await?;
         if let Claim::Replay(bytes) = idempotency::begin(
             &mut tx,
             &tenant,
@@ -389,60 +324,39 @@ impl WebhookService for Api {
         }
         lock(&mut tx, &tenant, id).await?;
         let now = Utc::now();
-        sqlx::query("UPDATE webhook_endpoints SET deleted_at = $2 WHERE endpoint_id = $1")
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        store::delete(&mut tx, id, now).await.map_err(db)?;
         // Pending deliveries end FAILED with ENDPOINT_DELETED, recorded as
-        // an attempt so the reason is visible. One in flight finishes on its
-        // own (its attempt then finds the endpoint deleted or succeeds).
-        let pending: Vec<(Uuid, Uuid, i32, i32)> = sqlx::query_as(
-            "SELECT delivery_id, source_event_id, attempt_count, attempts_base FROM deliveries
-              WHERE endpoint_id = $1 AND state <> 4 AND sending_since IS NULL FOR UPDATE",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        for (delivery_id, source_event_id, count, base) in &pending {
-            let attempt = count + 1;
-            sqlx::query("UPDATE deliveries SET attempt_count = $2 WHERE delivery_id = $1")
-                .bind(delivery_id)
-                .bind(attempt)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            sqlx::query(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at) VALUES ($1, $2, now())",
-            )
-            .bind(delivery_id)
-            .bind(attempt)
-            .execute(&mut *tx)
+        // an attempt so the reason is visible (array statements, however
+        // many). One in flight finishes on its own (its attempt then finds
+        // the endpoint deleted or succeeds).
+        let mut pending = deliveries::lock_pending_for_endpoint(&mut tx, id)
             .await
             .map_err(db)?;
-            let a = Attempted {
-                delivery_id: *delivery_id,
-                tenant_id: tenant.clone(),
-                source_event_id: *source_event_id,
-                channel: NotificationChannel::Webhook,
-                target: Some(id),
-                attempt,
-                attempts_base: *base,
-            };
-            finish_attempt(
-                &mut tx,
-                &a,
-                Verdict::failed(ErrorClass::EndpointDeleted, 0),
-                &self.policy,
-            )
-            .await
-            .map_err(db)?;
+        for p in &mut pending {
+            p.attempt_count += 1;
         }
+        let ids: Vec<Uuid> = pending.iter().map(|p| p.delivery_id).collect();
+        let counts: Vec<i32> = pending.iter().map(|p| p.attempt_count).collect();
+        attempts::start(&mut tx, &ids, &counts, false)
+            .await
+            .map_err(db)?;
+        let trace = wardline_kit::outbox::TraceContext::current();
+        let items: Vec<_> = pending
+            .iter()
+            .map(|p| {
+                (
+                    Attempted::of(p),
+                    Verdict::failed(ErrorClass::EndpointDeleted, 0),
+                    &trace,
+                )
+            })
+            .collect();
+        finish_attempts(&mut tx, &items, &self.policy, false)
+            .await
+            .map_err(db)?;
         // The endpoint and the deliveries its deletion cancelled.
         let changed = std::iter::once(id)
-            .chain(pending.iter().map(|(d, ..)| *d))
+            .chain(pending.iter().map(|p| p.delivery_id))
             .map(|u| u.to_string())
             .collect();
         audit::record(&mut tx, &caller, &tenant, changed, &r.request_id)
