@@ -17,13 +17,6 @@ use wardline_kit::roles;
 use wardline_kit::tls::Profile;
 use wardline_testkit::TestDb;
 
-/// Services whose own tables are made tenant-scoped on branches that land
-/// separately (rls-routing: routing and billing; notify: notification).
-/// Their databases' kit tables are checked like every other; remove a
-/// service from this list when its branch is merged, and this test then
-/// holds its tables to the same rule.
-const AWAITING_OWN_TABLES: &[&str] = &["routing", "billing", "notification"];
-
 /// The kit's tenant-scoped tables, in every service's database.
 const KIT_TABLES: &[&str] = &["idempotency_keys", "audit_log", "dead_letters"];
 
@@ -78,9 +71,7 @@ async fn every_tenant_scoped_table_of_every_service_forces_the_tenant_policy() {
         }
         for (table, enabled, forced, policies) in tables {
             let ok = enabled && forced && policies > 0;
-            let waived =
-                AWAITING_OWN_TABLES.contains(&service) && !KIT_TABLES.contains(&table.as_str());
-            if !ok && !waived {
+            if !ok {
                 unprotected.push(format!(
                     "{service}.{table} (enabled {enabled}, forced {forced}, tenant policies {policies})"
                 ));

@@ -776,8 +776,14 @@ impl<H: EventHandler> Loop<H> {
             return Ok(Default::default());
         }
         // The batch's tenant (every event's subject names it): the handler
-        // sees and writes that tenant's rows only.
-        let mut tx = crate::db::begin(&self.pool, Scope::Tenant(tenant)).await?;
+        // sees and writes that tenant's rows only; events about every
+        // tenant at once see them all.
+        let scope = if tenant == crate::events::ALL_TENANTS_EVENT {
+            Scope::AllTenants
+        } else {
+            Scope::Tenant(tenant)
+        };
+        let mut tx = crate::db::begin(&self.pool, scope).await?;
         let ids: Vec<Uuid> = candidates.iter().map(|&i| items[i].event_id).collect();
         let subjects: Vec<&str> = candidates
             .iter()

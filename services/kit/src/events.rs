@@ -9,6 +9,13 @@ use uuid::Uuid;
 use wardline_proto::events::EventEnvelope;
 use wardline_proto::events::event_envelope::Payload;
 
+/// The tenant of events about every tenant at once (routing's announcements
+/// of analysts who cover all tenants): never a slug, so no hospital's
+/// subject. The consumer loop applies such a batch with every tenant
+/// visible ([`crate::db::Scope::AllTenants`]): its handlers write the shared
+/// directory, no hospital's rows.
+pub const ALL_TENANTS_EVENT: &str = "_all";
+
 /// A new envelope with a fresh UUIDv7 event id, stamped now.
 pub fn envelope(
     producer: &str,

@@ -60,7 +60,7 @@ pub const CONSUMED: &[&str] = &[
 
 pub use crate::store::VENDOR_TENANT;
 /// Envelope tenant of routing's events about such analysts.
-pub const ALL_TENANTS_EVENT: &str = "_all";
+pub use wardline_kit::events::ALL_TENANTS_EVENT;
 
 /// Which channels are configured (nothing is recorded for the others).
 #[derive(Debug, Clone, Copy)]
@@ -506,19 +506,6 @@ impl EventHandler for Events {
         // One event at a time, each in its own span (so what it records
         // continues its trace), inside the batch's transaction; the
         // deliveries of all of them in one statement at the end.
-        // The batch's rows are its tenant's (row-level security). Routing's
-        // events about analysts who cover every tenant come as '_all', no
-        // tenant slug: they write the global directory and the '_vendor'
-        // recipients, no hospital's rows, so that batch sees every tenant.
-        // (Set here until the kit's loop sets the subject's tenant itself;
-        // then only the '_all' case stays.)
-        let tenant = batch.tenant().to_owned();
-        let scope = if tenant == ALL_TENANTS_EVENT {
-            wardline_kit::db::Scope::AllTenants
-        } else {
-            wardline_kit::db::Scope::Tenant(&tenant)
-        };
-        wardline_kit::db::set_scope(batch.conn(), scope).await?;
         let mut out = Recorded::default();
         let mut ids: Vec<Uuid> = events
             .iter()

@@ -65,7 +65,7 @@ const READERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin, Role::Analyst];
 /// Roles that change it.
 const MANAGERS: &[Role] = &[Role::VendorAdmin, Role::TenantAdmin];
 /// Envelope tenant of directory events about analysts covering every tenant.
-pub const ALL_TENANTS_EVENT: &str = "_all";
+pub use wardline_kit::events::ALL_TENANTS_EVENT;
 /// Idempotency scope of vendor calls that name no tenant (as in intake).
 const VENDOR_SCOPE: &str = "_vendor";
 const PRODUCER: &str = "routing";
