@@ -93,6 +93,7 @@ WARDLINE_PG_URL="$PG_URL" scripts/ensure-postgres.sh
 # random password for the demo's roles, kept in $STATE/db-password. A
 # database from an earlier demo (owned by the admin role) is handed over.
 DB_PASSWORD_FILE="$STATE/db-password"
+mkdir -p "$STATE"
 if [[ ! -s "$DB_PASSWORD_FILE" ]]; then
     (umask 077 && head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DB_PASSWORD_FILE")
 fi
