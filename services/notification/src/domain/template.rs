@@ -85,6 +85,11 @@ pub const VARIABLES: &[Variable] = &[
         "https://wardline.example.org/t/stmarys-health-system-north/tickets/STM-000042",
     ),
     var(
+        "recipient.role",
+        "Who the message is for: caller, analyst, supervisor, on_call, custom or webhook",
+        "supervisor",
+    ),
+    var(
         "analyst.id",
         "Analyst assigned or escalated to",
         "analyst.with-a-long-id",
@@ -114,7 +119,8 @@ pub const VARIABLES: &[Variable] = &[
 pub fn variables(kind: EventKind) -> Vec<&'static Variable> {
     let groups: &[&str] = match kind {
         EventKind::InvoiceIssued => &["event", "tenant", "invoice"],
-        EventKind::TicketAssigned => &["event", "tenant", "ticket", "analyst"],
+        EventKind::TicketReceived => &["event", "tenant", "ticket", "recipient"],
+        EventKind::TicketAssigned => &["event", "tenant", "ticket", "analyst", "recipient"],
         EventKind::TicketEscalated => &["event", "tenant", "ticket", "analyst", "escalation"],
         EventKind::SlaBreached => &["event", "tenant", "ticket", "sla"],
         EventKind::Unspecified => &[],
@@ -393,8 +399,14 @@ fn render_one(
 
 fn title(kind: EventKind) -> &'static str {
     match kind {
-        EventKind::TicketReceived => "We received your request {{ ticket.number }}",
-        EventKind::TicketAssigned => "Ticket {{ ticket.number }} was assigned to an analyst",
+        // Each audience its own words: the caller's acknowledgement is not
+        // what a supervisor following new calls should read.
+        EventKind::TicketReceived => {
+            "{% if recipient.role == \"caller\" %}We received your request {{ ticket.number }}{% else %}New {{ ticket.priority }} call {{ ticket.number }} was received{% endif %}"
+        }
+        EventKind::TicketAssigned => {
+            "{% if recipient.role == \"analyst\" %}Ticket {{ ticket.number }} was assigned to you{% else %}Ticket {{ ticket.number }} was assigned to an analyst{% endif %}"
+        }
         EventKind::TicketResolved => "Ticket {{ ticket.number }} was resolved",
         EventKind::TicketEscalated => {
             "Escalation: {{ ticket.priority }} ticket {{ ticket.number }} ({{ escalation.level }})"
@@ -610,6 +622,49 @@ mod tests {
             &v,
         );
         assert!(matches!(e, Err(TemplateError::Render(_))));
+    }
+
+    #[test]
+    fn each_audience_reads_its_own_words() {
+        let mut v = Vars::new();
+        v.set("ticket.number", "STM-000042")
+            .set("ticket.priority", "P2")
+            .set("ticket.category", "PRINTING")
+            .set("ticket.status", "NEW")
+            .set("ticket.url", "https://desk/t/STM-000042")
+            .set("ticket.id", "t-1")
+            .set("event.id", "e-1")
+            .set("event.kind", "ticket_received")
+            .set("tenant.id", "stmarys")
+            .set("analyst.id", "an.ruiz");
+        let subject = |kind, role: &str| {
+            let mut v = v.clone();
+            v.set("recipient.role", role);
+            render(&default_template(kind, NotificationChannel::Email), &v)
+                .unwrap()
+                .subject
+        };
+        let received = EventKind::TicketReceived;
+        assert_eq!(
+            subject(received, "caller"),
+            "[Wardline] We received your request STM-000042"
+        );
+        for role in ["supervisor", "custom", "on_call", ""] {
+            assert_eq!(
+                subject(received, role),
+                "[Wardline] New P2 call STM-000042 was received",
+                "{role:?}"
+            );
+        }
+        let assigned = EventKind::TicketAssigned;
+        assert_eq!(
+            subject(assigned, "analyst"),
+            "[Wardline] Ticket STM-000042 was assigned to you"
+        );
+        assert_eq!(
+            subject(assigned, "caller"),
+            "[Wardline] Ticket STM-000042 was assigned to an analyst"
+        );
     }
 
     #[test]

@@ -360,25 +360,32 @@ impl Events {
         }
         let now = Utc::now();
         let trace = wardline_kit::telemetry::trace_headers(&tracing::Span::current());
-        let vars = serde_json::to_value(facts.vars.pairs()).unwrap_or_default();
-        let row = |channel, recipient_id, endpoint_id, target, address, state, at| NewDelivery {
-            tenant_id: tenant.to_owned(),
-            source_event_id: event_id,
-            event_kind: facts.kind,
-            channel,
-            recipient_id,
-            endpoint_id,
-            target,
-            address,
-            ticket_id: facts.ticket_id,
-            number: facts.number.clone(),
-            priority: facts.priority as i16,
-            vars: vars.clone(),
-            state,
-            next_attempt_at: at,
-            traceparent: trace.get("traceparent").cloned(),
+        // The facts' variables, with who each message is for.
+        let vars_for = |role: &str| {
+            let mut v = facts.vars.clone();
+            v.set("recipient.role", role);
+            serde_json::to_value(v.pairs()).unwrap_or_default()
         };
+        let row =
+            |channel, recipient_id, endpoint_id, target, address, state, at, vars| NewDelivery {
+                tenant_id: tenant.to_owned(),
+                source_event_id: event_id,
+                event_kind: facts.kind,
+                channel,
+                recipient_id,
+                endpoint_id,
+                target,
+                address,
+                ticket_id: facts.ticket_id,
+                number: facts.number.clone(),
+                priority: facts.priority as i16,
+                vars,
+                state,
+                next_attempt_at: at,
+                traceparent: trace.get("traceparent").cloned(),
+            };
         for r in &recipients {
+            let vars = vars_for(&role(r.kind()));
             let prefs = r.preferences();
             let (subs, quiet) = rules(&prefs);
             let channels = audience::channels_for(r.kind(), &subs, facts.kind, facts.priority);
@@ -403,6 +410,7 @@ impl Events {
                     address.to_owned(),
                     state,
                     at,
+                    vars.clone(),
                 ));
             }
         }
@@ -423,11 +431,18 @@ impl Events {
                     url,
                     DeliveryState::Pending,
                     now,
+                    vars_for("webhook"),
                 ));
             }
         }
         Ok(())
     }
+}
+
+/// `recipient.role` of a recipient of `kind`: `caller`, `analyst`,
+/// `supervisor`, `on_call` or `custom`.
+fn role(kind: RecipientKind) -> String {
+    crate::domain::code(kind.as_str_name(), "RECIPIENT_KIND_").to_lowercase()
 }
 
 /// What a batch's events add up to: the deliveries to record (in one
@@ -706,10 +721,13 @@ impl Events {
         let total = p
             .total
             .as_ref()
+            // The currency's own decimals (ISO 4217), not always two.
             .map(|m| {
-                let sign = if m.minor_units < 0 { "-" } else { "" };
-                let abs = m.minor_units.unsigned_abs();
-                format!("{} {sign}{}.{:02}", m.currency, abs / 100, abs % 100)
+                format!(
+                    "{} {}",
+                    m.currency,
+                    wardline_proto::money::format(m.minor_units, &m.currency)
+                )
             })
             .unwrap_or_default();
         vars.set("invoice.id", p.invoice_id.clone())

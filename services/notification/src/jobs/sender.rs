@@ -269,8 +269,11 @@ impl Sender {
             },
             None => template::default_template(kind, channel),
         };
-        let pairs: BTreeMap<String, String> =
+        let mut pairs: BTreeMap<String, String> =
             serde_json::from_value(c.vars.clone()).unwrap_or_default();
+        // Deliveries recorded before `recipient.role` existed read as no
+        // particular audience (the default wording's general branch).
+        pairs.entry("recipient.role".to_owned()).or_default();
         let message = render_off_runtime(t, Vars::from_pairs(pairs)).await?;
         let mut secrets = Vec::new();
         if channel == NotificationChannel::Webhook {
