@@ -8,7 +8,7 @@
 mod common;
 
 use chrono::{NaiveDate, Utc};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use wardline_billing::domain::calendar::Period;
 use wardline_billing::events::BillingEvents;
@@ -21,6 +21,7 @@ use wardline_proto::common::Priority;
 use wardline_proto::events::event_envelope::Payload;
 use wardline_proto::events::{EventEnvelope, SlaBreached, SlaTarget};
 use wardline_testkit::build::{snapshot, tenant_created, ticket_created};
+use wardline_testkit::rls::{begin, changes_nothing};
 
 use common::migrated;
 
@@ -107,13 +108,6 @@ async fn rows(conn: &mut PgConnection) -> Vec<(&'static str, i64)> {
 }
 
 /// A transaction as `scope`, or one that set no tenant at all (`None`).
-async fn begin(pool: &PgPool, scope: Option<Scope<'_>>) -> Transaction<'static, Postgres> {
-    match scope {
-        Some(s) => db::begin(pool, s).await.unwrap(),
-        None => pool.begin().await.unwrap(),
-    }
-}
-
 #[tokio::test]
 async fn another_tenant_and_no_tenant_see_none_of_st_marys_rows() {
     let (_db, pool, period) = st_marys("bl_rls_read").await;
@@ -156,16 +150,16 @@ async fn another_tenant_writes_no_row_of_st_marys() {
         assert_eq!(code.as_deref(), Some("42501"), "{scope:?}: {e}");
         drop(tx);
         // Updates and deletes find nothing to change.
-        let mut tx = begin(&pool, scope).await;
-        for sql in [
-            "UPDATE periods SET status = 2 WHERE tenant_id = 'stmarys'",
-            "DELETE FROM calls WHERE tenant_id = 'stmarys'",
-            "DELETE FROM breaches WHERE tenant_id = 'stmarys'",
-        ] {
-            let done = sqlx::query(sql).execute(&mut *tx).await.unwrap();
-            assert_eq!(done.rows_affected(), 0, "{scope:?}: {sql}");
-        }
-        tx.commit().await.unwrap();
+        changes_nothing(
+            &pool,
+            scope,
+            &[
+                "UPDATE periods SET status = 2 WHERE tenant_id = 'stmarys'",
+                "DELETE FROM calls WHERE tenant_id = 'stmarys'",
+                "DELETE FROM breaches WHERE tenant_id = 'stmarys'",
+            ],
+        )
+        .await;
     }
     let mut own = begin(&pool, Some(Scope::Tenant(TENANT))).await;
     assert!(rows(&mut own).await.iter().all(|(_, n)| *n > 0));

@@ -155,8 +155,9 @@ async fn an_assignment_from_routing_shows_on_the_ticket_once() {
         }),
     );
     publish(&app, &stale, &stale.event_id).await;
-    // An internal-target alert is not a breach of the ticket's SLA.
-    let mut internal = response_breached(&t, 3);
+    // An internal-target alert is not a breach of the ticket's SLA (a
+    // resolution alert, so that counting it would show).
+    let mut internal = breached(&t, 3, SlaTarget::Resolution as i32);
     if let Some(Payload::SlaBreached(b)) = internal.payload.as_mut() {
         b.internal = true;
     }

@@ -4,9 +4,9 @@
 //! vendor's own trail, `_vendor`, for what touches no one tenant); ids
 //! only, never a name or a contact.
 
-use tokio_util::sync::CancellationToken;
+mod common;
+
 use wardline_kit::auth::Role;
-use wardline_kit::config::Env;
 use wardline_proto::common::audit_service_client::AuditServiceClient;
 use wardline_proto::common::{AuditRecord, Category, ListAuditRecordsRequest};
 use wardline_proto::events::Availability;
@@ -76,27 +76,7 @@ fn row(tenant: &str, method: &str, subject: &str, roles: &[&str], ids: &[&str]) 
 async fn who_changed_analysts_and_rules_is_on_record_per_tenant() {
     let nats = TestNats::start();
     let db = TestDb::create("routing_audit").await;
-    let config = wardline_routing::Config::from_env(&Env::from_pairs(
-        vec![
-            ("ROUTING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            ("ROUTING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            ("ROUTING_DATABASE_URL".to_owned(), db.url()),
-            ("ROUTING_MIGRATE_DATABASE_URL".to_owned(), db.owner_url()),
-            ("WARDLINE_SHUTDOWN_TIMEOUT_MS".to_owned(), "5000".to_owned()),
-        ]
-        .into_iter()
-        .chain(wardline_testkit::auth_env())
-        .chain(nats.service_env("routing", &[]))
-        .collect::<Vec<_>>(),
-    ))
-    .expect("routing accepts the test configuration");
-    let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
-    let app = wardline_routing::Application::build(config, shutdown.clone())
-        .await
-        .expect("routing builds");
-    let grpc = app.grpc_addr();
-    tokio::spawn(app.run_until_stopped());
+    let (grpc, _stop) = common::start(&nats, &db).await;
     let channel = wardline_testkit::channel(grpc);
 
     // The vendor (naming no tenant) hires an analyst for two hospitals and

@@ -5,9 +5,9 @@
 //! panics, no reason quotes the event's text, and routing goes on
 //! applying what comes after.
 
+mod common;
+
 use chrono::Utc;
-use tokio_util::sync::CancellationToken;
-use wardline_kit::config::Env;
 use wardline_proto::common::Priority;
 use wardline_testkit::{TestDb, TestNats, build, hostile};
 
@@ -15,26 +15,7 @@ use wardline_testkit::{TestDb, TestNats, build, hostile};
 async fn hostile_events_end_applied_or_dead_lettered_and_the_consumer_goes_on() {
     let nats = TestNats::start();
     let db = TestDb::create("routing_hostile").await;
-    let config = wardline_routing::Config::from_env(&Env::from_pairs(
-        vec![
-            ("ROUTING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            ("ROUTING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            ("ROUTING_DATABASE_URL".to_owned(), db.url()),
-            ("ROUTING_MIGRATE_DATABASE_URL".to_owned(), db.owner_url()),
-            ("WARDLINE_SHUTDOWN_TIMEOUT_MS".to_owned(), "5000".to_owned()),
-        ]
-        .into_iter()
-        .chain(wardline_testkit::auth_env())
-        .chain(nats.service_env("routing", &[]))
-        .collect::<Vec<_>>(),
-    ))
-    .expect("routing accepts the test configuration");
-    let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
-    let app = wardline_routing::Application::build(config, shutdown.clone())
-        .await
-        .expect("routing builds");
-    tokio::spawn(app.run_until_stopped());
+    let (_grpc, _stop) = common::start(&nats, &db).await;
     let js = nats.jetstream().await;
     let pool = db.pool().await;
 

@@ -12,7 +12,7 @@
 mod common;
 
 use chrono::Utc;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use wardline_kit::auth::{Caller, Role};
 use wardline_kit::consumer::Incoming;
@@ -27,6 +27,7 @@ use wardline_routing::directory;
 use wardline_routing::policy;
 use wardline_routing::store::{assignments, tickets};
 use wardline_testkit::build;
+use wardline_testkit::rls::{begin, changes_nothing, refused};
 
 use common::{TENANT, analyst, apply, req, routing};
 
@@ -139,20 +140,6 @@ async fn st_marys(prefix: &str) -> (wardline_testkit::TestDb, PgPool, Uuid) {
 }
 
 /// A transaction as `scope`, or one that set no tenant at all (`None`).
-async fn begin(pool: &PgPool, scope: Option<Scope<'_>>) -> Transaction<'static, Postgres> {
-    match scope {
-        Some(s) => db::begin(pool, s).await.unwrap(),
-        None => pool.begin().await.unwrap(),
-    }
-}
-
-/// The error code `sql` fails with as `scope` (`None`: it succeeded).
-async fn refused(pool: &PgPool, scope: Option<Scope<'_>>, sql: &'static str) -> Option<String> {
-    let mut tx = begin(pool, scope).await;
-    let e = sqlx::query(sql).execute(&mut *tx).await.err()?;
-    e.as_database_error()?.code().map(|c| c.into_owned())
-}
-
 #[tokio::test]
 async fn another_tenant_and_no_tenant_see_none_of_st_marys_rows() {
     let (_db, pool, ticket) = st_marys("rt_rls_read").await;
@@ -191,16 +178,16 @@ async fn another_tenant_writes_no_row_of_st_marys() {
             assert_eq!(code.as_deref(), Some("42501"), "{scope:?}: {sql}");
         }
         // Updates and deletes find nothing to change.
-        let mut tx = begin(&pool, scope).await;
-        for sql in [
-            "UPDATE tickets SET assignee = 'someone' WHERE tenant_id = 'stmarys'",
-            "DELETE FROM timers WHERE tenant_id = 'stmarys'",
-            "DELETE FROM assignments WHERE tenant_id = 'stmarys'",
-        ] {
-            let done = sqlx::query(sql).execute(&mut *tx).await.unwrap();
-            assert_eq!(done.rows_affected(), 0, "{scope:?}: {sql}");
-        }
-        tx.commit().await.unwrap();
+        changes_nothing(
+            &pool,
+            scope,
+            &[
+                "UPDATE tickets SET assignee = 'someone' WHERE tenant_id = 'stmarys'",
+                "DELETE FROM timers WHERE tenant_id = 'stmarys'",
+                "DELETE FROM assignments WHERE tenant_id = 'stmarys'",
+            ],
+        )
+        .await;
     }
     let mut own = begin(&pool, Some(Scope::Tenant(TENANT))).await;
     let s = seen(&mut own, ticket).await;

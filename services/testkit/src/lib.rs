@@ -40,6 +40,7 @@ mod otlp;
 mod pg;
 mod pg_cluster;
 mod process;
+pub mod rls;
 mod smtp;
 
 pub use http_sink::{HttpSink, Received};

@@ -384,8 +384,13 @@ impl Events {
                 next_attempt_at: at,
                 traceparent: trace.get("traceparent").cloned(),
             };
+        // Serialized once per audience, not once per recipient.
+        let mut by_role: std::collections::HashMap<String, serde_json::Value> = Default::default();
         for r in &recipients {
-            let vars = vars_for(&role(r.kind()));
+            let vars = by_role
+                .entry(role(r.kind()))
+                .or_insert_with_key(|role| vars_for(role))
+                .clone();
             let prefs = r.preferences();
             let (subs, quiet) = rules(&prefs);
             let channels = audience::channels_for(r.kind(), &subs, facts.kind, facts.priority);

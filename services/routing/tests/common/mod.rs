@@ -100,3 +100,31 @@ pub async fn apply(pool: &PgPool, handler: &TicketEvents, events: &[Incoming]) {
         .expect("handled");
     tx.commit().await.unwrap();
 }
+
+/// A whole routing (gRPC, consumer, timers) on `db` and `nats`, as its
+/// runtime role; it stops when the returned guard drops.
+pub async fn start(
+    nats: &wardline_testkit::TestNats,
+    db: &TestDb,
+) -> (std::net::SocketAddr, tokio_util::sync::DropGuard) {
+    let config = wardline_routing::Config::from_env(&wardline_kit::config::Env::from_pairs(
+        vec![
+            ("ROUTING_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            ("ROUTING_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            ("WARDLINE_SHUTDOWN_TIMEOUT_MS".to_owned(), "5000".to_owned()),
+        ]
+        .into_iter()
+        .chain(db.env("ROUTING"))
+        .chain(wardline_testkit::auth_env())
+        .chain(nats.service_env("routing", &[]))
+        .collect::<Vec<_>>(),
+    ))
+    .expect("routing accepts the test configuration");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let app = wardline_routing::Application::build(config, shutdown.clone())
+        .await
+        .expect("routing builds");
+    let grpc = app.grpc_addr();
+    tokio::spawn(app.run_until_stopped());
+    (grpc, shutdown.drop_guard())
+}
